@@ -1,0 +1,42 @@
+# A thin front for CMake: the two README commands and a few more.
+#   make run    build (release) and run the main job: `hostmem map`
+#   make test   install what is missing, build with ASan+UBSan, run every test
+#   make tsan   the concurrency tests under ThreadSanitizer (CI runs it too)
+#   make bench  build (release) and run the benchmarks
+#   make install [PREFIX=/usr/local]
+BUILD ?= build
+PREFIX ?= /usr/local
+JOBS ?= $(shell nproc 2>/dev/null || echo 2)
+
+.PHONY: run test tsan bench install deps clean
+
+deps:
+	@./scripts/deps.sh
+
+run: deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(BUILD)/release -j $(JOBS)
+	./$(BUILD)/release/hostmem map
+
+test: deps
+	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=address,undefined -DHM_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(BUILD)/asan -j $(JOBS)
+	ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS) --timeout 600
+
+tsan: deps
+	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=thread -DHM_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(BUILD)/tsan -j $(JOBS)
+	ctest --test-dir $(BUILD)/tsan --output-on-failure -L threads --timeout 600
+
+bench: deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=ON >/dev/null
+	cmake --build $(BUILD)/release -j $(JOBS)
+	./$(BUILD)/release/bench/bench_vm
+
+install: deps
+	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
+	cmake --build $(BUILD)/release -j $(JOBS)
+	cmake --install $(BUILD)/release
+
+clean:
+	rm -rf $(BUILD)

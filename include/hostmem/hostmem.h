@@ -1,0 +1,192 @@
+/* hostmem.h — the idiomatic C API of hostmem: Win32 virtual-memory semantics on Linux.
+ *
+ * Every fallible call returns an hm_status, which is an HRESULT: 0 (HM_OK) on success, a negative
+ * value on failure. Errors that Win32 reports through GetLastError come back as
+ * HRESULT_FROM_WIN32(error) (0x8007xxxx), so one value carries both the COM code and the Win32
+ * detail: hm_status_win32_error() recovers the last-error value, hm_status_hresult() the code a COM
+ * method returns (where ERROR_NOT_ENOUGH_MEMORY and ERROR_COMMITMENT_LIMIT both become
+ * E_OUTOFMEMORY), hm_status_message() a sentence for people.
+ *
+ * Managers: every call takes an hm_manager; NULL names the process-default manager. This version has
+ * only the default manager; budgets and further managers arrive with the host policy.
+ *
+ * Constants have their Windows values (winnt.h), under the hm_ prefix; <hostmem/win32.h> gives the
+ * Windows names. */
+#ifndef HOSTMEM_HOSTMEM_H
+#define HOSTMEM_HOSTMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define HM_API __attribute__((visibility("default")))
+#else
+#define HM_API
+#endif
+
+/* ---- status ------------------------------------------------------------------------------- */
+
+typedef int32_t hm_status;
+
+#define HM_OK                      ((hm_status)0)
+#define HM_SUCCEEDED(s)            ((hm_status)(s) >= 0)
+#define HM_FAILED(s)               ((hm_status)(s) < 0)
+#define HM_STATUS_FROM_WIN32(e)    ((hm_status)((e) <= 0 ? (uint32_t)(e) : (0x80070000u | ((uint32_t)(e) & 0xFFFFu))))
+
+/* Win32 error values used by the virtual-memory rules (winerror.h). */
+#define HM_ERROR_SUCCESS            0u
+#define HM_ERROR_NOT_ENOUGH_MEMORY  8u
+#define HM_ERROR_BAD_LENGTH         24u
+#define HM_ERROR_NOT_SUPPORTED      50u
+#define HM_ERROR_INVALID_PARAMETER  87u
+#define HM_ERROR_INVALID_ADDRESS    487u
+#define HM_ERROR_NOACCESS           998u
+#define HM_ERROR_COMMITMENT_LIMIT   1455u
+
+#define HM_E_NOT_ENOUGH_MEMORY      HM_STATUS_FROM_WIN32(HM_ERROR_NOT_ENOUGH_MEMORY)   /* 0x80070008 */
+#define HM_E_BAD_LENGTH             HM_STATUS_FROM_WIN32(HM_ERROR_BAD_LENGTH)          /* 0x80070018 */
+#define HM_E_NOT_SUPPORTED          HM_STATUS_FROM_WIN32(HM_ERROR_NOT_SUPPORTED)       /* 0x80070032 */
+#define HM_E_INVALID_PARAMETER      HM_STATUS_FROM_WIN32(HM_ERROR_INVALID_PARAMETER)   /* 0x80070057 = E_INVALIDARG */
+#define HM_E_INVALID_ADDRESS        HM_STATUS_FROM_WIN32(HM_ERROR_INVALID_ADDRESS)     /* 0x800701E7 */
+#define HM_E_NOACCESS               HM_STATUS_FROM_WIN32(HM_ERROR_NOACCESS)            /* 0x800703E6 */
+#define HM_E_COMMITMENT_LIMIT       HM_STATUS_FROM_WIN32(HM_ERROR_COMMITMENT_LIMIT)    /* 0x800705AF */
+
+/* COM and host codes (SPEC 1.1). */
+#define HM_E_NOTIMPL                ((hm_status)0x80004001)
+#define HM_E_NOINTERFACE            ((hm_status)0x80004002)
+#define HM_E_POINTER                ((hm_status)0x80004003)
+#define HM_E_FAIL                   ((hm_status)0x80004005)
+#define HM_E_OUTOFMEMORY            ((hm_status)0x8007000E)
+#define HM_E_INVALIDARG             HM_E_INVALID_PARAMETER
+#define HM_E_HOST_INVALIDOPERATION  ((hm_status)0x80131022)
+#define HM_E_HOST_CLRNOTAVAILABLE   ((hm_status)0x80131023)
+#define HM_E_HOST_TIMEOUT           ((hm_status)0x80131024)
+#define HM_E_HOST_NOT_OWNER         ((hm_status)0x80131025)
+#define HM_E_HOST_ABANDONED         ((hm_status)0x80131026)
+
+/* The Win32 last-error value a status stands for (0 for success, the low word for 0x8007xxxx,
+ * ERROR_NOT_SUPPORTED-like codes for the rest: see status.c). */
+HM_API uint32_t hm_status_win32_error(hm_status s);
+/* The HRESULT a COM method returns for this status (memory refusals become E_OUTOFMEMORY). */
+HM_API int32_t hm_status_hresult(hm_status s);
+/* A short English sentence describing the status; never NULL. */
+HM_API const char *hm_status_message(hm_status s);
+/* The symbolic name of the status ("ERROR_INVALID_ADDRESS", "E_FAIL", ...); never NULL. */
+HM_API const char *hm_status_name(hm_status s);
+/* This thread's detail of its last failed call, naming the argument or the system call at fault
+ * ("MEM_COMMIT: [0x7f.., 0x7f..) is not inside one reserved allocation"); "" if none yet. */
+HM_API const char *hm_last_detail(void);
+
+/* ---- constants (Windows values) ----------------------------------------------------------- */
+
+/* allocation types */
+#define HM_MEM_COMMIT        0x00001000u
+#define HM_MEM_RESERVE       0x00002000u
+#define HM_MEM_RESET         0x00080000u
+#define HM_MEM_TOP_DOWN      0x00100000u
+#define HM_MEM_WRITE_WATCH   0x00200000u
+#define HM_MEM_PHYSICAL      0x00400000u
+#define HM_MEM_RESET_UNDO    0x01000000u
+#define HM_MEM_LARGE_PAGES   0x20000000u
+/* free types */
+#define HM_MEM_DECOMMIT      0x00004000u
+#define HM_MEM_RELEASE       0x00008000u
+/* region states and types (query results) */
+#define HM_MEM_FREE          0x00010000u
+#define HM_MEM_PRIVATE       0x00020000u
+#define HM_MEM_MAPPED        0x00040000u
+#define HM_MEM_IMAGE         0x01000000u
+
+/* protections */
+#define HM_PAGE_NOACCESS           0x001u
+#define HM_PAGE_READONLY           0x002u
+#define HM_PAGE_READWRITE          0x004u
+#define HM_PAGE_WRITECOPY          0x008u
+#define HM_PAGE_EXECUTE            0x010u
+#define HM_PAGE_EXECUTE_READ       0x020u
+#define HM_PAGE_EXECUTE_READWRITE  0x040u
+#define HM_PAGE_EXECUTE_WRITECOPY  0x080u
+#define HM_PAGE_GUARD              0x100u
+#define HM_PAGE_NOCACHE            0x200u
+#define HM_PAGE_WRITECOMBINE       0x400u
+
+/* ---- system ------------------------------------------------------------------------------- */
+
+typedef struct hm_system_info {
+    uint32_t page_size;              /* 4096: anything else is refused at start */
+    uint32_t allocation_granularity; /* 65536 */
+    uintptr_t min_address;           /* 0x10000 */
+    uintptr_t max_address;           /* highest usable byte, as lpMaximumApplicationAddress */
+    uint32_t processors;
+    size_t large_page_minimum;       /* 2 MiB */
+} hm_system_info;
+
+/* Checks the platform once (page size, kernel features). HM_E_NOT_SUPPORTED with a message on
+ * stderr when the page size is not 4 KiB. Every other call runs it on first use. */
+HM_API hm_status hm_init(void);
+HM_API void hm_get_system_info(hm_system_info *out);
+HM_API size_t hm_large_page_minimum(void);
+
+/* ---- address space ------------------------------------------------------------------------ */
+
+/* What a query reports about a region; the layout is MEMORY_BASIC_INFORMATION's on LP64. */
+typedef struct hm_region {
+    void *base;                  /* the queried address rounded down to a page */
+    void *allocation_base;       /* base of the allocation holding it; NULL when free */
+    uint32_t allocation_protect; /* protection given at allocation; 0 when free */
+    uint16_t partition_id;       /* always 0 */
+    size_t size;                 /* bytes from base with identical state, protect and type */
+    uint32_t state;              /* HM_MEM_COMMIT, HM_MEM_RESERVE or HM_MEM_FREE */
+    uint32_t protect;            /* with modifiers; 0 when reserved; PAGE_NOACCESS when free */
+    uint32_t type;               /* HM_MEM_PRIVATE, or 0 when free */
+} hm_region;
+
+typedef struct hm_manager hm_manager; /* NULL = the process-default manager */
+
+/* VirtualAlloc: reserve, commit, reset or undo a reset (SPEC 2.2). On success *base is the start of
+ * the affected range (which may lie below addr); on failure *base is NULL and nothing changed. */
+HM_API hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type,
+                                  uint32_t protect, void **base);
+/* VirtualFree: HM_MEM_DECOMMIT or HM_MEM_RELEASE (SPEC 2.3). */
+HM_API hm_status hm_virtual_free(hm_manager *m, void *addr, size_t size, uint32_t free_type);
+/* VirtualProtect (SPEC 2.4); old_protect may not be NULL (HM_E_NOACCESS). */
+HM_API hm_status hm_virtual_protect(hm_manager *m, void *addr, size_t size, uint32_t protect,
+                                    uint32_t *old_protect);
+/* VirtualQuery (SPEC 2.5). Never waits on a lock an allocating thread may hold. */
+HM_API hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out);
+
+/* Conveniences over the calls above. */
+HM_API hm_status hm_reserve(hm_manager *m, size_t size, void **base);
+HM_API hm_status hm_commit(hm_manager *m, void *addr, size_t size, uint32_t protect);
+HM_API hm_status hm_decommit(hm_manager *m, void *addr, size_t size);
+HM_API hm_status hm_release(hm_manager *m, void *base);
+
+/* ---- introspection ------------------------------------------------------------------------ */
+
+typedef struct hm_vm_stats {
+    size_t allocations;        /* live allocations */
+    size_t runs;               /* page runs over all live allocations */
+    size_t reserved_bytes;     /* sum of allocation sizes */
+    size_t committed_bytes;    /* bytes of committed pages */
+    size_t metadata_bytes;     /* bytes of live map records (nodes, allocations, run tables) */
+    size_t metadata_peak;      /* high-water mark of metadata_bytes */
+    size_t metadata_mapped;    /* bytes the map has mapped for its records (never returned) */
+    size_t arena_bytes;        /* address space held in arenas, used or not */
+} hm_vm_stats;
+
+HM_API void hm_vm_get_stats(hm_vm_stats *out);
+/* Resets metadata_peak to the current metadata_bytes. */
+HM_API void hm_vm_reset_peak(void);
+
+/* Calls fn for every region of every allocation of the manager, in address order, as a sequence of
+ * queries would report them (free gaps are not reported). Stops early when fn returns nonzero. */
+HM_API hm_status hm_vm_walk(hm_manager *m, int (*fn)(const hm_region *r, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,93 @@
+/* api.c — the public hm_* functions (hostmem.h): thin wrappers that check out-pointers and the
+ * manager argument, then call the map. */
+#include <hostmem/hostmem.h>
+
+#include "../os/os.h"
+#include "../vmap/vmap.h"
+
+/* Only the process-default manager exists in this version. */
+static hm_status check_manager(hm_manager *m)
+{
+    if (m) {
+        hm_detail_set("only the process-default manager (NULL) exists in this version");
+        return HM_E_INVALID_PARAMETER;
+    }
+    return HM_OK;
+}
+
+hm_status hm_init(void) { return hm_vmap_init(); }
+
+void hm_get_system_info(hm_system_info *out)
+{
+    if (!out) return;
+    const hm_os_config *c = hm_os_init();
+    out->page_size = (uint32_t)c->page_size;
+    out->allocation_granularity = (uint32_t)c->granularity;
+    out->min_address = c->min_address;
+    out->max_address = c->max_address;
+    out->processors = c->processors;
+    out->large_page_minimum = c->huge_page_size;
+}
+
+size_t hm_large_page_minimum(void) { return hm_os_init()->huge_page_size; }
+
+hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type, uint32_t protect, void **base)
+{
+    if (!base) return HM_E_POINTER;
+    *base = NULL;
+    hm_status st = check_manager(m);
+    return st ? st : hm_vmap_alloc(m, addr, size, type, protect, base);
+}
+
+hm_status hm_virtual_free(hm_manager *m, void *addr, size_t size, uint32_t free_type)
+{
+    hm_status st = check_manager(m);
+    return st ? st : hm_vmap_free(m, addr, size, free_type);
+}
+
+hm_status hm_virtual_protect(hm_manager *m, void *addr, size_t size, uint32_t protect, uint32_t *old)
+{
+    hm_status st = check_manager(m);
+    return st ? st : hm_vmap_protect(m, addr, size, protect, old);
+}
+
+hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out)
+{
+    if (!out) return HM_E_POINTER;
+    hm_status st = check_manager(m);
+    return st ? st : hm_vmap_query(addr, out);
+}
+
+hm_status hm_reserve(hm_manager *m, size_t size, void **base)
+{
+    return hm_virtual_alloc(m, NULL, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, base);
+}
+
+hm_status hm_commit(hm_manager *m, void *addr, size_t size, uint32_t protect)
+{
+    void *base;
+    return hm_virtual_alloc(m, addr, size, HM_MEM_COMMIT, protect, &base);
+}
+
+hm_status hm_decommit(hm_manager *m, void *addr, size_t size)
+{
+    return hm_virtual_free(m, addr, size, HM_MEM_DECOMMIT);
+}
+
+hm_status hm_release(hm_manager *m, void *base) { return hm_virtual_free(m, base, 0, HM_MEM_RELEASE); }
+
+void hm_vm_get_stats(hm_vm_stats *out)
+{
+    if (out) hm_vmap_stats(out);
+}
+
+void hm_vm_reset_peak(void) { hm_vmap_reset_peak(); }
+
+hm_status hm_vm_walk(hm_manager *m, int (*fn)(const hm_region *r, void *arg), void *arg)
+{
+    if (!fn) return HM_E_POINTER;
+    hm_status st = check_manager(m);
+    return st ? st : hm_vmap_walk(m, fn, arg);
+}
+
+const char *hm_last_detail(void) { return hm_detail_get(); }

@@ -1,0 +1,163 @@
+/* arena.c — chunked placement (arena.h). */
+#include "arena.h"
+
+#include <errno.h>
+
+#include "../os/os.h"
+#include "meta.h"
+
+#define WORDS (HM_CHUNK_GRANULES / 64)
+
+struct hm_chunk {
+    hm_meta_hdr hdr;
+    uintptr_t base;        /* 64 KiB aligned */
+    size_t nfree;          /* free granules */
+    size_t lo_hint;        /* no free granule below this index */
+    hm_chunk *next;        /* chunks in ascending address order */
+    hm_chunk *prev;
+    uint64_t used[WORDS];  /* bit i: granule i belongs to an allocation */
+};
+
+static hm_pool chunk_pool = HM_POOL_INIT("chunk", sizeof(hm_chunk), 64 * 1024);
+static hm_chunk *lowest, *highest;
+static size_t nchunks;
+
+static bool bit(const hm_chunk *c, size_t i) { return (c->used[i / 64] >> (i % 64)) & 1u; }
+
+static void mark(hm_chunk *c, size_t i, size_t n, bool on)
+{
+    for (size_t k = i; k < i + n; k++) {
+        uint64_t m = (uint64_t)1 << (k % 64);
+        if (on) c->used[k / 64] |= m;
+        else c->used[k / 64] &= ~m;
+    }
+    if (on) c->nfree -= n;
+    else c->nfree += n;
+}
+
+/* Lowest index of a run of n free granules at or above from, or SIZE_MAX. */
+static size_t find_up(const hm_chunk *c, size_t from, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = from; i < HM_CHUNK_GRANULES;) {
+        uint64_t w = c->used[i / 64];
+        if (i % 64 == 0 && w == 0 && run + 64 < n) { /* a whole free word */
+            run += 64;
+            i += 64;
+            continue;
+        }
+        if (i % 64 == 0 && w == ~(uint64_t)0) { /* a whole used word */
+            run = 0;
+            i += 64;
+            continue;
+        }
+        if (bit(c, i)) run = 0;
+        else if (++run == n) return i + 1 - n;
+        i++;
+    }
+    return SIZE_MAX;
+}
+
+/* Highest index of a run of n free granules, or SIZE_MAX. */
+static size_t find_down(const hm_chunk *c, size_t n)
+{
+    size_t run = 0;
+    for (size_t i = HM_CHUNK_GRANULES; i-- > 0;) {
+        if (i % 64 == 63 && c->used[i / 64] == ~(uint64_t)0) {
+            run = 0;
+            i -= 63;
+            continue;
+        }
+        if (bit(c, i)) run = 0;
+        else if (++run == n) return i;
+    }
+    return SIZE_MAX;
+}
+
+static void link_chunk(hm_chunk *c)
+{
+    hm_chunk *after = NULL; /* the last chunk below c */
+    for (hm_chunk *k = lowest; k && k->base < c->base; k = k->next) after = k;
+    c->prev = after;
+    c->next = after ? after->next : lowest;
+    if (c->next) c->next->prev = c;
+    else highest = c;
+    if (after) after->next = c;
+    else lowest = c;
+    nchunks++;
+}
+
+static int new_chunk(bool top_down, hm_chunk **out)
+{
+    int err = 0;
+    hm_chunk *c = hm_pool_alloc(&chunk_pool, &err);
+    if (!c) return err;
+    /* Ask for the spot next to the existing chunks so that the kernel can merge their mappings. */
+    void *hint = NULL;
+    if (top_down && highest) hint = (void *)(highest->base + HM_CHUNK_SIZE);
+    else if (lowest && lowest->base > HM_CHUNK_SIZE) hint = (void *)(lowest->base - HM_CHUNK_SIZE);
+    void *p;
+    err = hm_os_reserve(hint, HM_CHUNK_SIZE, ((size_t)1 << 16), &p);
+    if (err) {
+        hm_pool_free(&chunk_pool, c);
+        return err;
+    }
+    hm_os_name(p, HM_CHUNK_SIZE, "hostmem");
+    c->base = (uintptr_t)p;
+    c->nfree = HM_CHUNK_GRANULES;
+    c->lo_hint = 0;
+    for (size_t i = 0; i < WORDS; i++) c->used[i] = 0;
+    link_chunk(c);
+    *out = c;
+    return 0;
+}
+
+int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk)
+{
+    if (ngran == 0 || ngran > HM_CHUNK_GRANULES) return EINVAL;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        for (hm_chunk *c = top_down ? highest : lowest; c; c = top_down ? c->prev : c->next) {
+            if (c->nfree < ngran) continue;
+            size_t i = top_down ? find_down(c, ngran) : find_up(c, c->lo_hint, ngran);
+            if (i == SIZE_MAX) continue;
+            mark(c, i, ngran, true);
+            if (!top_down && i == c->lo_hint) c->lo_hint = i + ngran;
+            *base = c->base + (i << 16);
+            *chunk = c;
+            return 0;
+        }
+        if (attempt == 0) {
+            hm_chunk *c;
+            int err = new_chunk(top_down, &c);
+            if (err) return err;
+        }
+    }
+    return ENOMEM;
+}
+
+int hm_arena_place_at(uintptr_t addr, size_t ngran, hm_chunk **chunk)
+{
+    uintptr_t end = addr + (ngran << 16);
+    for (hm_chunk *c = lowest; c; c = c->next) {
+        uintptr_t cend = c->base + HM_CHUNK_SIZE;
+        if (end <= c->base || addr >= cend) continue;
+        if (addr < c->base || end > cend) return EEXIST;
+        size_t i = (addr - c->base) >> 16;
+        for (size_t k = i; k < i + ngran; k++)
+            if (bit(c, k)) return EEXIST;
+        mark(c, i, ngran, true);
+        if (i <= c->lo_hint && c->lo_hint < i + ngran) c->lo_hint = i + ngran;
+        *chunk = c;
+        return 0;
+    }
+    return ENOENT;
+}
+
+void hm_arena_unplace(hm_chunk *c, uintptr_t base, size_t ngran)
+{
+    size_t i = (base - c->base) >> 16;
+    mark(c, i, ngran, false);
+    if (i < c->lo_hint) c->lo_hint = i;
+}
+
+size_t hm_arena_bytes(void) { return nchunks * HM_CHUNK_SIZE; }

@@ -1,0 +1,38 @@
+/* arena.h — where allocations are placed in the address space.
+ *
+ * Allocations up to HM_ARENA_DIRECT_MIN bytes are carved from chunks: 1 GiB stretches of
+ * PROT_NONE, MAP_NORESERVE address space that the arena maps once and keeps. Neighbours in a chunk
+ * share the kernel's mappings wherever their protections agree (all reserved space is one PROT_NONE
+ * mapping), so the number of allocations is not capped by vm.max_map_count: a million 64 KiB
+ * reservations fit in 64 chunks, 64 kernel mappings. A chunk keeps one bit per 64 KiB granule
+ * (1 = owned by an allocation, tail of its last granule included).
+ *
+ * Larger allocations, allocations at an address outside every chunk, and large-page allocations get
+ * a mapping of their own ("direct"), unmapped when they are released.
+ *
+ * Space given back to a chunk is PROT_NONE and empty (vmap.c discards it first), so carving it
+ * again needs no system call. All calls run under the map's writer lock. */
+#ifndef HM_ARENA_H
+#define HM_ARENA_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HM_CHUNK_SIZE ((size_t)1 << 30)
+#define HM_CHUNK_GRANULES (HM_CHUNK_SIZE >> 16)
+#define HM_ARENA_DIRECT_MIN (HM_CHUNK_SIZE / 4)
+
+typedef struct hm_chunk hm_chunk;
+
+/* Places ngran granules in a chunk, lowest address first (highest with top_down). */
+int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk);
+/* Places [addr, addr + ngran granules) exactly. 0: placed in *chunk. ENOENT: no chunk touches the
+ * range (the caller maps it directly). EEXIST: the range crosses a chunk's edge or is taken. */
+int hm_arena_place_at(uintptr_t addr, size_t ngran, hm_chunk **chunk);
+/* Gives the granules back to their chunk. */
+void hm_arena_unplace(hm_chunk *chunk, uintptr_t base, size_t ngran);
+/* Address space held in chunks. */
+size_t hm_arena_bytes(void);
+
+#endif

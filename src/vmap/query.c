@@ -1,0 +1,137 @@
+/* query.c — VirtualQuery: the lock-free read path of the map (the protocol is in vmap.h).
+ *
+ * Answers [R2.5]: BaseAddress is the address rounded down to a page; inside an allocation the region
+ * runs while State, Protect and Type stay equal, never past the allocation's end; reserved pages
+ * report Protect 0; free memory reports PAGE_NOACCESS, no allocation base, and a RegionSize that
+ * reaches the next allocation (or the top of the user address space), never 0. */
+#include <stdatomic.h>
+
+#include "../os/os.h"
+#include "radix.h"
+#include "rules.h"
+#include "vmap_internal.h"
+
+#define PAGE ((uintptr_t)4096)
+
+static inline uint64_t ld(_Atomic uint64_t *p) { return atomic_load_explicit(p, memory_order_relaxed); }
+
+/* Visible attributes of a run: what makes two neighbours one region. */
+static inline uint32_t visible(uint32_t attr) { return attr & (HM_RUN_COMMIT | HM_RUN_PROT_MASK); }
+
+/* Fills a free region from page-aligned at, up to the next allocation. The granule at `at` may belong
+ * to an allocation that ends below at (the unusable tail of its last granule), so the search for the
+ * next one starts after that granule. */
+static void fill_free(uintptr_t at, hm_region *out)
+{
+    const hm_os_config *c = hm_os_cfg();
+    uintptr_t top = c->max_address + 1, next = top;
+    uint64_t g = at >> 16;
+    for (;;) {
+        hm_alloc *a = hm_radix_lookup(g);
+        hm_alloc *n = hm_radix_next(a ? g + 1 : g);
+        if (!n) break;
+        uint64_t gen = hm_meta_gen(n);
+        uintptr_t b = atomic_load_explicit(&n->base, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if ((gen & 1u) || hm_meta_gen(n) != gen) continue; /* retired meanwhile: look again */
+        if (b > at) next = b < top ? b : top;
+        break;
+    }
+    out->base = (void *)at;
+    out->allocation_base = NULL;
+    out->allocation_protect = 0;
+    out->partition_id = 0;
+    out->size = next > at ? next - at : top - at;
+    out->state = HM_MEM_FREE;
+    out->protect = HM_PAGE_NOACCESS;
+    out->type = 0;
+}
+
+hm_status hm_vmap_query(const void *addr, hm_region *out)
+{
+    hm_status st = hm_vmap_init();
+    if (st) return st;
+    uintptr_t at = (uintptr_t)addr & ~(PAGE - 1);
+    if ((uintptr_t)addr > hm_os_cfg()->max_address) {
+        hm_detail_set("VirtualQuery: %p is above the user address space", addr);
+        return HM_E_INVALID_PARAMETER;
+    }
+    for (;;) {
+        hm_alloc *a = hm_radix_lookup(at >> 16);
+        if (!a) {
+            fill_free(at, out);
+            return HM_OK;
+        }
+        uint64_t ag = hm_meta_gen(a);
+        if (ag & 1u) continue;
+        uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+        uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+        uint32_t aprot = atomic_load_explicit(&a->alloc_protect, memory_order_relaxed);
+        hm_runs *r = (hm_runs *)atomic_load_explicit(&a->runs, memory_order_acquire);
+        uint64_t rg = hm_meta_gen(r);
+        if (rg & 1u) continue;
+        uint32_t cap = atomic_load_explicit(&r->cap, memory_order_relaxed);
+        uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);
+        bool inside = at >= base && at - base < size;
+        uint64_t first = 0, end = 0;
+        uint32_t attr = 0;
+        if (inside && n >= 1 && n <= cap) {
+            uint64_t npages = size / PAGE, p = (at - base) / PAGE;
+            uint32_t i = hm_runs_find(r, n, p);
+            attr = hm_run_attr(ld(&r->entry[i]));
+            first = p;
+            end = npages;
+            for (uint32_t k = i + 1; k < n; k++) { /* coalesce runs that differ only invisibly */
+                uint64_t e = ld(&r->entry[k]);
+                if (visible(hm_run_attr(e)) != visible(attr)) {
+                    end = hm_run_first(e);
+                    break;
+                }
+            }
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (hm_meta_gen(a) != ag || hm_meta_gen(r) != rg ||
+            atomic_load_explicit(&a->runs, memory_order_relaxed) != (uintptr_t)r)
+            continue; /* a writer retired or replaced what we read: start over */
+        if (!inside) {
+            fill_free(at, out); /* the tail of the allocation's last granule */
+            return HM_OK;
+        }
+        if (n < 1 || n > cap || end <= first) continue; /* cannot happen for a stable table */
+        bool committed = attr & HM_RUN_COMMIT;
+        out->base = (void *)at;
+        out->allocation_base = (void *)base;
+        out->allocation_protect = aprot;
+        out->partition_id = 0;
+        out->size = (end - first) * PAGE;
+        out->state = committed ? HM_MEM_COMMIT : HM_MEM_RESERVE;
+        out->protect = committed ? hm_prot_report(attr & HM_RUN_PROT_MASK, aprot) : 0;
+        out->type = HM_MEM_PRIVATE;
+        return HM_OK;
+    }
+}
+
+/* Walk: queries from each allocation's base to its end, allocation after allocation. Holds the writer
+ * lock so that the walk is one consistent picture. */
+hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), void *arg)
+{
+    hm_status st = hm_vmap_init();
+    if (st) return st;
+    pthread_mutex_lock(&hm_map_lock);
+    for (hm_alloc *a = hm_radix_next(0); a;) {
+        uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+        uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+        if ((void *)atomic_load_explicit(&a->owner, memory_order_relaxed) == owner) {
+            for (uintptr_t at = base; at < base + size;) {
+                hm_region r;
+                hm_vmap_query((void *)at, &r);
+                if (fn(&r, arg)) goto out;
+                at += r.size;
+            }
+        }
+        a = hm_radix_next(((base + size - 1) >> 16) + 1);
+    }
+out:
+    pthread_mutex_unlock(&hm_map_lock);
+    return HM_OK;
+}

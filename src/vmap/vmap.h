@@ -1,0 +1,66 @@
+/* vmap.h — the address-space map: every allocation hostmem made, its pages' states and protections,
+ * and the Win32 operations on them (SPEC 2.2-2.5).
+ *
+ * Ownership of facts: the map owns page states and protections; the kernel's mappings are kept equal
+ * to it (reserved page = PROT_NONE and empty; committed page = the Linux protection of its Win32
+ * one). The arena owns placement, the radix tree the address -> allocation index.
+ *
+ * Concurrency: one writer lock (map_lock in vmap.c) serialises every change; system calls run under
+ * it, so a failure can be rolled back before anyone sees it. Queries take no lock at all:
+ *   1. the radix tree gives the allocation record for the address (atomic loads only);
+ *   2. the reader notes the record's gen and its run-table pointer, and the table's gen;
+ *   3. it reads what it needs (relaxed atomic loads), then re-reads the three after an acquire fence;
+ *   4. if any changed, or a gen was odd, the record or table was retired or rebuilt meanwhile and it
+ *      starts over from step 1.
+ * A writer never modifies a reachable record's fields or a published table: it builds a new table
+ * and swaps one pointer, or unlinks a record from the radix tree before retiring it. So a reader
+ * retries only when a writer has made progress, never waits for one (a writer suspended anywhere
+ * leaves only complete, published versions reachable), and all memory it may read stays mapped
+ * (meta.h: type-stable pools). */
+#ifndef HM_VMAP_H
+#define HM_VMAP_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+#include "arena.h"
+#include "meta.h"
+#include "runs.h"
+
+/* allocation flags */
+#define HM_AF_DIRECT   0x1u  /* own kernel mapping: munmap on release */
+#define HM_AF_LARGE    0x2u  /* MEM_LARGE_PAGES */
+#define HM_AF_HUGETLB  0x4u  /* backed by hugetlb pages (else transparent huge pages) */
+#define HM_AF_PHYSICAL 0x8u  /* MEM_PHYSICAL reservation: cannot be committed */
+
+/* One allocation. base, size, alloc_protect, flags and owner never change while the record is
+ * published; runs is swapped by writers. chunk and committed are the writer's alone. */
+typedef struct hm_alloc {
+    hm_meta_hdr hdr;
+    _Atomic uintptr_t base;          /* 64 KiB aligned */
+    _Atomic uint64_t size;           /* bytes, a multiple of the page size */
+    _Atomic uint32_t alloc_protect;  /* flProtect at allocation, modifiers included */
+    _Atomic uint32_t flags;          /* HM_AF_* */
+    _Atomic uintptr_t runs;          /* hm_runs *: the current run table */
+    _Atomic uintptr_t owner;         /* the manager that made it (NULL: process default) */
+    hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
+    uint64_t committed;              /* committed pages */
+} hm_alloc;
+
+hm_status hm_vmap_init(void);
+hm_status hm_vmap_alloc(void *owner, void *addr, size_t size, uint32_t type, uint32_t prot, void **base);
+hm_status hm_vmap_free(void *owner, void *addr, size_t size, uint32_t type);
+hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, uint32_t *old);
+hm_status hm_vmap_query(const void *addr, hm_region *out);
+hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), void *arg);
+void hm_vmap_stats(hm_vm_stats *out);
+void hm_vmap_reset_peak(void);
+
+/* Thread-local detail of the last failure ("mprotect: Cannot allocate memory ..."), for people. */
+void hm_detail_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *hm_detail_get(void);
+
+#endif

@@ -1,0 +1,71 @@
+/* testutil.h — helpers shared by the tests: probing page access without signals, snapshots of the
+ * region map for "nothing changed" checks, and last-error poisoning. Header-only. */
+#ifndef HM_TESTUTIL_H
+#define HM_TESTUTIL_H
+
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <hostmem/hostmem.h>
+
+/* 1 if one byte at p can be read, 0 if the kernel refuses (EFAULT): write() from p into a pipe. */
+static inline int tu_readable(const void *p)
+{
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    ssize_t r = write(fd[1], p, 1);
+    int e = errno;
+    close(fd[0]);
+    close(fd[1]);
+    return r == 1 ? 1 : (e == EFAULT ? 0 : -1);
+}
+
+/* 1 if one byte at p can be written, 0 if not: read() from a pipe into p. The byte written is the
+ * current value of *p when readable (so contents stay), else 0. */
+static inline int tu_writable(void *p)
+{
+    int fd[2];
+    if (pipe(fd) != 0) return -1;
+    unsigned char v = 0;
+    if (tu_readable(p) == 1) v = *(volatile unsigned char *)p;
+    if (write(fd[1], &v, 1) != 1) return -1;
+    ssize_t r = read(fd[0], p, 1);
+    int e = errno;
+    close(fd[0]);
+    close(fd[1]);
+    return r == 1 ? 1 : (e == EFAULT ? 0 : -1);
+}
+
+/* A snapshot of every region of every allocation (the process-default manager). */
+#define TU_MAX_REGIONS 4096
+typedef struct tu_snapshot {
+    size_t n;
+    hm_region r[TU_MAX_REGIONS];
+} tu_snapshot;
+
+static inline int tu_snap_fn(const hm_region *r, void *arg)
+{
+    tu_snapshot *s = arg;
+    if (s->n < TU_MAX_REGIONS) s->r[s->n++] = *r;
+    return 0;
+}
+
+static inline void tu_snapshot_take(tu_snapshot *s)
+{
+    s->n = 0;
+    assert_int_equal(hm_vm_walk(NULL, tu_snap_fn, s), HM_OK);
+}
+
+static inline void tu_snapshot_assert_equal(const tu_snapshot *a, const tu_snapshot *b)
+{
+    assert_int_equal(a->n, b->n);
+    assert_memory_equal(a->r, b->r, a->n * sizeof(hm_region));
+}
+
+#endif
