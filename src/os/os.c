@@ -163,6 +163,7 @@ const hm_os_config *hm_os_cfg(void) { return &cfg; }
 
 /* ---- mappings ------------------------------------------------------------------------------- */
 
+#define HUGE_2M ((size_t)2 << 20)
 #define RESERVE_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 
 int hm_os_reserve(void *hint, size_t size, size_t align, void **out)
@@ -240,11 +241,21 @@ int hm_os_map_meta(size_t size, void **out)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* Chunks of 2 MiB and more are aligned to 2 MiB so that transparent huge pages can back them. */
+    size_t align = size >= HUGE_2M ? HUGE_2M : 0;
+    void *p = mmap(NULL, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) {
         err = errno;
         errno = saved;
         return err;
+    }
+    if (align) {
+        uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+        size_t head = start - (uintptr_t)p;
+        if (head) munmap(p, head);
+        if (align - head) munmap((void *)(start + size), align - head);
+        p = (void *)start;
+        (void)madvise(p, size, MADV_HUGEPAGE); /* a hint; failure is fine */
     }
     hm_os_name(p, size, "hostmem-meta");
     *out = p;
@@ -252,17 +263,14 @@ int hm_os_map_meta(size_t size, void **out)
     return 0;
 }
 
-static int simple(hm_os_call_t call, int rc)
-{
-    (void)call;
-    return rc == 0 ? 0 : errno;
-}
+/* errno of a failed libc call (rc != 0), else 0 */
+static inline int rc_errno(int rc) { return rc == 0 ? 0 : errno; }
 
 int hm_os_unmap(void *addr, size_t size)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MUNMAP))) return err;
-    err = simple(HM_OS_MUNMAP, munmap(addr, size));
+    err = rc_errno(munmap(addr, size));
     errno = saved;
     return err;
 }
@@ -271,7 +279,7 @@ int hm_os_protect(void *addr, size_t size, int prot)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MPROTECT))) return err;
-    err = simple(HM_OS_MPROTECT, mprotect(addr, size, prot));
+    err = rc_errno(mprotect(addr, size, prot));
     errno = saved;
     return err;
 }
@@ -280,7 +288,7 @@ static int advise(void *addr, size_t size, int advice)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MADVISE))) return err;
-    err = simple(HM_OS_MADVISE, madvise(addr, size, advice));
+    err = rc_errno(madvise(addr, size, advice));
     errno = saved;
     return err;
 }

@@ -5,6 +5,8 @@
 
 hm_meta_totals hm_meta;
 
+#define META_BIG_CHUNK ((size_t)2 << 20)
+
 void *hm_pool_alloc(hm_pool *p, int *err)
 {
     hm_meta_hdr *h = p->free_head;
@@ -13,7 +15,12 @@ void *hm_pool_alloc(hm_pool *p, int *err)
         if (!p->free_head) p->free_tail = NULL;
     } else {
         if ((size_t)(p->bump_end - p->bump) < p->obj_size) {
-            size_t chunk = p->chunk_size < p->obj_size ? p->obj_size : p->chunk_size;
+            /* Chunks double from chunk_size up to 2 MiB as the pool grows, so a small process maps
+             * little and a big map gets huge-page-sized chunks (fewer TLB misses on queries). */
+            size_t chunk = p->chunk_size << (p->mapped ? p->nchunks < 5 ? p->nchunks : 5 : 0);
+            if (chunk > META_BIG_CHUNK) chunk = META_BIG_CHUNK;
+            if (chunk < p->chunk_size) chunk = p->chunk_size;
+            if (chunk < p->obj_size) chunk = p->obj_size;
             chunk = (chunk + 4095) & ~(size_t)4095;
             void *mem;
             int e = hm_os_map_meta(chunk, &mem);
@@ -24,6 +31,7 @@ void *hm_pool_alloc(hm_pool *p, int *err)
             p->bump = mem;
             p->bump_end = (char *)mem + chunk;
             p->mapped += chunk;
+            p->nchunks++;
             hm_meta.mapped_bytes += chunk;
         }
         h = (hm_meta_hdr *)p->bump;

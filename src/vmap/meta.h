@@ -27,12 +27,13 @@ typedef struct hm_meta_hdr {
 typedef struct hm_pool {
     const char *name;
     size_t obj_size;        /* bytes per object, a multiple of 16 */
-    size_t chunk_size;      /* bytes mapped at a time */
+    size_t chunk_size;      /* bytes of the first chunk; later ones double, up to 2 MiB */
     hm_meta_hdr *free_head; /* FIFO of retired objects */
     hm_meta_hdr *free_tail;
     char *bump, *bump_end;  /* uncarved rest of the newest chunk */
     size_t live;            /* objects handed out and not yet freed */
     size_t mapped;          /* bytes mapped for this pool */
+    size_t nchunks;         /* chunks mapped so far */
 } hm_pool;
 
 /* Metadata totals over all pools (bytes of live objects, its high-water mark, bytes mapped). */

@@ -67,37 +67,47 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
         uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
         uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
         uint32_t aprot = atomic_load_explicit(&a->alloc_protect, memory_order_relaxed);
-        hm_runs *r = (hm_runs *)atomic_load_explicit(&a->runs, memory_order_acquire);
-        uint64_t rg = hm_meta_gen(r);
-        if (rg & 1u) continue;
-        uint32_t cap = atomic_load_explicit(&r->cap, memory_order_relaxed);
-        uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);
+        uintptr_t rw = atomic_load_explicit(&a->runs, memory_order_acquire);
         bool inside = at >= base && at - base < size;
         uint64_t first = 0, end = 0;
         uint32_t attr = 0;
-        if (inside && n >= 1 && n <= cap) {
-            uint64_t npages = size / PAGE, p = (at - base) / PAGE;
-            uint32_t i = hm_runs_find(r, n, p);
-            attr = hm_run_attr(ld(&r->entry[i]));
-            first = p;
-            end = npages;
-            for (uint32_t k = i + 1; k < n; k++) { /* coalesce runs that differ only invisibly */
-                uint64_t e = ld(&r->entry[k]);
-                if (visible(hm_run_attr(e)) != visible(attr)) {
-                    end = hm_run_first(e);
-                    break;
+        if (hm_runs_is_inline(rw)) { /* one run: the region reaches the allocation's end */
+            attr = hm_runs_inline_attr(rw);
+            first = (at - base) / PAGE;
+            end = size / PAGE;
+            atomic_thread_fence(memory_order_acquire);
+            if (hm_meta_gen(a) != ag || atomic_load_explicit(&a->runs, memory_order_relaxed) != rw) continue;
+        } else {
+            hm_runs *r = (hm_runs *)rw;
+            uint64_t rg = hm_meta_gen(r);
+            if (rg & 1u) continue;
+            uint32_t cap = atomic_load_explicit(&r->cap, memory_order_relaxed);
+            uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);
+            bool sane = n >= 1 && n <= cap;
+            if (inside && sane) {
+                uint64_t npages = size / PAGE, p = (at - base) / PAGE;
+                uint32_t i = hm_runs_find(r, n, p);
+                attr = hm_run_attr(ld(&r->entry[i]));
+                first = p;
+                end = npages;
+                for (uint32_t k = i + 1; k < n; k++) { /* coalesce runs that differ only invisibly */
+                    uint64_t e = ld(&r->entry[k]);
+                    if (visible(hm_run_attr(e)) != visible(attr)) {
+                        end = hm_run_first(e);
+                        break;
+                    }
                 }
             }
+            atomic_thread_fence(memory_order_acquire);
+            if (hm_meta_gen(a) != ag || hm_meta_gen(r) != rg ||
+                atomic_load_explicit(&a->runs, memory_order_relaxed) != rw)
+                continue; /* a writer retired or replaced what we read: start over */
+            if (inside && (!sane || end <= first)) continue; /* cannot happen for a stable table */
         }
-        atomic_thread_fence(memory_order_acquire);
-        if (hm_meta_gen(a) != ag || hm_meta_gen(r) != rg ||
-            atomic_load_explicit(&a->runs, memory_order_relaxed) != (uintptr_t)r)
-            continue; /* a writer retired or replaced what we read: start over */
         if (!inside) {
             fill_free(at, out); /* the tail of the allocation's last granule */
             return HM_OK;
         }
-        if (n < 1 || n > cap || end <= first) continue; /* cannot happen for a stable table */
         bool committed = attr & HM_RUN_COMMIT;
         out->base = (void *)at;
         out->allocation_base = (void *)base;

@@ -77,7 +77,7 @@ struct hm_alloc *hm_radix_next(uint64_t g)
 
 /* ---- writers -------------------------------------------------------------------------------- */
 
-static int prepare(rnode *n, int l, uint64_t base, uint64_t g0, uint64_t g1)
+static int prepare(rnode *n, int l, uint64_t g0, uint64_t g1)
 {
     if (l == LEVELS - 1) return 0;
     uint64_t s = span(l);
@@ -99,17 +99,16 @@ static int prepare(rnode *n, int l, uint64_t base, uint64_t g0, uint64_t g1)
                 v = (uintptr_t)c | 1u;
             }
             if (is_node(v)) {
-                int err = prepare(as_node(v), l + 1, slot_lo, lo, hi);
+                int err = prepare(as_node(v), l + 1, lo, hi);
                 if (err) return err;
             }
         }
         lo = hi;
     }
-    (void)base;
     return 0;
 }
 
-int hm_radix_prepare(uint64_t g0, uint64_t g1) { return prepare(&root, 0, 0, g0, g1); }
+int hm_radix_prepare(uint64_t g0, uint64_t g1) { return prepare(&root, 0, g0, g1); }
 
 static void set_bit(rnode *n, unsigned i, bool on)
 {

@@ -56,16 +56,6 @@ uint32_t hm_runs_find(const hm_runs *r, uint32_t n, uint64_t p)
     return lo;
 }
 
-hm_runs *hm_runs_new(uint32_t attr, int *err)
-{
-    hm_runs *r = alloc_table(1, err);
-    if (!r) return NULL;
-    atomic_store_explicit(&r->entry[0], hm_run_make(0, attr), memory_order_relaxed);
-    atomic_store_explicit(&r->n, 1, memory_order_relaxed);
-    hm_meta_publish(r);
-    return r;
-}
-
 /* Appends (first, attr) to out unless it continues the last entry. */
 static void push(hm_runs *out, uint32_t *n, uint64_t first, uint32_t attr)
 {

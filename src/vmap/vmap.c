@@ -90,7 +90,25 @@ hm_alloc *hm_find_alloc(uintptr_t addr)
     return addr >= base && addr - base < size ? a : NULL;
 }
 
-hm_runs *hm_alloc_runs(hm_alloc *a) { return (hm_runs *)atomic_load_explicit(&a->runs, memory_order_relaxed); }
+/* A one-run table stands inline in the record (vmap.h); writers see it through this scratch table,
+ * valid until the next call (map lock held). */
+static _Alignas(16) unsigned char scratch_mem[sizeof(hm_runs) + sizeof(uint64_t)];
+
+hm_runs *hm_alloc_runs(hm_alloc *a)
+{
+    uintptr_t w = atomic_load_explicit(&a->runs, memory_order_relaxed);
+    if (!hm_runs_is_inline(w)) return (hm_runs *)w;
+    hm_runs *s = (hm_runs *)scratch_mem;
+    atomic_store_explicit(&s->cap, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->n, 1, memory_order_relaxed);
+    atomic_store_explicit(&s->entry[0], hm_run_make(0, hm_runs_inline_attr(w)), memory_order_relaxed);
+    return s;
+}
+
+static void free_runs_word(uintptr_t w)
+{
+    if (!hm_runs_is_inline(w)) hm_runs_free((hm_runs *)w);
+}
 
 static uint64_t count_committed(const hm_runs *r, uint64_t npages)
 {
@@ -106,6 +124,7 @@ static uint64_t count_committed(const hm_runs *r, uint64_t npages)
 
 void hm_swap_runs(hm_alloc *a, hm_runs *next)
 {
+    uintptr_t old_word = atomic_load_explicit(&a->runs, memory_order_relaxed);
     hm_runs *old = hm_alloc_runs(a);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t c = count_committed(next, npages);
@@ -113,8 +132,13 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
     a->committed = c;
     hm_book.runs += atomic_load_explicit(&next->n, memory_order_relaxed);
     hm_book.runs -= atomic_load_explicit(&old->n, memory_order_relaxed);
-    atomic_store_explicit(&a->runs, (uintptr_t)next, memory_order_release);
-    hm_runs_free(old);
+    uintptr_t word = (uintptr_t)next;
+    if (atomic_load_explicit(&next->n, memory_order_relaxed) == 1) { /* goes inline */
+        word = hm_runs_inline(hm_run_attr(atomic_load_explicit(&next->entry[0], memory_order_relaxed)));
+        hm_runs_free(next);
+    }
+    atomic_store_explicit(&a->runs, word, memory_order_release);
+    free_runs_word(old_word);
 }
 
 /* Puts the kernel's protections over pages [p0, p1) back to what table r says. */
@@ -207,16 +231,11 @@ static hm_alloc *new_record(void *owner, uintptr_t base, uint64_t size, uint32_t
 {
     hm_alloc *a = hm_pool_alloc(&alloc_pool, err);
     if (!a) return NULL;
-    hm_runs *r = hm_runs_new(attr, err);
-    if (!r) {
-        hm_pool_free(&alloc_pool, a);
-        return NULL;
-    }
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
     atomic_store_explicit(&a->size, size, memory_order_relaxed);
     atomic_store_explicit(&a->alloc_protect, prot, memory_order_relaxed);
     atomic_store_explicit(&a->flags, flags, memory_order_relaxed);
-    atomic_store_explicit(&a->runs, (uintptr_t)r, memory_order_relaxed);
+    atomic_store_explicit(&a->runs, hm_runs_inline(attr), memory_order_relaxed);
     atomic_store_explicit(&a->owner, (uintptr_t)owner, memory_order_relaxed);
     a->chunk = NULL;
     a->committed = (attr & HM_RUN_COMMIT) ? size / PAGE : 0;
@@ -225,7 +244,7 @@ static hm_alloc *new_record(void *owner, uintptr_t base, uint64_t size, uint32_t
 
 static void drop_record(hm_alloc *a)
 {
-    hm_runs_free(hm_alloc_runs(a));
+    free_runs_word(atomic_load_explicit(&a->runs, memory_order_relaxed));
     hm_pool_free(&alloc_pool, a);
 }
 

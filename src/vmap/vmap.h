@@ -44,7 +44,7 @@ typedef struct hm_alloc {
     _Atomic uint64_t size;           /* bytes, a multiple of the page size */
     _Atomic uint32_t alloc_protect;  /* flProtect at allocation, modifiers included */
     _Atomic uint32_t flags;          /* HM_AF_* */
-    _Atomic uintptr_t runs;          /* hm_runs *: the current run table */
+    _Atomic uintptr_t runs;          /* hm_runs *: the current run table, or an inline attr (runs.h) */
     _Atomic uintptr_t owner;         /* the manager that made it (NULL: process default) */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
     uint64_t committed;              /* committed pages */
