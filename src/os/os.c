@@ -363,3 +363,46 @@ int hm_os_read_text(const char *path, char *buf, size_t cap, size_t *len)
     errno = saved;
     return err;
 }
+
+int hm_os_maps_foreach(int (*fn)(uintptr_t lo, uintptr_t hi, int prot, void *arg), void *arg)
+{
+    int saved = errno, err;
+    if ((err = fault_check(HM_OS_PROCFS))) return err;
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        err = errno;
+        errno = saved;
+        return err;
+    }
+    char buf[8192];
+    size_t have = 0;
+    bool stop = false;
+    err = 0;
+    while (!stop) {
+        ssize_t r = read(fd, buf + have, sizeof buf - 1 - have);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) {
+            err = errno;
+            break;
+        }
+        have += (size_t)r;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        while (!stop && (nl = strchr(line, '\n'))) { /* "lo-hi rwxp ..." */
+            *nl = 0;
+            char *end;
+            uintptr_t lo = strtoul(line, &end, 16), hi = strtoul(end + 1, &end, 16);
+            const char *perm = end + 1;
+            int prot = (perm[0] == 'r' ? HM_OS_PROT_READ : 0) | (perm[1] == 'w' ? HM_OS_PROT_WRITE : 0) |
+                       (perm[2] == 'x' ? HM_OS_PROT_EXEC : 0);
+            stop = fn(lo, hi, prot, arg) != 0;
+            line = nl + 1;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+        if (r == 0) break;
+    }
+    close(fd);
+    errno = saved;
+    return err;
+}

@@ -75,6 +75,10 @@ int hm_os_pagemap(const void *addr, size_t npages, uint64_t *out);
 #define HM_OS_PAGEMAP_SWAPPED  (1ull << 62)
 #define HM_OS_PAGEMAP_PFN_MASK ((1ull << 55) - 1)
 
+/* Calls fn for every mapping of this process (/proc/self/maps) in address order, with its bounds and
+ * HM_OS_PROT_* bits; stops when fn returns nonzero. */
+int hm_os_maps_foreach(int (*fn)(uintptr_t lo, uintptr_t hi, int prot, void *arg), void *arg);
+
 /* Reads a small text file (from /proc or /sys) into buf, NUL-terminated; *len gets its length. */
 int hm_os_read_text(const char *path, char *buf, size_t cap, size_t *len);
 

@@ -161,3 +161,18 @@ void hm_arena_unplace(hm_chunk *c, uintptr_t base, size_t ngran)
 }
 
 size_t hm_arena_bytes(void) { return nchunks * HM_CHUNK_SIZE; }
+
+bool hm_arena_owns(const hm_chunk *c, uintptr_t base, size_t ngran)
+{
+    if (base < c->base || base + (ngran << 16) > c->base + HM_CHUNK_SIZE) return false;
+    for (size_t i = (base - c->base) >> 16, k = 0; k < ngran; k++)
+        if (!bit(c, i + k)) return false;
+    return true;
+}
+
+size_t hm_arena_used_granules(void)
+{
+    size_t used = 0;
+    for (hm_chunk *c = lowest; c; c = c->next) used += HM_CHUNK_GRANULES - c->nfree;
+    return used;
+}

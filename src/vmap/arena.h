@@ -32,6 +32,9 @@ int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chun
 int hm_arena_place_at(uintptr_t addr, size_t ngran, hm_chunk **chunk);
 /* Gives the granules back to their chunk. */
 void hm_arena_unplace(hm_chunk *chunk, uintptr_t base, size_t ngran);
+/* Checks: whether granules [base, base + ngran) are all marked used in c; granules used in all chunks. */
+bool hm_arena_owns(const hm_chunk *c, uintptr_t base, size_t ngran);
+size_t hm_arena_used_granules(void);
 /* Address space held in chunks. */
 size_t hm_arena_bytes(void);
 

@@ -21,6 +21,7 @@
 #define HM_VMAP_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,9 @@ hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, u
 hm_status hm_vmap_query(const void *addr, hm_region *out);
 hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), void *arg);
 void hm_vmap_stats(hm_vm_stats *out);
+/* Verifies the map's invariants (check.c), and with with_kernel that the kernel's mappings agree.
+ * HM_OK, or HM_E_FAIL with hm_detail_get() naming the first broken one. */
+hm_status hm_vmap_check(bool with_kernel);
 void hm_vmap_reset_peak(void);
 
 /* Thread-local detail of the last failure ("mprotect: Cannot allocate memory ..."), for people. */

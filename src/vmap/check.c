@@ -1,0 +1,153 @@
+/* check.c — the map's invariants, verified on demand (tests; a debugger): every allocation's record,
+ * run table, radix slots and chunk bits, the books, and, on request, the kernel's mappings.
+ *
+ * Invariants checked:
+ *   record    gen even; base 64 KiB aligned; size a positive page multiple.
+ *   radix     every granule of an allocation maps to it (sampled for huge ones).
+ *   runs      entry 0 starts at page 0; starts strictly ascend below the page count; neighbours
+ *             differ in attr; reserved pages have protection 0 and no RESET flag; committed pages a
+ *             valid base protection; committed pages counted equal the record's count.
+ *   arena     a chunk allocation's granules are marked used; used granules = granules of chunk allocations.
+ *   books     allocations, runs, reserved and committed bytes equal the sums over the records.
+ *   kernel    every page of every allocation lies in a mapping whose protection is the Linux
+ *             protection of its Win32 state (reserved: PROT_NONE). */
+#include <stdatomic.h>
+#include <stdio.h>
+
+#include "../os/os.h"
+#include "radix.h"
+#include "rules.h"
+#include "vmap_internal.h"
+
+#define PAGE ((uintptr_t)4096)
+
+#define FAIL(...)                      \
+    do {                               \
+        hm_detail_set(__VA_ARGS__);    \
+        return HM_E_FAIL;              \
+    } while (0)
+
+static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    uint64_t npages = size / PAGE, ngran = (size + 0xFFFF) >> 16;
+    if (hm_meta_gen(a) & 1u) FAIL("allocation %#lx: published record with odd gen", (unsigned long)base);
+    if (base & 0xFFFF || !size || size % PAGE) FAIL("allocation %#lx: bad base or size %#lx", (unsigned long)base, (unsigned long)size);
+    uint64_t step = ngran > 1024 ? ngran / 1024 : 1;
+    for (uint64_t g = 0; g < ngran; g += step)
+        if (hm_radix_lookup((base >> 16) + g) != a) FAIL("allocation %#lx: granule %lu not indexed", (unsigned long)base, (unsigned long)g);
+    if (hm_radix_lookup((base >> 16) + ngran - 1) != a) FAIL("allocation %#lx: last granule not indexed", (unsigned long)base);
+
+    hm_runs *r = hm_alloc_runs(a);
+    uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);
+    if (n < 1 || n > atomic_load_explicit(&r->cap, memory_order_relaxed)) FAIL("allocation %#lx: run count %u", (unsigned long)base, n);
+    uint64_t committed = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint64_t e = atomic_load_explicit(&r->entry[i], memory_order_relaxed);
+        uint64_t lo = hm_run_first(e), hi = i + 1 < n ? hm_run_first(atomic_load_explicit(&r->entry[i + 1], memory_order_relaxed)) : npages;
+        uint32_t attr = hm_run_attr(e);
+        if (i == 0 && lo != 0) FAIL("allocation %#lx: first run starts at page %lu", (unsigned long)base, (unsigned long)lo);
+        if (hi <= lo || hi > npages) FAIL("allocation %#lx: run %u is [%lu, %lu) of %lu pages", (unsigned long)base, i, (unsigned long)lo, (unsigned long)hi, (unsigned long)npages);
+        if (i > 0 && hm_run_attr(atomic_load_explicit(&r->entry[i - 1], memory_order_relaxed)) == attr)
+            FAIL("allocation %#lx: runs %u and %u not merged", (unsigned long)base, i - 1, i);
+        if (attr & HM_RUN_COMMIT) {
+            if (!hm_prot_valid(attr & HM_RUN_PROT_MASK)) FAIL("allocation %#lx: run %u has protection %#x", (unsigned long)base, i, attr);
+            committed += hi - lo;
+        } else if (attr) {
+            FAIL("allocation %#lx: reserved run %u has attr %#x", (unsigned long)base, i, attr);
+        }
+    }
+    if (committed != a->committed) FAIL("allocation %#lx: %lu committed pages, record says %lu", (unsigned long)base, (unsigned long)committed, (unsigned long)a->committed);
+    if (a->chunk) {
+        if (!hm_arena_owns(a->chunk, base, ngran)) FAIL("allocation %#lx: granules not marked in its chunk", (unsigned long)base);
+        *chunk_granules += ngran;
+    }
+    sum->allocations++;
+    sum->runs += n;
+    sum->reserved += size;
+    sum->committed += committed * PAGE;
+    return HM_OK;
+}
+
+/* Kernel check: each mapping's pages that belong to allocations must have the map's protection. */
+typedef struct kcheck {
+    uint64_t pages;    /* allocation pages seen inside mappings */
+    hm_status status;
+} kcheck;
+
+static int check_vma(uintptr_t lo, uintptr_t hi, int prot, void *arg)
+{
+    kcheck *k = arg;
+    for (uintptr_t at = lo; at < hi;) {
+        hm_alloc *a = hm_radix_lookup(at >> 16);
+        uintptr_t gend = (at | 0xFFFF) + 1;
+        if (!a) {
+            at = gend;
+            continue;
+        }
+        uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+        uintptr_t end = base + atomic_load_explicit(&a->size, memory_order_relaxed);
+        uintptr_t stop = end < hi ? end : hi;
+        if (at >= end) {
+            at = gend;
+            continue;
+        }
+        hm_runs *r = hm_alloc_runs(a);
+        uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);
+        while (at < stop) {
+            uint64_t p = (at - base) / PAGE;
+            uint32_t i = hm_runs_find(r, n, p);
+            uint64_t e = atomic_load_explicit(&r->entry[i], memory_order_relaxed);
+            uint64_t rend = i + 1 < n ? hm_run_first(atomic_load_explicit(&r->entry[i + 1], memory_order_relaxed)) : (end - base) / PAGE;
+            uintptr_t seg_end = base + rend * PAGE < stop ? base + rend * PAGE : stop;
+            int want = hm_prot_linux(hm_run_attr(e) & HM_RUN_PROT_MASK);
+            if (want != prot) {
+                hm_detail_set("kernel: %#lx-%#lx has protection %d, the map says %d (Win32 %#x)", (unsigned long)at,
+                              (unsigned long)seg_end, prot, want, hm_run_attr(e));
+                k->status = HM_E_FAIL;
+                return 1;
+            }
+            k->pages += (seg_end - at) / PAGE;
+            at = seg_end;
+        }
+    }
+    return 0;
+}
+
+hm_status hm_vmap_check(bool with_kernel)
+{
+    hm_status st = hm_vmap_init();
+    if (st) return st;
+    pthread_mutex_lock(&hm_map_lock);
+    hm_books sum = {0, 0, 0, 0};
+    size_t chunk_granules = 0;
+    for (hm_alloc *a = hm_radix_next(0); a && !st;) {
+        st = check_alloc(a, &sum, &chunk_granules);
+        uintptr_t end = atomic_load_explicit(&a->base, memory_order_relaxed) + atomic_load_explicit(&a->size, memory_order_relaxed);
+        a = hm_radix_next(((end - 1) >> 16) + 1);
+    }
+    if (!st && (sum.allocations != hm_book.allocations || sum.runs != hm_book.runs ||
+                sum.reserved != hm_book.reserved || sum.committed != hm_book.committed)) {
+        hm_detail_set("books: %zu allocations, %zu runs, %zu reserved, %zu committed; records sum to %zu, %zu, %zu, %zu",
+                      hm_book.allocations, hm_book.runs, hm_book.reserved, hm_book.committed, sum.allocations,
+                      sum.runs, sum.reserved, sum.committed);
+        st = HM_E_FAIL;
+    }
+    if (!st && chunk_granules != hm_arena_used_granules()) {
+        hm_detail_set("arena: %zu granules marked used, allocations hold %zu", hm_arena_used_granules(), chunk_granules);
+        st = HM_E_FAIL;
+    }
+    if (!st && with_kernel) {
+        kcheck k = {0, HM_OK};
+        int err = hm_os_maps_foreach(check_vma, &k);
+        if (err) st = hm_errno_status(err, "reading /proc/self/maps");
+        else if (k.status) st = k.status;
+        else if (k.pages * PAGE != sum.reserved) {
+            hm_detail_set("kernel: allocations hold %zu pages, mappings cover %lu of them", sum.reserved / PAGE, (unsigned long)k.pages);
+            st = HM_E_FAIL;
+        }
+    }
+    pthread_mutex_unlock(&hm_map_lock);
+    return st;
+}
