@@ -7,6 +7,7 @@
 #include "meta.h"
 
 #define WORDS (HM_CHUNK_GRANULES / 64)
+#define HM_ARENA_ALIGN_GRANULES ((size_t)512) /* 32 MiB: the span of one radix level-2 slot */
 
 struct hm_chunk {
     hm_meta_hdr hdr;
@@ -24,20 +25,42 @@ static size_t nchunks;
 
 static bool bit(const hm_chunk *c, size_t i) { return (c->used[i / 64] >> (i % 64)) & 1u; }
 
+/* Bits [i, i + n) of word-array w, set or cleared a word at a time. */
 static void mark(hm_chunk *c, size_t i, size_t n, bool on)
 {
-    for (size_t k = i; k < i + n; k++) {
-        uint64_t m = (uint64_t)1 << (k % 64);
-        if (on) c->used[k / 64] |= m;
-        else c->used[k / 64] &= ~m;
-    }
     if (on) c->nfree -= n;
     else c->nfree += n;
+    while (n) {
+        size_t off = i % 64, take = 64 - off < n ? 64 - off : n;
+        uint64_t m = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << off;
+        if (on) c->used[i / 64] |= m;
+        else c->used[i / 64] &= ~m;
+        i += take;
+        n -= take;
+    }
 }
 
-/* Lowest index of a run of n free granules at or above from, or SIZE_MAX. */
-static size_t find_up(const hm_chunk *c, size_t from, size_t n)
+/* Whether granules [i, i + n) are all free. */
+static bool range_free(const hm_chunk *c, size_t i, size_t n)
 {
+    while (n) {
+        size_t off = i % 64, take = 64 - off < n ? 64 - off : n;
+        uint64_t m = (take == 64 ? ~(uint64_t)0 : (((uint64_t)1 << take) - 1)) << off;
+        if (c->used[i / 64] & m) return false;
+        i += take;
+        n -= take;
+    }
+    return true;
+}
+
+/* Lowest index, a multiple of align, of a run of n free granules at or above from; SIZE_MAX if none. */
+static size_t find_up(const hm_chunk *c, size_t from, size_t n, size_t align)
+{
+    if (align > 1) {
+        for (size_t i = (from + align - 1) / align * align; i + n <= HM_CHUNK_GRANULES; i += align)
+            if (range_free(c, i, n)) return i;
+        return SIZE_MAX;
+    }
     size_t run = 0;
     for (size_t i = from; i < HM_CHUNK_GRANULES;) {
         uint64_t w = c->used[i / 64];
@@ -58,9 +81,15 @@ static size_t find_up(const hm_chunk *c, size_t from, size_t n)
     return SIZE_MAX;
 }
 
-/* Highest index of a run of n free granules, or SIZE_MAX. */
-static size_t find_down(const hm_chunk *c, size_t n)
+/* Highest index, a multiple of align, of a run of n free granules; SIZE_MAX if none. */
+static size_t find_down(const hm_chunk *c, size_t n, size_t align)
 {
+    if (align > 1) {
+        for (size_t i = (HM_CHUNK_GRANULES - n) / align * align;; i -= align) {
+            if (range_free(c, i, n)) return i;
+            if (i < align) return SIZE_MAX;
+        }
+    }
     size_t run = 0;
     for (size_t i = HM_CHUNK_GRANULES; i-- > 0;) {
         if (i % 64 == 63 && c->used[i / 64] == ~(uint64_t)0) {
@@ -97,7 +126,7 @@ static int new_chunk(bool top_down, hm_chunk **out)
     if (top_down && highest) hint = (void *)(highest->base + HM_CHUNK_SIZE);
     else if (lowest && lowest->base > HM_CHUNK_SIZE) hint = (void *)(lowest->base - HM_CHUNK_SIZE);
     void *p;
-    err = hm_os_reserve(hint, HM_CHUNK_SIZE, ((size_t)1 << 16), &p);
+    err = hm_os_reserve(hint, HM_CHUNK_SIZE, HM_ARENA_ALIGN_GRANULES << 16, &p);
     if (err) {
         hm_pool_free(&chunk_pool, c);
         return err;
@@ -115,10 +144,13 @@ static int new_chunk(bool top_down, hm_chunk **out)
 int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk)
 {
     if (ngran == 0 || ngran > HM_CHUNK_GRANULES) return EINVAL;
+    /* 32 MiB and larger start on a 32 MiB boundary (chunks are 1 GiB aligned for this), so that the
+     * radix tree indexes them with one slot per 32 MiB instead of one per granule. */
+    size_t align = ngran >= HM_ARENA_ALIGN_GRANULES ? HM_ARENA_ALIGN_GRANULES : 1;
     for (int attempt = 0; attempt < 2; attempt++) {
         for (hm_chunk *c = top_down ? highest : lowest; c; c = top_down ? c->prev : c->next) {
             if (c->nfree < ngran) continue;
-            size_t i = top_down ? find_down(c, ngran) : find_up(c, c->lo_hint, ngran);
+            size_t i = top_down ? find_down(c, ngran, align) : find_up(c, c->lo_hint, ngran, align);
             if (i == SIZE_MAX) continue;
             mark(c, i, ngran, true);
             if (!top_down && i == c->lo_hint) c->lo_hint = i + ngran;

@@ -110,11 +110,12 @@ static int prepare(rnode *n, int l, uint64_t g0, uint64_t g1)
 
 int hm_radix_prepare(uint64_t g0, uint64_t g1) { return prepare(&root, 0, g0, g1); }
 
+/* Writers are serialised by the map lock, so a plain load and store suffices (no locked RMW). */
 static void set_bit(rnode *n, unsigned i, bool on)
 {
     uint64_t m = (uint64_t)1 << (i % 64);
-    if (on) atomic_fetch_or_explicit(&n->bits[i / 64], m, memory_order_release);
-    else atomic_fetch_and_explicit(&n->bits[i / 64], ~m, memory_order_release);
+    uint64_t w = atomic_load_explicit(&n->bits[i / 64], memory_order_relaxed);
+    atomic_store_explicit(&n->bits[i / 64], on ? w | m : w & ~m, memory_order_release);
 }
 
 static bool node_empty(rnode *n)
