@@ -172,7 +172,8 @@ typedef struct hm_vm_stats {
     size_t runs;               /* page runs over all live allocations */
     size_t reserved_bytes;     /* sum of allocation sizes */
     size_t committed_bytes;    /* bytes of committed pages */
-    size_t metadata_bytes;     /* bytes of live map records (nodes, allocations, run tables) */
+    size_t metadata_bytes;     /* bytes of map records in use (allocations, run tables, radix nodes:
+                                  nodes, once made, stay for the life of the process) */
     size_t metadata_peak;      /* high-water mark of metadata_bytes */
     size_t metadata_mapped;    /* bytes the map has mapped for its records (never returned) */
     size_t arena_bytes;        /* address space held in arenas, used or not */

@@ -115,14 +115,24 @@ typedef struct _MEMORY_BASIC_INFORMATION {
     DWORD Type;
 } MEMORY_BASIC_INFORMATION, *PMEMORY_BASIC_INFORMATION;
 
+#ifndef DUMMYUNIONNAME
+#ifdef NONAMELESSUNION
+#define DUMMYUNIONNAME u
+#define DUMMYSTRUCTNAME s
+#else
+#define DUMMYUNIONNAME
+#define DUMMYSTRUCTNAME
+#endif
+#endif
+
 typedef struct _SYSTEM_INFO {
     union {
         DWORD dwOemId;
         struct {
             WORD wProcessorArchitecture;
             WORD wReserved;
-        };
-    };
+        } DUMMYSTRUCTNAME;
+    } DUMMYUNIONNAME;
     DWORD dwPageSize;
     LPVOID lpMinimumApplicationAddress;
     LPVOID lpMaximumApplicationAddress;

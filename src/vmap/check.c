@@ -82,8 +82,11 @@ static int check_vma(uintptr_t lo, uintptr_t hi, int prot, void *arg)
     for (uintptr_t at = lo; at < hi;) {
         hm_alloc *a = hm_radix_lookup(at >> 16);
         uintptr_t gend = (at | 0xFFFF) + 1;
-        if (!a) {
-            at = gend;
+        if (!a) { /* jump to the next allocation: sanitizers' shadow mappings span terabytes */
+            hm_alloc *next = hm_radix_next(at >> 16);
+            if (!next) break;
+            uintptr_t nb = atomic_load_explicit(&next->base, memory_order_relaxed);
+            at = nb > at ? nb : gend;
             continue;
         }
         uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
