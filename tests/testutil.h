@@ -52,7 +52,17 @@ typedef struct tu_snapshot {
 static inline int tu_snap_fn(const hm_region *r, void *arg)
 {
     tu_snapshot *s = arg;
-    if (s->n < TU_MAX_REGIONS) s->r[s->n++] = *r;
+    if (s->n >= TU_MAX_REGIONS) return 0;
+    hm_region *c = &s->r[s->n++];
+    memset(c, 0, sizeof *c); /* field by field, so padding compares equal */
+    c->base = r->base;
+    c->allocation_base = r->allocation_base;
+    c->allocation_protect = r->allocation_protect;
+    c->partition_id = r->partition_id;
+    c->size = r->size;
+    c->state = r->state;
+    c->protect = r->protect;
+    c->type = r->type;
     return 0;
 }
 

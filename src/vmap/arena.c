@@ -167,22 +167,130 @@ int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chun
     return ENOMEM;
 }
 
-int hm_arena_place_at(uintptr_t addr, size_t ngran, hm_chunk **chunk)
+/* Calls fn on each piece of [addr, addr + bytes) in address order: chunk parts (c != NULL: granules
+ * [i, i + n) of c) and the gaps between chunks (c == NULL: bytes [lo, hi)). Chunk parts cover whole
+ * granules, so the last one may reach past addr + bytes, up to the end of its granule. */
+typedef int (*piece_fn)(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg);
+
+static int for_pieces(uintptr_t addr, size_t bytes, piece_fn fn, void *arg)
 {
-    uintptr_t end = addr + (ngran << 16);
-    for (hm_chunk *c = lowest; c; c = c->next) {
+    uintptr_t end = addr + bytes, gend = (end + 0xFFFF) & ~(uintptr_t)0xFFFF, at = addr;
+    for (hm_chunk *c = lowest; c && at < end; c = c->next) {
         uintptr_t cend = c->base + HM_CHUNK_SIZE;
-        if (end <= c->base || addr >= cend) continue;
-        if (addr < c->base || end > cend) return EEXIST;
-        size_t i = (addr - c->base) >> 16;
-        for (size_t k = i; k < i + ngran; k++)
-            if (bit(c, k)) return EEXIST;
-        mark(c, i, ngran, true);
-        if (i <= c->lo_hint && c->lo_hint < i + ngran) c->lo_hint = i + ngran;
-        *chunk = c;
+        if (cend <= at) continue;
+        if (c->base >= end) break;
+        int err;
+        if (c->base > at && (err = fn(NULL, 0, 0, at, c->base, arg))) return err;
+        uintptr_t lo = c->base > at ? c->base : at, hi = cend < gend ? cend : gend;
+        if ((err = fn(c, (lo - c->base) >> 16, (hi - lo) >> 16, lo, hi, arg))) return err;
+        at = hi;
+    }
+    return at < end ? fn(NULL, 0, 0, at, end, arg) : 0;
+}
+
+typedef struct claim {
+    int chunks, gaps;       /* pieces of each kind */
+    hm_chunk *chunk;        /* the last chunk piece */
+    uintptr_t mapped_to;    /* gaps below this address are mapped (rollback) */
+} claim;
+
+static int check_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    claim *cl = arg;
+    (void)lo;
+    (void)hi;
+    if (!c) {
+        cl->gaps++;
         return 0;
     }
-    return ENOENT;
+    cl->chunks++;
+    cl->chunk = c;
+    return range_free(c, i, n) ? 0 : EEXIST;
+}
+
+static int map_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    claim *cl = arg;
+    (void)i;
+    (void)n;
+    if (c) return 0;
+    int err = hm_os_reserve_at((void *)lo, hi - lo);
+    if (!err) {
+        hm_os_name((void *)lo, hi - lo, "hostmem");
+        cl->mapped_to = hi;
+    }
+    return err;
+}
+
+static int unmap_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    claim *cl = arg;
+    (void)i;
+    (void)n;
+    if (c || lo >= cl->mapped_to) return 0;
+    return hm_os_unmap((void *)lo, hi - lo);
+}
+
+static int mark_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    bool on = *(bool *)arg;
+    (void)lo;
+    (void)hi;
+    if (!c) return 0;
+    mark(c, i, n, on);
+    if (on && i <= c->lo_hint && c->lo_hint < i + n) c->lo_hint = i + n;
+    if (!on && i < c->lo_hint) c->lo_hint = i;
+    return 0;
+}
+
+int hm_arena_claim(uintptr_t addr, size_t bytes, hm_arena_kind *kind, hm_chunk **chunk)
+{
+    claim cl = {0, 0, NULL, 0};
+    int err = for_pieces(addr, bytes, check_piece, &cl);
+    if (err) return err;
+    if (cl.gaps) { /* map the parts outside every chunk, exactly there, or undo */
+        cl.mapped_to = addr;
+        err = for_pieces(addr, bytes, map_piece, &cl);
+        if (err) {
+            for_pieces(addr, bytes, unmap_piece, &cl);
+            return err;
+        }
+    }
+    bool on = true;
+    for_pieces(addr, bytes, mark_piece, &on);
+    *kind = !cl.chunks ? HM_ARENA_DIRECT : !cl.gaps && cl.chunks == 1 ? HM_ARENA_CHUNK : HM_ARENA_MIXED;
+    *chunk = *kind == HM_ARENA_CHUNK ? cl.chunk : NULL;
+    return 0;
+}
+
+int hm_arena_unclaim(uintptr_t addr, size_t bytes)
+{
+    claim cl = {0, 0, NULL, addr + bytes};
+    int err = for_pieces(addr, bytes, unmap_piece, &cl);
+    if (err) return err;
+    bool off = false;
+    for_pieces(addr, bytes, mark_piece, &off);
+    return 0;
+}
+
+static int count_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    size_t *count = arg;
+    (void)lo;
+    (void)hi;
+    if (!c) return 0;
+    for (size_t k = i; k < i + n; k++)
+        if (!bit(c, k)) return EINVAL;
+    *count += n;
+    return 0;
+}
+
+bool hm_arena_owns_range(uintptr_t addr, size_t bytes, size_t *granules)
+{
+    size_t count = 0;
+    if (for_pieces(addr, bytes, count_piece, &count)) return false;
+    *granules = count;
+    return true;
 }
 
 void hm_arena_unplace(hm_chunk *c, uintptr_t base, size_t ngran)
@@ -193,14 +301,6 @@ void hm_arena_unplace(hm_chunk *c, uintptr_t base, size_t ngran)
 }
 
 size_t hm_arena_bytes(void) { return nchunks * HM_CHUNK_SIZE; }
-
-bool hm_arena_owns(const hm_chunk *c, uintptr_t base, size_t ngran)
-{
-    if (base < c->base || base + (ngran << 16) > c->base + HM_CHUNK_SIZE) return false;
-    for (size_t i = (base - c->base) >> 16, k = 0; k < ngran; k++)
-        if (!bit(c, i + k)) return false;
-    return true;
-}
 
 size_t hm_arena_used_granules(void)
 {

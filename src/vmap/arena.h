@@ -27,13 +27,24 @@ typedef struct hm_chunk hm_chunk;
 
 /* Places ngran granules in a chunk, lowest address first (highest with top_down). */
 int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk);
-/* Places [addr, addr + ngran granules) exactly. 0: placed in *chunk. ENOENT: no chunk touches the
- * range (the caller maps it directly). EEXIST: the range crosses a chunk's edge or is taken. */
-int hm_arena_place_at(uintptr_t addr, size_t ngran, hm_chunk **chunk);
+/* How a fixed-address allocation is backed. */
+typedef enum hm_arena_kind {
+    HM_ARENA_CHUNK,   /* inside one chunk (*chunk) */
+    HM_ARENA_DIRECT,  /* outside every chunk: a mapping of its own, exactly [addr, addr + bytes) */
+    HM_ARENA_MIXED,   /* partly in chunks, partly in mappings of its own */
+} hm_arena_kind;
+
+/* Claims [addr, addr + bytes) (addr granule aligned, bytes page aligned) for one allocation, whatever
+ * chunks it meets: granules inside chunks must be free and are marked; the rest is mapped PROT_NONE
+ * at exactly its address. EEXIST if any of it is taken; nothing is claimed on failure. */
+int hm_arena_claim(uintptr_t addr, size_t bytes, hm_arena_kind *kind, hm_chunk **chunk);
+/* Gives back what hm_arena_claim took (used for HM_ARENA_MIXED; the others have faster paths). */
+int hm_arena_unclaim(uintptr_t addr, size_t bytes);
 /* Gives the granules back to their chunk. */
 void hm_arena_unplace(hm_chunk *chunk, uintptr_t base, size_t ngran);
-/* Checks: whether granules [base, base + ngran) are all marked used in c; granules used in all chunks. */
-bool hm_arena_owns(const hm_chunk *c, uintptr_t base, size_t ngran);
+/* Checks: whether every granule of [addr, addr + bytes) that lies in a chunk is marked used (and how
+ * many there are); the granules used in all chunks. */
+bool hm_arena_owns_range(uintptr_t addr, size_t bytes, size_t *granules);
 size_t hm_arena_used_granules(void);
 /* Address space held in chunks. */
 size_t hm_arena_bytes(void);

@@ -59,10 +59,10 @@ static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules)
         }
     }
     if (committed != a->committed) FAIL("allocation %#lx: %lu committed pages, record says %lu", (unsigned long)base, (unsigned long)committed, (unsigned long)a->committed);
-    if (a->chunk) {
-        if (!hm_arena_owns(a->chunk, base, ngran)) FAIL("allocation %#lx: granules not marked in its chunk", (unsigned long)base);
-        *chunk_granules += ngran;
-    }
+    size_t in_chunks = 0;
+    if (!hm_arena_owns_range(base, size, &in_chunks)) FAIL("allocation %#lx: granules in chunks not marked", (unsigned long)base);
+    if (a->chunk && in_chunks != ngran) FAIL("allocation %#lx: %zu of %lu granules in its chunk", (unsigned long)base, in_chunks, (unsigned long)ngran);
+    *chunk_granules += in_chunks;
     sum->allocations++;
     sum->runs += n;
     sum->reserved += size;

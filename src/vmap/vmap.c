@@ -248,14 +248,35 @@ static void drop_record(hm_alloc *a)
     hm_pool_free(&alloc_pool, a);
 }
 
+/* Gives an allocation's address space back, however it was placed. */
+static int give_back(uintptr_t base, uint64_t bytes, uint32_t flags, hm_chunk *chunk)
+{
+    if (chunk) {
+        hm_arena_unplace(chunk, base, (bytes + GRAN - 1) / GRAN);
+        return 0;
+    }
+    if (flags & HM_AF_MIXED) return hm_arena_unclaim(base, bytes);
+    return hm_os_unmap((void *)base, bytes);
+}
+
+/* Places an allocation at exactly want, across chunks and unmapped space alike. */
+static int place_fixed(uintptr_t want, uint64_t bytes, uint32_t *flags, hm_chunk **chunk)
+{
+    hm_arena_kind kind;
+    int err = hm_arena_claim(want, bytes, &kind, chunk);
+    if (!err && kind == HM_ARENA_DIRECT) *flags |= HM_AF_DIRECT;
+    if (!err && kind == HM_ARENA_MIXED) *flags |= HM_AF_MIXED;
+    return err;
+}
+
 /* Backs a large-page allocation: hugetlb pages where reserved, else transparent huge pages. */
-static int map_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t *base)
+static int place_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t *base, hm_chunk **chunk)
 {
     const hm_os_config *c = hm_os_cfg();
     void *p;
     if (!want && c->hugetlb_free > 0 && (uint64_t)c->hugetlb_free * c->huge_page_size >= size &&
         hm_os_map_hugetlb(size, &p) == 0) {
-        *flags |= HM_AF_HUGETLB;
+        *flags |= HM_AF_HUGETLB | HM_AF_DIRECT;
         *base = (uintptr_t)p;
         return 0;
     }
@@ -264,12 +285,18 @@ static int map_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t *
                       "transparent huge pages are disabled");
         return ENOMEM;
     }
-    int err = want ? hm_os_reserve_at((void *)want, size) : hm_os_reserve(NULL, size, c->huge_page_size, &p);
+    int err;
+    if (want) {
+        err = place_fixed(want, size, flags, chunk);
+        p = (void *)want;
+    } else {
+        err = hm_os_reserve(NULL, size, c->huge_page_size, &p);
+        *flags |= HM_AF_DIRECT;
+    }
     if (err) return err;
-    if (want) p = (void *)want;
     err = hm_os_hugepage_hint(p, size);
     if (err) {
-        hm_os_unmap(p, size);
+        if (give_back((uintptr_t)p, size, *flags, *chunk)) err = EFAULT; /* books and kernel differ */
         return err;
     }
     *base = (uintptr_t)p;
@@ -285,7 +312,7 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     uint64_t ngran = (bytes + GRAN - 1) / GRAN;
     bool commit = type & HM_MEM_COMMIT;
     uint32_t flags = 0;
-    if (type & HM_MEM_LARGE_PAGES) flags |= HM_AF_LARGE | HM_AF_DIRECT;
+    if (type & HM_MEM_LARGE_PAGES) flags |= HM_AF_LARGE;
     if (type & HM_MEM_PHYSICAL) flags |= HM_AF_PHYSICAL;
 
     if (want) { /* [R2.2] a reservation may not overlap any allocation */
@@ -304,13 +331,9 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     uintptr_t base = 0;
     hm_chunk *chunk = NULL;
     if (flags & HM_AF_LARGE) {
-        err = map_large(want, bytes, &flags, &base);
+        err = place_large(want, bytes, &flags, &base, &chunk);
     } else if (want) {
-        err = ngran * GRAN <= HM_ARENA_DIRECT_MIN ? hm_arena_place_at(want, ngran, &chunk) : ENOENT;
-        if (err == ENOENT) {
-            err = hm_os_reserve_at((void *)want, bytes);
-            flags |= HM_AF_DIRECT;
-        }
+        err = place_fixed(want, bytes, &flags, &chunk);
         base = want;
     } else if (ngran * GRAN <= HM_ARENA_DIRECT_MIN) {
         err = hm_arena_place(ngran, type & HM_MEM_TOP_DOWN, &base, &chunk);
@@ -326,6 +349,7 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     }
     if (err) {
         drop_record(a);
+        if (err == EFAULT) return HM_E_FAIL;
         return hm_errno_status(err, want ? "reserve at a fixed address" : "reserve address space");
     }
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
@@ -341,8 +365,7 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     }
     if (err) {
         hm_status st = hm_errno_status(err, what);
-        if (chunk) hm_arena_unplace(chunk, base, ngran);
-        else if (hm_os_unmap((void *)base, bytes)) st = HM_E_FAIL;
+        if (give_back(base, bytes, flags, chunk)) st = HM_E_FAIL;
         drop_record(a);
         return st;
     }
@@ -419,7 +442,8 @@ static hm_status release(hm_alloc *a)
     uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
     uint64_t ngran = (size + GRAN - 1) / GRAN;
     hm_runs *r = hm_alloc_runs(a);
-    if (atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_DIRECT) {
+    uint32_t flags = atomic_load_explicit(&a->flags, memory_order_relaxed);
+    if (flags & HM_AF_DIRECT) { /* munmap alone empties it; a failure leaves it whole */
         int err = hm_os_unmap((void *)base, size);
         if (err) return hm_errno_status(err, "release");
     } else {
@@ -428,7 +452,8 @@ static hm_status release(hm_alloc *a)
             hm_status st = kernel_decommit(a, r, lo, hi, "release");
             if (st) return st;
         }
-        hm_arena_unplace(a->chunk, base, ngran);
+        /* now all PROT_NONE and empty; unmapping the mixed parts can fail only half-way */
+        if (give_back(base, size, flags, a->chunk)) return HM_E_FAIL;
     }
     hm_radix_set(base >> 16, (base >> 16) + ngran, NULL);
     hm_book.allocations--;

@@ -36,6 +36,7 @@
 #define HM_AF_LARGE    0x2u  /* MEM_LARGE_PAGES */
 #define HM_AF_HUGETLB  0x4u  /* backed by hugetlb pages (else transparent huge pages) */
 #define HM_AF_PHYSICAL 0x8u  /* MEM_PHYSICAL reservation: cannot be committed */
+#define HM_AF_MIXED    0x10u /* fixed address across chunks and mappings of its own (arena.h) */
 
 /* One allocation. base, size, alloc_protect, flags and owner never change while the record is
  * published; runs is swapped by writers. chunk and committed are the writer's alone. */
