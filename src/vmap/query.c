@@ -18,33 +18,36 @@ static inline uint64_t ld(_Atomic uint64_t *p) { return atomic_load_explicit(p, 
 /* Visible attributes of a run: what makes two neighbours one region. */
 static inline uint32_t visible(uint32_t attr) { return attr & (HM_RUN_COMMIT | HM_RUN_PROT_MASK); }
 
-/* Fills a free region from page-aligned at, up to the next allocation. The granule at `at` may belong
- * to an allocation that ends below at (the unusable tail of its last granule), so the search for the
- * next one starts after that granule. */
-static void fill_free(uintptr_t at, hm_region *out)
+/* Fills a free region from page-aligned at, up to the next allocation, searching from granule
+ * `from`: at's own granule when it is empty, the one after when at lies in the unusable tail of an
+ * allocation's last granule. false when an allocation appeared at `at` meanwhile (start over). */
+static bool fill_free(uintptr_t at, uint64_t from, hm_region *out)
 {
     const hm_os_config *c = hm_os_cfg();
     uintptr_t top = c->max_address + 1, next = top;
-    uint64_t g = at >> 16;
     for (;;) {
-        hm_alloc *a = hm_radix_lookup(g);
-        hm_alloc *n = hm_radix_next(a ? g + 1 : g);
+        hm_alloc *n = hm_radix_next(from);
         if (!n) break;
         uint64_t gen = hm_meta_gen(n);
         uintptr_t b = atomic_load_explicit(&n->base, memory_order_relaxed);
         atomic_thread_fence(memory_order_acquire);
-        if ((gen & 1u) || hm_meta_gen(n) != gen) continue; /* retired meanwhile: look again */
-        if (b > at) next = b < top ? b : top;
+        if ((gen & 1u) || hm_meta_gen(n) != gen) { /* retired meanwhile: look again */
+            from = hm_radix_lookup(at >> 16) ? (at >> 16) + 1 : at >> 16;
+            continue;
+        }
+        if (b <= at) return false;
+        next = b < top ? b : top;
         break;
     }
     out->base = (void *)at;
     out->allocation_base = NULL;
     out->allocation_protect = 0;
     out->partition_id = 0;
-    out->size = next > at ? next - at : top - at;
+    out->size = next - at;
     out->state = HM_MEM_FREE;
     out->protect = HM_PAGE_NOACCESS;
     out->type = 0;
+    return true;
 }
 
 hm_status hm_vmap_query(const void *addr, hm_region *out)
@@ -59,7 +62,7 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
     for (;;) {
         hm_alloc *a = hm_radix_lookup(at >> 16);
         if (!a) {
-            fill_free(at, out);
+            if (!fill_free(at, at >> 16, out)) continue;
             return HM_OK;
         }
         uint64_t ag = hm_meta_gen(a);
@@ -105,7 +108,7 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
             if (inside && (!sane || end <= first)) continue; /* cannot happen for a stable table */
         }
         if (!inside) {
-            fill_free(at, out); /* the tail of the allocation's last granule */
+            if (!fill_free(at, (at >> 16) + 1, out)) continue; /* the tail of the last granule */
             return HM_OK;
         }
         bool committed = attr & HM_RUN_COMMIT;
