@@ -263,13 +263,56 @@ int hm_arena_claim(uintptr_t addr, size_t bytes, hm_arena_kind *kind, hm_chunk *
     return 0;
 }
 
-int hm_arena_unclaim(uintptr_t addr, size_t bytes)
+int hm_arena_unmap_gaps(uintptr_t addr, size_t bytes, bool *partial)
 {
     claim cl = {0, 0, NULL, addr + bytes};
     int err = for_pieces(addr, bytes, unmap_piece, &cl);
-    if (err) return err;
+    /* unmap_piece stops at the first failure; earlier gaps are gone then */
+    *partial = false;
+    if (err) {
+        claim probe = {0, 0, NULL, 0};
+        for_pieces(addr, bytes, check_piece, &probe);
+        *partial = probe.gaps > 1;
+    }
+    return err;
+}
+
+static int discard_piece(hm_chunk *c, size_t i, size_t n, uintptr_t lo, uintptr_t hi, void *arg)
+{
+    (void)i;
+    (void)n;
+    (void)arg;
+    return c ? hm_os_discard((void *)lo, hi - lo) : 0;
+}
+
+int hm_arena_discard_chunk_parts(uintptr_t addr, size_t bytes)
+{
+    return for_pieces(addr, bytes, discard_piece, NULL);
+}
+
+void hm_arena_unmark(uintptr_t addr, size_t bytes)
+{
     bool off = false;
     for_pieces(addr, bytes, mark_piece, &off);
+}
+
+static size_t quarantined;
+
+void hm_arena_quarantine(uintptr_t addr, size_t bytes)
+{
+    size_t n = 0;
+    (void)hm_arena_owns_range(addr, bytes, &n);
+    quarantined += n;
+}
+
+size_t hm_arena_quarantined(void) { return quarantined; }
+
+int hm_arena_unclaim(uintptr_t addr, size_t bytes)
+{
+    bool partial;
+    int err = hm_arena_unmap_gaps(addr, bytes, &partial);
+    if (err) return err;
+    hm_arena_unmark(addr, bytes);
     return 0;
 }
 

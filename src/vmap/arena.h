@@ -40,6 +40,16 @@ typedef enum hm_arena_kind {
 int hm_arena_claim(uintptr_t addr, size_t bytes, hm_arena_kind *kind, hm_chunk **chunk);
 /* Gives back what hm_arena_claim took (used for HM_ARENA_MIXED; the others have faster paths). */
 int hm_arena_unclaim(uintptr_t addr, size_t bytes);
+/* The steps of hm_arena_unclaim, for a release that must stay undoable as long as possible:
+ * unmap the parts outside chunks (*partial: some were unmapped before one failed), empty the parts
+ * inside chunks (MADV_DONTNEED), unmark them. */
+int hm_arena_unmap_gaps(uintptr_t addr, size_t bytes, bool *partial);
+int hm_arena_discard_chunk_parts(uintptr_t addr, size_t bytes);
+void hm_arena_unmark(uintptr_t addr, size_t bytes);
+/* Leaves the chunk parts of [addr, addr + bytes) marked for good: they may still hold data. */
+void hm_arena_quarantine(uintptr_t addr, size_t bytes);
+/* Granules quarantined so far (used, but by no allocation). */
+size_t hm_arena_quarantined(void);
 /* Gives the granules back to their chunk. */
 void hm_arena_unplace(hm_chunk *chunk, uintptr_t base, size_t ngran);
 /* Checks: whether every granule of [addr, addr + bytes) that lies in a chunk is marked used (and how

@@ -137,8 +137,9 @@ hm_status hm_vmap_check(bool with_kernel)
                       sum.runs, sum.reserved, sum.committed);
         st = HM_E_FAIL;
     }
-    if (!st && chunk_granules != hm_arena_used_granules()) {
-        hm_detail_set("arena: %zu granules marked used, allocations hold %zu", hm_arena_used_granules(), chunk_granules);
+    if (!st && chunk_granules + hm_arena_quarantined() != hm_arena_used_granules()) {
+        hm_detail_set("arena: %zu granules marked used, allocations hold %zu, %zu quarantined",
+                      hm_arena_used_granules(), chunk_granules, hm_arena_quarantined());
         st = HM_E_FAIL;
     }
     if (!st && with_kernel) {

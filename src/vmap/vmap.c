@@ -54,6 +54,15 @@ hm_status hm_errno_status(int err, const char *what)
     }
 }
 
+/* A rollback failed too: the map no longer matches the kernel (SPEC 3.4: E_FAIL). */
+static hm_status books_broken(const char *what)
+{
+    char first[sizeof detail];
+    memcpy(first, detail, sizeof first);
+    hm_detail_set("%s failed and could not be undone (%.160s): the map no longer matches the kernel", what, first);
+    return HM_E_FAIL;
+}
+
 /* ---- init ------------------------------------------------------------------------------------ */
 
 static hm_status init_status = 1; /* 1: not yet run */
@@ -191,7 +200,7 @@ static hm_status kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uin
     if (!err) err = hm_os_discard(p, len);
     if (!err) return HM_OK;
     hm_status st = hm_errno_status(err, what);
-    if (hm_restore_prot(a, r, p0, p1)) return HM_E_FAIL;
+    if (hm_restore_prot(a, r, p0, p1)) return books_broken(what);
     return st;
 }
 
@@ -349,7 +358,7 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     }
     if (err) {
         drop_record(a);
-        if (err == EFAULT) return HM_E_FAIL;
+        if (err == EFAULT) return books_broken("large-page reservation");
         return hm_errno_status(err, want ? "reserve at a fixed address" : "reserve address space");
     }
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
@@ -365,7 +374,7 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     }
     if (err) {
         hm_status st = hm_errno_status(err, what);
-        if (give_back(base, bytes, flags, chunk)) st = HM_E_FAIL;
+        if (give_back(base, bytes, flags, chunk)) st = books_broken(what);
         drop_record(a);
         return st;
     }
@@ -405,7 +414,7 @@ static hm_status commit(void *owner, uintptr_t start, uintptr_t end, uint32_t pr
     err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
     if (err) {
         hm_status st = hm_errno_status(err, "commit");
-        if (hm_restore_prot(a, old, p0, p1)) st = HM_E_FAIL;
+        if (hm_restore_prot(a, old, p0, p1)) st = books_broken("commit");
         hm_runs_free(next);
         return st;
     }
@@ -436,6 +445,28 @@ hm_status hm_vmap_alloc(void *owner, void *addr, size_t size, uint32_t type, uin
 
 /* ---- VirtualFree ------------------------------------------------------------------------------ */
 
+/* Release of an allocation that lies partly in chunks, partly in mappings of its own: every step
+ * that can fail comes before the first one that cannot be undone (discarding data). */
+static hm_status release_mixed(hm_alloc *a, hm_runs *r)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed), lo, hi;
+    bool any = hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi), partial = false;
+    int err = any ? hm_os_protect((void *)(base + lo * PAGE), (hi - lo) * PAGE, HM_OS_PROT_NONE) : 0;
+    if (!err) err = hm_arena_unmap_gaps(base, size, &partial);
+    if (err) {
+        hm_status st = hm_errno_status(err, "release");
+        if (partial || (any && hm_restore_prot(a, r, lo, hi))) return books_broken("release");
+        return st;
+    }
+    /* The chunk parts must be empty before they are free again. MADV_DONTNEED does not fail on our own
+     * anonymous memory; if it ever did, the gaps are gone already, so the release goes on and the
+     * chunk parts stay marked (quarantined, PROT_NONE) instead of being handed out with old data. */
+    if (any && hm_arena_discard_chunk_parts(base, size)) hm_arena_quarantine(base, size);
+    else hm_arena_unmark(base, size);
+    return HM_OK;
+}
+
 static hm_status release(hm_alloc *a)
 {
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
@@ -446,14 +477,16 @@ static hm_status release(hm_alloc *a)
     if (flags & HM_AF_DIRECT) { /* munmap alone empties it; a failure leaves it whole */
         int err = hm_os_unmap((void *)base, size);
         if (err) return hm_errno_status(err, "release");
+    } else if (flags & HM_AF_MIXED) {
+        hm_status st = release_mixed(a, r);
+        if (st) return st;
     } else {
         uint64_t lo, hi;
         if (hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi)) {
             hm_status st = kernel_decommit(a, r, lo, hi, "release");
             if (st) return st;
         }
-        /* now all PROT_NONE and empty; unmapping the mixed parts can fail only half-way */
-        if (give_back(base, size, flags, a->chunk)) return HM_E_FAIL;
+        hm_arena_unplace(a->chunk, base, ngran);
     }
     hm_radix_set(base >> 16, (base >> 16) + ngran, NULL);
     hm_book.allocations--;
@@ -575,7 +608,7 @@ hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, u
     err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
     if (err) {
         st = hm_errno_status(err, "mprotect");
-        if (hm_restore_prot(al, r, p0, p1)) st = HM_E_FAIL;
+        if (hm_restore_prot(al, r, p0, p1)) st = books_broken("VirtualProtect");
         hm_runs_free(next);
         goto out;
     }
