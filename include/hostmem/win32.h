@@ -70,6 +70,7 @@ typedef void *HANDLE;
 #define MEM_IMAGE           0x01000000
 #define MEM_RESET_UNDO      0x01000000
 #define MEM_LARGE_PAGES     0x20000000
+#define AT_ROUND_TO_PAGE    0x40000000  /* not supported: VirtualAlloc refuses it with 87, as Windows x64 */
 
 /* protections */
 #define PAGE_NOACCESS           0x01
@@ -90,6 +91,8 @@ typedef void *HANDLE;
 #define ERROR_SUCCESS               0L
 #define NO_ERROR                    0L
 #define ERROR_INVALID_FUNCTION      1L
+#define ERROR_ACCESS_DENIED         5L
+#define ERROR_INVALID_HANDLE        6L
 #define ERROR_NOT_ENOUGH_MEMORY     8L
 #define ERROR_OUTOFMEMORY           14L
 #define ERROR_BAD_LENGTH            24L

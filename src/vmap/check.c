@@ -19,7 +19,6 @@
 #include "rules.h"
 #include "vmap_internal.h"
 
-#define PAGE ((uintptr_t)4096)
 
 #define FAIL(...)                      \
     do {                               \

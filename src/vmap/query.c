@@ -11,7 +11,6 @@
 #include "rules.h"
 #include "vmap_internal.h"
 
-#define PAGE ((uintptr_t)4096)
 
 static inline uint64_t ld(_Atomic uint64_t *p) { return atomic_load_explicit(p, memory_order_relaxed); }
 

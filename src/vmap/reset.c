@@ -20,7 +20,6 @@
 #include "rules.h"
 #include "vmap_internal.h"
 
-#define PAGE ((uintptr_t)4096)
 #define PM_BATCH 512
 
 /* Range checks shared by both: [R2.2] reset of a range not inside one allocation is 487. */

@@ -7,6 +7,9 @@
 
 #include "vmap.h"
 
+#define PAGE ((uintptr_t)4096)  /* the Win32 page; hm_vmap_init refuses kernels with another size */
+#define GRAN ((uintptr_t)65536) /* the allocation granularity: every allocation starts on one */
+
 /* The writer lock: every change to the map, placement and the kernel's mappings of allocations. */
 extern pthread_mutex_t hm_map_lock;
 
@@ -26,6 +29,16 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next);
 int hm_restore_prot(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1);
 bool hm_committed_span(const hm_runs *r, uint64_t npages, uint64_t p0, uint64_t p1, uint64_t *lo, uint64_t *hi);
 hm_status hm_errno_status(int err, const char *what);
+/* E_FAIL after a rollback failed too, with a detail naming what (SPEC 3.4). */
+hm_status hm_books_broken(const char *what);
+/* Makes pages [p0, p1) reserved in the kernel (PROT_NONE, emptied); on failure the protections of
+ * table r are put back and the status says why (E_FAIL if that failed too). */
+hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what);
+/* Retires a record and its run table. */
+void hm_drop_record(hm_alloc *a);
+/* Gives an allocation's address space back to the arena or the kernel; 0 or an errno. */
+int hm_give_back(uintptr_t base, uint64_t bytes, uint32_t flags, hm_chunk *chunk);
+extern hm_pool hm_alloc_pool;
 
 /* MEM_RESET and MEM_RESET_UNDO of page-aligned [start, end) (reset.c; hm_map_lock held). */
 hm_status hm_vmap_reset(uintptr_t start, uintptr_t end, void **out);

@@ -1,0 +1,129 @@
+/* free.c — VirtualFree (SPEC 2.3): release of whole allocations, however they were placed, and
+ * decommit of page ranges. Every step that can fail comes before the first one that cannot be undone. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../os/os.h"
+#include "radix.h"
+#include "rules.h"
+#include "vmap_internal.h"
+
+
+/* ---- VirtualFree ------------------------------------------------------------------------------ */
+
+/* Release of an allocation that lies partly in chunks, partly in mappings of its own: every step
+ * that can fail comes before the first one that cannot be undone (discarding data). */
+static hm_status release_mixed(hm_alloc *a, hm_runs *r)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed), lo, hi;
+    bool any = hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi), partial = false;
+    int err = any ? hm_os_protect((void *)(base + lo * PAGE), (hi - lo) * PAGE, HM_OS_PROT_NONE) : 0;
+    if (!err) err = hm_arena_unmap_gaps(base, size, &partial);
+    if (err) {
+        hm_status st = hm_errno_status(err, "release");
+        if (partial || (any && hm_restore_prot(a, r, lo, hi))) return hm_books_broken("release");
+        return st;
+    }
+    /* The chunk parts must be empty before they are free again. MADV_DONTNEED does not fail on our own
+     * anonymous memory; if it ever did, the gaps are gone already, so the release goes on and the
+     * chunk parts stay marked (quarantined, PROT_NONE) instead of being handed out with old data. */
+    if (any && hm_arena_discard_chunk_parts(base, size)) hm_arena_quarantine(base, size);
+    else hm_arena_unmark(base, size);
+    return HM_OK;
+}
+
+static hm_status release(hm_alloc *a)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    uint64_t ngran = (size + GRAN - 1) / GRAN;
+    hm_runs *r = hm_alloc_runs(a);
+    uint32_t flags = atomic_load_explicit(&a->flags, memory_order_relaxed);
+    if (flags & HM_AF_DIRECT) { /* munmap alone empties it; a failure leaves it whole */
+        int err = hm_os_unmap((void *)base, size);
+        if (err) return hm_errno_status(err, "release");
+    } else if (flags & HM_AF_MIXED) {
+        hm_status st = release_mixed(a, r);
+        if (st) return st;
+    } else {
+        uint64_t lo, hi;
+        if (hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi)) {
+            hm_status st = hm_kernel_decommit(a, r, lo, hi, "release");
+            if (st) return st;
+        }
+        hm_arena_unplace(a->chunk, base, ngran);
+    }
+    hm_radix_set(base >> 16, (base >> 16) + ngran, NULL);
+    hm_book.allocations--;
+    hm_book.runs -= atomic_load_explicit(&r->n, memory_order_relaxed);
+    hm_book.reserved -= size;
+    hm_book.committed -= a->committed * PAGE;
+    hm_drop_record(a);
+    return HM_OK;
+}
+
+static hm_status decommit(hm_alloc *a, uint64_t p0, uint64_t p1)
+{
+    uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
+    hm_runs *old = hm_alloc_runs(a);
+    uint64_t lo, hi;
+    if (!hm_committed_span(old, npages, p0, p1, &lo, &hi)) return HM_OK; /* all reserved already */
+    int err = 0;
+    hm_runs *next = hm_runs_apply(old, npages, lo, hi, (hm_run_change){0, 0, 0, 0}, &err);
+    if (!next) return hm_errno_status(err, "map records");
+    hm_status st = hm_kernel_decommit(a, old, lo, hi, "decommit");
+    if (st) {
+        hm_runs_free(next);
+        return st;
+    }
+    hm_swap_runs(a, next);
+    return HM_OK;
+}
+
+hm_status hm_vmap_free(void *owner, void *addr, size_t size, uint32_t type)
+{
+    (void)owner;
+    hm_status st = hm_vmap_init();
+    if (st) return st;
+    uintptr_t a = (uintptr_t)addr;
+    const hm_os_config *c = hm_os_cfg();
+    /* [R2.3] argument rules: 87 */
+    if ((type != HM_MEM_DECOMMIT && type != HM_MEM_RELEASE) || !addr ||
+        (type == HM_MEM_RELEASE && size != 0) || a > c->max_address || size > c->max_address + 1 - a) {
+        hm_detail_set("VirtualFree: invalid parameter (type %#x, size %zu, address %p)", type, size, addr);
+        return HM_E_INVALID_PARAMETER;
+    }
+    pthread_mutex_lock(&hm_map_lock);
+    hm_alloc *al = hm_find_alloc(a);
+    if (!al) {
+        hm_detail_set("VirtualFree: %p is in no allocation", addr);
+        st = HM_E_INVALID_ADDRESS;
+        goto out;
+    }
+    uintptr_t base = atomic_load_explicit(&al->base, memory_order_relaxed);
+    uint64_t asize = atomic_load_explicit(&al->size, memory_order_relaxed);
+    if (size == 0) { /* release, or decommit of the whole allocation: only at the base */
+        if ((a & ~(PAGE - 1)) != base) {
+            hm_detail_set("VirtualFree: %p is not the base of its allocation (%p)", addr, (void *)base);
+            st = HM_E_INVALID_ADDRESS;
+            goto out;
+        }
+        st = type == HM_MEM_RELEASE ? release(al) : decommit(al, 0, asize / PAGE);
+        goto out;
+    }
+    uintptr_t start = a & ~(PAGE - 1), end = (a + size + PAGE - 1) & ~(PAGE - 1);
+    if (end - base > asize) {
+        hm_detail_set("MEM_DECOMMIT: the range runs past the end of its allocation");
+        st = HM_E_INVALID_PARAMETER;
+        goto out;
+    }
+    st = decommit(al, (start - base) / PAGE, (end - base) / PAGE);
+out:
+    pthread_mutex_unlock(&hm_map_lock);
+    return st;
+}
+
