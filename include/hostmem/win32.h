@@ -47,6 +47,18 @@ typedef DWORD *PDWORD;
 typedef DWORD *LPDWORD;
 typedef ULONG_PTR *PULONG_PTR;
 typedef void *HANDLE;
+typedef BYTE *PBYTE;
+typedef BYTE *LPBYTE;
+typedef WORD *PWORD;
+typedef ULONG *PULONG;
+typedef UINT *PUINT;
+typedef LONG *PLONG;
+typedef BOOL *PBOOL;
+typedef char *LPSTR;
+typedef const char *LPCSTR;
+typedef uint64_t ULONGLONG;
+typedef int64_t LONGLONG;
+typedef uint64_t DWORD64;
 
 #ifndef TRUE
 #define TRUE 1
@@ -70,6 +82,7 @@ typedef void *HANDLE;
 #define MEM_IMAGE           0x01000000
 #define MEM_RESET_UNDO      0x01000000
 #define MEM_LARGE_PAGES     0x20000000
+#define MEM_4MB_PAGES       0x80000000  /* not supported: refused with 87 */
 #define AT_ROUND_TO_PAGE    0x40000000  /* not supported: VirtualAlloc refuses it with 87, as Windows x64 */
 
 /* protections */
@@ -128,10 +141,16 @@ typedef struct _MEMORY_BASIC_INFORMATION {
 #endif
 #endif
 
+#if defined(__GNUC__) && !defined(NONAMELESSUNION)
+#define HM_ANON_ __extension__ /* anonymous members, as Windows headers use them, even under -pedantic C99 */
+#else
+#define HM_ANON_
+#endif
+
 typedef struct _SYSTEM_INFO {
-    union {
+    HM_ANON_ union {
         DWORD dwOemId;
-        struct {
+        HM_ANON_ struct {
             WORD wProcessorArchitecture;
             WORD wReserved;
         } DUMMYSTRUCTNAME;
