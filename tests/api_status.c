@@ -2,28 +2,7 @@
 #include <hostmem/hostmem.h>
 #include <pthread.h>
 
-#include "testutil.h"
-
-#define PG ((size_t)4096)
-#define GRAN ((size_t)65536)
-
-static tu_snapshot snap_before, snap_after;
-
-/* Field-wise comparison of two snapshots (hm_region has padding), naming the caller's line. */
-static void snap_check_unchanged(int line)
-{
-    tu_snapshot_take(&snap_after);
-    if (snap_before.n != snap_after.n)
-        fail_msg("line %d: the region map changed after a failed call (%zu regions before, %zu after)", line,
-                 snap_before.n, snap_after.n);
-    for (size_t i = 0; i < snap_before.n; i++) {
-        const hm_region *a = &snap_before.r[i], *b = &snap_after.r[i];
-        if (a->base != b->base || a->allocation_base != b->allocation_base ||
-            a->allocation_protect != b->allocation_protect || a->size != b->size || a->state != b->state ||
-            a->protect != b->protect || a->type != b->type)
-            fail_msg("line %d: region %zu changed after a failed call", line, i);
-    }
-}
+#include "win32_testutil.h"
 
 #define EXPECT_STATUS(call, expect) \
     do { \
@@ -325,32 +304,34 @@ static void test_stats(void **state)
 
 /* hostmem.h: this version has only the process-default manager: a non-NULL hm_manager is refused with
  * HM_E_INVALID_PARAMETER and nothing changes. */
-static void test_non_null_manager_refused(void **state)
+/* SPEC 3.1: a second manager sees and changes only its own allocations; the default's are not its. */
+static void test_other_manager_not_owner(void **state)
 {
     (void)state;
-    static char fake[64];
-    hm_manager *m = (hm_manager *)(void *)fake;
+    hm_manager *m = NULL;
+    assert_int_equal(hm_manager_create("limit=16M", &m), HM_OK);
+    assert_non_null(m);
     void *p = NULL;
     assert_int_equal(hm_reserve(NULL, GRAN, &p), HM_OK);
     assert_int_equal(hm_commit(NULL, p, PG, HM_PAGE_READWRITE), HM_OK);
-    void *b = (void *)1;
-    EXPECT_STATUS(hm_virtual_alloc(m, NULL, GRAN, HM_MEM_RESERVE, HM_PAGE_READWRITE, &b), HM_E_INVALID_PARAMETER);
-    assert_null(b);
-    b = (void *)1;
-    EXPECT_STATUS(hm_reserve(m, GRAN, &b), HM_E_INVALID_PARAMETER);
-    assert_null(b);
-    EXPECT_STATUS(hm_commit(m, (char *)p + PG, PG, HM_PAGE_READWRITE), HM_E_INVALID_PARAMETER);
-    EXPECT_STATUS(hm_decommit(m, p, PG), HM_E_INVALID_PARAMETER);
-    EXPECT_STATUS(hm_release(m, p), HM_E_INVALID_PARAMETER);
-    EXPECT_STATUS(hm_virtual_free(m, p, 0, HM_MEM_RELEASE), HM_E_INVALID_PARAMETER);
+    EXPECT_STATUS(hm_commit(m, (char *)p + PG, PG, HM_PAGE_READWRITE), HM_E_HOST_NOT_OWNER);
+    EXPECT_STATUS(hm_decommit(m, p, PG), HM_E_HOST_NOT_OWNER);
+    EXPECT_STATUS(hm_release(m, p), HM_E_HOST_NOT_OWNER);
+    EXPECT_STATUS(hm_virtual_free(m, p, 0, HM_MEM_RELEASE), HM_E_HOST_NOT_OWNER);
     uint32_t old = 0;
-    EXPECT_STATUS(hm_virtual_protect(m, p, PG, HM_PAGE_READONLY, &old), HM_E_INVALID_PARAMETER);
+    EXPECT_STATUS(hm_virtual_protect(m, p, PG, HM_PAGE_READONLY, &old), HM_E_HOST_NOT_OWNER);
     hm_region r;
-    EXPECT_STATUS(hm_virtual_query(m, p, &r), HM_E_INVALID_PARAMETER);
-    size_t n = 0;
-    EXPECT_STATUS(hm_vm_walk(m, walk_count, &n), HM_E_INVALID_PARAMETER);
-    assert_int_equal(n, 0);
+    EXPECT_STATUS(hm_virtual_query(m, p, &r), HM_E_HOST_NOT_OWNER);
     assert_true(strlen(hm_last_detail()) > 0);
+    void *q = NULL;
+    assert_int_equal(hm_reserve(m, GRAN, &q), HM_OK);
+    EXPECT_STATUS(hm_virtual_query(NULL, q, &r), HM_E_HOST_NOT_OWNER);
+    size_t n = 0;
+    assert_int_equal(hm_vm_walk(m, walk_count, &n), HM_OK);
+    assert_int_equal(n, 1); /* its one reservation, not the default manager's */
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+    assert_int_equal(hm_virtual_query(NULL, q, &r), HM_OK);
+    assert_int_equal(r.state, HM_MEM_FREE);
     assert_int_equal(tu_writable(p), 1);
     assert_int_equal(hm_release(NULL, p), HM_OK);
 }
@@ -384,7 +365,7 @@ int main(void)
         cmocka_unit_test(test_last_detail_per_thread),
         cmocka_unit_test(test_conveniences),
         cmocka_unit_test(test_stats),
-        cmocka_unit_test(test_non_null_manager_refused),
+        cmocka_unit_test(test_other_manager_not_owner),
         cmocka_unit_test(test_walk),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -455,6 +455,15 @@ static void op_reserve_null(void)
     new_record(a, base, bytes, type, prot);
 }
 
+/* A live allocation at random for an operation to act on; with none, reserves one instead (so the step
+ * still does something) and returns NULL. */
+static mrec *pick_or_reserve(void)
+{
+    mrec *x = pick();
+    if (!x) op_reserve_null();
+    return x;
+}
+
 /* SPEC 2.2: explicit address: start rounded down to 64 KiB, size round_up(addr+size, 4K) - start; a
  * reservation may not overlap any allocation (487), the granule tail included (SPEC 2.7.1). */
 static void op_reserve_at(void)
@@ -575,11 +584,8 @@ static mrec *span(uintptr_t addr, size_t size, uintptr_t *s, uintptr_t *e)
 
 static void op_commit(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr, s, e;
     size_t size;
     gen_range(x, &addr, &size);
@@ -621,11 +627,8 @@ static void decommit_pages(mrec *a, size_t p0, size_t p1)
 
 static void op_decommit(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr, s, e;
     size_t size;
     if (rnd(5) == 0) { /* size 0: the whole allocation, only at its base */
@@ -664,11 +667,8 @@ static void op_decommit(void)
 
 static void op_release(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr = x->base;
     size_t size = 0;
     switch (rnd(8)) {
@@ -707,11 +707,8 @@ static struct {
 
 static void op_reset(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr, s, e;
     size_t size;
     gen_range(x, &addr, &size);
@@ -744,11 +741,8 @@ static void op_reset(void)
 
 static void op_reset_undo(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr, s, e;
     size_t size;
     size_t k = rnd(3);
@@ -800,11 +794,8 @@ static void op_reset_undo(void)
 
 static void op_protect(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     uintptr_t addr, s, e;
     size_t size;
     gen_range(x, &addr, &size);
@@ -863,11 +854,8 @@ static void op_query(void)
 
 static void op_write(void)
 {
-    mrec *x = pick();
-    if (!x) {
-        op_reserve_null();
-        return;
-    }
+    mrec *x = pick_or_reserve();
+    if (!x) return;
     size_t p0 = rnd(x->npages), p1 = p0 + 1 + rnd(x->npages - p0), n = 0;
     for (size_t p = p0; p < p1; p++) {
         mpage *g = &x->pg[p];

@@ -2,29 +2,7 @@
 #include <hostmem/win32.h>
 #include <pthread.h>
 
-#include "testutil.h"
-
-#define PG ((SIZE_T)4096)
-#define GRAN ((SIZE_T)65536)
-#define POISON ((DWORD)0xdeadbeef)
-
-static tu_snapshot snap_before, snap_after;
-
-/* Field-wise comparison of two snapshots (hm_region has padding), naming the caller's line. */
-static void snap_check_unchanged(int line)
-{
-    tu_snapshot_take(&snap_after);
-    if (snap_before.n != snap_after.n)
-        fail_msg("line %d: the region map changed after a failed call (%zu regions before, %zu after)", line,
-                 snap_before.n, snap_after.n);
-    for (size_t i = 0; i < snap_before.n; i++) {
-        const hm_region *a = &snap_before.r[i], *b = &snap_after.r[i];
-        if (a->base != b->base || a->allocation_base != b->allocation_base ||
-            a->allocation_protect != b->allocation_protect || a->size != b->size || a->state != b->state ||
-            a->protect != b->protect || a->type != b->type)
-            fail_msg("line %d: region %zu changed after a failed call", line, i);
-    }
-}
+#include "win32_testutil.h"
 
 /* SPEC 2.1, 5: GetSystemInfo reports 4 KiB pages, 64 KiB granularity, 0x10000 as the lowest address, the
  * highest user address, and at least one processor. */

@@ -7,8 +7,9 @@
  * method returns (where ERROR_NOT_ENOUGH_MEMORY and ERROR_COMMITMENT_LIMIT both become
  * E_OUTOFMEMORY), hm_status_message() a sentence for people.
  *
- * Managers: every call takes an hm_manager; NULL names the process-default manager. This version has
- * only the default manager; budgets and further managers arrive with the host policy.
+ * Managers: every call takes an hm_manager; NULL names the process-default manager, created on first
+ * use from the HOSTMEM_OPTIONS environment variable. Each manager has its own allocations and its own
+ * budget; touching another manager's allocation is HM_E_HOST_NOT_OWNER.
  *
  * Constants have their Windows values (winnt.h), under the hm_ prefix; <hostmem/win32.h> gives the
  * Windows names. */
@@ -147,8 +148,44 @@ typedef struct hm_region {
 
 typedef struct hm_manager hm_manager; /* NULL = the process-default manager */
 
+/* How critical a request is (EMemoryCriticalLevel): which part of the budget it may use (SPEC 3.2). */
+typedef enum hm_level {
+    HM_LEVEL_TASK = 0,      /* eTaskCritical: admitted while charge + n <= limit - reserve.appdomain - reserve.process */
+    HM_LEVEL_APPDOMAIN = 1, /* eAppDomainCritical: while charge + n <= limit - reserve.process */
+    HM_LEVEL_PROCESS = 2,   /* eProcessCritical: while charge + n <= limit */
+} hm_level;
+
+/* A new manager from an option string "key=value,..." applied over HOSTMEM_OPTIONS (SPEC 3.7):
+ * limit, reserve.appdomain, reserve.process, wait.task, wait.appdomain, wait.process, notify.low,
+ * notify.high, va.limit, win32.level, cgroup.root, proc.root. A bad option is HM_E_INVALIDARG, with
+ * hm_last_detail() naming the key; nothing is created then. */
+HM_API hm_status hm_manager_create(const char *options, hm_manager **out);
+/* Releases every allocation of the manager and frees it. The default manager cannot be destroyed. */
+HM_API hm_status hm_manager_destroy(hm_manager *m);
+
+typedef struct hm_manager_stats {
+    uint64_t limit;               /* L, bytes */
+    uint64_t reserve_appdomain;   /* Ra */
+    uint64_t reserve_process;     /* Rp */
+    uint64_t charge;              /* bytes of committed pages the manager owns */
+    uint64_t peak_charge;
+    uint64_t va_limit;            /* UINT64_MAX: unlimited */
+    uint64_t va_used;             /* bytes of address space its allocations hold */
+    uint64_t granted[3];          /* requests that raised the charge, admitted, by level */
+    uint64_t refused[3];          /* refused by the budget, by level */
+    uint32_t wait_ms[3];
+    uint32_t notify_low, notify_high;
+    hm_level win32_level;         /* the level of calls that do not name one */
+} hm_manager_stats;
+
+HM_API hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out);
+
 /* VirtualAlloc: reserve, commit, reset or undo a reset (SPEC 2.2). On success *base is the start of
- * the affected range (which may lie below addr); on failure *base is NULL and nothing changed. */
+ * the affected range (which may lie below addr); on failure *base is NULL and nothing changed.
+ * Pages committed anew are admitted at `level`; a refusal by the budget is HM_E_COMMITMENT_LIMIT. */
+HM_API hm_status hm_virtual_alloc_level(hm_manager *m, void *addr, size_t size, uint32_t type,
+                                        uint32_t protect, hm_level level, void **base);
+/* The same at the manager's win32.level (default HM_LEVEL_PROCESS). */
 HM_API hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type,
                                   uint32_t protect, void **base);
 /* VirtualFree: HM_MEM_DECOMMIT or HM_MEM_RELEASE (SPEC 2.3). */

@@ -1,19 +1,10 @@
-/* api.c — the public hm_* functions (hostmem.h): thin wrappers that check out-pointers and the
- * manager argument, then call the map. */
+/* api.c — the public hm_* functions (hostmem.h): thin wrappers that check out-pointers, resolve the
+ * manager (NULL: the process default), then call the map with the manager's books. */
 #include <hostmem/hostmem.h>
 
 #include "../os/os.h"
+#include "../manager/manager.h"
 #include "../vmap/vmap.h"
-
-/* Only the process-default manager exists in this version. */
-static hm_status check_manager(hm_manager *m)
-{
-    if (m) {
-        hm_detail_set("only the process-default manager (NULL) exists in this version");
-        return HM_E_INVALID_PARAMETER;
-    }
-    return HM_OK;
-}
 
 hm_status hm_init(void) { return hm_vmap_init(); }
 
@@ -31,31 +22,49 @@ void hm_get_system_info(hm_system_info *out)
 
 size_t hm_large_page_minimum(void) { return hm_os_init()->huge_page_size; }
 
+hm_status hm_virtual_alloc_level(hm_manager *m, void *addr, size_t size, uint32_t type, uint32_t protect,
+                                 hm_level level, void **base)
+{
+    if (!base) return HM_E_POINTER;
+    *base = NULL;
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((unsigned)level > HM_LEVEL_PROCESS) {
+        hm_detail_set("critical level %d: not one of task (0), appdomain (1), process (2)", (int)level);
+        return HM_E_INVALIDARG;
+    }
+    return hm_vmap_alloc(&m->acct, (unsigned)level, addr, size, type, protect, base);
+}
+
 hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type, uint32_t protect, void **base)
 {
     if (!base) return HM_E_POINTER;
     *base = NULL;
-    hm_status st = check_manager(m);
-    return st ? st : hm_vmap_alloc(m, addr, size, type, protect, base);
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    return hm_vmap_alloc(&m->acct, m->opts.win32_level, addr, size, type, protect, base);
 }
 
 hm_status hm_virtual_free(hm_manager *m, void *addr, size_t size, uint32_t free_type)
 {
-    hm_status st = check_manager(m);
-    return st ? st : hm_vmap_free(m, addr, size, free_type);
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    return hm_vmap_free(&m->acct, addr, size, free_type);
 }
 
 hm_status hm_virtual_protect(hm_manager *m, void *addr, size_t size, uint32_t protect, uint32_t *old)
 {
-    hm_status st = check_manager(m);
-    return st ? st : hm_vmap_protect(m, addr, size, protect, old);
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    return hm_vmap_protect(&m->acct, addr, size, protect, old);
 }
 
 hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out)
 {
     if (!out) return HM_E_POINTER;
-    hm_status st = check_manager(m);
-    return st ? st : hm_vmap_query(addr, out);
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    return hm_vmap_query(&m->acct, addr, out);
 }
 
 hm_status hm_reserve(hm_manager *m, size_t size, void **base)
@@ -86,8 +95,9 @@ void hm_vm_reset_peak(void) { hm_vmap_reset_peak(); }
 hm_status hm_vm_walk(hm_manager *m, int (*fn)(const hm_region *r, void *arg), void *arg)
 {
     if (!fn) return HM_E_POINTER;
-    hm_status st = check_manager(m);
-    return st ? st : hm_vmap_walk(m, fn, arg);
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    return hm_vmap_walk(&m->acct, fn, arg);
 }
 
 const char *hm_last_detail(void) { return hm_detail_get(); }

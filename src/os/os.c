@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -405,4 +406,21 @@ int hm_os_maps_foreach(int (*fn)(uintptr_t lo, uintptr_t hi, int prot, void *arg
     close(fd);
     errno = saved;
     return err;
+}
+
+uint64_t hm_os_physical_memory(void)
+{
+    int saved = errno;
+    long pages = sysconf(_SC_PHYS_PAGES), ps = sysconf(_SC_PAGESIZE);
+    errno = saved;
+    return pages > 0 && ps > 0 ? (uint64_t)pages * (uint64_t)ps : 0;
+}
+
+uint64_t hm_os_address_space_limit(void)
+{
+    int saved = errno;
+    struct rlimit rl;
+    uint64_t v = getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (uint64_t)rl.rlim_cur : UINT64_MAX;
+    errno = saved;
+    return v;
 }

@@ -44,7 +44,7 @@ static bool alloc_args_valid(void *addr, size_t size, uint32_t type, uint32_t pr
     return true;
 }
 
-static hm_alloc *new_record(void *owner, uintptr_t base, uint64_t size, uint32_t prot, uint32_t flags,
+static hm_alloc *new_record(hm_account *owner, uintptr_t base, uint64_t size, uint32_t prot, uint32_t flags,
                             uint32_t attr, int *err)
 {
     hm_alloc *a = hm_pool_alloc(&hm_alloc_pool, err);
@@ -104,8 +104,9 @@ static int place_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t
     return 0;
 }
 
-/* Reserves (and with MEM_COMMIT commits) a new allocation. */
-static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type, uint32_t prot, void **out)
+/* Reserves (and with MEM_COMMIT commits) a new allocation, charged to acct at level. */
+static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_t size, uint32_t type, uint32_t prot,
+                         void **out)
 {
     uint64_t bytes = want ? ((want + size + PAGE - 1) & ~(PAGE - 1)) - (want & ~(GRAN - 1))
                           : (size + PAGE - 1) & ~(PAGE - 1);                       /* [R2.2] rounding */
@@ -123,10 +124,24 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
             return HM_E_INVALID_ADDRESS;
         }
     }
+    if (!hm_account_take_va(acct, bytes)) { /* SPEC 3.6 */
+        hm_detail_set("MEM_RESERVE of %#lx bytes: the manager's address-space budget (va.limit = %#lx) is spent",
+                      (unsigned long)bytes, (unsigned long)acct->va_limit);
+        return HM_E_NOT_ENOUGH_MEMORY;
+    }
+    if (commit && !hm_account_admit(acct, bytes, level)) { /* SPEC 3.2: admission and charge, one step */
+        hm_account_give_va(acct, bytes);
+        hm_detail_set("MEM_COMMIT of %#lx bytes at level %u: the manager's budget refuses it", (unsigned long)bytes, level);
+        return HM_E_COMMITMENT_LIMIT;
+    }
     int err = 0;
     uint32_t attr = commit ? (HM_RUN_COMMIT | (prot & HM_RUN_PROT_MASK)) : 0;
-    hm_alloc *a = new_record(owner, 0, bytes, prot, flags, attr, &err);
-    if (!a) return hm_errno_status(err, "map records");
+    hm_alloc *a = new_record(acct, 0, bytes, prot, flags, attr, &err);
+    if (!a) {
+        hm_account_give_va(acct, bytes);
+        if (commit) hm_account_uncharge(acct, bytes);
+        return hm_errno_status(err, "map records");
+    }
 
     /* place */
     uintptr_t base = 0;
@@ -150,6 +165,8 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     }
     if (err) {
         hm_drop_record(a);
+        hm_account_give_va(acct, bytes);
+        if (commit) hm_account_uncharge(acct, bytes);
         if (err == EFAULT) return hm_books_broken("large-page reservation");
         return hm_errno_status(err, want ? "reserve at a fixed address" : "reserve address space");
     }
@@ -168,6 +185,8 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
         hm_status st = hm_errno_status(err, what);
         if (hm_give_back(base, bytes, flags, chunk)) st = hm_books_broken(what);
         hm_drop_record(a);
+        hm_account_give_va(acct, bytes);
+        if (commit) hm_account_uncharge(acct, bytes);
         return st;
     }
     hm_meta_publish(a);
@@ -180,11 +199,11 @@ static hm_status reserve(void *owner, uintptr_t want, size_t size, uint32_t type
     return HM_OK;
 }
 
-/* Commits pages [start, end) of an existing allocation. */
-static hm_status commit(void *owner, uintptr_t start, uintptr_t end, uint32_t prot, void **out)
+/* Commits pages [start, end) of an existing allocation; newly committed pages are admitted at level. */
+static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintptr_t end, uint32_t prot, void **out)
 {
-    (void)owner;
     hm_alloc *a = hm_find_alloc(start);
+    if (a && hm_alloc_owner(a) != acct) return hm_not_owner(a);
     if (!a || hm_find_alloc(end - 1) != a) { /* [R2.2] inside one allocation */
         hm_detail_set("MEM_COMMIT: [%#lx, %#lx) is not inside one reserved allocation",
                       (unsigned long)start, (unsigned long)end);
@@ -203,11 +222,19 @@ static hm_status commit(void *owner, uintptr_t start, uintptr_t end, uint32_t pr
     int err = 0;
     hm_runs *next = hm_runs_apply(old, npages, p0, p1, ch, &err);
     if (!next) return hm_errno_status(err, "map records");
+    /* [R3.2] only pages that were reserved cost anything; re-commit is free */
+    uint64_t grow = (hm_runs_committed(next, npages) - a->committed) * PAGE;
+    if (!hm_account_admit(acct, grow, level)) {
+        hm_runs_free(next);
+        hm_detail_set("MEM_COMMIT of %#lx new bytes at level %u: the manager's budget refuses it", (unsigned long)grow, level);
+        return HM_E_COMMITMENT_LIMIT;
+    }
     err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
     if (err) {
         hm_status st = hm_errno_status(err, "commit");
         if (hm_restore_prot(a, old, p0, p1)) st = hm_books_broken("commit");
         hm_runs_free(next);
+        hm_account_uncharge(acct, grow);
         return st;
     }
     hm_swap_runs(a, next);
@@ -215,7 +242,8 @@ static hm_status commit(void *owner, uintptr_t start, uintptr_t end, uint32_t pr
     return HM_OK;
 }
 
-hm_status hm_vmap_alloc(void *owner, void *addr, size_t size, uint32_t type, uint32_t prot, void **base)
+hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
+                        void **base)
 {
     *base = NULL;
     hm_status st = hm_vmap_init();
@@ -227,10 +255,11 @@ hm_status hm_vmap_alloc(void *owner, void *addr, size_t size, uint32_t type, uin
     }
     uintptr_t a = (uintptr_t)addr;
     pthread_mutex_lock(&hm_map_lock);
-    if (type & HM_MEM_RESET) st = hm_vmap_reset(a & ~(PAGE - 1), (a + size + PAGE - 1) & ~(PAGE - 1), base);
-    else if (type & HM_MEM_RESET_UNDO) st = hm_vmap_reset_undo(a & ~(PAGE - 1), (a + size + PAGE - 1) & ~(PAGE - 1), base);
-    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(owner, a, size, type, prot, base);
-    else st = commit(owner, a & ~(PAGE - 1), (a + size + PAGE - 1) & ~(PAGE - 1), prot, base);
+    uintptr_t start = a & ~(PAGE - 1), end = (a + size + PAGE - 1) & ~(PAGE - 1);
+    if (type & HM_MEM_RESET) st = hm_vmap_reset(acct, start, end, base);
+    else if (type & HM_MEM_RESET_UNDO) st = hm_vmap_reset_undo(acct, start, end, base);
+    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(acct, level, a, size, type, prot, base);
+    else st = commit(acct, level, start, end, prot, base);
     pthread_mutex_unlock(&hm_map_lock);
     return st;
 }

@@ -8,7 +8,8 @@
  *             differ in attr; reserved pages have protection 0 and no RESET flag; committed pages a
  *             valid base protection; committed pages counted equal the record's count.
  *   arena     a chunk allocation's granules are marked used; used granules = granules of chunk allocations.
- *   books     allocations, runs, reserved and committed bytes equal the sums over the records.
+ *   books     allocations, runs, reserved and committed bytes equal the sums over the records;
+ *             each account's charge and va_used equal its allocations' committed and reserved bytes.
  *   kernel    every page of every allocation lies in a mapping whose protection is the Linux
  *             protection of its Win32 state (reserved: PROT_NONE). */
 #include <stdatomic.h>
@@ -26,7 +27,14 @@
         return HM_E_FAIL;              \
     } while (0)
 
-static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules)
+/* Sums by account, for the per-manager books. */
+#define MAX_ACCOUNTS 256
+typedef struct acct_sum {
+    hm_account *acct;
+    uint64_t committed, reserved;
+} acct_sum;
+
+static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules, acct_sum *accts, size_t *naccts)
 {
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
@@ -62,6 +70,14 @@ static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules)
     if (!hm_arena_owns_range(base, size, &in_chunks)) FAIL("allocation %#lx: granules in chunks not marked", (unsigned long)base);
     if (a->chunk && in_chunks != ngran) FAIL("allocation %#lx: %zu of %lu granules in its chunk", (unsigned long)base, in_chunks, (unsigned long)ngran);
     *chunk_granules += in_chunks;
+    hm_account *owner = hm_alloc_owner(a);
+    size_t k = 0;
+    while (k < *naccts && accts[k].acct != owner) k++;
+    if (k == *naccts && k < MAX_ACCOUNTS) accts[(*naccts)++] = (acct_sum){owner, 0, 0};
+    if (k < MAX_ACCOUNTS) {
+        accts[k].committed += committed * PAGE;
+        accts[k].reserved += size;
+    }
     sum->allocations++;
     sum->runs += n;
     sum->reserved += size;
@@ -123,9 +139,10 @@ hm_status hm_vmap_check(bool with_kernel)
     if (st) return st;
     pthread_mutex_lock(&hm_map_lock);
     hm_books sum = {0, 0, 0, 0};
-    size_t chunk_granules = 0;
+    size_t chunk_granules = 0, naccts = 0;
+    static acct_sum accts[MAX_ACCOUNTS]; /* under hm_map_lock */
     for (hm_alloc *a = hm_radix_next(0); a && !st;) {
-        st = check_alloc(a, &sum, &chunk_granules);
+        st = check_alloc(a, &sum, &chunk_granules, accts, &naccts);
         uintptr_t end = atomic_load_explicit(&a->base, memory_order_relaxed) + atomic_load_explicit(&a->size, memory_order_relaxed);
         a = hm_radix_next(((end - 1) >> 16) + 1);
     }
@@ -135,6 +152,17 @@ hm_status hm_vmap_check(bool with_kernel)
                       hm_book.allocations, hm_book.runs, hm_book.reserved, hm_book.committed, sum.allocations,
                       sum.runs, sum.reserved, sum.committed);
         st = HM_E_FAIL;
+    }
+    for (size_t k = 0; !st && k < naccts; k++) {
+        hm_account *ac = accts[k].acct;
+        uint64_t charge = atomic_load_explicit(&ac->charge, memory_order_relaxed);
+        uint64_t va = atomic_load_explicit(&ac->va_used, memory_order_relaxed);
+        if (charge != accts[k].committed || va != accts[k].reserved) {
+            hm_detail_set("account %p: charge %lu and va_used %lu, its allocations hold %lu committed and %lu reserved",
+                          (void *)ac, (unsigned long)charge, (unsigned long)va, (unsigned long)accts[k].committed,
+                          (unsigned long)accts[k].reserved);
+            st = HM_E_FAIL;
+        }
     }
     if (!st && chunk_granules + hm_arena_quarantined() != hm_arena_used_granules()) {
         hm_detail_set("arena: %zu granules marked used, allocations hold %zu, %zu quarantined",

@@ -36,6 +36,7 @@ static hm_status release_mixed(hm_alloc *a, hm_runs *r)
     return HM_OK;
 }
 
+/* Releases a (its owner's charge and address space go back). */
 static hm_status release(hm_alloc *a)
 {
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
@@ -62,6 +63,8 @@ static hm_status release(hm_alloc *a)
     hm_book.runs -= atomic_load_explicit(&r->n, memory_order_relaxed);
     hm_book.reserved -= size;
     hm_book.committed -= a->committed * PAGE;
+    hm_account_uncharge(hm_alloc_owner(a), a->committed * PAGE);
+    hm_account_give_va(hm_alloc_owner(a), size);
     hm_drop_record(a);
     return HM_OK;
 }
@@ -84,9 +87,8 @@ static hm_status decommit(hm_alloc *a, uint64_t p0, uint64_t p1)
     return HM_OK;
 }
 
-hm_status hm_vmap_free(void *owner, void *addr, size_t size, uint32_t type)
+hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type)
 {
-    (void)owner;
     hm_status st = hm_vmap_init();
     if (st) return st;
     uintptr_t a = (uintptr_t)addr;
@@ -102,6 +104,10 @@ hm_status hm_vmap_free(void *owner, void *addr, size_t size, uint32_t type)
     if (!al) {
         hm_detail_set("VirtualFree: %p is in no allocation", addr);
         st = HM_E_INVALID_ADDRESS;
+        goto out;
+    }
+    if (hm_alloc_owner(al) != acct) {
+        st = hm_not_owner(al);
         goto out;
     }
     uintptr_t base = atomic_load_explicit(&al->base, memory_order_relaxed);
@@ -127,3 +133,20 @@ out:
     return st;
 }
 
+
+hm_status hm_vmap_release_all(hm_account *acct)
+{
+    hm_status st = HM_OK;
+    pthread_mutex_lock(&hm_map_lock);
+    for (hm_alloc *a = hm_radix_next(0); a;) {
+        uintptr_t end = atomic_load_explicit(&a->base, memory_order_relaxed) + atomic_load_explicit(&a->size, memory_order_relaxed);
+        hm_alloc *next = hm_radix_next(((end - 1) >> 16) + 1);
+        if (hm_alloc_owner(a) == acct) {
+            hm_status s = release(a);
+            if (s && !st) st = s;
+        }
+        a = next;
+    }
+    pthread_mutex_unlock(&hm_map_lock);
+    return st;
+}

@@ -14,9 +14,8 @@
 
 /* ---- VirtualProtect --------------------------------------------------------------------------- */
 
-hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, uint32_t *old)
+hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old)
 {
-    (void)owner;
     hm_status st = hm_vmap_init();
     if (st) return st;
     const hm_os_config *c = hm_os_cfg();
@@ -32,6 +31,10 @@ hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, u
     uintptr_t start = a & ~(PAGE - 1), end = (a + size + PAGE - 1) & ~(PAGE - 1);
     pthread_mutex_lock(&hm_map_lock);
     hm_alloc *al = hm_find_alloc(start);
+    if (al && hm_alloc_owner(al) != acct) {
+        st = hm_not_owner(al);
+        goto out;
+    }
     if (!al || hm_find_alloc(end - 1) != al) {
         hm_detail_set("VirtualProtect: [%p, %p) is not inside one allocation", (void *)start, (void *)end);
         st = HM_E_INVALID_PARAMETER;

@@ -49,7 +49,7 @@ static bool fill_free(uintptr_t at, uint64_t from, hm_region *out)
     return true;
 }
 
-hm_status hm_vmap_query(const void *addr, hm_region *out)
+hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out)
 {
     hm_status st = hm_vmap_init();
     if (st) return st;
@@ -69,6 +69,7 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
         uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
         uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
         uint32_t aprot = atomic_load_explicit(&a->alloc_protect, memory_order_relaxed);
+        hm_account *owner = hm_alloc_owner(a);
         uintptr_t rw = atomic_load_explicit(&a->runs, memory_order_acquire);
         bool inside = at >= base && at - base < size;
         uint64_t first = 0, end = 0;
@@ -110,6 +111,7 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
             if (!fill_free(at, (at >> 16) + 1, out)) continue; /* the tail of the last granule */
             return HM_OK;
         }
+        if (owner != acct) return hm_not_owner(a); /* SPEC 3.1: a manager sees its own allocations */
         bool committed = attr & HM_RUN_COMMIT;
         out->base = (void *)at;
         out->allocation_base = (void *)base;
@@ -125,7 +127,7 @@ hm_status hm_vmap_query(const void *addr, hm_region *out)
 
 /* Walk: queries from each allocation's base to its end, allocation after allocation. Holds the writer
  * lock so that the walk is one consistent picture. */
-hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), void *arg)
+hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg)
 {
     hm_status st = hm_vmap_init();
     if (st) return st;
@@ -133,10 +135,10 @@ hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), vo
     for (hm_alloc *a = hm_radix_next(0); a;) {
         uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
         uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
-        if ((void *)atomic_load_explicit(&a->owner, memory_order_relaxed) == owner) {
+        if (hm_alloc_owner(a) == acct) {
             for (uintptr_t at = base; at < base + size;) {
                 hm_region r;
-                hm_vmap_query((void *)at, &r);
+                hm_vmap_query(acct, (void *)at, &r);
                 if (fn(&r, arg)) goto out;
                 at += r.size;
             }

@@ -23,9 +23,14 @@
 #define PM_BATCH 512
 
 /* Range checks shared by both: [R2.2] reset of a range not inside one allocation is 487. */
-static hm_alloc *reset_target(uintptr_t start, uintptr_t end, const char *what)
+static hm_alloc *reset_target(hm_account *acct, uintptr_t start, uintptr_t end, const char *what, hm_status *st)
 {
     hm_alloc *a = hm_find_alloc(start);
+    *st = HM_E_INVALID_ADDRESS;
+    if (a && hm_alloc_owner(a) != acct) {
+        *st = hm_not_owner(a);
+        return NULL;
+    }
     if (!a || hm_find_alloc(end - 1) != a) {
         hm_detail_set("%s: [%#lx, %#lx) is not inside one allocation", what, (unsigned long)start,
                       (unsigned long)end);
@@ -62,10 +67,11 @@ static bool populated_span(uintptr_t base, uint64_t p0, uint64_t p1, uint64_t *l
     return any;
 }
 
-hm_status hm_vmap_reset(uintptr_t start, uintptr_t end, void **out)
+hm_status hm_vmap_reset(hm_account *acct, uintptr_t start, uintptr_t end, void **out)
 {
-    hm_alloc *a = reset_target(start, end, "MEM_RESET");
-    if (!a) return HM_E_INVALID_ADDRESS;
+    hm_status st;
+    hm_alloc *a = reset_target(acct, start, end, "MEM_RESET", &st);
+    if (!a) return st;
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t p0 = (start - base) / PAGE, p1 = (end - base) / PAGE, clo, chi, lo, hi;
@@ -104,10 +110,11 @@ static bool page_kept(uintptr_t p)
     return false;
 }
 
-hm_status hm_vmap_reset_undo(uintptr_t start, uintptr_t end, void **out)
+hm_status hm_vmap_reset_undo(hm_account *acct, uintptr_t start, uintptr_t end, void **out)
 {
-    hm_alloc *a = reset_target(start, end, "MEM_RESET_UNDO");
-    if (!a) return HM_E_INVALID_ADDRESS;
+    hm_status st;
+    hm_alloc *a = reset_target(acct, start, end, "MEM_RESET_UNDO", &st);
+    if (!a) return st;
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t p0 = (start - base) / PAGE, p1 = (end - base) / PAGE;

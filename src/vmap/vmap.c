@@ -119,7 +119,14 @@ static void free_runs_word(uintptr_t w)
     if (!hm_runs_is_inline(w)) hm_runs_free((hm_runs *)w);
 }
 
-static uint64_t count_committed(const hm_runs *r, uint64_t npages)
+hm_status hm_not_owner(hm_alloc *a)
+{
+    hm_detail_set("%#lx belongs to an allocation of another manager",
+                  (unsigned long)atomic_load_explicit(&a->base, memory_order_relaxed));
+    return HM_E_HOST_NOT_OWNER;
+}
+
+uint64_t hm_runs_committed(const hm_runs *r, uint64_t npages)
 {
     uint32_t n = atomic_load_explicit(&((hm_runs *)r)->n, memory_order_relaxed);
     uint64_t total = 0;
@@ -136,7 +143,8 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
     uintptr_t old_word = atomic_load_explicit(&a->runs, memory_order_relaxed);
     hm_runs *old = hm_alloc_runs(a);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
-    uint64_t c = count_committed(next, npages);
+    uint64_t c = hm_runs_committed(next, npages);
+    if (c < a->committed) hm_account_uncharge(hm_alloc_owner(a), (a->committed - c) * PAGE);
     hm_book.committed = hm_book.committed - a->committed * PAGE + c * PAGE;
     a->committed = c;
     hm_book.runs += atomic_load_explicit(&next->n, memory_order_relaxed);

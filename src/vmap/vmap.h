@@ -27,6 +27,7 @@
 
 #include <hostmem/hostmem.h>
 
+#include "account.h"
 #include "arena.h"
 #include "meta.h"
 #include "runs.h"
@@ -47,17 +48,22 @@ typedef struct hm_alloc {
     _Atomic uint32_t alloc_protect;  /* flProtect at allocation, modifiers included */
     _Atomic uint32_t flags;          /* HM_AF_* */
     _Atomic uintptr_t runs;          /* hm_runs *: the current run table, or an inline attr (runs.h) */
-    _Atomic uintptr_t owner;         /* the manager that made it (NULL: process default) */
+    _Atomic uintptr_t owner;         /* hm_account *: the books of the manager that made it */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
     uint64_t committed;              /* committed pages */
 } hm_alloc;
 
 hm_status hm_vmap_init(void);
-hm_status hm_vmap_alloc(void *owner, void *addr, size_t size, uint32_t type, uint32_t prot, void **base);
-hm_status hm_vmap_free(void *owner, void *addr, size_t size, uint32_t type);
-hm_status hm_vmap_protect(void *owner, void *addr, size_t size, uint32_t prot, uint32_t *old);
-hm_status hm_vmap_query(const void *addr, hm_region *out);
-hm_status hm_vmap_walk(void *owner, int (*fn)(const hm_region *r, void *arg), void *arg);
+/* The operations, on behalf of the manager whose books are acct (never NULL): an address in another
+ * account's allocation is HM_E_HOST_NOT_OWNER. level: the critical level of pages committed anew. */
+hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
+                        void **base);
+hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type);
+hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old);
+hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
+hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
+/* Releases every allocation of acct (manager destruction). */
+hm_status hm_vmap_release_all(hm_account *acct);
 void hm_vmap_stats(hm_vm_stats *out);
 /* Verifies the map's invariants (check.c), and with with_kernel that the kernel's mappings agree.
  * HM_OK, or HM_E_FAIL with hm_detail_get() naming the first broken one. */

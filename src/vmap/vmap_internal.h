@@ -25,6 +25,8 @@ extern hm_books hm_book;
 /* Writer side helpers (hm_map_lock held). */
 hm_alloc *hm_find_alloc(uintptr_t addr);
 hm_runs *hm_alloc_runs(hm_alloc *a);
+/* Publishes next as a's run table. Pages it commits anew must have been admitted by the caller; the
+ * charge of pages it decommits goes back to a's account here. */
 void hm_swap_runs(hm_alloc *a, hm_runs *next);
 int hm_restore_prot(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1);
 bool hm_committed_span(const hm_runs *r, uint64_t npages, uint64_t p0, uint64_t p1, uint64_t *lo, uint64_t *hi);
@@ -41,7 +43,16 @@ int hm_give_back(uintptr_t base, uint64_t bytes, uint32_t flags, hm_chunk *chunk
 extern hm_pool hm_alloc_pool;
 
 /* MEM_RESET and MEM_RESET_UNDO of page-aligned [start, end) (reset.c; hm_map_lock held). */
-hm_status hm_vmap_reset(uintptr_t start, uintptr_t end, void **out);
-hm_status hm_vmap_reset_undo(uintptr_t start, uintptr_t end, void **out);
+hm_status hm_vmap_reset(hm_account *acct, uintptr_t start, uintptr_t end, void **out);
+hm_status hm_vmap_reset_undo(hm_account *acct, uintptr_t start, uintptr_t end, void **out);
+
+/* The account that owns a, and the status for touching another manager's allocation (SPEC 3.1). */
+static inline hm_account *hm_alloc_owner(hm_alloc *a)
+{
+    return (hm_account *)atomic_load_explicit(&a->owner, memory_order_relaxed);
+}
+hm_status hm_not_owner(hm_alloc *a);
+/* Committed pages in table r of an allocation of npages pages. */
+uint64_t hm_runs_committed(const hm_runs *r, uint64_t npages);
 
 #endif

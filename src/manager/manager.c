@@ -1,0 +1,127 @@
+/* manager.c — creating, resolving and destroying managers (manager.h). */
+#include "manager.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../vmap/meta.h"
+#include "../vmap/vmap.h"
+
+static pthread_mutex_t hm_manager_lock = PTHREAD_MUTEX_INITIALIZER; /* guards manager_pool */
+static hm_pool manager_pool = HM_POOL_INIT("manager", sizeof(hm_meta_hdr) + sizeof(hm_manager), 64 * 1024);
+
+static hm_manager default_manager;
+static hm_status default_status;
+static char default_error[256];   /* why the default manager could not start */
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+/* Options from HOSTMEM_OPTIONS and then `options`, resolved and checked; err names the culprit. */
+static hm_status build(hm_manager *m, const char *options, char *err, size_t errlen)
+{
+    hm_options o;
+    hm_options_defaults(&o);
+    const char *env = getenv("HOSTMEM_OPTIONS");
+    hm_status st = hm_options_apply(&o, env, err, errlen);
+    if (st) {
+        char inner[200];
+        snprintf(inner, sizeof inner, "%s", err);
+        snprintf(err, errlen, "HOSTMEM_OPTIONS: %s", inner);
+        return st;
+    }
+    if ((st = hm_options_apply(&o, options, err, errlen))) return st;
+    if ((st = hm_options_resolve(&o, err, errlen))) return st;
+    memset(m, 0, sizeof *m);
+    m->opts = o;
+    m->acct.threshold[0] = o.limit - o.reserve_appdomain - o.reserve_process; /* SPEC 3.2 */
+    m->acct.threshold[1] = o.limit - o.reserve_process;
+    m->acct.threshold[2] = o.limit;
+    m->acct.va_limit = o.va_limit;
+    return HM_OK;
+}
+
+static void default_init(void)
+{
+    default_status = hm_vmap_init();
+    if (!default_status) default_status = build(&default_manager, NULL, default_error, sizeof default_error);
+    if (default_status && default_error[0]) fprintf(stderr, "hostmem: %s\n", default_error);
+    default_manager.is_default = true;
+}
+
+hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st)
+{
+    if (m) return m;
+    pthread_once(&default_once, default_init);
+    if (default_status) {
+        *st = default_status;
+        if (default_status == HM_E_NOT_SUPPORTED) (void)hm_vmap_init(); /* says why in the detail */
+        else hm_detail_set("the process-default manager could not start: %s", default_error);
+        return NULL;
+    }
+    return &default_manager;
+}
+
+hm_status hm_manager_create(const char *options, hm_manager **out)
+{
+    if (!out) return HM_E_POINTER;
+    *out = NULL;
+    hm_status st = hm_vmap_init();
+    if (st) return st;
+    char err[256] = "";
+    hm_manager tmp;
+    if ((st = build(&tmp, options, err, sizeof err))) {
+        hm_detail_set("%s", err);
+        return st;
+    }
+    int e = 0;
+    pthread_mutex_lock(&hm_manager_lock);
+    hm_meta_hdr *h = hm_pool_alloc(&manager_pool, &e);
+    pthread_mutex_unlock(&hm_manager_lock);
+    if (!h) {
+        hm_detail_set("no memory for the manager's record");
+        return HM_E_OUTOFMEMORY;
+    }
+    hm_manager *m = (hm_manager *)(h + 1);
+    *m = tmp;
+    *out = m;
+    return HM_OK;
+}
+
+hm_status hm_manager_destroy(hm_manager *m)
+{
+    if (!m || m->is_default) {
+        hm_detail_set("the process-default manager cannot be destroyed");
+        return HM_E_INVALIDARG;
+    }
+    hm_status st = hm_vmap_release_all(&m->acct);
+    if (st) return st; /* still whole: the caller may try again */
+    pthread_mutex_lock(&hm_manager_lock);
+    hm_pool_free(&manager_pool, (hm_meta_hdr *)m - 1);
+    pthread_mutex_unlock(&hm_manager_lock);
+    return HM_OK;
+}
+
+hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out)
+{
+    if (!out) return HM_E_POINTER;
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    memset(out, 0, sizeof *out);
+    out->limit = m->opts.limit;
+    out->reserve_appdomain = m->opts.reserve_appdomain;
+    out->reserve_process = m->opts.reserve_process;
+    out->charge = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
+    out->peak_charge = atomic_load_explicit(&m->acct.peak, memory_order_relaxed);
+    out->va_limit = m->opts.va_limit;
+    out->va_used = atomic_load_explicit(&m->acct.va_used, memory_order_relaxed);
+    for (int i = 0; i < 3; i++) {
+        out->granted[i] = atomic_load_explicit(&m->acct.granted[i], memory_order_relaxed);
+        out->refused[i] = atomic_load_explicit(&m->acct.refused[i], memory_order_relaxed);
+        out->wait_ms[i] = m->opts.wait_ms[i];
+    }
+    out->notify_low = m->opts.notify_low;
+    out->notify_high = m->opts.notify_high;
+    out->win32_level = (hm_level)m->opts.win32_level;
+    return HM_OK;
+}

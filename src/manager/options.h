@@ -1,0 +1,51 @@
+/* options.h — the manager's options (SPEC 3.7): one syntax everywhere (the API string, the
+ * HOSTMEM_OPTIONS environment variable, the command line's -o): key=value[,key=value]...
+ *
+ * Sizes: an integer with an optional binary suffix K, M, G or T (any case; KB and KiB too), or N% of
+ * the physical memory (or of the cgroup's limit where that is lower). Durations: milliseconds, or an
+ * integer with ms or s. Percentages (notify.*): 0 to 100, with or without %.
+ * A value left out of every string keeps its default; where a key appears twice, the later one wins. */
+#ifndef HM_OPTIONS_H
+#define HM_OPTIONS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+/* A size as written: bytes, or a percentage resolved against memory once the roots are known. */
+typedef struct hm_size_opt {
+    uint64_t bytes;
+    uint32_t pct;   /* with is_pct: percent of the physical (or cgroup) memory */
+    bool is_pct;
+} hm_size_opt;
+
+typedef struct hm_options {
+    hm_size_opt limit_opt, ra_opt, rp_opt, va_opt; /* as written */
+    uint64_t limit;             /* L, bytes (after hm_options_resolve) */
+    uint64_t reserve_appdomain; /* Ra, bytes */
+    uint64_t reserve_process;   /* Rp, bytes */
+    uint32_t wait_ms[3];        /* per level: how long an unadmitted request may wait */
+    uint32_t notify_low;        /* percent: High at or below */
+    uint32_t notify_high;       /* percent: Low at or above */
+    uint64_t va_limit;          /* bytes of address space; UINT64_MAX = unlimited */
+    uint32_t win32_level;       /* level of the Win32 names' requests */
+    char cgroup_root[128];      /* where cgroup files are read (tests point it at fixtures) */
+    char proc_root[128];        /* where /proc files are read */
+    bool limit_set, va_limit_set; /* written by a string, not left to the system */
+} hm_options;
+
+/* The defaults, before any string is applied. */
+void hm_options_defaults(hm_options *o);
+/* Applies one option string to o. On error, HM_E_INVALIDARG with a message naming the key in err
+ * (o may be partly changed: callers parse into a copy). */
+hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errlen);
+/* Fills what the strings left to the system (limit, va.limit) and checks the combination
+ * (Ra + Rp < L, notify.low < notify.high). */
+hm_status hm_options_resolve(hm_options *o, char *err, size_t errlen);
+/* Physical memory and the cgroup's limit (0 if none) as read under o's roots. */
+uint64_t hm_options_physical(const hm_options *o);
+uint64_t hm_options_cgroup_limit(const hm_options *o);
+
+#endif

@@ -1,0 +1,71 @@
+/* account.h — one manager's books as the map keeps them: the commit charge and the address space
+ * its allocations hold, with admission by critical level (SPEC 3.2, 3.6).
+ *
+ * The map is the one place that knows how many pages an operation newly commits, so admission and
+ * charging happen here, as one atomic step (a compare-and-swap on charge): two requests can never
+ * both pass on the same headroom, and charge never exceeds threshold[2] = L. The manager sets the
+ * thresholds and reads the numbers; it never keeps a second copy of them.
+ *
+ * Invariant (checked by hm_vmap_check): charge = bytes of committed pages of the account's
+ * allocations; va_used = bytes of its allocations (+ mappings recorded by the manager). */
+#ifndef HM_ACCOUNT_H
+#define HM_ACCOUNT_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef struct hm_account {
+    _Atomic uint64_t charge;      /* bytes of committed pages */
+    _Atomic uint64_t peak;        /* high-water mark of charge */
+    uint64_t threshold[3];        /* the most charge a request of level i may leave: L-Ra-Rp, L-Rp, L */
+    _Atomic uint64_t va_used;     /* bytes of address space held (reservations, recorded mappings) */
+    uint64_t va_limit;            /* UINT64_MAX: unlimited */
+    _Atomic uint64_t granted[3];  /* admitted requests that raised the charge, by level */
+    _Atomic uint64_t refused[3];  /* refused ones */
+} hm_account;
+
+/* Admits a request of `level` that raises the charge by `bytes`, and charges it; false (nothing
+ * charged) if charge + bytes would pass the level's threshold. bytes 0 is always admitted. */
+static inline bool hm_account_admit(hm_account *a, uint64_t bytes, unsigned level)
+{
+    if (bytes == 0) return true;
+    uint64_t limit = a->threshold[level > 2 ? 2 : level];
+    uint64_t c = atomic_load_explicit(&a->charge, memory_order_relaxed);
+    do {
+        if (c > limit || bytes > limit - c) { /* no overflow: subtract on the limit side */
+            atomic_fetch_add_explicit(&a->refused[level > 2 ? 2 : level], 1, memory_order_relaxed);
+            return false;
+        }
+    } while (!atomic_compare_exchange_weak_explicit(&a->charge, &c, c + bytes, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    uint64_t p = atomic_load_explicit(&a->peak, memory_order_relaxed);
+    while (c + bytes > p && !atomic_compare_exchange_weak_explicit(&a->peak, &p, c + bytes, memory_order_relaxed,
+                                                                   memory_order_relaxed)) {
+    }
+    atomic_fetch_add_explicit(&a->granted[level > 2 ? 2 : level], 1, memory_order_relaxed);
+    return true;
+}
+
+static inline void hm_account_uncharge(hm_account *a, uint64_t bytes)
+{
+    if (bytes) atomic_fetch_sub_explicit(&a->charge, bytes, memory_order_acq_rel);
+}
+
+/* Takes `bytes` of address space; false if va_limit would be passed. */
+static inline bool hm_account_take_va(hm_account *a, uint64_t bytes)
+{
+    uint64_t v = atomic_load_explicit(&a->va_used, memory_order_relaxed);
+    do {
+        if (v > a->va_limit || bytes > a->va_limit - v) return false;
+    } while (!atomic_compare_exchange_weak_explicit(&a->va_used, &v, v + bytes, memory_order_acq_rel,
+                                                    memory_order_relaxed));
+    return true;
+}
+
+static inline void hm_account_give_va(hm_account *a, uint64_t bytes)
+{
+    atomic_fetch_sub_explicit(&a->va_used, bytes, memory_order_acq_rel);
+}
+
+#endif
