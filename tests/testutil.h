@@ -66,11 +66,13 @@ static inline int tu_snap_fn(const hm_region *r, void *arg)
     return 0;
 }
 
-static inline void tu_snapshot_take(tu_snapshot *s)
+static inline void tu_snapshot_take_of(hm_manager *m, tu_snapshot *s)
 {
     s->n = 0;
-    assert_int_equal(hm_vm_walk(NULL, tu_snap_fn, s), HM_OK);
+    assert_int_equal(hm_vm_walk(m, tu_snap_fn, s), HM_OK);
 }
+
+static inline void tu_snapshot_take(tu_snapshot *s) { tu_snapshot_take_of(NULL, s); }
 
 static inline void tu_snapshot_assert_equal(const tu_snapshot *a, const tu_snapshot *b)
 {

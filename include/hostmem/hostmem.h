@@ -160,8 +160,19 @@ typedef enum hm_level {
  * notify.high, va.limit, win32.level, cgroup.root, proc.root. A bad option is HM_E_INVALIDARG, with
  * hm_last_detail() naming the key; nothing is created then. */
 HM_API hm_status hm_manager_create(const char *options, hm_manager **out);
-/* Releases every allocation of the manager and frees it. The default manager cannot be destroyed. */
+/* Shuts the manager down (SPEC 3.4): every request waiting for memory returns HM_E_HOST_ABANDONED at
+ * once, every later call HM_E_HOST_CLRNOTAVAILABLE. Nothing is unmapped: the runtime may still touch
+ * its memory. A second shutdown is HM_E_HOST_CLRNOTAVAILABLE. */
+HM_API hm_status hm_manager_shutdown(hm_manager *m);
+/* Shuts down (if running), releases every allocation of the manager and frees it. The default
+ * manager cannot be destroyed. */
 HM_API hm_status hm_manager_destroy(hm_manager *m);
+
+typedef enum hm_manager_state {
+    HM_MANAGER_RUNNING,
+    HM_MANAGER_SHUT_DOWN,
+    HM_MANAGER_FAILED, /* a call found the books untrustworthy and returned E_FAIL */
+} hm_manager_state;
 
 typedef struct hm_manager_stats {
     uint64_t limit;               /* L, bytes */
@@ -176,6 +187,11 @@ typedef struct hm_manager_stats {
     uint32_t wait_ms[3];
     uint32_t notify_low, notify_high;
     hm_level win32_level;         /* the level of calls that do not name one */
+    uint64_t waits[3];            /* requests that waited for memory, by level */
+    uint64_t timeouts[3];         /* of which ran out of time (HM_E_HOST_TIMEOUT) */
+    uint64_t abandoned[3];        /* of which were cancelled by shutdown (HM_E_HOST_ABANDONED) */
+    uint32_t waiting;             /* waiting now */
+    hm_manager_state state;
 } hm_manager_stats;
 
 HM_API hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out);

@@ -33,7 +33,8 @@ hm_status hm_virtual_alloc_level(hm_manager *m, void *addr, size_t size, uint32_
         hm_detail_set("critical level %d: not one of task (0), appdomain (1), process (2)", (int)level);
         return HM_E_INVALIDARG;
     }
-    return hm_vmap_alloc(&m->acct, (unsigned)level, addr, size, type, protect, base);
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_manager_alloc(m, (unsigned)level, addr, size, type, protect, base));
 }
 
 hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type, uint32_t protect, void **base)
@@ -42,21 +43,24 @@ hm_status hm_virtual_alloc(hm_manager *m, void *addr, size_t size, uint32_t type
     *base = NULL;
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
-    return hm_vmap_alloc(&m->acct, m->opts.win32_level, addr, size, type, protect, base);
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_manager_alloc(m, m->opts.win32_level, addr, size, type, protect, base));
 }
 
 hm_status hm_virtual_free(hm_manager *m, void *addr, size_t size, uint32_t free_type)
 {
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
-    return hm_vmap_free(&m->acct, addr, size, free_type);
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_manager_free(m, addr, size, free_type));
 }
 
 hm_status hm_virtual_protect(hm_manager *m, void *addr, size_t size, uint32_t protect, uint32_t *old)
 {
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
-    return hm_vmap_protect(&m->acct, addr, size, protect, old);
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_vmap_protect(&m->acct, addr, size, protect, old));
 }
 
 hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out)
@@ -64,6 +68,7 @@ hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out)
     if (!out) return HM_E_POINTER;
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
     return hm_vmap_query(&m->acct, addr, out);
 }
 
@@ -97,6 +102,7 @@ hm_status hm_vm_walk(hm_manager *m, int (*fn)(const hm_region *r, void *arg), vo
     if (!fn) return HM_E_POINTER;
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
     return hm_vmap_walk(&m->acct, fn, arg);
 }
 

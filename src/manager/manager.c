@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../os/os.h"
 #include "../vmap/meta.h"
 #include "../vmap/vmap.h"
 
@@ -34,6 +35,7 @@ static hm_status build(hm_manager *m, const char *options, char *err, size_t err
     if ((st = hm_options_resolve(&o, err, errlen))) return st;
     memset(m, 0, sizeof *m);
     m->opts = o;
+    atomic_store_explicit(&m->state, HM_MGR_RUNNING, memory_order_relaxed);
     m->acct.threshold[0] = o.limit - o.reserve_appdomain - o.reserve_process; /* SPEC 3.2 */
     m->acct.threshold[1] = o.limit - o.reserve_process;
     m->acct.threshold[2] = o.limit;
@@ -46,6 +48,7 @@ static void default_init(void)
     default_status = hm_vmap_init();
     if (!default_status) default_status = build(&default_manager, NULL, default_error, sizeof default_error);
     if (default_status && default_error[0]) fprintf(stderr, "hostmem: %s\n", default_error);
+    if (!default_status) pthread_mutex_init(&default_manager.wait_lock, NULL);
     default_manager.is_default = true;
 }
 
@@ -83,8 +86,28 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
         return HM_E_OUTOFMEMORY;
     }
     hm_manager *m = (hm_manager *)(h + 1);
-    *m = tmp;
+    memcpy(m, &tmp, sizeof *m);
+    pthread_mutex_init(&m->wait_lock, NULL);
     *out = m;
+    return HM_OK;
+}
+
+hm_status hm_manager_leave(hm_manager *m, hm_status st)
+{
+    if (st == HM_E_FAIL) { /* SPEC 3.4: E_FAIL once, then HOST_E_CLRNOTAVAILABLE */
+        int running = HM_MGR_RUNNING;
+        if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_FAILED)) hm_manager_abandon_waiters(m);
+    }
+    return st;
+}
+
+hm_status hm_manager_shutdown(hm_manager *m)
+{
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    int running = HM_MGR_RUNNING;
+    if (!atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) return HM_E_HOST_CLRNOTAVAILABLE;
+    hm_manager_abandon_waiters(m); /* SPEC 3.4: every waiter returns HOST_E_ABANDONED at once */
     return HM_OK;
 }
 
@@ -94,8 +117,20 @@ hm_status hm_manager_destroy(hm_manager *m)
         hm_detail_set("the process-default manager cannot be destroyed");
         return HM_E_INVALIDARG;
     }
+    int running = HM_MGR_RUNNING;
+    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) hm_manager_abandon_waiters(m);
+    /* Waiters keep their place in m's queue until they have woken and left: wait for them. */
+    for (;;) { /* leaving is under wait_lock, so an empty queue seen under it is final */
+        pthread_mutex_lock(&m->wait_lock);
+        bool empty = m->head == NULL;
+        pthread_mutex_unlock(&m->wait_lock);
+        if (empty) break;
+        hm_manager_abandon_waiters(m);
+        hm_os_yield();
+    }
     hm_status st = hm_vmap_release_all(&m->acct);
-    if (st) return st; /* still whole: the caller may try again */
+    if (st) return st; /* still whole, but shut down: the caller may try again */
+    pthread_mutex_destroy(&m->wait_lock);
     pthread_mutex_lock(&hm_manager_lock);
     hm_pool_free(&manager_pool, (hm_meta_hdr *)m - 1);
     pthread_mutex_unlock(&hm_manager_lock);
@@ -123,5 +158,13 @@ hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out)
     out->notify_low = m->opts.notify_low;
     out->notify_high = m->opts.notify_high;
     out->win32_level = (hm_level)m->opts.win32_level;
+    for (int i = 0; i < 3; i++) {
+        out->waits[i] = atomic_load_explicit(&m->waits[i], memory_order_relaxed);
+        out->timeouts[i] = atomic_load_explicit(&m->timeouts[i], memory_order_relaxed);
+        out->abandoned[i] = atomic_load_explicit(&m->abandoned[i], memory_order_relaxed);
+    }
+    out->waiting = atomic_load_explicit(&m->nwaiting, memory_order_relaxed);
+    int state = atomic_load_explicit(&m->state, memory_order_relaxed);
+    out->state = state == HM_MGR_RUNNING ? HM_MANAGER_RUNNING : state == HM_MGR_SHUTDOWN ? HM_MANAGER_SHUT_DOWN : HM_MANAGER_FAILED;
     return HM_OK;
 }

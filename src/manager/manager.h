@@ -3,24 +3,66 @@
  * names and the NULL manager of the C API, is created on first use from HOSTMEM_OPTIONS alone.
  *
  * The manager owns its options and limits; its charge and address-space use live in its hm_account,
- * which the map keeps exact (vmap/account.h). Lock order: hm_manager_lock (creation, destruction)
- * before hm_map_lock; neither is held while calling back into the program. */
+ * which the map keeps exact (vmap/account.h).
+ *
+ * Lock order (every lock in hostmem, outermost first):
+ *   hm_manager_lock   the pool of manager records (create, destroy)
+ *     m->wait_lock    a manager's waiters; held around waiters' retries and releases while anyone waits
+ *       hm_map_lock   the address-space map (vmap.c)
+ * None is held while calling back into the program. VirtualQuery takes none of them. */
 #ifndef HM_MANAGER_H
 #define HM_MANAGER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
 
 #include <hostmem/hostmem.h>
 
 #include "../vmap/account.h"
 #include "options.h"
 
+/* Lifecycle (SPEC 3.4). */
+enum { HM_MGR_RUNNING, HM_MGR_SHUTDOWN, HM_MGR_FAILED };
+
+typedef struct hm_waiter hm_waiter;
+
 struct hm_manager {
-    hm_account acct;      /* the map's books of this manager */
-    hm_options opts;      /* as resolved at creation */
-    bool is_default;      /* the process-default manager: never destroyed */
+    hm_account acct;          /* the map's books of this manager */
+    hm_options opts;          /* as resolved at creation */
+    bool is_default;          /* the process-default manager: never destroyed */
+    _Atomic int state;        /* HM_MGR_*: only ever moves away from RUNNING */
+
+    /* Requests waiting for memory (wait.c). wait_lock guards the queue and the token, and serialises
+     * waiters' retries with releases while anyone waits. Lock order: wait_lock, then hm_map_lock. */
+    pthread_mutex_t wait_lock;
+    hm_waiter *head, *tail;   /* waiters, most critical first, first come first within a level */
+    bool token_out;           /* a waiter holds the retry token (is retrying, unlocked) */
+    uint64_t returns;         /* times memory came back (under wait_lock) */
+    uint64_t round_returns;   /* `returns` when the current round began at the head */
+    _Atomic unsigned nwaiting;/* queue length, read without the lock on the release path */
+    _Atomic uint64_t waits[3], timeouts[3], abandoned[3];
 };
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure
  * (HOSTMEM_OPTIONS invalid, page size refused) NULL with *st set. */
 hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st);
+
+/* Lifecycle gate: HM_OK while running, else HOST_E_CLRNOTAVAILABLE (SPEC 3.4). */
+static inline hm_status hm_manager_enter(hm_manager *m)
+{
+    if (atomic_load_explicit(&m->state, memory_order_acquire) == HM_MGR_RUNNING) return HM_OK;
+    return HM_E_HOST_CLRNOTAVAILABLE;
+}
+/* Passes a call's result through; E_FAIL (the books no longer match the kernel) fails the manager. */
+hm_status hm_manager_leave(hm_manager *m, hm_status st);
+
+/* wait.c: an allocation that waits for memory when the budget refuses it (SPEC 3.3), and the wake-up
+ * of waiters when memory comes back. */
+hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
+                           void **base);
+/* VirtualFree through the manager: while requests wait, under wait_lock, and waking them after. */
+hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type);
+/* Wakes every waiter to return HOST_E_ABANDONED (after state left RUNNING). */
+void hm_manager_abandon_waiters(hm_manager *m);
 
 #endif

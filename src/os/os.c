@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -423,4 +424,11 @@ uint64_t hm_os_address_space_limit(void)
     uint64_t v = getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (uint64_t)rl.rlim_cur : UINT64_MAX;
     errno = saved;
     return v;
+}
+
+void hm_os_yield(void)
+{
+    int saved = errno;
+    sched_yield();
+    errno = saved;
 }

@@ -79,6 +79,9 @@ int hm_os_pagemap(const void *addr, size_t npages, uint64_t *out);
  * HM_OS_PROT_* bits; stops when fn returns nonzero. */
 int hm_os_maps_foreach(int (*fn)(uintptr_t lo, uintptr_t hi, int prot, void *arg), void *arg);
 
+/* Gives the processor to another thread (sched_yield). */
+void hm_os_yield(void);
+
 /* Physical memory in bytes (sysconf), 0 if unknown. */
 uint64_t hm_os_physical_memory(void);
 /* The soft RLIMIT_AS in bytes, or UINT64_MAX when unlimited. */
