@@ -174,6 +174,13 @@ typedef enum hm_manager_state {
     HM_MANAGER_FAILED, /* a call found the books untrustworthy and returned E_FAIL */
 } hm_manager_state;
 
+/* Memory state (EMemoryAvailable, SPEC 3.5). */
+typedef enum hm_memory_state {
+    HM_MEMORY_LOW = 1,     /* load reached notify.high, or a request was refused: give memory back */
+    HM_MEMORY_NEUTRAL = 2,
+    HM_MEMORY_HIGH = 3,    /* load at or below notify.low */
+} hm_memory_state;
+
 typedef struct hm_manager_stats {
     uint64_t limit;               /* L, bytes */
     uint64_t reserve_appdomain;   /* Ra */
@@ -192,9 +199,22 @@ typedef struct hm_manager_stats {
     uint64_t abandoned[3];        /* of which were cancelled by shutdown (HM_E_HOST_ABANDONED) */
     uint32_t waiting;             /* waiting now */
     hm_manager_state state;
+    hm_memory_state memory_state;
+    uint64_t state_changes;       /* changes of memory_state */
+    uint64_t notifications;       /* callback calls made */
 } hm_manager_stats;
 
 HM_API hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out);
+
+typedef void (*hm_notify_fn)(hm_memory_state state, void *arg);
+
+/* load (0..100): the larger of the manager's pressure (charge * 100 / limit) and the system's (the
+ * cgroup's usage against its limit, else /proc/meminfo); available: the smaller of limit - charge
+ * and what the system still has. Either pointer may be NULL. */
+HM_API hm_status hm_manager_get_memory_load(hm_manager *m, uint32_t *load, uint64_t *available);
+/* Calls fn(state, arg) once for each change of the manager's memory state, from the manager's own
+ * notification thread, never under a lock of the manager: fn may call hostmem (to free memory). */
+HM_API hm_status hm_manager_register_notification(hm_manager *m, hm_notify_fn fn, void *arg);
 
 /* VirtualAlloc: reserve, commit, reset or undo a reset (SPEC 2.2). On success *base is the start of
  * the affected range (which may lie below addr); on failure *base is NULL and nothing changed.

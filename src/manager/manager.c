@@ -36,6 +36,7 @@ static hm_status build(hm_manager *m, const char *options, char *err, size_t err
     memset(m, 0, sizeof *m);
     m->opts = o;
     atomic_store_explicit(&m->state, HM_MGR_RUNNING, memory_order_relaxed);
+    hm_notify_init(&m->notify);
     m->acct.threshold[0] = o.limit - o.reserve_appdomain - o.reserve_process; /* SPEC 3.2 */
     m->acct.threshold[1] = o.limit - o.reserve_process;
     m->acct.threshold[2] = o.limit;
@@ -117,8 +118,13 @@ hm_status hm_manager_destroy(hm_manager *m)
         hm_detail_set("the process-default manager cannot be destroyed");
         return HM_E_INVALIDARG;
     }
+    if (hm_notify_on_thread(m)) {
+        hm_detail_set("a manager cannot be destroyed from its own notification callback");
+        return HM_E_HOST_INVALIDOPERATION;
+    }
     int running = HM_MGR_RUNNING;
     if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) hm_manager_abandon_waiters(m);
+    hm_notify_stop(m);
     /* Waiters keep their place in m's queue until they have woken and left: wait for them. */
     for (;;) { /* leaving is under wait_lock, so an empty queue seen under it is final */
         pthread_mutex_lock(&m->wait_lock);
@@ -164,6 +170,9 @@ hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out)
         out->abandoned[i] = atomic_load_explicit(&m->abandoned[i], memory_order_relaxed);
     }
     out->waiting = atomic_load_explicit(&m->nwaiting, memory_order_relaxed);
+    out->memory_state = (hm_memory_state)atomic_load_explicit(&m->notify.state, memory_order_relaxed);
+    out->state_changes = atomic_load_explicit(&m->notify.changes, memory_order_relaxed);
+    out->notifications = atomic_load_explicit(&m->notify.sent, memory_order_relaxed);
     int state = atomic_load_explicit(&m->state, memory_order_relaxed);
     out->state = state == HM_MGR_RUNNING ? HM_MANAGER_RUNNING : state == HM_MGR_SHUTDOWN ? HM_MANAGER_SHUT_DOWN : HM_MANAGER_FAILED;
     return HM_OK;

@@ -19,6 +19,7 @@
 #include <hostmem/hostmem.h>
 
 #include "../vmap/account.h"
+#include "notify.h"
 #include "options.h"
 
 /* Lifecycle (SPEC 3.4). */
@@ -41,6 +42,8 @@ struct hm_manager {
     uint64_t round_returns;   /* `returns` when the current round began at the head */
     _Atomic unsigned nwaiting;/* queue length, read without the lock on the release path */
     _Atomic uint64_t waits[3], timeouts[3], abandoned[3];
+
+    hm_notifier notify;       /* memory state and callbacks (notify.c) */
 };
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure

@@ -220,22 +220,23 @@ uint64_t hm_options_physical(const hm_options *o)
     return hm_os_physical_memory();
 }
 
-uint64_t hm_options_cgroup_limit(const hm_options *o)
+bool hm_options_cgroup(const hm_options *o, uint64_t *limit, uint64_t *usage)
 {
     char path[320], buf[4096];
     size_t len;
     snprintf(path, sizeof path, "%s/self/cgroup", o->proc_root);
-    if (hm_os_read_text(path, buf, sizeof buf, &len) != 0) return 0;
-    uint64_t limit = 0, v;
+    if (hm_os_read_text(path, buf, sizeof buf, &len) != 0) return false;
+    bool found = false;
+    uint64_t v, u;
     char *save = NULL;
     for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
         /* v2: "0::/path"; v1: "N:memory:/path" (the controller list may name several) */
         char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2) continue;
-        const char *cg = c2 + 1;
+        const char *cg = strcmp(c2 + 1, "/") ? c2 + 1 : "";
+        const char *limit_file, *usage_file, *sub;
         if (c2 == c1 + 1 && line[0] == '0') {
-            snprintf(path, sizeof path, "%s%s/memory.max", o->cgroup_root, strcmp(cg, "/") ? cg : "");
-            if (read_u64(path, &v) && (!limit || v < limit)) limit = v;
+            sub = "", limit_file = "memory.max", usage_file = "memory.current";
         } else {
             *c2 = 0;
             bool memory = false;
@@ -246,12 +247,23 @@ uint64_t hm_options_cgroup_limit(const hm_options *o)
                 t = comma ? comma + 1 : NULL;
             }
             if (!memory) continue;
-            snprintf(path, sizeof path, "%s/memory%s/memory.limit_in_bytes", o->cgroup_root, strcmp(cg, "/") ? cg : "");
-            /* v1 says "no limit" with a huge number (PAGE_COUNTER_MAX pages) */
-            if (read_u64(path, &v) && v < ((uint64_t)1 << 62) && (!limit || v < limit)) limit = v;
+            sub = "/memory", limit_file = "memory.limit_in_bytes", usage_file = "memory.usage_in_bytes";
         }
+        snprintf(path, sizeof path, "%s%s%s/%s", o->cgroup_root, sub, cg, limit_file);
+        /* v2 says "max" for no limit; v1 a huge number (PAGE_COUNTER_MAX pages) */
+        if (!read_u64(path, &v) || v >= ((uint64_t)1 << 62) || (found && v >= *limit)) continue;
+        snprintf(path, sizeof path, "%s%s%s/%s", o->cgroup_root, sub, cg, usage_file);
+        *limit = v;
+        *usage = read_u64(path, &u) ? u : 0;
+        found = true;
     }
-    return limit;
+    return found;
+}
+
+uint64_t hm_options_cgroup_limit(const hm_options *o)
+{
+    uint64_t limit, usage;
+    return hm_options_cgroup(o, &limit, &usage) ? limit : 0;
 }
 
 static uint64_t resolve_size(const hm_size_opt *s, uint64_t memory)

@@ -47,5 +47,8 @@ hm_status hm_options_resolve(hm_options *o, char *err, size_t errlen);
 /* Physical memory and the cgroup's limit (0 if none) as read under o's roots. */
 uint64_t hm_options_physical(const hm_options *o);
 uint64_t hm_options_cgroup_limit(const hm_options *o);
+/* The process's memory cgroup with the lowest limit (v2 memory.max / memory.current, v1
+ * memory.limit_in_bytes / memory.usage_in_bytes): its limit and usage; false if it has none. */
+bool hm_options_cgroup(const hm_options *o, uint64_t *limit, uint64_t *usage);
 
 #endif

@@ -76,8 +76,11 @@ static void start_round(hm_manager *m)
 
 hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type)
 {
-    if (!atomic_load_explicit(&m->nwaiting, memory_order_acquire)) /* the common case: no lock */
-        return hm_vmap_free(&m->acct, addr, size, type);
+    if (!atomic_load_explicit(&m->nwaiting, memory_order_acquire)) { /* the common case: no lock */
+        hm_status st = hm_vmap_free(&m->acct, addr, size, type);
+        if (st == HM_OK) hm_notify_charge_changed(m);
+        return st;
+    }
     pthread_mutex_lock(&m->wait_lock);
     hm_status st = hm_vmap_free(&m->acct, addr, size, type);
     if (st == HM_OK) { /* charge may have come back: a new round from the head */
@@ -85,6 +88,7 @@ hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type)
         start_round(m);
     }
     pthread_mutex_unlock(&m->wait_lock);
+    if (st == HM_OK) hm_notify_charge_changed(m);
     return st;
 }
 
@@ -119,8 +123,11 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
                            void **base)
 {
     hm_status st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
+    if (st == HM_OK) hm_notify_charge_changed(m);
+    if (st != HM_E_COMMITMENT_LIMIT) return st;
+    hm_notify_refused(m); /* SPEC 3.5: Low at once, before any wait (3.3), so the runtime can give back */
     uint32_t ms = m->opts.wait_ms[level];
-    if (st != HM_E_COMMITMENT_LIMIT || ms == 0) return st; /* admitted, failed otherwise, or may not wait */
+    if (ms == 0) return st;
 
     struct timespec deadline = deadline_after(ms);
     hm_waiter w = {.level = level};
@@ -174,6 +181,7 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
     if (holding) hand_token(m, next);
     pthread_mutex_unlock(&m->wait_lock);
     pthread_cond_destroy(&w.cond);
+    if (st == HM_OK) hm_notify_charge_changed(m);
     if (st == HM_E_HOST_TIMEOUT || st == HM_E_HOST_ABANDONED) *base = NULL;
     if (st == HM_E_HOST_TIMEOUT) hm_detail_set("the wait for memory (wait = %u ms at level %u) ran out", ms, level);
     if (st == HM_E_HOST_ABANDONED) hm_detail_set("the manager was shut down while the request waited for memory");

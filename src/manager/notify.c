@@ -1,0 +1,221 @@
+/* notify.c — memory load, the memory state and its delivery to callbacks (notify.h, SPEC 3.5). */
+#include "notify.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../os/os.h"
+#include "../vmap/vmap.h"
+#include "manager.h"
+
+void hm_notify_init(hm_notifier *n)
+{
+    memset(n, 0, sizeof *n);
+    pthread_mutex_init(&n->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&n->cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store_explicit(&n->state, HM_MEMORY_HIGH, memory_order_relaxed);
+    atomic_store_explicit(&n->band, HM_MEMORY_HIGH, memory_order_relaxed);
+}
+
+/* ---- load --------------------------------------------------------------------------------------- */
+
+static uint32_t percent(uint64_t part, uint64_t whole)
+{
+    if (!whole) return 0;
+    if (part >= whole) return 100;
+    return (uint32_t)((unsigned __int128)part * 100 / whole);
+}
+
+/* The system's pressure and free bytes: the cgroup's usage against its limit, else /proc/meminfo. */
+static void system_memory(const hm_options *o, uint32_t *load, uint64_t *avail)
+{
+    uint64_t limit, usage;
+    if (hm_options_cgroup(o, &limit, &usage)) {
+        *load = percent(usage, limit);
+        *avail = usage < limit ? limit - usage : 0;
+        return;
+    }
+    char path[192], buf[4096];
+    size_t len;
+    snprintf(path, sizeof path, "%s/meminfo", o->proc_root);
+    *load = 0;
+    *avail = UINT64_MAX;
+    if (hm_os_read_text(path, buf, sizeof buf, &len) != 0) return;
+    const char *t = strstr(buf, "MemTotal:"), *a = strstr(buf, "MemAvailable:");
+    if (!t || !a) return;
+    uint64_t total = strtoull(t + 9, NULL, 10) * 1024, av = strtoull(a + 13, NULL, 10) * 1024;
+    *load = percent(total > av ? total - av : 0, total);
+    *avail = av;
+}
+
+static uint32_t own_load(hm_manager *m)
+{
+    return percent(atomic_load_explicit(&m->acct.charge, memory_order_relaxed), m->opts.limit);
+}
+
+void hm_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
+{
+    uint32_t sys;
+    uint64_t sys_avail;
+    system_memory(&m->opts, &sys, &sys_avail);
+    atomic_store_explicit(&m->notify.system_load, sys, memory_order_relaxed);
+    uint64_t charge = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
+    uint64_t own_avail = charge < m->opts.limit ? m->opts.limit - charge : 0;
+    uint32_t own = own_load(m);
+    if (load) *load = own > sys ? own : sys;
+    if (available) *available = own_avail < sys_avail ? own_avail : sys_avail;
+}
+
+/* ---- state ---------------------------------------------------------------------------------------- */
+
+static int band_of(hm_manager *m, uint32_t load)
+{
+    if (load >= m->opts.notify_high) return HM_MEMORY_LOW;
+    if (load <= m->opts.notify_low) return HM_MEMORY_HIGH;
+    return HM_MEMORY_NEUTRAL;
+}
+
+/* Moves the state to s and queues the change for delivery. */
+static void set_state(hm_manager *m, int s)
+{
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    if (atomic_load_explicit(&n->state, memory_order_relaxed) != s) {
+        atomic_store_explicit(&n->state, s, memory_order_relaxed);
+        atomic_fetch_add_explicit(&n->changes, 1, memory_order_relaxed);
+        if (n->running) {
+            if (n->head - n->tail == HM_NOTIFY_QUEUE) { /* the slowest callback is far behind */
+                n->tail++;
+                n->dropped++;
+            }
+            n->queue[n->head++ % HM_NOTIFY_QUEUE] = s;
+            pthread_cond_signal(&n->cond);
+        }
+    }
+    pthread_mutex_unlock(&n->lock);
+}
+
+/* The band from the load now; on a crossing, the state follows it. Cheap when nothing crosses. */
+static void evaluate(hm_manager *m)
+{
+    uint32_t own = own_load(m), sys = atomic_load_explicit(&m->notify.system_load, memory_order_relaxed);
+    int band = band_of(m, own > sys ? own : sys);
+    int old = atomic_load_explicit(&m->notify.band, memory_order_relaxed);
+    if (band == old || !atomic_compare_exchange_strong(&m->notify.band, &old, band)) return;
+    set_state(m, band);
+}
+
+void hm_notify_charge_changed(hm_manager *m) { evaluate(m); }
+
+void hm_notify_refused(hm_manager *m) { set_state(m, HM_MEMORY_LOW); }
+
+/* ---- delivery ------------------------------------------------------------------------------------- */
+
+static void *notify_thread(void *arg)
+{
+    hm_manager *m = arg;
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    while (!n->stop || n->tail != n->head) {
+        if (n->tail == n->head) {
+            struct timespec t;
+            clock_gettime(CLOCK_MONOTONIC, &t);
+            t.tv_nsec += HM_NOTIFY_POLL_MS * 1000000L;
+            if (t.tv_nsec >= 1000000000L) {
+                t.tv_sec++;
+                t.tv_nsec -= 1000000000L;
+            }
+            int rc = pthread_cond_timedwait(&n->cond, &n->lock, &t);
+            if (rc == ETIMEDOUT && !n->stop) { /* sample the system's pressure while someone listens */
+                pthread_mutex_unlock(&n->lock);
+                uint32_t load;
+                hm_memory_load(m, &load, NULL);
+                evaluate(m);
+                pthread_mutex_lock(&n->lock);
+            }
+            continue;
+        }
+        int s = n->queue[n->tail++ % HM_NOTIFY_QUEUE];
+        hm_notify_cb cbs[HM_NOTIFY_MAX_CALLBACKS];
+        unsigned ncb = n->ncb;
+        memcpy(cbs, n->cb, ncb * sizeof cbs[0]);
+        pthread_mutex_unlock(&n->lock); /* SPEC 3.5: never under a lock of the manager */
+        for (unsigned i = 0; i < ncb; i++) {
+            cbs[i].fn((hm_memory_state)s, cbs[i].arg);
+            atomic_fetch_add_explicit(&n->sent, 1, memory_order_relaxed);
+        }
+        pthread_mutex_lock(&n->lock);
+    }
+    pthread_mutex_unlock(&n->lock);
+    return NULL;
+}
+
+hm_status hm_manager_register_notification(hm_manager *m, hm_notify_fn fn, void *arg)
+{
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
+    if (!fn) return HM_E_POINTER;
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    if (n->ncb == HM_NOTIFY_MAX_CALLBACKS) {
+        pthread_mutex_unlock(&n->lock);
+        hm_detail_set("a manager takes at most %d notification callbacks", HM_NOTIFY_MAX_CALLBACKS);
+        return HM_E_OUTOFMEMORY;
+    }
+    n->cb[n->ncb++] = (hm_notify_cb){fn, arg};
+    if (!n->running) {
+        n->stop = false;
+        if (pthread_create(&n->thread, NULL, notify_thread, m) != 0) {
+            n->ncb--;
+            pthread_mutex_unlock(&n->lock);
+            hm_detail_set("could not start the notification thread");
+            return HM_E_OUTOFMEMORY;
+        }
+        n->running = true;
+    }
+    pthread_mutex_unlock(&n->lock);
+    /* start watching: take a first sample so that the state reflects the system now */
+    uint32_t load;
+    hm_memory_load(m, &load, NULL);
+    evaluate(m);
+    return HM_OK;
+}
+
+void hm_notify_stop(hm_manager *m)
+{
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    bool running = n->running;
+    n->stop = true;
+    n->running = false;
+    pthread_cond_signal(&n->cond);
+    pthread_mutex_unlock(&n->lock);
+    if (running) pthread_join(n->thread, NULL); /* pre: not on the notification thread itself */
+}
+
+hm_status hm_manager_get_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
+{
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
+    hm_memory_load(m, load, available);
+    evaluate(m);
+    return HM_OK;
+}
+
+bool hm_notify_on_thread(hm_manager *m)
+{
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    bool on = n->running && pthread_equal(pthread_self(), n->thread);
+    pthread_mutex_unlock(&n->lock);
+    return on;
+}

@@ -1,0 +1,61 @@
+/* notify.h — memory load and memory-state notifications (SPEC 3.5).
+ *
+ * load = max(the manager's own pressure charge*100/L, the system's: the cgroup's usage against its
+ * limit, else /proc/meminfo's MemTotal against MemAvailable). The state follows the load in bands:
+ * Low at or above notify.high, High at or below notify.low, Neutral between; it changes only when
+ * the load crosses into another band, or when a request is refused (Low at once).
+ *
+ * Changes are queued and delivered by the manager's own notification thread, in order, once to each
+ * callback in registration order, with no lock of the manager held, so a callback may call back into
+ * the manager (to free memory, say). The thread exists while callbacks are registered and then also
+ * samples the system's pressure (every HM_NOTIFY_POLL_MS). */
+#ifndef HM_NOTIFY_H
+#define HM_NOTIFY_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+#define HM_NOTIFY_MAX_CALLBACKS 64
+#define HM_NOTIFY_QUEUE 64       /* state changes waiting for delivery; older ones are dropped */
+#define HM_NOTIFY_POLL_MS 100
+
+typedef struct hm_notify_cb {
+    hm_notify_fn fn;
+    void *arg;
+} hm_notify_cb;
+
+typedef struct hm_notifier {
+    _Atomic int state;            /* hm_memory_state */
+    _Atomic int band;             /* the state the load alone says: changes mark a crossing */
+    _Atomic uint32_t system_load; /* last sampled system pressure, percent */
+    pthread_mutex_t lock;         /* callbacks, queue, thread (innermost: no other lock taken inside) */
+    pthread_cond_t cond;
+    hm_notify_cb cb[HM_NOTIFY_MAX_CALLBACKS];
+    unsigned ncb;
+    int queue[HM_NOTIFY_QUEUE];
+    uint64_t head, tail;          /* queue[tail % N] .. queue[head % N] wait for delivery */
+    _Atomic uint64_t sent;        /* deliveries made (one per callback per change) */
+    _Atomic uint64_t changes;     /* state changes */
+    uint64_t dropped;
+    pthread_t thread;
+    bool running, stop;
+} hm_notifier;
+
+struct hm_manager;
+void hm_notify_init(hm_notifier *n);
+/* After the charge changed: re-evaluates the band from the own pressure and the last system sample. */
+void hm_notify_charge_changed(struct hm_manager *m);
+/* A request was refused: Low at once (SPEC 3.5). */
+void hm_notify_refused(struct hm_manager *m);
+/* Stops the thread after it delivered what is queued. pre: not called from a callback. */
+void hm_notify_stop(struct hm_manager *m);
+/* The load now (reads the system's numbers) and the bytes still available. */
+void hm_memory_load(struct hm_manager *m, uint32_t *load, uint64_t *available);
+/* Whether the calling thread is m's notification thread (inside a callback). */
+bool hm_notify_on_thread(struct hm_manager *m);
+
+#endif
