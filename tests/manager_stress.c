@@ -35,7 +35,7 @@
 #define RP (1 * MiB)
 
 #define NTHREADS 6 /* 0,1 task; 2,3 appdomain; 4,5 process */
-#define OPS 3000
+#define OPS 10000
 #define SLOTS 8
 #define MAX_RES_PAGES 256
 
@@ -318,8 +318,122 @@ static void test_admission_under_load(void **state)
     if (st != HM_OK) fail_msg("hm_vmap_check: %s", hm_last_detail());
 }
 
+/* ---- every thread at the limit ------------------------------------------------------------------- */
+
+/* [3.2] "two threads can never both pass on the same headroom": six threads hammer a 1M limit with
+ * requests at random levels, so the charge sits at the edge all the time. */
+#define EDGE_LIMIT (1 * MiB)
+#define EDGE_OPS 4000
+#define EDGE_SLOTS 16
+
+typedef struct edge_worker {
+    int id;
+    uint64_t seed;
+    char *slot[EDGE_SLOTS];
+    uint64_t bytes[EDGE_SLOTS];
+    uint64_t held;
+    uint64_t granted[3], refused[3];
+} edge_worker;
+
+static edge_worker edge[NTHREADS];
+
+static uint32_t edge_rnd(edge_worker *w)
+{
+    w->seed ^= w->seed << 13;
+    w->seed ^= w->seed >> 7;
+    w->seed ^= w->seed << 17;
+    return (uint32_t)(w->seed >> 16);
+}
+
+static void *edge_main(void *arg)
+{
+    edge_worker *w = arg;
+    pthread_barrier_wait(&start_line);
+    for (int i = 0; i < EDGE_OPS && atomic_load(&failures) == 0; i++) {
+        int s = (int)(edge_rnd(w) % EDGE_SLOTS);
+        if (w->slot[s]) {
+            hm_status st = hm_release(mgr, w->slot[s]);
+            if (st != HM_OK) {
+                record_failure("edge %d: release: %#x %s", w->id, (unsigned)st, hm_last_detail());
+                break;
+            }
+            w->held -= w->bytes[s];
+            w->slot[s] = NULL;
+        } else {
+            hm_level level = (hm_level)(edge_rnd(w) % 3);
+            uint64_t bytes = (1 + edge_rnd(w) % 16) * PG;
+            void *b = NULL;
+            hm_status st = hm_virtual_alloc_level(mgr, NULL, bytes, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, level, &b);
+            if (st == HM_OK) {
+                w->slot[s] = b;
+                w->bytes[s] = bytes;
+                w->held += bytes;
+                w->granted[level]++;
+            } else if (st == HM_E_COMMITMENT_LIMIT && !b) {
+                w->refused[level]++;
+            } else {
+                record_failure("edge %d: reserve+commit: %#x %s", w->id, (unsigned)st, hm_last_detail());
+                break;
+            }
+        }
+        hm_manager_stats ms;
+        if (hm_manager_get_stats(mgr, &ms) != HM_OK || ms.charge > EDGE_LIMIT || ms.peak_charge > EDGE_LIMIT ||
+            ms.charge < w->held) {
+            record_failure("edge %d: charge %" PRIu64 " (peak %" PRIu64 ") against limit %" PRIu64 ", own %" PRIu64, w->id,
+                           ms.charge, ms.peak_charge, (uint64_t)EDGE_LIMIT, w->held);
+            break;
+        }
+    }
+    return NULL;
+}
+
+static void test_race_at_the_limit(void **state)
+{
+    (void)state;
+    hm_status st = hm_manager_create("limit=1M,reserve.appdomain=128K,reserve.process=64K", &mgr);
+    if (st != HM_OK) fail_msg("hm_manager_create: %#x %s", (unsigned)st, hm_last_detail());
+    assert_int_equal(pthread_barrier_init(&start_line, NULL, NTHREADS), 0);
+    for (int i = 0; i < NTHREADS; i++) {
+        memset(&edge[i], 0, sizeof edge[i]);
+        edge[i].id = i;
+        edge[i].seed = 0x2545f4914f6cdd1dull * (uint64_t)(i + 7) ^ (uint64_t)time(NULL);
+    }
+    double t0 = now_s();
+    pthread_t th[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, edge_main, &edge[i]), 0);
+    for (int i = 0; i < NTHREADS; i++) assert_int_equal(pthread_join(th[i], NULL), 0);
+    double t1 = now_s();
+    pthread_barrier_destroy(&start_line);
+    if (atomic_load(&failures)) fail_msg("%d failure(s); first: %s", atomic_load(&failures), first_failure);
+    hm_manager_stats s;
+    assert_int_equal(hm_manager_get_stats(mgr, &s), HM_OK);
+    uint64_t held = 0, granted[3] = {0}, refused[3] = {0};
+    for (int i = 0; i < NTHREADS; i++) {
+        held += edge[i].held;
+        for (int l = 0; l < 3; l++) granted[l] += edge[i].granted[l], refused[l] += edge[i].refused[l];
+    }
+    print_message("manager_stress edge: %d ops in %.2f s; charge %" PRIu64 ", peak %" PRIu64 "; refused %" PRIu64 "/%" PRIu64
+                  "/%" PRIu64 "\n",
+                  NTHREADS * EDGE_OPS, t1 - t0, s.charge, s.peak_charge, refused[0], refused[1], refused[2]);
+    if (s.charge != held) fail_msg("charge %" PRIu64 " != %" PRIu64 " held by the threads", s.charge, held);
+    assert_true(s.peak_charge <= EDGE_LIMIT);
+    for (int l = 0; l < 3; l++) {
+        assert_int_equal(s.granted[l], granted[l]);
+        assert_int_equal(s.refused[l], refused[l]);
+    }
+    assert_true(refused[HM_LEVEL_PROCESS] > 0); /* the limit itself was contended */
+    for (int i = 0; i < NTHREADS; i++)
+        for (int k = 0; k < EDGE_SLOTS; k++)
+            if (edge[i].slot[k]) assert_int_equal(hm_release(mgr, edge[i].slot[k]), HM_OK);
+    assert_int_equal(hm_manager_get_stats(mgr, &s), HM_OK);
+    assert_int_equal(s.charge, 0);
+    assert_int_equal(hm_manager_destroy(mgr), HM_OK);
+    st = hm_vmap_check(KERNEL_CHECK);
+    if (st != HM_OK) fail_msg("hm_vmap_check: %s", hm_last_detail());
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_admission_under_load)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_admission_under_load), cmocka_unit_test(test_race_at_the_limit)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

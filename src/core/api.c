@@ -52,7 +52,8 @@ hm_status hm_virtual_free(hm_manager *m, void *addr, size_t size, uint32_t free_
     hm_status st = HM_OK;
     if (!(m = hm_manager_resolve(m, &st))) return st;
     if ((st = hm_manager_enter(m))) return st;
-    return hm_manager_leave(m, hm_manager_free(m, addr, size, free_type));
+    st = hm_manager_leave(m, hm_manager_free(m, addr, size, free_type));
+    return st == HM_E_HOST_INVALIDOPERATION ? HM_E_INVALID_ADDRESS : st; /* Win32: in no allocation is 487 */
 }
 
 hm_status hm_virtual_protect(hm_manager *m, void *addr, size_t size, uint32_t protect, uint32_t *old)

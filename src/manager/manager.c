@@ -49,7 +49,10 @@ static void default_init(void)
     default_status = hm_vmap_init();
     if (!default_status) default_status = build(&default_manager, NULL, default_error, sizeof default_error);
     if (default_status && default_error[0]) fprintf(stderr, "hostmem: %s\n", default_error);
-    if (!default_status) pthread_mutex_init(&default_manager.wait_lock, NULL);
+    if (!default_status) {
+        pthread_mutex_init(&default_manager.wait_lock, NULL);
+        pthread_mutex_init(&default_manager.va_lock, NULL);
+    }
     default_manager.is_default = true;
 }
 
@@ -89,6 +92,7 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
     hm_manager *m = (hm_manager *)(h + 1);
     memcpy(m, &tmp, sizeof *m);
     pthread_mutex_init(&m->wait_lock, NULL);
+    pthread_mutex_init(&m->va_lock, NULL);
     *out = m;
     return HM_OK;
 }
@@ -137,6 +141,7 @@ hm_status hm_manager_destroy(hm_manager *m)
     hm_status st = hm_vmap_release_all(&m->acct);
     if (st) return st; /* still whole, but shut down: the caller may try again */
     pthread_mutex_destroy(&m->wait_lock);
+    pthread_mutex_destroy(&m->va_lock);
     pthread_mutex_lock(&hm_manager_lock);
     hm_pool_free(&manager_pool, (hm_meta_hdr *)m - 1);
     pthread_mutex_unlock(&hm_manager_lock);

@@ -22,6 +22,8 @@
 #include "notify.h"
 #include "options.h"
 
+#define HM_VA_MAX_RECORDS 256 /* mappings recorded at once (file views the runtime maps itself) */
+
 /* Lifecycle (SPEC 3.4). */
 enum { HM_MGR_RUNNING, HM_MGR_SHUTDOWN, HM_MGR_FAILED };
 
@@ -44,6 +46,11 @@ struct hm_manager {
     _Atomic uint64_t waits[3], timeouts[3], abandoned[3];
 
     hm_notifier notify;       /* memory state and callbacks (notify.c) */
+
+    /* Address space mapped outside the manager and recorded (SPEC 3.6; va.c), under va_lock. */
+    pthread_mutex_t va_lock;
+    struct { uintptr_t start; uint64_t size; } va_maps[HM_VA_MAX_RECORDS];
+    unsigned nva_maps;
 };
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure
@@ -65,6 +72,12 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
                            void **base);
 /* VirtualFree through the manager: while requests wait, under wait_lock, and waking them after. */
 hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type);
+/* va.c (SPEC 3.6): whether size more bytes of address space fit va.limit; recording and forgetting a
+ * mapping made outside the manager (they count against va.limit with the reservations). */
+hm_status hm_manager_va_needed(hm_manager *m, uint64_t size);
+hm_status hm_manager_va_acquired(hm_manager *m, void *start, uint64_t size);
+hm_status hm_manager_va_released(hm_manager *m, void *start);
+
 /* Wakes every waiter to return HOST_E_ABANDONED (after state left RUNNING). */
 void hm_manager_abandon_waiters(hm_manager *m);
 

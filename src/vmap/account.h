@@ -7,7 +7,7 @@
  * thresholds and reads the numbers; it never keeps a second copy of them.
  *
  * Invariant (checked by hm_vmap_check): charge = bytes of committed pages of the account's
- * allocations; va_used = bytes of its allocations (+ mappings recorded by the manager). */
+ * allocations; va_used = bytes of its allocations + va_recorded. */
 #ifndef HM_ACCOUNT_H
 #define HM_ACCOUNT_H
 
@@ -20,6 +20,7 @@ typedef struct hm_account {
     _Atomic uint64_t peak;        /* high-water mark of charge */
     uint64_t threshold[3];        /* the most charge a request of level i may leave: L-Ra-Rp, L-Rp, L */
     _Atomic uint64_t va_used;     /* bytes of address space held (reservations, recorded mappings) */
+    _Atomic uint64_t va_recorded; /* of which mappings made outside the manager and recorded (SPEC 3.6) */
     uint64_t va_limit;            /* UINT64_MAX: unlimited */
     _Atomic uint64_t granted[3];  /* admitted requests that raised the charge, by level */
     _Atomic uint64_t refused[3];  /* refused ones */

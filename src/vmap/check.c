@@ -157,7 +157,8 @@ hm_status hm_vmap_check(bool with_kernel)
         hm_account *ac = accts[k].acct;
         uint64_t charge = atomic_load_explicit(&ac->charge, memory_order_relaxed);
         uint64_t va = atomic_load_explicit(&ac->va_used, memory_order_relaxed);
-        if (charge != accts[k].committed || va != accts[k].reserved) {
+        uint64_t recorded = atomic_load_explicit(&ac->va_recorded, memory_order_relaxed);
+        if (charge != accts[k].committed || va != accts[k].reserved + recorded) {
             hm_detail_set("account %p: charge %lu and va_used %lu, its allocations hold %lu committed and %lu reserved",
                           (void *)ac, (unsigned long)charge, (unsigned long)va, (unsigned long)accts[k].committed,
                           (unsigned long)accts[k].reserved);

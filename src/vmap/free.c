@@ -101,9 +101,9 @@ hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type)
     }
     pthread_mutex_lock(&hm_map_lock);
     hm_alloc *al = hm_find_alloc(a);
-    if (!al) {
+    if (!al) { /* SPEC 3.1: not allocated through the host (the C and Win32 surfaces say 487) */
         hm_detail_set("VirtualFree: %p is in no allocation", addr);
-        st = HM_E_INVALID_ADDRESS;
+        st = HM_E_HOST_INVALIDOPERATION;
         goto out;
     }
     if (hm_alloc_owner(al) != acct) {

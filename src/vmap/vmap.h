@@ -58,6 +58,7 @@ hm_status hm_vmap_init(void);
  * account's allocation is HM_E_HOST_NOT_OWNER. level: the critical level of pages committed anew. */
 hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
                         void **base);
+/* An address in no allocation of any manager is HM_E_HOST_INVALIDOPERATION (SPEC 3.1). */
 hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type);
 hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old);
 hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
