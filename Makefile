@@ -1,5 +1,5 @@
 # A thin front for CMake: the two README commands and a few more.
-#   make run    build (release) and run the main job: `hostmem map`
+#   make run    build (release) and run the main job: `hostmem simulate`
 #   make test   install what is missing, build with ASan+UBSan, run every test
 #   make tsan   the concurrency tests under ThreadSanitizer (CI runs it too)
 #   make bench  build (release) and run the benchmarks
@@ -16,7 +16,7 @@ deps:
 run: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/release -j $(JOBS)
-	./$(BUILD)/release/hostmem map
+	./$(BUILD)/release/hostmem simulate
 
 test: deps
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=address,undefined -DHM_BUILD_BENCH=OFF >/dev/null

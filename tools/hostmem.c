@@ -1,8 +1,13 @@
 /* hostmem.c — the `hostmem` command: shows what the library does.
+ *   hostmem simulate [-o OPTIONS] [--seconds N] [--svg FILE]
+ *                  workloads at three critical levels share one manager under a tight limit;
+ *                  a report, and the charge timeline as an SVG picture (simulate.c)
  *   hostmem map    reserve, commit and protect a demonstration layout, print its region map as
  *                  VirtualQuery reports it, then release it
  *   hostmem info   the system as hostmem sees it (GetSystemInfo, map statistics) */
 #include <hostmem/hostmem.h>
+
+#include "simulate.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,15 +131,45 @@ static int cmd_info(void)
 static void usage(FILE *f)
 {
     fprintf(f, "usage: hostmem <command>\n"
+               "  simulate [-o OPTIONS] [--seconds N] [--svg FILE]\n"
+               "         workloads at three critical levels share one manager under a tight limit;\n"
+               "         prints a report and writes the charge timeline as SVG (default hostmem-simulate.svg)\n"
+               "         OPTIONS: key=value,... as in HOSTMEM_OPTIONS (limit, reserve.appdomain, ...)\n"
                "  map    reserve, commit and protect a demonstration layout and print its region map\n"
                "  info   show the system as hostmem sees it\n");
+}
+
+static int cmd_simulate(int argc, char **argv)
+{
+    const char *options = NULL, *svg = "hostmem-simulate.svg";
+    double seconds = 4.0;
+    for (int i = 2; i < argc; i++) {
+        const char *a = argv[i];
+        if ((!strcmp(a, "-o") || !strcmp(a, "--options")) && i + 1 < argc) options = argv[++i];
+        else if (!strcmp(a, "--svg") && i + 1 < argc) svg = argv[++i];
+        else if (!strcmp(a, "--seconds") && i + 1 < argc) {
+            char *end;
+            seconds = strtod(argv[++i], &end);
+            if (*end || seconds <= 0 || seconds > 3600) {
+                fprintf(stderr, "hostmem simulate: --seconds wants a number of seconds from 0 to 3600, not '%s'\n",
+                        argv[i]);
+                return 2;
+            }
+        } else {
+            fprintf(stderr, "hostmem simulate: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        }
+    }
+    return hm_simulate(options, seconds, svg);
 }
 
 int main(int argc, char **argv)
 {
     hm_status st = hm_init();
     if (HM_FAILED(st)) return fail("start", st);
-    const char *cmd = argc > 1 ? argv[1] : "map";
+    const char *cmd = argc > 1 ? argv[1] : "simulate";
+    if (!strcmp(cmd, "simulate")) return cmd_simulate(argc, argv);
     if (!strcmp(cmd, "map")) return cmd_map();
     if (!strcmp(cmd, "info")) return cmd_info();
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
