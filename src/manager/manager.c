@@ -19,40 +19,43 @@ static char default_error[256];   /* why the default manager could not start */
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 
 /* Options from HOSTMEM_OPTIONS and then `options`, resolved and checked; err names the culprit. */
-static hm_status build(hm_manager *m, const char *options, char *err, size_t errlen)
+/* Options from HOSTMEM_OPTIONS and then `options`, resolved and checked; err names the culprit. */
+static hm_status parse(hm_options *o, const char *options, char *err, size_t errlen)
 {
-    hm_options o;
-    hm_options_defaults(&o);
-    const char *env = getenv("HOSTMEM_OPTIONS");
-    hm_status st = hm_options_apply(&o, env, err, errlen);
+    hm_options_defaults(o);
+    hm_status st = hm_options_apply(o, getenv("HOSTMEM_OPTIONS"), err, errlen);
     if (st) {
         char inner[200];
         snprintf(inner, sizeof inner, "%s", err);
         snprintf(err, errlen, "HOSTMEM_OPTIONS: %s", inner);
         return st;
     }
-    if ((st = hm_options_apply(&o, options, err, errlen))) return st;
-    if ((st = hm_options_resolve(&o, err, errlen))) return st;
+    if ((st = hm_options_apply(o, options, err, errlen))) return st;
+    return hm_options_resolve(o, err, errlen);
+}
+
+/* A manager in place (its locks must not move once made). */
+static void init(hm_manager *m, const hm_options *o)
+{
     memset(m, 0, sizeof *m);
-    m->opts = o;
+    m->opts = *o;
     atomic_store_explicit(&m->state, HM_MGR_RUNNING, memory_order_relaxed);
+    m->acct.threshold[0] = o->limit - o->reserve_appdomain - o->reserve_process; /* SPEC 3.2 */
+    m->acct.threshold[1] = o->limit - o->reserve_process;
+    m->acct.threshold[2] = o->limit;
+    m->acct.va_limit = o->va_limit;
+    pthread_mutex_init(&m->wait_lock, NULL);
+    pthread_mutex_init(&m->va_lock, NULL);
     hm_notify_init(&m->notify);
-    m->acct.threshold[0] = o.limit - o.reserve_appdomain - o.reserve_process; /* SPEC 3.2 */
-    m->acct.threshold[1] = o.limit - o.reserve_process;
-    m->acct.threshold[2] = o.limit;
-    m->acct.va_limit = o.va_limit;
-    return HM_OK;
 }
 
 static void default_init(void)
 {
+    hm_options o;
     default_status = hm_vmap_init();
-    if (!default_status) default_status = build(&default_manager, NULL, default_error, sizeof default_error);
+    if (!default_status) default_status = parse(&o, NULL, default_error, sizeof default_error);
+    if (!default_status) init(&default_manager, &o);
     if (default_status && default_error[0]) fprintf(stderr, "hostmem: %s\n", default_error);
-    if (!default_status) {
-        pthread_mutex_init(&default_manager.wait_lock, NULL);
-        pthread_mutex_init(&default_manager.va_lock, NULL);
-    }
     default_manager.is_default = true;
 }
 
@@ -76,8 +79,8 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
     hm_status st = hm_vmap_init();
     if (st) return st;
     char err[256] = "";
-    hm_manager tmp;
-    if ((st = build(&tmp, options, err, sizeof err))) {
+    hm_options o;
+    if ((st = parse(&o, options, err, sizeof err))) {
         hm_detail_set("%s", err);
         return st;
     }
@@ -90,9 +93,7 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
         return HM_E_OUTOFMEMORY;
     }
     hm_manager *m = (hm_manager *)(h + 1);
-    memcpy(m, &tmp, sizeof *m);
-    pthread_mutex_init(&m->wait_lock, NULL);
-    pthread_mutex_init(&m->va_lock, NULL);
+    init(m, &o);
     *out = m;
     return HM_OK;
 }
@@ -142,6 +143,8 @@ hm_status hm_manager_destroy(hm_manager *m)
     if (st) return st; /* still whole, but shut down: the caller may try again */
     pthread_mutex_destroy(&m->wait_lock);
     pthread_mutex_destroy(&m->va_lock);
+    pthread_mutex_destroy(&m->notify.lock);
+    pthread_cond_destroy(&m->notify.cond);
     pthread_mutex_lock(&hm_manager_lock);
     hm_pool_free(&manager_pool, (hm_meta_hdr *)m - 1);
     pthread_mutex_unlock(&hm_manager_lock);
