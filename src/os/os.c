@@ -168,75 +168,76 @@ const hm_os_config *hm_os_cfg(void) { return &cfg; }
 #define HUGE_2M ((size_t)2 << 20)
 #define RESERVE_FLAGS (MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE)
 
+/* mmap that returns 0 or errno (errno itself is left to the caller to restore). */
+static int map(void *addr, size_t size, int prot, int flags, void **out)
+{
+    void *p = mmap(addr, size, prot, flags, -1, 0);
+    if (p == MAP_FAILED) return errno;
+    *out = p;
+    return 0;
+}
+
+/* Maps size + align - page bytes and trims them to `size` bytes at an align boundary. */
+static int map_aligned(size_t size, size_t align, int prot, int flags, void **out)
+{
+    size_t page = cfg.page_size ? cfg.page_size : 4096;
+    size_t over = size + align - page;
+    if (over < size) return ENOMEM;
+    void *p = NULL;
+    int err = map(NULL, over, prot, flags, &p);
+    if (err) return err;
+    uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
+    size_t head = start - (uintptr_t)p, tail = over - head - size;
+    if (head) munmap(p, head);
+    if (tail) munmap((void *)(start + size), tail);
+    *out = (void *)start;
+    return 0;
+}
+
 int hm_os_reserve(void *hint, size_t size, size_t align, void **out)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MMAP))) return err;
     size_t page = cfg.page_size ? cfg.page_size : 4096;
     if (align < page) align = page;
-    if (hint && ((uintptr_t)hint & (align - 1)) == 0) {
-        /* A free spot at the hint keeps neighbours adjacent: try it exactly first. */
-        void *p = mmap(hint, size, PROT_NONE, RESERVE_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
+    void *p = NULL;
+    if (hint && ((uintptr_t)hint & (align - 1)) == 0 &&
+        map(hint, size, PROT_NONE, RESERVE_FLAGS | MAP_FIXED_NOREPLACE, &p) == 0) {
+        /* A free spot at the hint keeps neighbours adjacent: tried exactly first. */
         if (p == hint) {
             *out = p;
             errno = saved;
             return 0;
         }
-        if (p != MAP_FAILED) munmap(p, size); /* an old kernel took it as a plain hint */
+        munmap(p, size); /* an old kernel took it as a plain hint */
     }
-    size_t over = size + align - page;
-    if (over < size) {
-        errno = saved;
-        return ENOMEM;
-    }
-    void *p = mmap(NULL, over, PROT_NONE, RESERVE_FLAGS, -1, 0);
-    if (p == MAP_FAILED) {
-        err = errno;
-        errno = saved;
-        return err;
-    }
-    uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-    size_t head = start - (uintptr_t)p, tail = over - head - size;
-    if (head) munmap(p, head);
-    if (tail) munmap((void *)(start + size), tail);
-    *out = (void *)start;
+    err = map_aligned(size, align, PROT_NONE, RESERVE_FLAGS, out);
     errno = saved;
-    return 0;
+    return err;
 }
 
 int hm_os_reserve_at(void *addr, size_t size)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(addr, size, PROT_NONE, RESERVE_FLAGS | MAP_FIXED_NOREPLACE, -1, 0);
-    if (p == MAP_FAILED) {
-        err = errno;
-        errno = saved;
-        return err;
-    }
-    if (p != addr) { /* kernel without MAP_FIXED_NOREPLACE: it was only a hint */
+    void *p = NULL;
+    err = map(addr, size, PROT_NONE, RESERVE_FLAGS | MAP_FIXED_NOREPLACE, &p);
+    if (!err && p != addr) { /* kernel without MAP_FIXED_NOREPLACE: it was only a hint */
         munmap(p, size);
-        errno = saved;
-        return EEXIST;
+        err = EEXIST;
     }
     errno = saved;
-    return 0;
+    return err;
 }
 
 int hm_os_map_hugetlb(size_t size, void **out)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT), -1, 0);
-    if (p == MAP_FAILED) {
-        err = errno;
-        errno = saved;
-        return err;
-    }
-    *out = p;
+    err = map(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB | (21 << MAP_HUGE_SHIFT),
+              out);
     errno = saved;
-    return 0;
+    return err;
 }
 
 int hm_os_map_meta(size_t size, void **out)
@@ -244,25 +245,19 @@ int hm_os_map_meta(size_t size, void **out)
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MMAP))) return err;
     /* Chunks of 2 MiB and more are aligned to 2 MiB so that transparent huge pages can back them. */
-    size_t align = size >= HUGE_2M ? HUGE_2M : 0;
-    void *p = mmap(NULL, size + align, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        err = errno;
-        errno = saved;
-        return err;
+    void *p = NULL;
+    if (size >= HUGE_2M) {
+        err = map_aligned(size, HUGE_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &p);
+        if (!err) (void)madvise(p, size, MADV_HUGEPAGE); /* a hint; failure is fine */
+    } else {
+        err = map(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &p);
     }
-    if (align) {
-        uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-        size_t head = start - (uintptr_t)p;
-        if (head) munmap(p, head);
-        if (align - head) munmap((void *)(start + size), align - head);
-        p = (void *)start;
-        (void)madvise(p, size, MADV_HUGEPAGE); /* a hint; failure is fine */
+    if (!err) {
+        hm_os_name(p, size, "hostmem-meta");
+        *out = p;
     }
-    hm_os_name(p, size, "hostmem-meta");
-    *out = p;
     errno = saved;
-    return 0;
+    return err;
 }
 
 /* errno of a failed libc call (rc != 0), else 0 */
