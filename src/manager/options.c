@@ -50,14 +50,23 @@ static bool parse_uint(const char *s, size_t n, uint64_t *out)
     return true;
 }
 
-static bool parse_size(const char *s, size_t n, hm_size_opt *out)
+/* A number and what follows it: "64K" gives 64 and "K". */
+static bool split_number(const char *s, size_t n, uint64_t *v, const char **suf, size_t *sn)
 {
     size_t d = 0;
     while (d < n && isdigit((unsigned char)s[d])) d++;
+    if (!parse_uint(s, d, v)) return false;
+    *suf = s + d;
+    *sn = n - d;
+    return true;
+}
+
+static bool parse_size(const char *s, size_t n, hm_size_opt *out)
+{
     uint64_t v;
-    if (!parse_uint(s, d, &v)) return false;
-    const char *suf = s + d;
-    size_t sn = n - d;
+    const char *suf;
+    size_t sn;
+    if (!split_number(s, n, &v, &suf, &sn)) return false;
     if (sn == 1 && suf[0] == '%') {
         if (v > 100) return false;
         *out = (hm_size_opt){0, (uint32_t)v, true};
@@ -83,12 +92,10 @@ static bool parse_size(const char *s, size_t n, hm_size_opt *out)
 
 static bool parse_duration(const char *s, size_t n, uint32_t *ms)
 {
-    size_t d = 0;
-    while (d < n && isdigit((unsigned char)s[d])) d++;
     uint64_t v;
-    if (!parse_uint(s, d, &v)) return false;
-    const char *suf = s + d;
-    size_t sn = n - d;
+    const char *suf;
+    size_t sn;
+    if (!split_number(s, n, &v, &suf, &sn)) return false;
     uint64_t mult = 1;
     if (sn == 2 && !strncasecmp(suf, "ms", 2)) mult = 1;
     else if (sn == 1 && tolower((unsigned char)suf[0]) == 's') mult = 1000;
