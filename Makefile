@@ -32,6 +32,7 @@ bench: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=ON >/dev/null
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/bench/bench_vm
+	./$(BUILD)/release/bench/bench_manager
 
 install: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null

@@ -46,7 +46,7 @@ static void init(hm_manager *m, const hm_options *o)
     m->acct.va_limit = o->va_limit;
     pthread_mutex_init(&m->wait_lock, NULL);
     pthread_mutex_init(&m->va_lock, NULL);
-    hm_notify_init(&m->notify);
+    hm_notify_init(m);
 }
 
 static void default_init(void)
@@ -59,9 +59,8 @@ static void default_init(void)
     default_manager.is_default = true;
 }
 
-hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st)
+hm_manager *hm_manager_default(hm_status *st)
 {
-    if (m) return m;
     pthread_once(&default_once, default_init);
     if (default_status) {
         *st = default_status;
@@ -98,13 +97,10 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
     return HM_OK;
 }
 
-hm_status hm_manager_leave(hm_manager *m, hm_status st)
+void hm_manager_fail(hm_manager *m)
 {
-    if (st == HM_E_FAIL) { /* SPEC 3.4: E_FAIL once, then HOST_E_CLRNOTAVAILABLE */
-        int running = HM_MGR_RUNNING;
-        if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_FAILED)) hm_manager_abandon_waiters(m);
-    }
-    return st;
+    int running = HM_MGR_RUNNING;
+    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_FAILED)) hm_manager_abandon_waiters(m);
 }
 
 hm_status hm_manager_shutdown(hm_manager *m)

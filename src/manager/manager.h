@@ -55,7 +55,11 @@ struct hm_manager {
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure
  * (HOSTMEM_OPTIONS invalid, page size refused) NULL with *st set. */
-hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st);
+hm_manager *hm_manager_default(hm_status *st);
+static inline hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st)
+{
+    return m ? m : hm_manager_default(st);
+}
 
 /* Lifecycle gate: HM_OK while running, else HOST_E_CLRNOTAVAILABLE (SPEC 3.4). */
 static inline hm_status hm_manager_enter(hm_manager *m)
@@ -64,7 +68,12 @@ static inline hm_status hm_manager_enter(hm_manager *m)
     return HM_E_HOST_CLRNOTAVAILABLE;
 }
 /* Passes a call's result through; E_FAIL (the books no longer match the kernel) fails the manager. */
-hm_status hm_manager_leave(hm_manager *m, hm_status st);
+void hm_manager_fail(hm_manager *m);
+static inline hm_status hm_manager_leave(hm_manager *m, hm_status st)
+{
+    if (st == HM_E_FAIL) hm_manager_fail(m); /* SPEC 3.4: E_FAIL once, then HOST_E_CLRNOTAVAILABLE */
+    return st;
+}
 
 /* wait.c: an allocation that waits for memory when the budget refuses it (SPEC 3.3), and the wake-up
  * of waiters when memory comes back. */

@@ -11,9 +11,21 @@
 #include "../vmap/vmap.h"
 #include "manager.h"
 
-void hm_notify_init(hm_notifier *n)
+/* ceil(pct * limit / 100) without overflow */
+static uint64_t pct_bytes(uint32_t pct, uint64_t limit)
 {
+    return (uint64_t)(((unsigned __int128)pct * limit + 99) / 100);
+}
+
+void hm_notify_init(hm_manager *m)
+{
+    hm_notifier *n = &m->notify;
     memset(n, 0, sizeof *n);
+    /* floor(charge*100/L) >= high  <=>  charge >= ceil(high*L/100);
+     * floor(charge*100/L) <= low   <=>  charge <  ceil((low+1)*L/100) */
+    n->low_from = pct_bytes(m->opts.notify_high, m->opts.limit);
+    n->high_below = pct_bytes(m->opts.notify_low + 1, m->opts.limit);
+    atomic_store_explicit(&n->system_band, HM_MEMORY_HIGH, memory_order_relaxed);
     pthread_mutex_init(&n->lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -66,6 +78,10 @@ void hm_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
     uint64_t sys_avail;
     system_memory(&m->opts, &sys, &sys_avail);
     atomic_store_explicit(&m->notify.system_load, sys, memory_order_relaxed);
+    atomic_store_explicit(&m->notify.system_band,
+                          sys >= m->opts.notify_high ? HM_MEMORY_LOW : sys <= m->opts.notify_low ? HM_MEMORY_HIGH
+                                                                                                : HM_MEMORY_NEUTRAL,
+                          memory_order_relaxed);
     uint64_t charge = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
     uint64_t own_avail = charge < m->opts.limit ? m->opts.limit - charge : 0;
     uint32_t own = own_load(m);
@@ -74,13 +90,6 @@ void hm_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
 }
 
 /* ---- state ---------------------------------------------------------------------------------------- */
-
-static int band_of(hm_manager *m, uint32_t load)
-{
-    if (load >= m->opts.notify_high) return HM_MEMORY_LOW;
-    if (load <= m->opts.notify_low) return HM_MEMORY_HIGH;
-    return HM_MEMORY_NEUTRAL;
-}
 
 /* Moves the state to s and queues the change for delivery. */
 static void set_state(hm_manager *m, int s)
@@ -102,11 +111,15 @@ static void set_state(hm_manager *m, int s)
     pthread_mutex_unlock(&n->lock);
 }
 
-/* The band from the load now; on a crossing, the state follows it. Cheap when nothing crosses. */
+/* The band from the load now (the worse of the own and the system's, Low < Neutral < High); on a
+ * crossing, the state follows it. Two compares and no lock when nothing crosses. */
 static void evaluate(hm_manager *m)
 {
-    uint32_t own = own_load(m), sys = atomic_load_explicit(&m->notify.system_load, memory_order_relaxed);
-    int band = band_of(m, own > sys ? own : sys);
+    hm_notifier *n = &m->notify;
+    uint64_t c = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
+    int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
+    int sys = atomic_load_explicit(&n->system_band, memory_order_relaxed);
+    int band = own < sys ? own : sys;
     int old = atomic_load_explicit(&m->notify.band, memory_order_relaxed);
     if (band == old || !atomic_compare_exchange_strong(&m->notify.band, &old, band)) return;
     set_state(m, band);

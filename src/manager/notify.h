@@ -32,6 +32,10 @@ typedef struct hm_notifier {
     _Atomic int state;            /* hm_memory_state */
     _Atomic int band;             /* the state the load alone says: changes mark a crossing */
     _Atomic uint32_t system_load; /* last sampled system pressure, percent */
+    _Atomic int system_band;      /* the band the last system sample alone says */
+    uint64_t low_from;            /* own band is Low when charge >= low_from (= notify.high% of L, rounded up) */
+    uint64_t high_below;          /* ... High when charge < high_below (load <= notify.low); precomputed
+                                     so that the allocation path compares bytes and never divides */
     pthread_mutex_t lock;         /* callbacks, queue, thread (innermost: no other lock taken inside) */
     pthread_cond_t cond;
     hm_notify_cb cb[HM_NOTIFY_MAX_CALLBACKS];
@@ -46,7 +50,8 @@ typedef struct hm_notifier {
 } hm_notifier;
 
 struct hm_manager;
-void hm_notify_init(hm_notifier *n);
+/* pre: m->opts is set. */
+void hm_notify_init(struct hm_manager *m);
 /* After the charge changed: re-evaluates the band from the own pressure and the last system sample. */
 void hm_notify_charge_changed(struct hm_manager *m);
 /* A request was refused: Low at once (SPEC 3.5). */
