@@ -141,12 +141,13 @@ static int new_chunk(bool top_down, hm_chunk **out)
     return 0;
 }
 
-int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk)
+int hm_arena_place(size_t ngran, size_t align, bool top_down, uintptr_t *base, hm_chunk **chunk)
 {
     if (ngran == 0 || ngran > HM_CHUNK_GRANULES) return EINVAL;
     /* 32 MiB and larger start on a 32 MiB boundary (chunks are 1 GiB aligned for this), so that the
      * radix tree indexes them with one slot per 32 MiB instead of one per granule. */
-    size_t align = ngran >= HM_ARENA_ALIGN_GRANULES ? HM_ARENA_ALIGN_GRANULES : 1;
+    if (ngran >= HM_ARENA_ALIGN_GRANULES) align = HM_ARENA_ALIGN_GRANULES;
+    if (align == 0 || align > HM_ARENA_ALIGN_GRANULES || (align & (align - 1))) return EINVAL;
     for (int attempt = 0; attempt < 2; attempt++) {
         for (hm_chunk *c = top_down ? highest : lowest; c; c = top_down ? c->prev : c->next) {
             if (c->nfree < ngran) continue;

@@ -25,8 +25,9 @@
 
 typedef struct hm_chunk hm_chunk;
 
-/* Places ngran granules in a chunk, lowest address first (highest with top_down). */
-int hm_arena_place(size_t ngran, bool top_down, uintptr_t *base, hm_chunk **chunk);
+/* Places ngran granules in a chunk, lowest address first (highest with top_down), at a multiple of
+ * align granules (a power of two up to 512; carvings of 32 MiB and more get 512 anyway). */
+int hm_arena_place(size_t ngran, size_t align, bool top_down, uintptr_t *base, hm_chunk **chunk);
 /* How a fixed-address allocation is backed. */
 typedef enum hm_arena_kind {
     HM_ARENA_CHUNK,   /* inside one chunk (*chunk) */

@@ -149,3 +149,24 @@ out:
     pthread_mutex_unlock(&hm_map_lock);
     return HM_OK;
 }
+
+bool hm_vmap_lookup(const void *p, hm_vmap_info *out)
+{
+    uintptr_t at = (uintptr_t)p;
+    if (at > hm_os_cfg()->max_address) return false;
+    for (;;) {
+        hm_alloc *a = hm_radix_lookup(at >> 16);
+        if (!a) return false;
+        uint64_t g = hm_meta_gen(a);
+        if (g & 1u) continue;
+        hm_vmap_info i = {
+            atomic_load_explicit(&a->base, memory_order_relaxed), atomic_load_explicit(&a->size, memory_order_relaxed),
+            atomic_load_explicit(&a->flags, memory_order_relaxed), atomic_load_explicit(&a->tag, memory_order_relaxed),
+            hm_alloc_owner(a)};
+        atomic_thread_fence(memory_order_acquire);
+        if (hm_meta_gen(a) != g) continue; /* retired or reused meanwhile: look again */
+        if (at < i.base || at - i.base >= i.size) return false;
+        *out = i;
+        return true;
+    }
+}

@@ -38,6 +38,7 @@
 #define HM_AF_HUGETLB  0x4u  /* backed by hugetlb pages (else transparent huge pages) */
 #define HM_AF_PHYSICAL 0x8u  /* MEM_PHYSICAL reservation: cannot be committed */
 #define HM_AF_MIXED    0x10u /* fixed address across chunks and mappings of its own (arena.h) */
+#define HM_AF_TAGGED   0x20u /* made by a layer above for its own use (a heap's segment or large block) */
 
 /* One allocation. base, size, alloc_protect, flags and owner never change while the record is
  * published; runs is swapped by writers. chunk and committed are the writer's alone. */
@@ -49,6 +50,7 @@ typedef struct hm_alloc {
     _Atomic uint32_t flags;          /* HM_AF_* */
     _Atomic uintptr_t runs;          /* hm_runs *: the current run table, or an inline attr (runs.h) */
     _Atomic uintptr_t owner;         /* hm_account *: the books of the manager that made it */
+    _Atomic uintptr_t tag;           /* with HM_AF_TAGGED: what the layer above keeps there */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
     uint64_t committed;              /* committed pages */
 } hm_alloc;
@@ -63,6 +65,21 @@ hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type)
 hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old);
 hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
 hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
+/* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to
+ * 32 MiB), marked HM_AF_TAGGED with tag. Reserved only; commit with hm_vmap_alloc. */
+hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, void **base);
+
+/* What the map knows of the allocation holding p, read without a lock (the query protocol). */
+typedef struct hm_vmap_info {
+    uintptr_t base;
+    uint64_t size;
+    uint32_t flags;
+    uintptr_t tag;
+    hm_account *owner;
+} hm_vmap_info;
+/* false if p is in no allocation. */
+bool hm_vmap_lookup(const void *p, hm_vmap_info *out);
+
 /* Releases every allocation of acct (manager destruction). */
 hm_status hm_vmap_release_all(hm_account *acct);
 void hm_vmap_stats(hm_vm_stats *out);
