@@ -194,20 +194,48 @@ static void test_timeout(void **state)
     IHostControl_Release(hc);
 }
 
-/* CreateMalloc arrives with the heap issue: E_NOTIMPL until then (argument errors come first). */
+/* SPEC 1.2, 4: CreateMalloc gives heaps; IHostMalloc Alloc, DebugAlloc, Free with their codes; the
+ * last release of a heap frees its memory, and a heap keeps its manager alive. */
 static void test_create_malloc(void **state)
 {
     (void)state;
     IHostControl *hc;
-    IHostMemoryManager *mm = acquire("", &hc);
-    IHostMalloc *heap = (IHostMalloc *)1;
+    IHostMemoryManager *mm = acquire("limit=8M,reserve.process=1M", &hc);
+    IHostMalloc *heap = (IHostMalloc *)1, *other = NULL;
     assert_int_equal(IHostMemoryManager_CreateMalloc(mm, MALLOC_THREADSAFE, NULL), E_POINTER);
     assert_int_equal(IHostMemoryManager_CreateMalloc(mm, 0x4, &heap), E_INVALIDARG);
     assert_null(heap);
-    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, MALLOC_THREADSAFE | MALLOC_EXECUTABLE, &heap), E_NOTIMPL);
-    assert_null(heap);
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, MALLOC_THREADSAFE, &heap), S_OK);
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, 0, &other), S_OK);
+    void *p = NULL, *q = NULL, *d = NULL;
+    assert_int_equal(IHostMalloc_Alloc(heap, 100, eTaskCritical, NULL), E_POINTER);
+    assert_int_equal(IHostMalloc_Alloc(heap, 100, eTaskCritical, &p), S_OK);
+    assert_int_equal((uintptr_t)p % 16, 0);
+    memset(p, 0xab, 100);
+    assert_int_equal(IHostMalloc_Alloc(heap, 0, eTaskCritical, &q), S_OK); /* size 0: a unique block */
+    assert_ptr_not_equal(p, q);
+    assert_int_equal(IHostMalloc_DebugAlloc(heap, 64, eAppDomainCritical, (char *)"runtime.cpp", 7, &d), S_OK);
+    assert_int_equal(IHostMalloc_Free(heap, NULL), S_OK);
+    assert_int_equal(IHostMalloc_Free(other, p), HOST_E_NOT_OWNER);
+    assert_int_equal(IHostMalloc_Free(heap, (char *)p + 16), HOST_E_INVALIDOPERATION);
+    static char not_heap[64];
+    assert_int_equal(IHostMalloc_Free(heap, not_heap), HOST_E_INVALIDOPERATION);
+    assert_int_equal(IHostMalloc_Free(heap, p), S_OK);
+    assert_int_equal(IHostMalloc_Free(heap, p), HOST_E_INVALIDOPERATION); /* already freed */
+    assert_int_equal(IHostMalloc_Free(heap, d), S_OK);
+    /* the budget: task requests may use 7M; a 16M block is refused as E_OUTOFMEMORY */
+    void *big = (void *)1;
+    assert_int_equal(IHostMalloc_Alloc(heap, (SIZE_T)16 << 20, eTaskCritical, &big), E_OUTOFMEMORY);
+    assert_null(big);
+    assert_int_equal(IHostMalloc_Alloc(heap, 100, (EMemoryCriticalLevel)7, &big), E_INVALIDARG);
+    /* a heap keeps its manager: the runtime may release the manager first */
     IHostMemoryManager_Release(mm);
     IHostControl_Release(hc);
+    assert_int_equal(IHostMalloc_Alloc(other, 1000, eProcessCritical, &p), S_OK);
+    assert_int_equal(IHostMalloc_AddRef(heap), 2);
+    assert_int_equal(IHostMalloc_Release(heap), 1);
+    assert_int_equal(IHostMalloc_Release(heap), 0);
+    assert_int_equal(IHostMalloc_Release(other), 0); /* the last reference: heap, then manager, go */
 }
 
 /* A runtime's ICLRMemoryNotificationCallback, implemented in C. */

@@ -238,6 +238,52 @@ HM_API hm_status hm_commit(hm_manager *m, void *addr, size_t size, uint32_t prot
 HM_API hm_status hm_decommit(hm_manager *m, void *addr, size_t size);
 HM_API hm_status hm_release(hm_manager *m, void *base);
 
+/* ---- heaps (IHostMalloc, SPEC 4) ---------------------------------------------------------- */
+
+typedef struct hm_heap hm_heap;
+
+#define HM_HEAP_THREADSAFE 0x1u  /* MALLOC_THREADSAFE: any thread at any time; else one at a time */
+#define HM_HEAP_EXECUTABLE 0x2u  /* MALLOC_EXECUTABLE: its memory can hold code that runs */
+
+/* A heap of manager m (NULL: the default). Unknown flag bits: HM_E_INVALIDARG. */
+HM_API hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out);
+/* Frees every block at once and gives the heap's charge back. Live debug blocks are reported on
+ * stderr by site first. */
+HM_API hm_status hm_heap_destroy(hm_heap *h);
+/* 16-byte aligned; size 0 gives a unique minimal block. Pages the heap commits for the request are
+ * admitted at `level`: HM_E_COMMITMENT_LIMIT (E_OUTOFMEMORY in COM) or HM_E_HOST_TIMEOUT. */
+HM_API hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out);
+/* As hm_heap_alloc, remembering the site (file, line) for statistics and leak reports. */
+HM_API hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const char *file, int line,
+                                     void **out);
+HM_API hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, void **out);
+/* align: a power of two up to the page size (4096). */
+HM_API hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out);
+/* realloc: p NULL allocates; the contents up to the smaller size are kept; on failure p is untouched. */
+HM_API hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void **out);
+/* NULL is HM_OK. A live block of another heap: HM_E_HOST_NOT_OWNER. Anything that is not a live
+ * block of any heap: HM_E_HOST_INVALIDOPERATION. Either way nothing changes. */
+HM_API hm_status hm_heap_free(hm_heap *h, void *p);
+/* Bytes usable at p (a live block of h), or 0. */
+HM_API size_t hm_heap_usable_size(hm_heap *h, const void *p);
+
+typedef struct hm_heap_stats {
+    uint64_t live_bytes;       /* bytes of live blocks (block sizes) */
+    uint64_t live_blocks;
+    uint64_t large_bytes;      /* of which in large blocks */
+    uint64_t segments;
+    uint64_t committed_pages;  /* 64 KiB heap pages committed (segment headers included) */
+} hm_heap_stats;
+HM_API hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out);
+
+/* Debug sites of h, one call of fn per site with live or past debug blocks. */
+typedef struct hm_heap_site {
+    const char *file;
+    int line;
+    uint64_t live_bytes, live_blocks, total_blocks;
+} hm_heap_site;
+HM_API hm_status hm_heap_sites(hm_heap *h, void (*fn)(const hm_heap_site *site, void *arg), void *arg);
+
 /* ---- introspection ------------------------------------------------------------------------ */
 
 typedef struct hm_vm_stats {

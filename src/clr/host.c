@@ -39,9 +39,17 @@ typedef struct host_control {
     memory_manager *mm;                              /* one reference held */
 } host_control;
 
+typedef struct host_malloc {
+    IHostMalloc iface;
+    _Atomic ULONG refs;
+    hm_heap *heap;
+    memory_manager *mm;                              /* one reference held: the manager outlives its heaps */
+} host_malloc;
+
 typedef union host_object {
     memory_manager mm;
     host_control hc;
+    host_malloc hmalloc;
 } host_object;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -105,14 +113,77 @@ static ULONG STDMETHODCALLTYPE mm_Release(IHostMemoryManager *This)
         if (gate_) return hr_of(gate_);           \
     } while (0)
 
+/* ---- IHostMalloc (SPEC 4) ------------------------------------------------------------------------ */
+
+static host_malloc *hmalloc_of(IHostMalloc *This) { return (host_malloc *)This; }
+
+static HRESULT STDMETHODCALLTYPE hmalloc_QueryInterface(IHostMalloc *This, REFIID riid, void **ppv)
+{
+    if (!ppv) return E_POINTER;
+    *ppv = NULL;
+    if (!iid_eq(riid, &IID_IUnknown) && !iid_eq(riid, &IID_IHostMalloc)) return E_NOINTERFACE;
+    atomic_fetch_add(&hmalloc_of(This)->refs, 1);
+    *ppv = This;
+    return S_OK;
+}
+
+static ULONG STDMETHODCALLTYPE hmalloc_AddRef(IHostMalloc *This) { return atomic_fetch_add(&hmalloc_of(This)->refs, 1) + 1; }
+
+static ULONG STDMETHODCALLTYPE hmalloc_Release(IHostMalloc *This)
+{
+    host_malloc *o = hmalloc_of(This);
+    ULONG left = atomic_fetch_sub(&o->refs, 1) - 1;
+    if (left) return left;
+    (void)hm_heap_destroy(o->heap); /* every block at once; the charge goes back */
+    memory_manager *mm = o->mm;
+    object_free(o);
+    IHostMemoryManager_Release(&mm->iface);
+    return 0;
+}
+
+static HRESULT STDMETHODCALLTYPE hmalloc_Alloc(IHostMalloc *This, SIZE_T cbSize, EMemoryCriticalLevel eCriticalLevel,
+                                               void **ppMem)
+{
+    if (!ppMem) return E_POINTER;
+    return hr_of(hm_heap_alloc(hmalloc_of(This)->heap, cbSize, (hm_level)eCriticalLevel, ppMem));
+}
+
+static HRESULT STDMETHODCALLTYPE hmalloc_DebugAlloc(IHostMalloc *This, SIZE_T cbSize, EMemoryCriticalLevel eCriticalLevel,
+                                                    char *pszFileName, int iLineNo, void **ppMem)
+{
+    if (!ppMem) return E_POINTER;
+    return hr_of(hm_heap_alloc_debug(hmalloc_of(This)->heap, cbSize, (hm_level)eCriticalLevel, pszFileName, iLineNo, ppMem));
+}
+
+static HRESULT STDMETHODCALLTYPE hmalloc_Free(IHostMalloc *This, void *pMem)
+{
+    return hr_of(hm_heap_free(hmalloc_of(This)->heap, pMem)); /* NULL is S_OK (SPEC 1.1) */
+}
+
+static const IHostMallocVtbl hmalloc_vtbl = {
+    hmalloc_QueryInterface, hmalloc_AddRef, hmalloc_Release, hmalloc_Alloc, hmalloc_DebugAlloc, hmalloc_Free,
+};
+
 static HRESULT STDMETHODCALLTYPE mm_CreateMalloc(IHostMemoryManager *This, DWORD dwMallocType, IHostMalloc **ppMalloc)
 {
-    ENTER(mm_of(This));
+    memory_manager *o = mm_of(This);
+    ENTER(o);
     if (!ppMalloc) return E_POINTER;
     *ppMalloc = NULL;
     if (dwMallocType & ~(DWORD)(MALLOC_THREADSAFE | MALLOC_EXECUTABLE)) return E_INVALIDARG;
-    hm_detail_set("IHostMalloc heaps are not available in this version");
-    return E_NOTIMPL;
+    host_malloc *hmo = object_new();
+    if (!hmo) return E_OUTOFMEMORY;
+    hm_status st = hm_heap_create(o->m, dwMallocType, &hmo->heap);
+    if (st) {
+        object_free(hmo);
+        return hr_of(st);
+    }
+    hmo->iface.lpVtbl = &hmalloc_vtbl;
+    atomic_init(&hmo->refs, 1);
+    hmo->mm = o;
+    IHostMemoryManager_AddRef(This);
+    *ppMalloc = &hmo->iface;
+    return S_OK;
 }
 
 static HRESULT STDMETHODCALLTYPE mm_VirtualAlloc(IHostMemoryManager *This, void *pAddress, SIZE_T dwSize,

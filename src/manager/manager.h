@@ -79,6 +79,9 @@ static inline hm_status hm_manager_leave(hm_manager *m, hm_status st)
  * of waiters when memory comes back. */
 hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
                            void **base);
+/* After memory was given back by other means (a heap's destruction): wakes waiters, re-evaluates
+ * the memory state. */
+void hm_manager_memory_returned(hm_manager *m);
 /* VirtualFree through the manager: while requests wait, under wait_lock, and waking them after. */
 hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type);
 /* va.c (SPEC 3.6): whether size more bytes of address space fit va.limit; recording and forgetting a

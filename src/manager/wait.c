@@ -187,3 +187,14 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
     if (st == HM_E_HOST_ABANDONED) hm_detail_set("the manager was shut down while the request waited for memory");
     return st;
 }
+
+void hm_manager_memory_returned(hm_manager *m)
+{
+    if (atomic_load_explicit(&m->nwaiting, memory_order_acquire)) {
+        pthread_mutex_lock(&m->wait_lock);
+        m->returns++;
+        start_round(m);
+        pthread_mutex_unlock(&m->wait_lock);
+    }
+    hm_notify_charge_changed(m);
+}

@@ -273,8 +273,9 @@ hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, ui
     *base = NULL;
     hm_status st = hm_vmap_init();
     if (st) return st;
-    if (!size || size > HM_ARENA_DIRECT_MIN || align < GRAN || align > ((size_t)32 << 20) || (align & (align - 1)) ||
-        !tag)
+    /* (above HM_ARENA_DIRECT_MIN a reservation gets a mapping of its own, 32 MiB aligned anyway) */
+    if (!size || size > hm_os_cfg()->max_address || align < GRAN || align > ((size_t)32 << 20) ||
+        (align & (align - 1)) || !tag)
         return HM_E_INVALID_PARAMETER;
     pthread_mutex_lock(&hm_map_lock);
     st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, base);

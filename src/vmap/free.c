@@ -134,14 +134,16 @@ out:
 }
 
 
-hm_status hm_vmap_release_all(hm_account *acct)
+hm_status hm_vmap_release_all(hm_account *acct) { return hm_vmap_release_tagged(acct, 0, 0); }
+
+hm_status hm_vmap_release_tagged(hm_account *acct, uintptr_t mask, uintptr_t tag)
 {
     hm_status st = HM_OK;
     pthread_mutex_lock(&hm_map_lock);
     for (hm_alloc *a = hm_radix_next(0); a;) {
         uintptr_t end = atomic_load_explicit(&a->base, memory_order_relaxed) + atomic_load_explicit(&a->size, memory_order_relaxed);
         hm_alloc *next = hm_radix_next(((end - 1) >> 16) + 1);
-        if (hm_alloc_owner(a) == acct) {
+        if (hm_alloc_owner(a) == acct && (atomic_load_explicit(&a->tag, memory_order_relaxed) & mask) == tag) {
             hm_status s = release(a);
             if (s && !st) st = s;
         }

@@ -80,8 +80,9 @@ typedef struct hm_vmap_info {
 /* false if p is in no allocation. */
 bool hm_vmap_lookup(const void *p, hm_vmap_info *out);
 
-/* Releases every allocation of acct (manager destruction). */
+/* Releases every allocation of acct (manager destruction), or those whose tag & mask == tag. */
 hm_status hm_vmap_release_all(hm_account *acct);
+hm_status hm_vmap_release_tagged(hm_account *acct, uintptr_t mask, uintptr_t tag);
 void hm_vmap_stats(hm_vm_stats *out);
 /* Verifies the map's invariants (check.c), and with with_kernel that the kernel's mappings agree.
  * HM_OK, or HM_E_FAIL with hm_detail_get() naming the first broken one. */

@@ -1,0 +1,618 @@
+/* heap.c — the heap allocator of heap.h: size classes, pages and segments, exact Free validation,
+ * large blocks, debug sites. */
+#include "heap.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "../manager/manager.h"
+#include "../vmap/meta.h"
+#include "../vmap/vmap.h"
+
+#define DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two pools below */
+static hm_pool heap_pool = HM_POOL_INIT("heap", sizeof(hm_meta_hdr) + sizeof(struct hm_heap), 64 * 1024);
+static hm_pool site_pool = HM_POOL_INIT("heap-sites", sizeof(hm_meta_hdr) + sizeof(hm_site) * HM_MAX_SITES, 128 * 1024);
+
+static void *pool_get(hm_pool *p)
+{
+    int err = 0;
+    pthread_mutex_lock(&pool_lock);
+    hm_meta_hdr *h = hm_pool_alloc(p, &err);
+    pthread_mutex_unlock(&pool_lock);
+    return h ? h + 1 : NULL;
+}
+
+static void pool_put(hm_pool *p, void *o)
+{
+    pthread_mutex_lock(&pool_lock);
+    hm_pool_free(p, (hm_meta_hdr *)o - 1);
+    pthread_mutex_unlock(&pool_lock);
+}
+
+/* ---- size classes ------------------------------------------------------------------------------ */
+
+static unsigned class_of(size_t size)
+{
+    if (size <= 128) return size ? (unsigned)((size + 15) / 16 - 1) : 0;
+    size_t s = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
+    return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
+}
+
+static size_t class_size(unsigned cls)
+{
+    if (cls < 8) return (cls + 1) * 16;
+    unsigned k = cls - 8, b = 7 + k / 4;
+    return ((size_t)1 << b) + (k % 4 + 1) * ((size_t)1 << (b - 2));
+}
+
+/* ---- helpers ---------------------------------------------------------------------------------- */
+
+static inline void lock(hm_heap *h)
+{
+    if (h->flags & HM_HEAP_THREADSAFE) pthread_mutex_lock(&h->lock);
+}
+static inline void unlock(hm_heap *h)
+{
+    if (h->flags & HM_HEAP_THREADSAFE) pthread_mutex_unlock(&h->lock);
+}
+
+static inline hm_segment *seg_of(const hm_hpage *pg) { return (hm_segment *)((uintptr_t)pg & ~(uintptr_t)(HM_SEG_SIZE - 1)); }
+static inline size_t page_index(const hm_hpage *pg) { return (size_t)(pg - seg_of(pg)->page); }
+static inline uintptr_t page_addr(const hm_hpage *pg) { return (uintptr_t)seg_of(pg) + page_index(pg) * HM_HPAGE_SIZE; }
+
+static inline bool live(const hm_hpage *pg, uint32_t i)
+{
+    return (atomic_load_explicit(&((hm_hpage *)pg)->live[i / 64], memory_order_relaxed) >> (i % 64)) & 1u;
+}
+/* One writer per page at a time (the heap's lock, or its single thread): load and store, no RMW. */
+static inline void set_live(hm_hpage *pg, uint32_t i, bool on)
+{
+    uint64_t w = atomic_load_explicit(&pg->live[i / 64], memory_order_relaxed), m = (uint64_t)1 << (i % 64);
+    atomic_store_explicit(&pg->live[i / 64], on ? w | m : w & ~m, memory_order_relaxed);
+}
+
+static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ DEBUG_MAGIC; }
+
+static void list_add(hm_hpage **head, hm_hpage *pg)
+{
+    pg->prev = NULL;
+    pg->next = *head;
+    if (*head) (*head)->prev = pg;
+    *head = pg;
+}
+
+static void list_del(hm_hpage **head, hm_hpage *pg)
+{
+    if (pg->prev) pg->prev->next = pg->next;
+    else *head = pg->next;
+    if (pg->next) pg->next->prev = pg->prev;
+    pg->next = pg->prev = NULL;
+}
+
+static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
+{
+    hm_detail_set("heap %p: %s at %#lx: its metadata was overwritten", (void *)h, what, (unsigned long)at);
+    hm_manager_fail(h->m); /* SPEC 3.4: books no longer trustworthy */
+    return HM_E_FAIL;
+}
+
+/* ---- segments and pages ----------------------------------------------------------------------- */
+
+static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
+{
+    void *base;
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, &base);
+    if (st) return st;
+    size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
+    void *b;
+    st = hm_manager_alloc(h->m, level, base, hdr, HM_MEM_COMMIT, HM_PAGE_READWRITE, &b);
+    if (st) {
+        (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+        return st;
+    }
+    hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
+    s->cookie = h->key ^ (uintptr_t)s;
+    s->heap = h;
+    s->next = h->segments;
+    h->segments = s;
+    *out = s;
+    return HM_OK;
+}
+
+/* A page for class cls: an empty committed one from the cache, else an unused slot committed now at
+ * level, else one in a new segment. */
+static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **out)
+{
+    hm_hpage *pg = h->empty;
+    if (pg) {
+        list_del(&h->empty, pg);
+        h->nempty--;
+    } else {
+        for (hm_segment *s = h->segments; s && !pg; s = s->next)
+            for (size_t i = 1; i < HM_SEG_PAGES; i++)
+                if (!s->page[i].block_size && !s->page[i].committed) {
+                    pg = &s->page[i];
+                    break;
+                }
+        if (!pg) {
+            hm_segment *s;
+            hm_status st = segment_new(h, level, &s);
+            if (st) return st;
+            pg = &s->page[1];
+        }
+        void *b;
+        hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+        if (st) return st; /* the page stays unused: the heap is as it was */
+        pg->committed = 1;
+    }
+    size_t bs = class_size(cls);
+    pg->block_size = (uint32_t)bs;
+    pg->cls = (uint16_t)cls;
+    pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
+    pg->used = pg->extent = 0;
+    pg->free = 0;
+    seg_of(pg)->pages_in_use++;
+    list_add(&h->avail[cls], pg);
+    pg->on_avail = 1;
+    *out = pg;
+    return HM_OK;
+}
+
+/* A page whose last block went: into the empty cache, or decommitted beyond it. */
+static void page_empty(hm_heap *h, hm_hpage *pg)
+{
+    if (pg->on_avail) list_del(&h->avail[pg->cls], pg);
+    pg->on_avail = 0;
+    pg->block_size = 0;
+    pg->extent = 0;
+    pg->free = 0;
+    seg_of(pg)->pages_in_use--;
+    if (h->nempty < HM_EMPTY_CACHE ||
+        hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) {
+        list_add(&h->empty, pg); /* (a refused decommit keeps it committed: the books stay exact) */
+        h->nempty++;
+    } else {
+        pg->committed = 0;
+    }
+}
+
+/* ---- blocks ----------------------------------------------------------------------------------- */
+
+static hm_status small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out)
+{
+    hm_hpage *pg = h->avail[cls];
+    if (!pg) {
+        hm_status st = page_new(h, cls, level, &pg);
+        if (st) return st;
+    }
+    uintptr_t base = page_addr(pg), bs = pg->block_size, b;
+    uint32_t i;
+    if (pg->free) {
+        b = pg->free;
+        uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
+        i = (uint32_t)((b - base) / bs);
+        if (next && (next < base || next >= base + pg->extent * bs || (next - base) % bs || live(pg, (uint32_t)((next - base) / bs))))
+            return corrupted(h, "free-list link", b);
+        pg->free = next;
+    } else {
+        i = pg->extent++;
+        b = base + i * bs;
+    }
+    set_live(pg, i, true);
+    pg->used++;
+    if (!pg->free && pg->extent == pg->capacity) {
+        list_del(&h->avail[cls], pg);
+        pg->on_avail = 0;
+    }
+    h->live_bytes += bs;
+    h->live_blocks++;
+    *out = b;
+    return HM_OK;
+}
+
+static void small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
+{
+    set_live(pg, i, false);
+    *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
+    pg->free = b;
+    pg->used--;
+    h->live_bytes -= pg->block_size;
+    h->live_blocks--;
+    if (!pg->used) page_empty(h, pg);
+    else if (!pg->on_avail) {
+        list_add(&h->avail[pg->cls], pg);
+        pg->on_avail = 1;
+    }
+}
+
+static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t *out)
+{
+    size_t bytes = (size + 4095) & ~(size_t)4095;
+    if (bytes < size) return HM_E_OUTOFMEMORY;
+    void *base, *b;
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, bytes, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
+    if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
+    st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
+    if (st) {
+        (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+        return st;
+    }
+    h->live_bytes += bytes;
+    h->large_bytes += bytes;
+    h->live_blocks++;
+    *out = (uintptr_t)base;
+    return HM_OK;
+}
+
+/* What p is to heap h (whose lock the caller holds if it will act on the answer). */
+typedef enum { NOT_A_BLOCK, SMALL, SMALL_DEBUG, LARGE, LARGE_DEBUG } block_kind;
+
+typedef struct block_ref {
+    block_kind kind;
+    hm_hpage *page;
+    uint32_t index;
+    uintptr_t block;   /* block start (small) or allocation base (large) */
+    uint64_t size;     /* block size, or the large allocation's size */
+} block_ref;
+
+static block_ref classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
+{
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
+    if (info->tag & 1u) { /* a large block: its allocation's base, or 16 past it for a debug one */
+        uintptr_t b = info->base;
+        if (p == b) r.kind = LARGE;
+        else if (p == b + HM_DEBUG_HDR && *(const uint64_t *)b == debug_tag(h, b)) r.kind = LARGE_DEBUG;
+        if (r.kind == LARGE && info->size >= 8 && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
+        r.block = b;
+        r.size = info->size;
+        return r;
+    }
+    hm_segment *s = (hm_segment *)info->base;
+    if (s->cookie != (h->key ^ (uintptr_t)s)) return r;
+    size_t idx = (p - info->base) / HM_HPAGE_SIZE;
+    hm_hpage *pg = &s->page[idx];
+    uint32_t bs = pg->block_size;
+    if (idx == 0 || !bs) return r;
+    uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;
+    uint32_t i = (uint32_t)(off / bs);
+    uintptr_t b = base + (uintptr_t)i * bs;
+    if (i >= pg->extent || !live(pg, i)) return r;
+    bool dbg = *(const uint64_t *)b == debug_tag(h, b);
+    if (off % bs == 0 && !dbg) r.kind = SMALL;
+    else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
+    r.page = pg;
+    r.index = i;
+    r.block = b;
+    r.size = bs;
+    return r;
+}
+
+/* ---- debug sites ------------------------------------------------------------------------------ */
+
+static uint32_t site_hash(const char *file, int line)
+{
+    uint32_t x = 2166136261u ^ (uint32_t)line;
+    for (const char *c = file; c && *c; c++) x = (x ^ (uint8_t)*c) * 16777619u;
+    return x;
+}
+
+/* The index of (file, line) in h's table, made if new; HM_MAX_SITES when the table is full (the
+ * blocks still work, they are counted under the last entry). */
+static uint32_t site_of(hm_heap *h, const char *file, int line)
+{
+    if (!h->sites && !(h->sites = pool_get(&site_pool))) return HM_MAX_SITES;
+    if (!h->nsites) memset(h->sites, 0, sizeof(hm_site) * HM_MAX_SITES);
+    if (!file) file = "(unknown)";
+    uint32_t x = site_hash(file, line);
+    for (uint32_t k = 0; k < HM_MAX_SITES; k++) {
+        hm_site *s = &h->sites[(x + k) % HM_MAX_SITES];
+        if (!s->total_blocks && !s->file[0]) { /* a free slot: the site is new */
+            snprintf(s->file, sizeof s->file, "%s", file);
+            s->line = line;
+            s->hash = x;
+            h->nsites++;
+            return (x + k) % HM_MAX_SITES;
+        }
+        if (s->hash == x && s->line == line && !strncmp(s->file, file, sizeof s->file - 1)) return (x + k) % HM_MAX_SITES;
+    }
+    return HM_MAX_SITES;
+}
+
+/* ---- the API ---------------------------------------------------------------------------------- */
+
+hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
+{
+    if (!out) return HM_E_POINTER;
+    *out = NULL;
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
+    if (flags & ~(HM_HEAP_THREADSAFE | HM_HEAP_EXECUTABLE)) {
+        hm_detail_set("heap flags %#x: only MALLOC_THREADSAFE (1) and MALLOC_EXECUTABLE (2) exist", flags);
+        return HM_E_INVALIDARG;
+    }
+    hm_heap *h = pool_get(&heap_pool);
+    if (!h) return HM_E_OUTOFMEMORY;
+    memset(h, 0, sizeof *h);
+    h->m = m;
+    h->flags = flags;
+    h->prot = flags & HM_HEAP_EXECUTABLE ? HM_PAGE_EXECUTE_READWRITE : HM_PAGE_READWRITE;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    uint64_t k = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)h ^ ((uint64_t)t.tv_sec << 32);
+    k ^= k >> 31;
+    h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
+    pthread_mutex_init(&h->lock, NULL);
+    *out = h;
+    return HM_OK;
+}
+
+static void leak_report(hm_heap *h)
+{
+    if (!h->sites) return;
+    uint64_t blocks = 0, bytes = 0;
+    for (uint32_t i = 0; i < HM_MAX_SITES; i++) {
+        blocks += h->sites[i].live_blocks;
+        bytes += h->sites[i].live_bytes;
+    }
+    if (!blocks) return;
+    fprintf(stderr, "hostmem: heap %p destroyed with %lu live debug blocks (%lu bytes), by site:\n", (void *)h,
+            (unsigned long)blocks, (unsigned long)bytes);
+    for (uint32_t i = 0; i < HM_MAX_SITES; i++)
+        if (h->sites[i].live_blocks)
+            fprintf(stderr, "  %s:%d: %lu blocks, %lu bytes\n", h->sites[i].file, h->sites[i].line,
+                    (unsigned long)h->sites[i].live_blocks, (unsigned long)h->sites[i].live_bytes);
+}
+
+hm_status hm_heap_destroy(hm_heap *h)
+{
+    if (!h) return HM_E_POINTER;
+    leak_report(h);
+    hm_manager *m = h->m;
+    /* every segment and large block of this heap at once; the charge goes back with them */
+    hm_status st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
+    hm_manager_memory_returned(m);
+    if (st) return hm_manager_leave(m, st);
+    pthread_mutex_destroy(&h->lock);
+    if (h->sites) pool_put(&site_pool, h->sites);
+    pool_put(&heap_pool, h);
+    return HM_OK;
+}
+
+static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned level, uintptr_t *out)
+{
+    if (size > HM_SMALL_MAX || align > HM_SMALL_MAX) return large_alloc(h, size, level, out);
+    unsigned cls = class_of(size ? size : 1);
+    while (cls < HM_NCLASS && class_size(cls) % align) cls++; /* blocks of such a class are aligned */
+    if (cls == HM_NCLASS) return large_alloc(h, size, level, out);
+    return small_alloc(h, cls, level, out);
+}
+
+static hm_status check_level(hm_heap *h, hm_level level)
+{
+    if (!h) return HM_E_POINTER;
+    hm_status st = hm_manager_enter(h->m);
+    if (st) return st;
+    if ((unsigned)level > HM_LEVEL_PROCESS) {
+        hm_detail_set("critical level %d: not one of task (0), appdomain (1), process (2)", (int)level);
+        return HM_E_INVALIDARG;
+    }
+    return HM_OK;
+}
+
+hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out)
+{
+    if (!out) return HM_E_POINTER;
+    *out = NULL;
+    hm_status st = check_level(h, level);
+    if (st) return st;
+    if (align < 16) align = 16;
+    if ((align & (align - 1)) || align > 4096) {
+        hm_detail_set("alignment %zu: a power of two up to 4096", align);
+        return HM_E_INVALIDARG;
+    }
+    uintptr_t b;
+    lock(h);
+    st = alloc_block(h, size, align, (unsigned)level, &b);
+    unlock(h);
+    if (!st) *out = (void *)b;
+    return hm_manager_leave(h->m, st);
+}
+
+hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
+{
+    return hm_heap_alloc_aligned(h, size, 16, level, out);
+}
+
+hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const char *file, int line, void **out)
+{
+    if (!out) return HM_E_POINTER;
+    *out = NULL;
+    hm_status st = check_level(h, level);
+    if (st) return st;
+    if (size > SIZE_MAX - HM_DEBUG_HDR) return HM_E_OUTOFMEMORY;
+    uintptr_t b;
+    lock(h);
+    st = alloc_block(h, size + HM_DEBUG_HDR, 16, (unsigned)level, &b);
+    if (!st) {
+        uint32_t site = site_of(h, file, line);
+        uint64_t *hdr = (uint64_t *)b;
+        hdr[0] = debug_tag(h, b);
+        hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
+        if (site < HM_MAX_SITES) {
+            h->sites[site].live_bytes += size;
+            h->sites[site].live_blocks++;
+            h->sites[site].total_blocks++;
+        }
+        *out = (void *)(b + HM_DEBUG_HDR);
+    }
+    unlock(h);
+    return hm_manager_leave(h->m, st);
+}
+
+hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, void **out)
+{
+    if (size && count > SIZE_MAX / size) {
+        if (out) *out = NULL;
+        hm_detail_set("calloc: %zu x %zu overflows", count, size);
+        return HM_E_OUTOFMEMORY;
+    }
+    hm_status st = hm_heap_alloc(h, count * size, level, out);
+    if (!st) memset(*out, 0, count * size);
+    return st;
+}
+
+/* Releases a classified block (lock held). */
+static hm_status release_block(hm_heap *h, const block_ref *r)
+{
+    switch (r->kind) {
+    case SMALL:
+    case SMALL_DEBUG:
+        if (r->kind == SMALL_DEBUG) {
+            uint64_t info = ((uint64_t *)r->block)[1];
+            uint32_t site = (uint32_t)(info >> 40);
+            if (site < HM_MAX_SITES && h->sites) {
+                h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
+                h->sites[site].live_blocks--;
+            }
+            ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
+        }
+        small_free(h, r->page, r->index, r->block);
+        return HM_OK;
+    case LARGE:
+    case LARGE_DEBUG: {
+        if (r->kind == LARGE_DEBUG) {
+            uint64_t info = ((uint64_t *)r->block)[1];
+            uint32_t site = (uint32_t)(info >> 40);
+            if (site < HM_MAX_SITES && h->sites) {
+                h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
+                h->sites[site].live_blocks--;
+            }
+        }
+        hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
+        if (st) return st;
+        h->live_bytes -= r->size;
+        h->large_bytes -= r->size;
+        h->live_blocks--;
+        return HM_OK;
+    }
+    default:
+        return HM_E_HOST_INVALIDOPERATION;
+    }
+}
+
+/* Free of p, which the map says belongs to another heap (or nothing of a heap): SPEC 4. */
+static hm_status foreign(const hm_vmap_info *info, const void *p)
+{
+    hm_heap *o = (hm_heap *)(info->tag & ~(uintptr_t)1);
+    block_ref r = classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
+    if (r.kind == NOT_A_BLOCK) {
+        hm_detail_set("Free(%p): not a live block of any heap", p);
+        return HM_E_HOST_INVALIDOPERATION;
+    }
+    hm_detail_set("Free(%p): a live block of another heap (%p)", p, (void *)o);
+    return HM_E_HOST_NOT_OWNER;
+}
+
+hm_status hm_heap_free(hm_heap *h, void *p)
+{
+    if (!h) return HM_E_POINTER;
+    if (!p) return HM_OK;
+    hm_status st = hm_manager_enter(h->m);
+    if (st) return st;
+    hm_vmap_info info;
+    if (!hm_vmap_lookup(p, &info) || !(info.flags & HM_AF_TAGGED)) {
+        hm_detail_set("Free(%p): not a block of any heap", p);
+        return HM_E_HOST_INVALIDOPERATION;
+    }
+    if ((hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
+    lock(h);
+    block_ref r = classify(h, &info, (uintptr_t)p);
+    st = release_block(h, &r);
+    unlock(h);
+    if (st == HM_E_HOST_INVALIDOPERATION)
+        hm_detail_set("Free(%p): not a live block (interior, already freed, or never allocated)", p);
+    return hm_manager_leave(h->m, st);
+}
+
+size_t hm_heap_usable_size(hm_heap *h, const void *p)
+{
+    hm_vmap_info info;
+    if (!h || !p || !hm_vmap_lookup(p, &info) || !(info.flags & HM_AF_TAGGED) ||
+        (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
+        return 0;
+    lock(h);
+    block_ref r = classify(h, &info, (uintptr_t)p);
+    unlock(h);
+    switch (r.kind) {
+    case SMALL:
+    case LARGE: return r.size;
+    case SMALL_DEBUG:
+    case LARGE_DEBUG: return r.size - HM_DEBUG_HDR;
+    default: return 0;
+    }
+}
+
+hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void **out)
+{
+    if (!out) return HM_E_POINTER;
+    if (!p) return hm_heap_alloc(h, size, level, out);
+    *out = NULL;
+    size_t have = hm_heap_usable_size(h, p);
+    if (!have) {
+        hm_status st = hm_heap_free(h, p); /* says why: another heap's, or no block */
+        return st ? st : HM_E_HOST_INVALIDOPERATION;
+    }
+    /* shrinking within the same class, or growing within the block: keep it */
+    if (size <= have && (size > HM_SMALL_MAX || class_of(size ? size : 1) == class_of(have) || size * 2 > have)) {
+        *out = p;
+        return HM_OK;
+    }
+    void *q;
+    hm_status st = hm_heap_alloc(h, size, level, &q);
+    if (st) return st; /* p untouched */
+    memcpy(q, p, size < have ? size : have);
+    (void)hm_heap_free(h, p);
+    *out = q;
+    return HM_OK;
+}
+
+hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
+{
+    if (!h || !out) return HM_E_POINTER;
+    memset(out, 0, sizeof *out);
+    lock(h);
+    out->live_bytes = h->live_bytes;
+    out->live_blocks = h->live_blocks;
+    out->large_bytes = h->large_bytes;
+    for (hm_segment *s = h->segments; s; s = s->next) {
+        out->segments++;
+        out->committed_pages++; /* the header page */
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) out->committed_pages += s->page[i].committed;
+    }
+    unlock(h);
+    return HM_OK;
+}
+
+hm_status hm_heap_sites(hm_heap *h, void (*fn)(const hm_heap_site *site, void *arg), void *arg)
+{
+    if (!h || !fn) return HM_E_POINTER;
+    hm_heap_site out[64];
+    uint32_t start = 0;
+    for (;;) { /* copy under the lock, call without it */
+        uint32_t n = 0, i = start;
+        lock(h);
+        for (; h->sites && i < HM_MAX_SITES && n < 64; i++)
+            if (h->sites[i].total_blocks)
+                out[n++] = (hm_heap_site){h->sites[i].file, h->sites[i].line, h->sites[i].live_bytes,
+                                          h->sites[i].live_blocks, h->sites[i].total_blocks};
+        unlock(h);
+        for (uint32_t k = 0; k < n; k++) fn(&out[k], arg);
+        if (!h->sites || i >= HM_MAX_SITES) return HM_OK;
+        start = i;
+    }
+}

@@ -1,0 +1,98 @@
+/* heap.h — IHostMalloc heaps (SPEC 4): blocks carved from segments that the heap reserves and
+ * commits through its manager, so that every committed byte is charged, at the level of the request
+ * that needs it.
+ *
+ * Layout. A segment is 4 MiB, 4 MiB aligned, reserved from the map with the heap as its tag (so
+ * that any pointer leads to its segment by masking, and the map tells whether an address is a heap's
+ * at all). It is cut into 64 pages of 64 KiB; page 0 holds the segment header with the metadata of
+ * all pages, the others each hold blocks of one size class. Pages are committed when first used and
+ * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
+ * allocation of their own from the map ("large", tagged heap|1), page aligned.
+ *
+ * Size classes: 16-byte steps to 128, then four per doubling (160, 192, 224, 256, 320, ...) up to
+ * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
+ *
+ * Invariants of a page in use (block_size != 0):
+ *   used = live blocks = bits set in live[]; blocks [0, extent) have been handed out at least once;
+ *   the free list holds exactly the blocks below extent whose live bit is clear;
+ *   the page is on its class's avail list iff it has a free block (free list or extent < capacity).
+ * The live bitmap makes Free exact: a pointer is a live block iff it lies in a page in use, on a
+ * block boundary below extent, with its bit set. Anything else (interior, already freed, never
+ * allocated, wild) is HOST_E_INVALIDOPERATION and changes nothing.
+ * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
+ * does not hand out an arbitrary address: a decoded link outside its page is reported as corruption.
+ *
+ * Debug blocks (DebugAlloc) carry a 16-byte header before the caller's pointer: a tag derived from
+ * the heap's key and the address, the site's index, the size. Sites are counted per heap.
+ *
+ * Locking: a MALLOC_THREADSAFE heap serialises its operations on one mutex; a single-threaded heap
+ * takes none. (Per-thread pages, so that the common allocation and free take no lock, are the next
+ * step: the segment and page layout above is built for it.) Lock order: heap lock, then the
+ * manager's locks (manager.h). */
+#ifndef HM_HEAP_H
+#define HM_HEAP_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+#define HM_SEG_SIZE ((size_t)4 << 20)
+#define HM_HPAGE_SIZE ((size_t)64 << 10)
+#define HM_SEG_PAGES (HM_SEG_SIZE / HM_HPAGE_SIZE)
+#define HM_SMALL_MAX ((size_t)32 << 10)
+#define HM_NCLASS 40
+#define HM_MIN_BLOCK 16
+#define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
+#define HM_EMPTY_CACHE 4             /* empty committed pages a heap keeps before decommitting */
+#define HM_DEBUG_HDR 16
+#define HM_MAX_SITES 1024
+
+typedef struct hm_hpage {
+    uint32_t block_size;             /* 0: the page is not in use */
+    uint16_t cls;
+    uint16_t committed;              /* the page is committed */
+    uint32_t capacity;               /* blocks that fit */
+    uint32_t used;                   /* live blocks */
+    uint32_t extent;                 /* blocks handed out at least once (the rest were never touched) */
+    uint32_t on_avail;               /* on its class's avail list */
+    uintptr_t free;                  /* encoded free list */
+    struct hm_hpage *next, *prev;    /* avail list of its class, or the empty cache */
+    _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit i: block i is live (read by other heaps' Free) */
+} hm_hpage;
+
+typedef struct hm_segment {
+    uint64_t cookie;                 /* heap key ^ address: a segment header of a live heap */
+    struct hm_heap *heap;
+    struct hm_segment *next;
+    uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
+    hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
+} hm_segment;
+
+typedef struct hm_site {
+    char file[56];
+    int line;
+    uint32_t hash;
+    uint64_t live_bytes, live_blocks, total_blocks;
+} hm_site;
+
+struct hm_manager;
+
+struct hm_heap {
+    struct hm_manager *m;
+    uint32_t flags;                  /* HM_HEAP_* */
+    uint32_t prot;                   /* Win32 protection of its pages */
+    uint64_t key;                    /* secret for cookies, free-list links and debug tags */
+    pthread_mutex_t lock;            /* with HM_HEAP_THREADSAFE */
+    hm_hpage *avail[HM_NCLASS];      /* pages with a free block, by class */
+    hm_hpage *empty;                 /* committed pages without live blocks (at most HM_EMPTY_CACHE) */
+    unsigned nempty;
+    hm_segment *segments;
+    uint64_t live_bytes, live_blocks, large_bytes; /* block sizes, not requests */
+    hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
+    uint32_t nsites;
+};
+
+#endif
