@@ -132,8 +132,9 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
         list_del(&h->empty, pg);
         h->nempty--;
     } else {
+        size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i < HM_SEG_PAGES; i++)
+            for (size_t i = 1; i < last; i++)
                 if (!s->page[i].block_size && !s->page[i].committed) {
                     pg = &s->page[i];
                     break;

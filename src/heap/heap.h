@@ -9,6 +9,10 @@
  * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned.
  *
+ * With the manager option heap.guard, the last page of every segment is never committed: a guard
+ * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
+ * overflow faults instead of corrupting metadata.
+ *
  * Size classes: 16-byte steps to 128, then four per doubling (160, 192, 224, 256, 320, ...) up to
  * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
  *

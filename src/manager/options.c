@@ -125,6 +125,16 @@ static bool parse_level(const char *s, size_t n, uint32_t *level)
     return false;
 }
 
+static bool parse_switch(const char *s, size_t n, bool *out)
+{
+    static const char *on[] = {"on", "true", "yes", "1"}, *off[] = {"off", "false", "no", "0"};
+    for (int i = 0; i < 4; i++) {
+        if (strlen(on[i]) == n && !strncasecmp(s, on[i], n)) return *out = true, true;
+        if (strlen(off[i]) == n && !strncasecmp(s, off[i], n)) return *out = false, true;
+    }
+    return false;
+}
+
 static bool parse_path(const char *s, size_t n, char *dst, size_t cap)
 {
     if (n == 0 || n >= cap || s[0] != '/') return false;
@@ -179,6 +189,9 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else if (!strcmp(key, "win32.level")) {
             what = "task, appdomain or process";
             ok = parse_level(v, vlen, &o->win32_level);
+        } else if (!strcmp(key, "heap.guard")) {
+            what = "on or off";
+            ok = parse_switch(v, vlen, &o->heap_guard);
         } else if (!strcmp(key, "cgroup.root")) {
             what = "an absolute path shorter than 128 bytes";
             ok = parse_path(v, vlen, o->cgroup_root, sizeof o->cgroup_root);
@@ -188,7 +201,7 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else {
             return bad(err, errlen,
                        "unknown option key '%s' (known: limit, reserve.appdomain, reserve.process, wait.task, "
-                       "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, "
+                       "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, heap.guard, "
                        "cgroup.root, proc.root)", key);
         }
         if (!ok) return bad(err, errlen, "option '%s': '%.*s' is not %s", key, (int)vlen, v, what);

@@ -3,7 +3,8 @@
  *
  * Sizes: an integer with an optional binary suffix K, M, G or T (any case; KB and KiB too), or N% of
  * the physical memory (or of the cgroup's limit where that is lower). Durations: milliseconds, or an
- * integer with ms or s. Percentages (notify.*): 0 to 100, with or without %.
+ * integer with ms or s. Percentages (notify.*): 0 to 100, with or without %. Switches (heap.guard):
+ * on/off, true/false, yes/no, 1/0.
  * A value left out of every string keeps its default; where a key appears twice, the later one wins. */
 #ifndef HM_OPTIONS_H
 #define HM_OPTIONS_H
@@ -31,6 +32,7 @@ typedef struct hm_options {
     uint32_t notify_high;       /* percent: Low at or above */
     uint64_t va_limit;          /* bytes of address space; UINT64_MAX = unlimited */
     uint32_t win32_level;       /* level of the Win32 names' requests */
+    bool heap_guard;            /* heap.guard: a never-committed guard page closes every heap segment */
     char cgroup_root[128];      /* where cgroup files are read (tests point it at fixtures) */
     char proc_root[128];        /* where /proc files are read */
     bool limit_set, va_limit_set; /* written by a string, not left to the system */
