@@ -1,6 +1,6 @@
 /* heap.c — the heap allocator of heap.h: size classes, pages and segments, exact Free validation,
  * large blocks, debug sites. */
-#include "heap.h"
+#include "heap_internal.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +11,9 @@
 #include "../vmap/vmap.h"
 
 #define DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
+#define BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
+#define EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
+#define SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two pools below */
 static hm_pool heap_pool = HM_POOL_INIT("heap", sizeof(hm_meta_hdr) + sizeof(struct hm_heap), 64 * 1024);
@@ -34,7 +37,7 @@ static void pool_put(hm_pool *p, void *o)
 
 /* ---- size classes ------------------------------------------------------------------------------ */
 
-static unsigned class_of(size_t size)
+unsigned hm_heap_class_of(size_t size)
 {
     if (size <= 128) return size ? (unsigned)((size + 15) / 16 - 1) : 0;
     size_t s = size - 1;
@@ -42,7 +45,7 @@ static unsigned class_of(size_t size)
     return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
 }
 
-static size_t class_size(unsigned cls)
+size_t hm_heap_class_size(unsigned cls)
 {
     if (cls < 8) return (cls + 1) * 16;
     unsigned k = cls - 8, b = 7 + k / 4;
@@ -51,11 +54,11 @@ static size_t class_size(unsigned cls)
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
-static inline void lock(hm_heap *h)
+void hm_heap_lock(hm_heap *h)
 {
     if (h->flags & HM_HEAP_THREADSAFE) pthread_mutex_lock(&h->lock);
 }
-static inline void unlock(hm_heap *h)
+void hm_heap_unlock(hm_heap *h)
 {
     if (h->flags & HM_HEAP_THREADSAFE) pthread_mutex_unlock(&h->lock);
 }
@@ -115,7 +118,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
         return st;
     }
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
-    s->cookie = h->key ^ (uintptr_t)s;
+    atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
     s->next = h->segments;
     h->segments = s;
@@ -135,7 +138,7 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
             for (size_t i = 1; i < last; i++)
-                if (!s->page[i].block_size && !s->page[i].committed) {
+                if (!BS(&s->page[i]) && !s->page[i].committed) {
                     pg = &s->page[i];
                     break;
                 }
@@ -150,11 +153,12 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
         if (st) return st; /* the page stays unused: the heap is as it was */
         pg->committed = 1;
     }
-    size_t bs = class_size(cls);
-    pg->block_size = (uint32_t)bs;
+    size_t bs = hm_heap_class_size(cls);
+    SET(pg->block_size, (uint32_t)bs);
     pg->cls = (uint16_t)cls;
     pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
-    pg->used = pg->extent = 0;
+    pg->used = 0;
+    SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use++;
     list_add(&h->avail[cls], pg);
@@ -168,8 +172,8 @@ static void page_empty(hm_heap *h, hm_hpage *pg)
 {
     if (pg->on_avail) list_del(&h->avail[pg->cls], pg);
     pg->on_avail = 0;
-    pg->block_size = 0;
-    pg->extent = 0;
+    SET(pg->block_size, 0);
+    SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use--;
     if (h->nempty < HM_EMPTY_CACHE ||
@@ -183,29 +187,31 @@ static void page_empty(hm_heap *h, hm_hpage *pg)
 
 /* ---- blocks ----------------------------------------------------------------------------------- */
 
-static hm_status small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out)
+hm_status hm_heap_small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out)
 {
     hm_hpage *pg = h->avail[cls];
     if (!pg) {
         hm_status st = page_new(h, cls, level, &pg);
         if (st) return st;
     }
-    uintptr_t base = page_addr(pg), bs = pg->block_size, b;
+    uintptr_t base = page_addr(pg), bs = BS(pg), b;
+    uint32_t extent = EXTENT(pg);
     uint32_t i;
     if (pg->free) {
         b = pg->free;
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
         i = (uint32_t)((b - base) / bs);
-        if (next && (next < base || next >= base + pg->extent * bs || (next - base) % bs || live(pg, (uint32_t)((next - base) / bs))))
+        if (next && (next < base || next >= base + extent * bs || (next - base) % bs || live(pg, (uint32_t)((next - base) / bs))))
             return corrupted(h, "free-list link", b);
         pg->free = next;
     } else {
-        i = pg->extent++;
+        i = extent++;
+        SET(pg->extent, extent);
         b = base + i * bs;
     }
     set_live(pg, i, true);
     pg->used++;
-    if (!pg->free && pg->extent == pg->capacity) {
+    if (!pg->free && extent == pg->capacity) {
         list_del(&h->avail[cls], pg);
         pg->on_avail = 0;
     }
@@ -215,13 +221,13 @@ static hm_status small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t
     return HM_OK;
 }
 
-static void small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
+void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
 {
     set_live(pg, i, false);
     *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
     pg->free = b;
     pg->used--;
-    h->live_bytes -= pg->block_size;
+    h->live_bytes -= BS(pg);
     h->live_blocks--;
     if (!pg->used) page_empty(h, pg);
     else if (!pg->on_avail) {
@@ -249,18 +255,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t 
     return HM_OK;
 }
 
-/* What p is to heap h (whose lock the caller holds if it will act on the answer). */
-typedef enum { NOT_A_BLOCK, SMALL, SMALL_DEBUG, LARGE, LARGE_DEBUG } block_kind;
-
-typedef struct block_ref {
-    block_kind kind;
-    hm_hpage *page;
-    uint32_t index;
-    uintptr_t block;   /* block start (small) or allocation base (large) */
-    uint64_t size;     /* block size, or the large allocation's size */
-} block_ref;
-
-static block_ref classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
+block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
 {
     block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
     if (info->tag & 1u) { /* a large block: its allocation's base, or 16 past it for a debug one */
@@ -273,15 +268,15 @@ static block_ref classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t 
         return r;
     }
     hm_segment *s = (hm_segment *)info->base;
-    if (s->cookie != (h->key ^ (uintptr_t)s)) return r;
+    if (atomic_load_explicit(&s->cookie, memory_order_acquire) != (h->key ^ (uintptr_t)s)) return r;
     size_t idx = (p - info->base) / HM_HPAGE_SIZE;
     hm_hpage *pg = &s->page[idx];
-    uint32_t bs = pg->block_size;
+    uint32_t bs = BS(pg);
     if (idx == 0 || !bs) return r;
     uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;
     uint32_t i = (uint32_t)(off / bs);
     uintptr_t b = base + (uintptr_t)i * bs;
-    if (i >= pg->extent || !live(pg, i)) return r;
+    if (i >= EXTENT(pg) || !live(pg, i)) return r;
     bool dbg = *(const uint64_t *)b == debug_tag(h, b);
     if (off % bs == 0 && !dbg) r.kind = SMALL;
     else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
@@ -347,6 +342,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     uint64_t k = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)h ^ ((uint64_t)t.tv_sec << 32);
     k ^= k >> 31;
     h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
+    h->id = hm_tcache_new_heap_id();
     pthread_mutex_init(&h->lock, NULL);
     *out = h;
     return HM_OK;
@@ -373,6 +369,7 @@ hm_status hm_heap_destroy(hm_heap *h)
 {
     if (!h) return HM_E_POINTER;
     leak_report(h);
+    hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
     hm_manager *m = h->m;
     /* every segment and large block of this heap at once; the charge goes back with them */
     hm_status st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
@@ -384,13 +381,22 @@ hm_status hm_heap_destroy(hm_heap *h)
     return HM_OK;
 }
 
-static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned level, uintptr_t *out)
+/* A block of at least size bytes at an align boundary. Thread-safe heaps serve small blocks from the
+ * calling thread's cache (no lock) unless `cached` is false (debug blocks); everything else runs under
+ * the heap's lock (taken here). */
+static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned level, bool cached, uintptr_t *out)
 {
-    if (size > HM_SMALL_MAX || align > HM_SMALL_MAX) return large_alloc(h, size, level, out);
-    unsigned cls = class_of(size ? size : 1);
-    while (cls < HM_NCLASS && class_size(cls) % align) cls++; /* blocks of such a class are aligned */
-    if (cls == HM_NCLASS) return large_alloc(h, size, level, out);
-    return small_alloc(h, cls, level, out);
+    hm_status st;
+    unsigned cls = HM_NCLASS;
+    if (size <= HM_SMALL_MAX && align <= HM_SMALL_MAX) {
+        cls = hm_heap_class_of(size ? size : 1);
+        while (cls < HM_NCLASS && hm_heap_class_size(cls) % align) cls++; /* such a class's blocks are aligned */
+    }
+    if (cls < HM_NCLASS && cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
+    hm_heap_lock(h);
+    st = cls < HM_NCLASS ? hm_heap_small_alloc(h, cls, level, out) : large_alloc(h, size, level, out);
+    hm_heap_unlock(h);
+    return st;
 }
 
 static hm_status check_level(hm_heap *h, hm_level level)
@@ -417,9 +423,7 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
         return HM_E_INVALIDARG;
     }
     uintptr_t b;
-    lock(h);
-    st = alloc_block(h, size, align, (unsigned)level, &b);
-    unlock(h);
+    st = alloc_block(h, size, align, (unsigned)level, true, &b);
     if (!st) *out = (void *)b;
     return hm_manager_leave(h->m, st);
 }
@@ -437,8 +441,8 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
     if (st) return st;
     if (size > SIZE_MAX - HM_DEBUG_HDR) return HM_E_OUTOFMEMORY;
     uintptr_t b;
-    lock(h);
-    st = alloc_block(h, size + HM_DEBUG_HDR, 16, (unsigned)level, &b);
+    st = alloc_block(h, size + HM_DEBUG_HDR, 16, (unsigned)level, false, &b);
+    hm_heap_lock(h);
     if (!st) {
         uint32_t site = site_of(h, file, line);
         uint64_t *hdr = (uint64_t *)b;
@@ -451,7 +455,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         }
         *out = (void *)(b + HM_DEBUG_HDR);
     }
-    unlock(h);
+    hm_heap_unlock(h);
     return hm_manager_leave(h->m, st);
 }
 
@@ -482,7 +486,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
             }
             ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
         }
-        small_free(h, r->page, r->index, r->block);
+        hm_heap_small_free(h, r->page, r->index, r->block);
         return HM_OK;
     case LARGE:
     case LARGE_DEBUG: {
@@ -510,7 +514,8 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
 static hm_status foreign(const hm_vmap_info *info, const void *p)
 {
     hm_heap *o = (hm_heap *)(info->tag & ~(uintptr_t)1);
-    block_ref r = classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
+    block_ref r = hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
+    if (r.kind == SMALL && (o->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(o, r.block)) r.kind = NOT_A_BLOCK;
     if (r.kind == NOT_A_BLOCK) {
         hm_detail_set("Free(%p): not a live block of any heap", p);
         return HM_E_HOST_INVALIDOPERATION;
@@ -531,10 +536,20 @@ hm_status hm_heap_free(hm_heap *h, void *p)
         return HM_E_HOST_INVALIDOPERATION;
     }
     if ((hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
-    lock(h);
-    block_ref r = classify(h, &info, (uintptr_t)p);
-    st = release_block(h, &r);
-    unlock(h);
+    block_ref r;
+    if (h->flags & HM_HEAP_THREADSAFE) { /* a plain small block goes to this thread's cache, no lock */
+        r = hm_heap_classify(h, &info, (uintptr_t)p);
+        if (r.kind == SMALL) {
+            st = hm_tcache_free(h, &r);
+            if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
+            return st;
+        }
+    }
+    hm_heap_lock(h);
+    r = hm_heap_classify(h, &info, (uintptr_t)p);
+    st = r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) ? HM_E_HOST_INVALIDOPERATION /* changed meanwhile */
+                                                           : release_block(h, &r);
+    hm_heap_unlock(h);
     if (st == HM_E_HOST_INVALIDOPERATION)
         hm_detail_set("Free(%p): not a live block (interior, already freed, or never allocated)", p);
     return hm_manager_leave(h->m, st);
@@ -546,9 +561,10 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     if (!h || !p || !hm_vmap_lookup(p, &info) || !(info.flags & HM_AF_TAGGED) ||
         (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
-    lock(h);
-    block_ref r = classify(h, &info, (uintptr_t)p);
-    unlock(h);
+    hm_heap_lock(h);
+    block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
+    if (r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
+    hm_heap_unlock(h);
     switch (r.kind) {
     case SMALL:
     case LARGE: return r.size;
@@ -569,7 +585,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         return st ? st : HM_E_HOST_INVALIDOPERATION;
     }
     /* shrinking within the same class, or growing within the block: keep it */
-    if (size <= have && (size > HM_SMALL_MAX || class_of(size ? size : 1) == class_of(have) || size * 2 > have)) {
+    if (size <= have && (size > HM_SMALL_MAX || hm_heap_class_of(size ? size : 1) == hm_heap_class_of(have) || size * 2 > have)) {
         *out = p;
         return HM_OK;
     }
@@ -586,16 +602,18 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
 {
     if (!h || !out) return HM_E_POINTER;
     memset(out, 0, sizeof *out);
-    lock(h);
-    out->live_bytes = h->live_bytes;
-    out->live_blocks = h->live_blocks;
+    hm_heap_lock(h);
+    uint64_t cached_blocks, cached_bytes; /* lent to threads' caches: free for the program */
+    hm_tcache_cached(h, &cached_blocks, &cached_bytes);
+    out->live_bytes = h->live_bytes - cached_bytes;
+    out->live_blocks = h->live_blocks - cached_blocks;
     out->large_bytes = h->large_bytes;
     for (hm_segment *s = h->segments; s; s = s->next) {
         out->segments++;
         out->committed_pages++; /* the header page */
         for (size_t i = 1; i < HM_SEG_PAGES; i++) out->committed_pages += s->page[i].committed;
     }
-    unlock(h);
+    hm_heap_unlock(h);
     return HM_OK;
 }
 
@@ -606,12 +624,12 @@ hm_status hm_heap_sites(hm_heap *h, void (*fn)(const hm_heap_site *site, void *a
     uint32_t start = 0;
     for (;;) { /* copy under the lock, call without it */
         uint32_t n = 0, i = start;
-        lock(h);
+        hm_heap_lock(h);
         for (; h->sites && i < HM_MAX_SITES && n < 64; i++)
             if (h->sites[i].total_blocks)
                 out[n++] = (hm_heap_site){h->sites[i].file, h->sites[i].line, h->sites[i].live_bytes,
                                           h->sites[i].live_blocks, h->sites[i].total_blocks};
-        unlock(h);
+        hm_heap_unlock(h);
         for (uint32_t k = 0; k < n; k++) fn(&out[k], arg);
         if (!h->sites || i >= HM_MAX_SITES) return HM_OK;
         start = i;

@@ -29,10 +29,14 @@
  * Debug blocks (DebugAlloc) carry a 16-byte header before the caller's pointer: a tag derived from
  * the heap's key and the address, the site's index, the size. Sites are counted per heap.
  *
- * Locking: a MALLOC_THREADSAFE heap serialises its operations on one mutex; a single-threaded heap
- * takes none. (Per-thread pages, so that the common allocation and free take no lock, are the next
- * step: the segment and page layout above is built for it.) Lock order: heap lock, then the
- * manager's locks (manager.h). */
+ * Locking: a single-threaded heap takes no lock. A MALLOC_THREADSAFE heap keeps, for every thread
+ * that uses it, a cache of free blocks per size class (tcache.c): the common allocation and free
+ * touch only the calling thread's cache, with no lock and no atomic read-modify-write; a free from
+ * another thread goes into the freeing thread's cache and never touches the allocating one. Caches
+ * are refilled and flushed in batches under the heap's mutex, which also guards pages, segments,
+ * large and debug blocks. A cached block keeps its live bit (the heap lent it to the cache) and
+ * carries a tag in its second word, so that a second free of it is recognised. Lock order: heaps_lock
+ * (tcache.c), then the heap lock, then the manager's locks (manager.h). */
 #ifndef HM_HEAP_H
 #define HM_HEAP_H
 
@@ -54,13 +58,15 @@
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
 
+/* block_size, extent and the live bits are atomics because Free reads them without the lock (to
+ * tell a live block from anything else); they change only under the lock (relaxed stores). */
 typedef struct hm_hpage {
-    uint32_t block_size;             /* 0: the page is not in use */
+    _Atomic uint32_t block_size;     /* 0: the page is not in use */
     uint16_t cls;
     uint16_t committed;              /* the page is committed */
     uint32_t capacity;               /* blocks that fit */
     uint32_t used;                   /* live blocks */
-    uint32_t extent;                 /* blocks handed out at least once (the rest were never touched) */
+    _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
     uint32_t on_avail;               /* on its class's avail list */
     uintptr_t free;                  /* encoded free list */
     struct hm_hpage *next, *prev;    /* avail list of its class, or the empty cache */
@@ -68,7 +74,7 @@ typedef struct hm_hpage {
 } hm_hpage;
 
 typedef struct hm_segment {
-    uint64_t cookie;                 /* heap key ^ address: a segment header of a live heap */
+    _Atomic uint64_t cookie;         /* heap key ^ address: a segment header of a live heap */
     struct hm_heap *heap;
     struct hm_segment *next;
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
@@ -97,6 +103,8 @@ struct hm_heap {
     uint64_t live_bytes, live_blocks, large_bytes; /* block sizes, not requests */
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
+    uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
+    struct hm_tcache *caches;        /* the threads' caches of this heap (tcache.c), under the lock */
 };
 
 #endif

@@ -32,7 +32,7 @@ void *hm_pool_alloc(hm_pool *p, int *err)
             p->bump_end = (char *)mem + chunk;
             p->mapped += chunk;
             p->nchunks++;
-            hm_meta.mapped_bytes += chunk;
+            atomic_fetch_add_explicit(&hm_meta.mapped_bytes, chunk, memory_order_relaxed);
         }
         h = (hm_meta_hdr *)p->bump;
         p->bump += p->obj_size;
@@ -40,8 +40,11 @@ void *hm_pool_alloc(hm_pool *p, int *err)
     }
     atomic_store_explicit(&h->next, 0, memory_order_relaxed);
     p->live++;
-    hm_meta.live_bytes += p->obj_size;
-    if (hm_meta.live_bytes > hm_meta.peak_bytes) hm_meta.peak_bytes = hm_meta.live_bytes;
+    size_t now = atomic_fetch_add_explicit(&hm_meta.live_bytes, p->obj_size, memory_order_relaxed) + p->obj_size;
+    size_t peak = atomic_load_explicit(&hm_meta.peak_bytes, memory_order_relaxed);
+    while (now > peak && !atomic_compare_exchange_weak_explicit(&hm_meta.peak_bytes, &peak, now, memory_order_relaxed,
+                                                                memory_order_relaxed)) {
+    }
     return h;
 }
 
@@ -57,5 +60,5 @@ void hm_pool_free(hm_pool *p, void *obj)
     else p->free_head = h;
     p->free_tail = h;
     p->live--;
-    hm_meta.live_bytes -= p->obj_size;
+    atomic_fetch_sub_explicit(&hm_meta.live_bytes, p->obj_size, memory_order_relaxed);
 }

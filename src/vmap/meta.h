@@ -11,7 +11,8 @@
  *   next the pool's free-list link (and only that), so freeing writes no field a reader interprets.
  * Retired objects are reused in FIFO order, which keeps the window for such retries wide.
  *
- * All pool calls happen under the map's writer lock (vmap.c). */
+ * Each pool is used under one lock of its owner's choosing (the map's pools under the map's writer
+ * lock, the heaps' and the managers' under theirs). */
 #ifndef HM_META_H
 #define HM_META_H
 
@@ -36,11 +37,12 @@ typedef struct hm_pool {
     size_t nchunks;         /* chunks mapped so far */
 } hm_pool;
 
-/* Metadata totals over all pools (bytes of live objects, its high-water mark, bytes mapped). */
+/* Metadata totals over all pools (bytes of live objects, its high-water mark, bytes mapped). Atomic:
+ * pools of different layers run under different locks. */
 typedef struct hm_meta_totals {
-    size_t live_bytes;
-    size_t peak_bytes;
-    size_t mapped_bytes;
+    _Atomic size_t live_bytes;
+    _Atomic size_t peak_bytes;
+    _Atomic size_t mapped_bytes;
 } hm_meta_totals;
 
 extern hm_meta_totals hm_meta;

@@ -238,9 +238,9 @@ void hm_vmap_stats(hm_vm_stats *out)
     out->runs = hm_book.runs;
     out->reserved_bytes = hm_book.reserved;
     out->committed_bytes = hm_book.committed;
-    out->metadata_bytes = hm_meta.live_bytes;
-    out->metadata_peak = hm_meta.peak_bytes;
-    out->metadata_mapped = hm_meta.mapped_bytes;
+    out->metadata_bytes = atomic_load(&hm_meta.live_bytes);
+    out->metadata_peak = atomic_load(&hm_meta.peak_bytes);
+    out->metadata_mapped = atomic_load(&hm_meta.mapped_bytes);
     out->arena_bytes = hm_arena_bytes();
     pthread_mutex_unlock(&hm_map_lock);
 }
@@ -248,6 +248,6 @@ void hm_vmap_stats(hm_vm_stats *out)
 void hm_vmap_reset_peak(void)
 {
     pthread_mutex_lock(&hm_map_lock);
-    hm_meta.peak_bytes = hm_meta.live_bytes;
+    atomic_store(&hm_meta.peak_bytes, atomic_load(&hm_meta.live_bytes));
     pthread_mutex_unlock(&hm_map_lock);
 }
