@@ -105,6 +105,8 @@ static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
 
 /* ---- segments and pages ----------------------------------------------------------------------- */
 
+/* A new segment, its header committed at level. Makes system calls and may wait for memory: the
+ * heap's lock is NOT held; the caller links the segment in under it. */
 static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
 {
     void *base;
@@ -120,14 +122,14 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
     atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
-    s->next = h->segments;
-    h->segments = s;
     *out = s;
     return HM_OK;
 }
 
 /* A page for class cls: an empty committed one from the cache, else an unused slot committed now at
- * level, else one in a new segment. */
+ * level, else one in a new segment. Called and returns with the heap's lock held, but drops it
+ * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
+ * meanwhile so that no other thread takes it. */
 static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
@@ -144,13 +146,23 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
                 }
         if (!pg) {
             hm_segment *s;
+            hm_heap_unlock(h);
             hm_status st = segment_new(h, level, &s);
+            hm_heap_lock(h);
             if (st) return st;
+            s->next = h->segments;
+            h->segments = s;
             pg = &s->page[1];
         }
+        pg->committed = 2; /* claimed */
         void *b;
+        hm_heap_unlock(h);
         hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
-        if (st) return st; /* the page stays unused: the heap is as it was */
+        hm_heap_lock(h);
+        if (st) {
+            pg->committed = 0; /* the page stays unused: the heap is as it was */
+            return st;
+        }
         pg->committed = 1;
     }
     size_t bs = hm_heap_class_size(cls);
@@ -236,6 +248,7 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
     }
 }
 
+/* A block of its own from the map. Called without the heap's lock (the commit may wait). */
 static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t *out)
 {
     size_t bytes = (size + 4095) & ~(size_t)4095;
@@ -248,9 +261,11 @@ static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t 
         (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
     }
+    hm_heap_lock(h);
     h->live_bytes += bytes;
     h->large_bytes += bytes;
     h->live_blocks++;
+    hm_heap_unlock(h);
     *out = (uintptr_t)base;
     return HM_OK;
 }
@@ -392,9 +407,10 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
         cls = hm_heap_class_of(size ? size : 1);
         while (cls < HM_NCLASS && hm_heap_class_size(cls) % align) cls++; /* such a class's blocks are aligned */
     }
-    if (cls < HM_NCLASS && cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
+    if (cls == HM_NCLASS) return large_alloc(h, size, level, out);
+    if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
-    st = cls < HM_NCLASS ? hm_heap_small_alloc(h, cls, level, out) : large_alloc(h, size, level, out);
+    st = hm_heap_small_alloc(h, cls, level, out);
     hm_heap_unlock(h);
     return st;
 }
@@ -417,11 +433,11 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
     *out = NULL;
     hm_status st = check_level(h, level);
     if (st) return st;
-    if (align < 16) align = 16;
-    if ((align & (align - 1)) || align > 4096) {
+    if (!align || (align & (align - 1)) || align > 4096) {
         hm_detail_set("alignment %zu: a power of two up to 4096", align);
         return HM_E_INVALIDARG;
     }
+    if (align < 16) align = 16;
     uintptr_t b;
     st = alloc_block(h, size, align, (unsigned)level, true, &b);
     if (!st) *out = (void *)b;
@@ -441,7 +457,9 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
     if (st) return st;
     if (size > SIZE_MAX - HM_DEBUG_HDR) return HM_E_OUTOFMEMORY;
     uintptr_t b;
-    st = alloc_block(h, size + HM_DEBUG_HDR, 16, (unsigned)level, false, &b);
+    /* at least 32 bytes, so that the caller's pointer (block + 16) lies inside its own block */
+    size_t need = size + HM_DEBUG_HDR < 2 * HM_DEBUG_HDR ? 2 * HM_DEBUG_HDR : size + HM_DEBUG_HDR;
+    st = alloc_block(h, need, 16, (unsigned)level, false, &b);
     hm_heap_lock(h);
     if (!st) {
         uint32_t site = site_of(h, file, line);
@@ -580,9 +598,12 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (!p) return hm_heap_alloc(h, size, level, out);
     *out = NULL;
     size_t have = hm_heap_usable_size(h, p);
-    if (!have) {
-        hm_status st = hm_heap_free(h, p); /* says why: another heap's, or no block */
-        return st ? st : HM_E_HOST_INVALIDOPERATION;
+    if (!have) { /* says why without touching anything: another heap's live block, or no block */
+        hm_vmap_info info;
+        if (hm_vmap_lookup(p, &info) && (info.flags & HM_AF_TAGGED) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
+            return foreign(&info, p);
+        hm_detail_set("realloc(%p): not a live block of this heap", p);
+        return HM_E_HOST_INVALIDOPERATION;
     }
     /* shrinking within the same class, or growing within the block: keep it */
     if (size <= have && (size > HM_SMALL_MAX || hm_heap_class_of(size ? size : 1) == hm_heap_class_of(have) || size * 2 > have)) {
@@ -625,13 +646,14 @@ hm_status hm_heap_sites(hm_heap *h, void (*fn)(const hm_heap_site *site, void *a
     for (;;) { /* copy under the lock, call without it */
         uint32_t n = 0, i = start;
         hm_heap_lock(h);
-        for (; h->sites && i < HM_MAX_SITES && n < 64; i++)
+        bool any = h->sites != NULL;
+        for (; any && i < HM_MAX_SITES && n < 64; i++)
             if (h->sites[i].total_blocks)
                 out[n++] = (hm_heap_site){h->sites[i].file, h->sites[i].line, h->sites[i].live_bytes,
                                           h->sites[i].live_blocks, h->sites[i].total_blocks};
         hm_heap_unlock(h);
         for (uint32_t k = 0; k < n; k++) fn(&out[k], arg);
-        if (!h->sites || i >= HM_MAX_SITES) return HM_OK;
+        if (!any || i >= HM_MAX_SITES) return HM_OK;
         start = i;
     }
 }
