@@ -49,24 +49,8 @@ static const unsigned max_commit_pages[3] = {64, 64, 8};
 static hm_manager *mgr;
 static pthread_barrier_t start_line;
 
-/* ---- failures from any thread ----------------------------------------------------------------- */
+/* failures from any thread: record_failure and friends, testutil.h */
 
-static atomic_int failures;
-static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
-static char first_failure[1024];
-
-static void record_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void record_failure(const char *fmt, ...)
-{
-    pthread_mutex_lock(&fail_mu);
-    if (atomic_fetch_add(&failures, 1) == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(first_failure, sizeof first_failure, fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&fail_mu);
-}
 
 /* ---- a worker ---------------------------------------------------------------------------------- */
 

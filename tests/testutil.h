@@ -4,8 +4,12 @@
 #define HM_TESTUTIL_H
 
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -78,6 +82,33 @@ static inline void tu_snapshot_assert_equal(const tu_snapshot *a, const tu_snaps
 {
     assert_int_equal(a->n, b->n);
     assert_memory_equal(a->r, b->r, a->n * sizeof(hm_region));
+}
+
+/* Failures seen on threads other than cmocka's: counted, the first one kept, asserted later on the
+ * main thread (cmocka's assertions only work there). */
+static atomic_int failures;
+static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
+static char first_failure[1024];
+
+static inline void record_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void record_failure(const char *fmt, ...)
+{
+    pthread_mutex_lock(&fail_mu);
+    if (atomic_fetch_add(&failures, 1) == 0) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(first_failure, sizeof first_failure, fmt, ap);
+        va_end(ap);
+    }
+    pthread_mutex_unlock(&fail_mu);
+}
+
+static inline bool failed(void) { return atomic_load_explicit(&failures, memory_order_relaxed) != 0; }
+
+static inline void assert_no_thread_failures(void)
+{
+    int n = atomic_load(&failures);
+    if (n) fail_msg("%d failure(s) in threads; first: %s", n, first_failure);
 }
 
 #endif

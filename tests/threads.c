@@ -42,32 +42,8 @@ extern pthread_mutex_t hm_map_lock;
 #define READER_MIN 20000     /* queries per reader, at least */
 #define READER_MAX 2000000   /* ... and at most (readers stop early when the workers are done) */
 
-/* ---- failures from any thread ----------------------------------------------------------------- */
+/* failures from any thread: record_failure and friends, testutil.h */
 
-static atomic_int failures;
-static pthread_mutex_t fail_mu = PTHREAD_MUTEX_INITIALIZER;
-static char first_failure[1024];
-
-static void record_failure(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void record_failure(const char *fmt, ...)
-{
-    pthread_mutex_lock(&fail_mu);
-    if (atomic_fetch_add(&failures, 1) == 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(first_failure, sizeof first_failure, fmt, ap);
-        va_end(ap);
-    }
-    pthread_mutex_unlock(&fail_mu);
-}
-
-static bool failed(void) { return atomic_load_explicit(&failures, memory_order_relaxed) != 0; }
-
-static void assert_no_thread_failures(void)
-{
-    int n = atomic_load(&failures);
-    if (n) fail_msg("%d failure(s) in threads; first: %s", n, first_failure);
-}
 
 /* ---- random numbers --------------------------------------------------------------------------- */
 
