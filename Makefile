@@ -28,11 +28,13 @@ tsan: deps
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	ctest --test-dir $(BUILD)/tsan --output-on-failure -L threads --timeout 600
 
-bench: deps
+bench:
+	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=ON >/dev/null
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/bench/bench_vm
 	./$(BUILD)/release/bench/bench_manager
+	./$(BUILD)/release/bench/bench_alloc
 
 install: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null
