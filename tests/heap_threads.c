@@ -70,7 +70,8 @@ static uint64_t heap_charge(hm_heap *h)
 {
     hm_heap_stats s = hstats(h);
     uint64_t hdr = (sizeof(hm_segment) + 4095) & ~(uint64_t)4095;
-    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes;
+    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes +
+           s.cached_large_bytes;
 }
 
 static void check_books(void)

@@ -271,6 +271,7 @@ typedef struct hm_heap_stats {
     uint64_t live_bytes;       /* bytes of live blocks (block sizes) */
     uint64_t live_blocks;
     uint64_t large_bytes;      /* of which in large blocks */
+    uint64_t cached_large_bytes; /* freed large blocks kept committed (and charged) for reuse */
     uint64_t segments;
     uint64_t committed_pages;  /* 64 KiB heap pages committed (segment headers included) */
 } hm_heap_stats;

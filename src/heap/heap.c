@@ -11,6 +11,7 @@
 #include "../vmap/vmap.h"
 
 #define DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
+#define LCACHE_MAGIC 0x6c63616368656421ull /* mixed into a cached large block's tag */
 #define BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
 #define EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
 #define SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
@@ -248,15 +249,90 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
     }
 }
 
-/* A block of its own from the map. Called without the heap's lock (the commit may wait). */
+static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ LCACHE_MAGIC; }
+
+/* A cached large block of at least bytes (and at most twice that), taken out of the cache; 0 if none.
+ * Lock held. */
+static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
+{
+    unsigned best = HM_LCACHE_N;
+    for (unsigned i = 0; i < h->nlcache; i++)
+        if (h->lcache[i].size >= bytes && h->lcache[i].size / 2 <= bytes &&
+            (best == HM_LCACHE_N || h->lcache[i].size < h->lcache[best].size))
+            best = i;
+    if (best == HM_LCACHE_N) return 0;
+    uintptr_t b = h->lcache[best].base;
+    *size = h->lcache[best].size;
+    memmove(&h->lcache[best], &h->lcache[best + 1], (h->nlcache - best - 1) * sizeof h->lcache[0]);
+    h->nlcache--;
+    h->lcache_bytes -= *size;
+    ((uint64_t *)b)[1] = 0;
+    return b;
+}
+
+/* Keeps a freed large block committed for reuse; false if it does not fit the cache's bounds even
+ * after releasing older blocks. Lock held. */
+static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
+{
+    /* Only while memory is plentiful: under pressure, or with requests waiting, it goes back now. */
+    if (size > HM_LCACHE_BYTES / 4 || atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_HIGH ||
+        atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
+        return false;
+    while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
+        if (hm_manager_free(h->m, (void *)h->lcache[0].base, 0, HM_MEM_RELEASE) != HM_OK) return false;
+        h->lcache_bytes -= h->lcache[0].size;
+        memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);
+        h->nlcache--;
+    }
+    ((uint64_t *)b)[1] = lcache_tag(h, b);
+    h->lcache[h->nlcache].base = b;
+    h->lcache[h->nlcache].size = size;
+    h->nlcache++;
+    h->lcache_bytes += size;
+    return true;
+}
+
+/* Releases every cached large block (lock held): when a commit is refused, they are the first to go. */
+static bool lcache_drain(hm_heap *h)
+{
+    bool any = h->nlcache != 0;
+    while (h->nlcache) {
+        if (hm_manager_free(h->m, (void *)h->lcache[h->nlcache - 1].base, 0, HM_MEM_RELEASE) != HM_OK) break;
+        h->lcache_bytes -= h->lcache[h->nlcache - 1].size;
+        h->nlcache--;
+    }
+    return any;
+}
+
+/* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
+ * wait). */
 static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t *out)
 {
     size_t bytes = (size + 4095) & ~(size_t)4095;
     if (bytes < size) return HM_E_OUTOFMEMORY;
+    uint64_t have;
+    hm_heap_lock(h);
+    uintptr_t cached = h->nlcache ? lcache_take(h, bytes, &have) : 0;
+    if (cached) { /* committed already: it serves any level */
+        h->live_bytes += have;
+        h->large_bytes += have;
+        h->live_blocks++;
+    }
+    hm_heap_unlock(h);
+    if (cached) {
+        *out = cached;
+        return HM_OK;
+    }
     void *base, *b;
     hm_status st = hm_vmap_reserve_tagged(&h->m->acct, bytes, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
+    if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
+        hm_heap_lock(h);
+        bool drained = lcache_drain(h);
+        hm_heap_unlock(h);
+        if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
+    }
     if (st) {
         (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
@@ -277,7 +353,8 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
         uintptr_t b = info->base;
         if (p == b) r.kind = LARGE;
         else if (p == b + HM_DEBUG_HDR && *(const uint64_t *)b == debug_tag(h, b)) r.kind = LARGE_DEBUG;
-        if (r.kind == LARGE && info->size >= 8 && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
+        if (r.kind == LARGE && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
+        if (r.kind == LARGE && ((const uint64_t *)b)[1] == lcache_tag(h, b)) r.kind = NOT_A_BLOCK; /* freed, cached */
         r.block = b;
         r.size = info->size;
         return r;
@@ -516,8 +593,11 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
                 h->sites[site].live_blocks--;
             }
         }
-        hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
-        if (st) return st;
+        if (r->kind == LARGE_DEBUG) ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
+        if (r->kind == LARGE_DEBUG || !lcache_put(h, r->block, r->size)) {
+            hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
+            if (st) return st;
+        }
         h->live_bytes -= r->size;
         h->large_bytes -= r->size;
         h->live_blocks--;
@@ -629,6 +709,7 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     out->live_bytes = h->live_bytes - cached_bytes;
     out->live_blocks = h->live_blocks - cached_blocks;
     out->large_bytes = h->large_bytes;
+    out->cached_large_bytes = h->lcache_bytes;
     for (hm_segment *s = h->segments; s; s = s->next) {
         out->segments++;
         out->committed_pages++; /* the header page */

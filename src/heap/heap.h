@@ -7,7 +7,10 @@
  * at all). It is cut into 64 pages of 64 KiB; page 0 holds the segment header with the metadata of
  * all pages, the others each hold blocks of one size class. Pages are committed when first used and
  * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
- * allocation of their own from the map ("large", tagged heap|1), page aligned.
+ * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
+ * stays committed (and charged) in a small per-heap cache, marked freed by a tag in its second word,
+ * and serves the next large request it fits (up to twice its size) without a system call; the cache
+ * is bounded (HM_LCACHE_N blocks, HM_LCACHE_BYTES) and its oldest block is released beyond that.
  *
  * With the manager option heap.guard, the last page of every segment is never committed: a guard
  * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
@@ -57,6 +60,8 @@
 #define HM_EMPTY_CACHE 4             /* empty committed pages a heap keeps before decommitting */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
+#define HM_LCACHE_N 16                     /* freed large blocks a heap keeps committed for reuse */
+#define HM_LCACHE_BYTES ((uint64_t)64 << 20) /* ... and at most this many bytes of them */
 
 /* block_size, extent and the live bits are atomics because Free reads them without the lock (to
  * tell a live block from anything else); they change only under the lock (relaxed stores). */
@@ -104,6 +109,9 @@ struct hm_heap {
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
+    struct { uintptr_t base; uint64_t size; } lcache[HM_LCACHE_N]; /* freed large blocks, oldest first */
+    unsigned nlcache;
+    uint64_t lcache_bytes;
     struct hm_tcache *caches;        /* the threads' caches of this heap (tcache.c), under the lock */
 };
 
