@@ -153,6 +153,7 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
             if (st) return st;
             s->next = h->segments;
             h->segments = s;
+            (void)hm_segmap_set((uintptr_t)s, s); /* before any of its blocks is handed out */
             pg = &s->page[1];
         }
         pg->committed = 2; /* claimed */
@@ -462,6 +463,7 @@ hm_status hm_heap_destroy(hm_heap *h)
     if (!h) return HM_E_POINTER;
     leak_report(h);
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
+    for (hm_segment *s = h->segments; s; s = s->next) (void)hm_segmap_set((uintptr_t)s, NULL);
     hm_manager *m = h->m;
     /* every segment and large block of this heap at once; the charge goes back with them */
     hm_status st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
@@ -608,6 +610,19 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     }
 }
 
+/* What the map knows of the heap allocation (segment or large block) holding p: a segment from the
+ * segment table in one load, anything else from the map. false if p is in no heap's memory. */
+static bool find(const void *p, hm_vmap_info *info)
+{
+    hm_segment *s = hm_segmap_get(p);
+    if (s) {
+        hm_heap *h = s->heap;
+        *info = (hm_vmap_info){(uintptr_t)s, HM_SEG_SIZE, HM_AF_TAGGED, (uintptr_t)h, &h->m->acct};
+        return true;
+    }
+    return hm_vmap_lookup(p, info) && (info->flags & HM_AF_TAGGED);
+}
+
 /* Free of p, which the map says belongs to another heap (or nothing of a heap): SPEC 4. */
 static hm_status foreign(const hm_vmap_info *info, const void *p)
 {
@@ -629,7 +644,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
     hm_vmap_info info;
-    if (!hm_vmap_lookup(p, &info) || !(info.flags & HM_AF_TAGGED)) {
+    if (!find(p, &info)) {
         hm_detail_set("Free(%p): not a block of any heap", p);
         return HM_E_HOST_INVALIDOPERATION;
     }
@@ -656,8 +671,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
 size_t hm_heap_usable_size(hm_heap *h, const void *p)
 {
     hm_vmap_info info;
-    if (!h || !p || !hm_vmap_lookup(p, &info) || !(info.flags & HM_AF_TAGGED) ||
-        (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
+    if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
     hm_heap_lock(h);
     block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
@@ -680,7 +694,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     size_t have = hm_heap_usable_size(h, p);
     if (!have) { /* says why without touching anything: another heap's live block, or no block */
         hm_vmap_info info;
-        if (hm_vmap_lookup(p, &info) && (info.flags & HM_AF_TAGGED) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
+        if (find(p, &info) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
             return foreign(&info, p);
         hm_detail_set("realloc(%p): not a live block of this heap", p);
         return HM_E_HOST_INVALIDOPERATION;

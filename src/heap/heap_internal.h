@@ -26,6 +26,10 @@ hm_status hm_heap_small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b);
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
 
+/* segmap.c: the segment holding an address, or NULL (then ask the map). set: s, or NULL to remove. */
+bool hm_segmap_set(uintptr_t seg, hm_segment *s);
+hm_segment *hm_segmap_get(const void *p);
+
 /* tcache.c: per-thread caches of a thread-safe heap. */
 /* A block of class cls from this thread's cache (refilled under the lock when empty). */
 hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
