@@ -252,13 +252,13 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
 
 static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ LCACHE_MAGIC; }
 
-/* A cached large block of at least bytes (and at most twice that), taken out of the cache; 0 if none.
+/* A cached large block of at least bytes (and at most four times that), taken out of the cache; 0 if none.
  * Lock held. */
 static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 {
     unsigned best = HM_LCACHE_N;
     for (unsigned i = 0; i < h->nlcache; i++)
-        if (h->lcache[i].size >= bytes && h->lcache[i].size / 2 <= bytes &&
+        if (h->lcache[i].size >= bytes && h->lcache[i].size / 4 <= bytes &&
             (best == HM_LCACHE_N || h->lcache[i].size < h->lcache[best].size))
             best = i;
     if (best == HM_LCACHE_N) return 0;

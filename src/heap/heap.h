@@ -9,7 +9,7 @@
  * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache, marked freed by a tag in its second word,
- * and serves the next large request it fits (up to twice its size) without a system call; the cache
+ * and serves the next large request it fits (up to four times its size) without a system call; the cache
  * is bounded (HM_LCACHE_N blocks, HM_LCACHE_BYTES) and its oldest block is released beyond that.
  *
  * With the manager option heap.guard, the last page of every segment is never committed: a guard
@@ -60,7 +60,7 @@
 #define HM_EMPTY_CACHE 4             /* empty committed pages a heap keeps before decommitting */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
-#define HM_LCACHE_N 16                     /* freed large blocks a heap keeps committed for reuse */
+#define HM_LCACHE_N 32                     /* freed large blocks a heap keeps committed for reuse */
 #define HM_LCACHE_BYTES ((uint64_t)64 << 20) /* ... and at most this many bytes of them */
 
 /* block_size, extent and the live bits are atomics because Free reads them without the lock (to
