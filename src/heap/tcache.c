@@ -24,8 +24,8 @@
 #include "../vmap/meta.h"
 #include "heap_internal.h"
 
-#define HM_TCACHE_N 32
-#define HM_TCACHE_BATCH 16
+#define HM_TCACHE_N 128
+#define HM_TCACHE_BATCH 48
 #define CACHED_MAGIC 0x7463616368656421ull
 
 typedef struct hm_tcache_bin {
