@@ -275,8 +275,8 @@ static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
  * after releasing older blocks. Lock held. */
 static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
 {
-    /* Only while memory is plentiful: under pressure, or with requests waiting, it goes back now. */
-    if (size > HM_LCACHE_BYTES / 4 || atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_HIGH ||
+    /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
+    if (size > HM_LCACHE_BYTES / 4 || atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW ||
         atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
         return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {

@@ -8,9 +8,10 @@
  * all pages, the others each hold blocks of one size class. Pages are committed when first used and
  * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
- * stays committed (and charged) in a small per-heap cache, marked freed by a tag in its second word,
- * and serves the next large request it fits (up to four times its size) without a system call; the cache
- * is bounded (HM_LCACHE_N blocks, HM_LCACHE_BYTES) and its oldest block is released beyond that.
+ * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
+ * requests waiting), marked freed by a tag in its second word, and serves the next large request it
+ * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
+ * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
  *
  * With the manager option heap.guard, the last page of every segment is never committed: a guard
  * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
