@@ -36,6 +36,8 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
 /* Takes a live SMALL block r into this thread's cache; HM_E_HOST_INVALIDOPERATION if it is cached
  * already (a double free). */
 hm_status hm_tcache_free(hm_heap *h, const block_ref *r);
+/* The same for block b (index in page pg, of size bytes), known to be a live small block. */
+hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b, uint64_t size);
 /* Whether the live SMALL block at b sits in some thread's cache (freed, from the caller's view). */
 bool hm_tcache_holds(const hm_heap *h, uintptr_t b);
 /* Blocks and bytes sitting in the caches of h (for statistics; racy reads). Lock held. */

@@ -177,13 +177,17 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
 
 hm_status hm_tcache_free(hm_heap *h, const block_ref *r)
 {
-    uintptr_t b = r->block;
+    return hm_tcache_push(h, r->page, r->index, r->block, r->size);
+}
+
+hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b, uint64_t size)
+{
     if (atomic_load_explicit(word1(b), memory_order_relaxed) == tag(h, b)) return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = my_cache(h);
-    unsigned cls = r->page->cls;
+    unsigned cls = pg->cls;
     if (!c) {
         hm_heap_lock(h);
-        hm_heap_small_free(h, r->page, r->index, b);
+        hm_heap_small_free(h, pg, index, b);
         hm_heap_unlock(h);
         return HM_OK;
     }
@@ -195,7 +199,7 @@ hm_status hm_tcache_free(hm_heap *h, const block_ref *r)
     }
     atomic_store_explicit(word1(b), tag(h, b), memory_order_relaxed);
     bin->slot[bin->n++] = b;
-    count(c, 1, (int64_t)r->size);
+    count(c, 1, (int64_t)size);
     return HM_OK;
 }
 
