@@ -484,7 +484,8 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
     unsigned cls = HM_NCLASS;
     if (size <= HM_SMALL_MAX && align <= HM_SMALL_MAX) {
         cls = hm_heap_class_of(size ? size : 1);
-        while (cls < HM_NCLASS && hm_heap_class_size(cls) % align) cls++; /* such a class's blocks are aligned */
+        if (align > 16) /* every class is a multiple of 16; for more, the first class whose blocks are aligned */
+            while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
     }
     if (cls == HM_NCLASS) return large_alloc(h, size, level, out);
     if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
