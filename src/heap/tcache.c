@@ -111,8 +111,18 @@ static void thread_exit(void *arg)
 
 static void make_key(void) { (void)pthread_key_create(&exit_key, thread_exit); }
 
+static hm_tcache *my_cache_slow(hm_heap *h);
+
+/* The common case inline: the most recently used cache is h's. */
+static inline __attribute__((always_inline)) hm_tcache *my_cache(hm_heap *h)
+{
+    hm_tcache *c = thread_caches;
+    if (c && atomic_load_explicit(&c->heap, memory_order_relaxed) == h && c->heap_id == h->id) return c;
+    return my_cache_slow(h);
+}
+
 /* This thread's cache of h, made on first use; NULL if no memory for one (the caller goes locked). */
-static hm_tcache *my_cache(hm_heap *h)
+static hm_tcache *my_cache_slow(hm_heap *h)
 {
     hm_tcache *prev = NULL;
     for (hm_tcache *c = thread_caches; c; prev = c, c = c->thread_next) {

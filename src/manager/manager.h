@@ -6,10 +6,14 @@
  * which the map keeps exact (vmap/account.h).
  *
  * Lock order (every lock in hostmem, outermost first):
- *   hm_manager_lock   the pool of manager records (create, destroy)
- *     m->wait_lock    a manager's waiters; held around waiters' retries and releases while anyone waits
- *       hm_map_lock   the address-space map (vmap.c)
- * None is held while calling back into the program. VirtualQuery takes none of them. */
+ *   heaps_lock          heaps' destruction against threads' exits (heap/tcache.c)
+ *     h->lock           a thread-safe heap's pages, segments and caches' refills (heap/heap.h); dropped
+ *                       around commits, which may wait
+ *       hm_manager_lock the pool of manager records (create, destroy)
+ *         m->wait_lock  a manager's waiters; held around waiters' retries and releases while anyone waits
+ *           hm_map_lock the address-space map (vmap.c)
+ *   (pool locks of heap.c, tcache.c, clr/host.c and the notifier's lock are leaves: nothing is taken
+ *   inside them.) None is held while calling back into the program. VirtualQuery takes none of them. */
 #ifndef HM_MANAGER_H
 #define HM_MANAGER_H
 
