@@ -32,6 +32,7 @@
  * over all. The notification thread of the listening manager exists during every contender's batches
  * (it cannot be unregistered); it wakes every 100 ms to sample the system's memory. */
 #define _GNU_SOURCE
+#include "bench_util.h"
 #include <hostmem/hostmem.h>
 
 #include "vmap/account.h"
@@ -53,8 +54,6 @@
 /* ---- settings ---------------------------------------------------------------------------------- */
 
 static int quick;
-static int reps = 7;                 /* batches per figure; the median is printed */
-static double batch_ns = 100e6;      /* wanted length of one batch */
 static int crossings = 300;          /* timed threshold crossings in section 2 */
 static const double ratio_target = 1.03;
 
@@ -80,24 +79,6 @@ static void hm_check(hm_status st, const char *what)
             (unsigned)st, hm_last_detail());
 }
 
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n)
-{
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
-}
 
 /* The p-th percentile (nearest rank) of v, sorted in place. */
 static double percentile(double *v, int n, double p)
@@ -118,54 +99,6 @@ static const char *size_name(size_t s, char *buf, size_t cap)
     return buf;
 }
 
-/* ---- the timing harness (as bench_vm) ---------------------------------------------------------- */
-
-/* Runs n operations; the harness divides the batch's time by n. */
-typedef void (*batch_fn)(void *ctx, long n);
-
-typedef struct contender {
-    const char *name;
-    batch_fn fn;
-    void *ctx;
-    long n;            /* operations per batch (calibrated) */
-    double t[16];      /* ns per operation, one per batch */
-    double med;        /* median ns per operation */
-} contender;
-
-static double run_batch(contender *c, long n)
-{
-    double t0 = now_ns();
-    c->fn(c->ctx, n);
-    return now_ns() - t0;
-}
-
-/* Grows the batch until it takes a tenth of the wanted time, then scales it to the wanted time.
- * Doubles as the warm-up. */
-static void calibrate(contender *c)
-{
-    long n = 1;
-    for (;;) {
-        double t = run_batch(c, n);
-        if (t >= batch_ns / 10 || n >= (1L << 30)) {
-            double want = (double)n * batch_ns / (t > 1 ? t : 1);
-            c->n = want < 1 ? 1 : want > (double)(1L << 32) ? (1L << 32) : (long)want;
-            return;
-        }
-        n *= t < batch_ns / 1000 ? 16 : 4;
-    }
-}
-
-/* Median ns/op of each contender over `reps` batches, their batches interleaved (order rotates). */
-static void measure(contender *cs, int k)
-{
-    for (int i = 0; i < k; i++) calibrate(&cs[i]);
-    for (int r = 0; r < reps; r++)
-        for (int j = 0; j < k; j++) {
-            contender *c = &cs[(r + j) % k];
-            c->t[r] = run_batch(c, c->n) / (double)c->n;
-        }
-    for (int i = 0; i < k; i++) cs[i].med = median(cs[i].t, reps);
-}
 
 /* ---- 1. admission and accounting: commit + decommit cycles ------------------------------------- */
 
