@@ -306,11 +306,14 @@ static bool lcache_drain(hm_heap *h)
 }
 
 /* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
- * wait). */
-static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t *out)
+ * wait). reserve > size asks for address space to grow into in place (realloc); only size is
+ * committed and usable. */
+static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned level, uintptr_t *out)
 {
     size_t bytes = (size + 4095) & ~(size_t)4095;
     if (bytes < size) return HM_E_OUTOFMEMORY;
+    size_t room = (reserve + 4095) & ~(size_t)4095;
+    if (room < bytes) room = bytes;
     uint64_t have;
     hm_heap_lock(h);
     uintptr_t cached = h->nlcache ? lcache_take(h, bytes, &have) : 0;
@@ -325,7 +328,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t 
         return HM_OK;
     }
     void *base, *b;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, bytes, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
@@ -347,6 +350,15 @@ static hm_status large_alloc(hm_heap *h, size_t size, unsigned level, uintptr_t 
     return HM_OK;
 }
 
+/* A large block's committed (usable) bytes: the committed run at its base (its reservation may be
+ * longer, to grow into). */
+static uint64_t large_usable(const hm_heap *h, uintptr_t b)
+{
+    hm_region r;
+    if (hm_vmap_query(&h->m->acct, (const void *)b, &r) != HM_OK || r.state != HM_MEM_COMMIT) return 0;
+    return r.size;
+}
+
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
 {
     block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
@@ -357,7 +369,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
         if (r.kind == LARGE && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
         if (r.kind == LARGE && ((const uint64_t *)b)[1] == lcache_tag(h, b)) r.kind = NOT_A_BLOCK; /* freed, cached */
         r.block = b;
-        r.size = info->size;
+        r.size = large_usable(h, b);
         return r;
     }
     hm_segment *s = (hm_segment *)info->base;
@@ -487,7 +499,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
         if (align > 16) /* every class is a multiple of 16; for more, the first class whose blocks are aligned */
             while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
     }
-    if (cls == HM_NCLASS) return large_alloc(h, size, level, out);
+    if (cls == HM_NCLASS) return large_alloc(h, size, size, level, out);
     if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, cls, level, out);
@@ -697,10 +709,9 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     hm_vmap_info info;
     if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
-    hm_heap_lock(h);
+    /* no lock: classify reads only what Free reads without one (atomics, the map, the block) */
     block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
     if (r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
-    hm_heap_unlock(h);
     switch (r.kind) {
     case SMALL:
     case LARGE: return r.size;
@@ -708,6 +719,27 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     case LARGE_DEBUG: return r.size - HM_DEBUG_HDR;
     default: return 0;
     }
+}
+
+/* Grows a large block p (have usable bytes) to size within its reservation: commits the pages in
+ * between at level. HM_E_OUTOFMEMORY-like statuses if it cannot (the caller moves the block then). */
+static hm_status grow_in_place(hm_heap *h, uintptr_t p, size_t have, size_t size, hm_level level)
+{
+    hm_vmap_info info;
+    if (!find((void *)p, &info) || !(info.tag & 1u) || info.base != p) return HM_E_INVALIDARG; /* not plain large */
+    size_t bytes = (size + 4095) & ~(size_t)4095;
+    if (bytes < size || bytes > info.size || (unsigned)level > HM_LEVEL_PROCESS) return HM_E_INVALIDARG;
+    /* a block that grows once grows again: commit ahead geometrically (within the reservation) */
+    size_t ahead = have <= info.size / 2 ? have * 2 : info.size;
+    if (ahead > bytes) bytes = ahead;
+    void *b;
+    hm_status st = hm_manager_alloc(h->m, (unsigned)level, (void *)(p + have), bytes - have, HM_MEM_COMMIT, h->prot, &b);
+    if (st) return st;
+    hm_heap_lock(h);
+    h->live_bytes += bytes - have;
+    h->large_bytes += bytes - have;
+    hm_heap_unlock(h);
+    return HM_OK;
 }
 
 hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void **out)
@@ -728,9 +760,22 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         *out = p;
         return HM_OK;
     }
-    void *q;
-    hm_status st = hm_heap_alloc(h, size, level, &q);
+    hm_status st;
+    if (have > HM_SMALL_MAX && size > have && (st = grow_in_place(h, (uintptr_t)p, have, size, level)) == HM_OK) {
+        *out = p;
+        return HM_OK;
+    }
+    uintptr_t nb;
+    if (size > HM_SMALL_MAX) { /* a large block, with room to grow into in place next time */
+        size_t room = size <= SIZE_MAX / 2 ? size * 2 : size;
+        if ((st = check_level(h, level))) return st;
+        st = large_alloc(h, size, room, (unsigned)level, &nb);
+        st = hm_manager_leave(h->m, st);
+    } else {
+        st = hm_heap_alloc(h, size, level, (void **)&nb);
+    }
     if (st) return st; /* p untouched */
+    void *q = (void *)nb;
     memcpy(q, p, size < have ? size : have);
     (void)hm_heap_free(h, p);
     *out = q;

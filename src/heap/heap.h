@@ -12,6 +12,8 @@
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
  * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
  * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
+ * A large block made by realloc reserves twice its size: a later realloc grows it in place by
+ * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
  *
  * With the manager option heap.guard, the last page of every segment is never committed: a guard
  * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
