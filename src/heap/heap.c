@@ -190,7 +190,8 @@ static void page_empty(hm_heap *h, hm_hpage *pg)
     SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use--;
-    if (h->nempty < HM_EMPTY_CACHE ||
+    bool short_of_memory = atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW;
+    if ((h->nempty < HM_EMPTY_CACHE && !short_of_memory) ||
         hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) {
         list_add(&h->empty, pg); /* (a refused decommit keeps it committed: the books stay exact) */
         h->nempty++;

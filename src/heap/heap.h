@@ -60,7 +60,7 @@
 #define HM_NCLASS 40
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
-#define HM_EMPTY_CACHE 4             /* empty committed pages a heap keeps before decommitting */
+#define HM_EMPTY_CACHE 32            /* empty committed pages a heap keeps (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
 #define HM_LCACHE_N 32                     /* freed large blocks a heap keeps committed for reuse */

@@ -1,9 +1,10 @@
 /* tcache.c — per-thread caches of free blocks for thread-safe heaps (heap.h, "Locking").
  *
  * A thread has one cache per thread-safe heap it has used, found through a thread-local list (the
- * most recent first). A cache holds up to HM_TCACHE_N free blocks per size class. Allocation pops
+ * most recent first). A cache holds up to cap(cls) free blocks per size class: HM_TCACHE_N small
+ * ones, fewer big ones (HM_TCACHE_BYTES of them at most), so that caches pin little memory. Allocation pops
  * from the calling thread's bin; free pushes onto it, whichever thread allocated the block. An empty
- * bin is refilled, a full one half flushed, HM_TCACHE_BATCH blocks at a time under the heap's lock.
+ * bin is refilled, a full one flushed, half its capacity at a time under the heap's lock.
  *
  * A cached block is free for the program but live for the heap: its bit stays set and its second
  * word holds tag(b) = key ^ b ^ CACHED_MAGIC, cleared when the block is handed out again. Free of a
@@ -25,7 +26,15 @@
 #include "heap_internal.h"
 
 #define HM_TCACHE_N 128
-#define HM_TCACHE_BATCH 48
+#define HM_TCACHE_BYTES ((size_t)128 << 10)
+
+/* Blocks a bin of class cls holds, and moves at a time. */
+static inline uint32_t cap(size_t bs)
+{
+    size_t n = HM_TCACHE_BYTES / bs;
+    return n > HM_TCACHE_N ? HM_TCACHE_N : n < 4 ? 4 : (uint32_t)n;
+}
+static inline uint32_t batch(size_t bs) { return cap(bs) / 2; }
 #define CACHED_MAGIC 0x7463616368656421ull
 
 typedef struct hm_tcache_bin {
@@ -170,7 +179,8 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
     if (!bin->n) { /* refill a batch, admitted at this request's level */
         uintptr_t b;
         hm_heap_lock(h);
-        while (bin->n < HM_TCACHE_BATCH && (st = hm_heap_small_alloc(h, cls, level, &b)) == HM_OK) {
+        uint32_t want = batch(bs);
+        while (bin->n < want && (st = hm_heap_small_alloc(h, cls, level, &b)) == HM_OK) {
             atomic_store_explicit(word1(b), tag(h, b), memory_order_relaxed);
             bin->slot[bin->n++] = b;
         }
@@ -202,9 +212,9 @@ hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b, 
         return HM_OK;
     }
     hm_tcache_bin *bin = &c->bin[cls];
-    if (bin->n == HM_TCACHE_N) {
+    if (bin->n >= cap(size)) {
         hm_heap_lock(h);
-        flush(h, c, cls, HM_TCACHE_BATCH);
+        flush(h, c, cls, batch(size));
         hm_heap_unlock(h);
     }
     atomic_store_explicit(word1(b), tag(h, b), memory_order_relaxed);
