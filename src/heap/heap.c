@@ -1,5 +1,6 @@
 /* heap.c — the heap allocator of heap.h: size classes, pages and segments, exact Free validation,
  * large blocks, debug sites. */
+#define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "heap_internal.h"
 
 #include <stdio.h>
@@ -449,7 +450,12 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     k ^= k >> 31;
     h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
     h->id = hm_tcache_new_heap_id();
-    pthread_mutex_init(&h->lock, NULL);
+    /* adaptive: refills and flushes hold it briefly, so a waiter spins a little before it sleeps */
+    pthread_mutexattr_t ma;
+    pthread_mutexattr_init(&ma);
+    pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&h->lock, &ma);
+    pthread_mutexattr_destroy(&ma);
     *out = h;
     return HM_OK;
 }
