@@ -545,6 +545,15 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
 
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
+    /* the common case first: a thread-safe heap's small block from this thread's cache */
+    if (h && out && (h->flags & HM_HEAP_THREADSAFE) && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS &&
+        hm_manager_enter(h->m) == HM_OK) {
+        uintptr_t b = hm_tcache_pop(h, hm_heap_class_of(size ? size : 1));
+        if (b) {
+            *out = (void *)b;
+            return HM_OK;
+        }
+    }
     return hm_heap_alloc_aligned(h, size, 16, level, out);
 }
 

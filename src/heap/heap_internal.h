@@ -31,6 +31,9 @@ bool hm_segmap_set(uintptr_t seg, hm_segment *s);
 hm_segment *hm_segmap_get(const void *p);
 
 /* tcache.c: per-thread caches of a thread-safe heap. */
+/* The allocation fast path: a block of class cls if this thread's most recent cache is h's and holds
+ * one; 0 otherwise (then hm_tcache_alloc). */
+uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls);
 /* A block of class cls from this thread's cache (refilled under the lock when empty). */
 hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
 /* Takes a live SMALL block r into this thread's cache; HM_E_HOST_INVALIDOPERATION if it is cached

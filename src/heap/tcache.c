@@ -195,6 +195,18 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
     return HM_OK;
 }
 
+uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls)
+{
+    hm_tcache *c = thread_caches;
+    if (!c || atomic_load_explicit(&c->heap, memory_order_relaxed) != h || c->heap_id != h->id || !c->bin[cls].n)
+        return 0;
+    hm_tcache_bin *bin = &c->bin[cls];
+    uintptr_t b = bin->slot[--bin->n];
+    atomic_store_explicit(word1(b), 0, memory_order_relaxed);
+    count(c, -1, -(int64_t)hm_heap_class_size(cls));
+    return b;
+}
+
 hm_status hm_tcache_free(hm_heap *h, const block_ref *r)
 {
     return hm_tcache_push(h, r->page, r->index, r->block, r->size);
