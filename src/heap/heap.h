@@ -63,7 +63,7 @@
 #define HM_EMPTY_CACHE 32            /* empty committed pages a heap keeps (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
-#define HM_LCACHE_N 32                     /* freed large blocks a heap keeps committed for reuse */
+#define HM_LCACHE_N 64                     /* freed large blocks a heap keeps committed for reuse */
 #define HM_LCACHE_BYTES ((uint64_t)64 << 20) /* ... and at most this many bytes of them */
 
 /* block_size, extent and the live bits are atomics because Free reads them without the lock (to
