@@ -485,19 +485,8 @@ static void bench_latency(void)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (quick) {
-        reps = 3;
-        batch_ns = 5e6;
-        crossings = 60;
-    }
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    quick = bench_args(argc, argv);
+    if (quick) crossings = 60;
     hm_check(hm_init(), "hm_init");
     hm_system_info si;
     hm_get_system_info(&si);

@@ -5,7 +5,9 @@
 #ifndef HM_BENCH_UTIL_H
 #define HM_BENCH_UTIL_H
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 static int reps = 7;                 /* batches per figure; the median is printed */
@@ -77,6 +79,26 @@ static void measure(contender *cs, int k)
             c->t[r] = run_batch(c, c->n) / (double)c->n;
         }
     for (int i = 0; i < k; i++) cs[i].med = median(cs[i].t, reps);
+}
+
+/* Reads the command line ([--quick]); with --quick, fewer and shorter batches. Returns whether quick,
+ * or exits with a usage line. */
+static int bench_args(int argc, char **argv)
+{
+    int q = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) q = 1;
+        else {
+            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            exit(2);
+        }
+    }
+    if (q) {
+        reps = 3;
+        batch_ns = 5e6;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    return q;
 }
 
 #endif

@@ -382,18 +382,7 @@ static void print_metadata(const meta_result *m)
 
 int main(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--quick")) quick = 1;
-        else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
-            return 2;
-        }
-    }
-    if (quick) {
-        reps = 3;
-        batch_ns = 5e6;
-    }
-    setvbuf(stdout, NULL, _IOLBF, 0);
+    quick = bench_args(argc, argv);
     hm_check(hm_init(), "hm_init");
     hm_system_info si;
     hm_get_system_info(&si);

@@ -13,17 +13,8 @@
 #include "testutil.h"
 #include "vmap/vmap.h"
 
-/* hm_vmap_check(true) walks every kernel mapping: far too slow over TSan's shadow. */
-#if defined(__SANITIZE_THREAD__)
-#define UNDER_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define UNDER_TSAN 1
-#endif
-#endif
-#ifndef UNDER_TSAN
-#define UNDER_TSAN 0
-#endif
+/* under ThreadSanitizer: fewer operations, and no comparison with the kernel's mappings (testutil.h) */
+#define UNDER_TSAN (!KERNEL_CHECK)
 
 #define KiB ((size_t)1024)
 #define MiB ((size_t)1 << 20)

@@ -14,16 +14,6 @@
 #include "vmap/vmap.h"
 
 /* hm_vmap_check(true) walks every kernel mapping granule by granule: far too slow over TSan's shadow. */
-#if defined(__SANITIZE_THREAD__)
-#define KERNEL_CHECK false
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KERNEL_CHECK false
-#endif
-#endif
-#ifndef KERNEL_CHECK
-#define KERNEL_CHECK true
-#endif
 
 #define PG ((uint64_t)4096)
 #define KiB ((uint64_t)1024)

@@ -19,16 +19,6 @@ extern pthread_mutex_t hm_map_lock;
 
 /* hm_vmap_check(true) looks up every 64 KiB granule of every kernel mapping, ThreadSanitizer's
  * terabytes of shadow included: minutes under TSan, so the kernel half of the check is skipped there. */
-#if defined(__SANITIZE_THREAD__)
-#define KERNEL_CHECK false
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define KERNEL_CHECK false
-#endif
-#endif
-#ifndef KERNEL_CHECK
-#define KERNEL_CHECK true
-#endif
 
 #define PAGE ((uintptr_t)4096)
 #define GRAN ((uintptr_t)65536)
