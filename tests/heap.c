@@ -11,7 +11,7 @@
 
 #include <hostmem/clrhost.h>
 
-#include "heap/heap.h"
+#include "heap/heap_internal.h"
 #include "testutil.h"
 #include "vmap/vmap.h"
 
@@ -259,6 +259,20 @@ static void test_alloc_zero_one(void **state)
 
 /* SPEC 4 + heap.h size classes: s-1, s, s+1 for every boundary: aligned, usable >= request, the
  * whole usable size writable and kept across many other allocations. */
+/* The reciprocal that turns a page offset into a block index (heap_internal.h) is exact for every
+ * class and every offset of a page, and the class table matches the class of its own size. */
+static void test_block_index(void **state)
+{
+    (void)state;
+    for (unsigned cls = 0; cls < HM_NCLASS; cls++) {
+        uint32_t bs = (uint32_t)hm_heap_class_size(cls), inv = hm_heap_inverse(bs);
+        assert_int_equal(hm_heap_class_of(bs), cls);
+        assert_int_equal(hm_heap_class_of(bs + 1), cls + 1 < HM_NCLASS ? cls + 1 : hm_heap_class_of(bs + 1));
+        for (uintptr_t off = 0; off < HM_HPAGE_SIZE; off++)
+            if (hm_heap_block_index(off, inv) != off / bs) fail_msg("class %u (%u B): offset %lu", cls, bs, (unsigned long)off);
+    }
+}
+
 static void test_size_classes(void **state)
 {
     (void)state;
@@ -1356,6 +1370,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_alloc_zero_one),
+        cmocka_unit_test(test_block_index),
         cmocka_unit_test(test_size_classes),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_huge),

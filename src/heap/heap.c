@@ -39,20 +39,9 @@ static void pool_put(hm_pool *p, void *o)
 
 /* ---- size classes ------------------------------------------------------------------------------ */
 
-unsigned hm_heap_class_of(size_t size)
-{
-    if (size <= 128) return size ? (unsigned)((size + 15) / 16 - 1) : 0;
-    size_t s = size - 1;
-    unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
-    return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
-}
-
-size_t hm_heap_class_size(unsigned cls)
-{
-    if (cls < 8) return (cls + 1) * 16;
-    unsigned k = cls - 8, b = 7 + k / 4;
-    return ((size_t)1 << b) + (k % 4 + 1) * ((size_t)1 << (b - 2));
-}
+/* hm_heap_class_of (heap_internal.h) maps a size to its class; these are the classes' block sizes. */
+const uint32_t hm_heap_class_sizes[HM_NCLASS] = {
+    16, 32, 48, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192, 10240, 12288, 14336, 16384, 20480, 24576, 28672, 32768};
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -128,11 +117,11 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     return HM_OK;
 }
 
-/* A page for class cls: an empty committed one from the cache, else an unused slot committed now at
+/* A page for class cls, on home's list: an empty committed one from the cache, else an unused slot committed now at
  * level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
  * meanwhile so that no other thread takes it. */
-static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **out)
+static hm_status page_new(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
     if (pg) {
@@ -172,11 +161,13 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
     SET(pg->block_size, (uint32_t)bs);
     pg->cls = (uint16_t)cls;
     pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
+    pg->inv = hm_heap_inverse((uint32_t)bs);
     pg->used = 0;
     SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use++;
-    list_add(&h->avail[cls], pg);
+    pg->home = home;
+    list_add(&home[cls], pg);
     pg->on_avail = 1;
     *out = pg;
     return HM_OK;
@@ -185,8 +176,9 @@ static hm_status page_new(hm_heap *h, unsigned cls, unsigned level, hm_hpage **o
 /* A page whose last block went: into the empty cache, or decommitted beyond it. */
 static void page_empty(hm_heap *h, hm_hpage *pg)
 {
-    if (pg->on_avail) list_del(&h->avail[pg->cls], pg);
+    if (pg->on_avail) list_del(&pg->home[pg->cls], pg);
     pg->on_avail = 0;
+    pg->home = NULL;
     SET(pg->block_size, 0);
     SET(pg->extent, 0);
     pg->free = 0;
@@ -203,11 +195,16 @@ static void page_empty(hm_heap *h, hm_hpage *pg)
 
 /* ---- blocks ----------------------------------------------------------------------------------- */
 
-hm_status hm_heap_small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out)
+hm_status hm_heap_small_alloc(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, uintptr_t *out)
 {
-    hm_hpage *pg = h->avail[cls];
+    hm_hpage *pg = home[cls];
+    if (!pg && home != h->avail && (pg = h->avail[cls])) { /* adopt an ownerless page */
+        list_del(&h->avail[cls], pg);
+        list_add(&home[cls], pg);
+        pg->home = home;
+    }
     if (!pg) {
-        hm_status st = page_new(h, cls, level, &pg);
+        hm_status st = page_new(h, home, cls, level, &pg);
         if (st) return st;
     }
     uintptr_t base = page_addr(pg), bs = BS(pg), b;
@@ -228,7 +225,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_
     set_live(pg, i, true);
     pg->used++;
     if (!pg->free && extent == pg->capacity) {
-        list_del(&h->avail[cls], pg);
+        list_del(&pg->home[cls], pg);
         pg->on_avail = 0;
     }
     h->live_bytes += bs;
@@ -247,9 +244,23 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
     h->live_blocks--;
     if (!pg->used) page_empty(h, pg);
     else if (!pg->on_avail) {
-        list_add(&h->avail[pg->cls], pg);
+        list_add(&pg->home[pg->cls], pg);
         pg->on_avail = 1;
     }
+}
+
+void hm_heap_disown(hm_heap *h, hm_hpage **home)
+{
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            if (pg->home != home) continue;
+            if (pg->on_avail) {
+                list_del(&home[pg->cls], pg);
+                list_add(&h->avail[pg->cls], pg);
+            }
+            pg->home = h->avail;
+        }
 }
 
 static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ LCACHE_MAGIC; }
@@ -509,7 +520,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
     if (cls == HM_NCLASS) return large_alloc(h, size, size, level, out);
     if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
-    st = hm_heap_small_alloc(h, cls, level, out);
+    st = hm_heap_small_alloc(h, h->avail, cls, level, out);
     hm_heap_unlock(h);
     return st;
 }
@@ -669,7 +680,7 @@ static hm_status foreign(const hm_vmap_info *info, const void *p)
 /* The common Free of a thread-safe heap: a plain small block in one of its own segments, checked and
  * put into this thread's cache without building the general path's records. false: not that case,
  * take the general path (which also gives the exact answer for everything else). */
-static bool free_fast(hm_heap *h, uintptr_t p, hm_status *st)
+static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_t p, hm_status *st)
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return false;
@@ -678,10 +689,10 @@ static bool free_fast(hm_heap *h, uintptr_t p, hm_status *st)
     uint32_t bs = BS(pg);
     if (!idx || !bs) return false;
     uintptr_t off = p & (HM_HPAGE_SIZE - 1); /* pages are 64 KiB aligned */
-    uint32_t i = (uint32_t)(off / bs);
+    uint32_t i = hm_heap_block_index(off, pg->inv);
     if (off != (uintptr_t)i * bs || i >= EXTENT(pg) || !live(pg, i)) return false;
     if (*(const uint64_t *)p == debug_tag(h, p)) return false; /* a debug block's start */
-    *st = hm_tcache_push(h, pg, i, p, bs);
+    *st = hm_tcache_push(h, pg, i, p);
     return true;
 }
 
@@ -705,7 +716,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     if (h->flags & HM_HEAP_THREADSAFE) { /* a plain small block goes to this thread's cache, no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
         if (r.kind == SMALL) {
-            st = hm_tcache_free(h, &r);
+            st = hm_tcache_push(h, r.page, r.index, r.block);
             if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
             return st;
         }

@@ -39,7 +39,10 @@
  * that uses it, a cache of free blocks per size class (tcache.c): the common allocation and free
  * touch only the calling thread's cache, with no lock and no atomic read-modify-write; a free from
  * another thread goes into the freeing thread's cache and never touches the allocating one. Caches
- * are refilled and flushed in batches under the heap's mutex, which also guards pages, segments,
+ * are refilled from pages that the thread owns (a page's home): two threads never get blocks of one
+ * page, so their blocks never share a cache line, and a thread's blocks sit close together. Pages
+ * of a thread that exits go back to the heap's own lists, and threads take those before new ones.
+ * Caches are refilled and flushed in batches under the heap's mutex, which also guards pages, segments,
  * large and debug blocks. A cached block keeps its live bit (the heap lent it to the cache) and
  * carries a tag in its second word, so that a second free of it is recognised. Lock order: heaps_lock
  * (tcache.c), then the heap lock, then the manager's locks (manager.h). */
@@ -75,8 +78,11 @@ typedef struct hm_hpage {
     uint32_t capacity;               /* blocks that fit */
     uint32_t used;                   /* live blocks */
     _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
-    uint32_t on_avail;               /* on its class's avail list */
+    uint32_t on_avail;               /* on its class's avail list (in home) */
+    uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     uintptr_t free;                  /* encoded free list */
+    struct hm_hpage **home;          /* the avail lists (by class) the page belongs to: its owning
+                                        thread cache's, or the heap's own (no owner) */
     struct hm_hpage *next, *prev;    /* avail list of its class, or the empty cache */
     _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit i: block i is live (read by other heaps' Free) */
 } hm_hpage;
@@ -104,7 +110,7 @@ struct hm_heap {
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     pthread_mutex_t lock;            /* with HM_HEAP_THREADSAFE */
-    hm_hpage *avail[HM_NCLASS];      /* pages with a free block, by class */
+    hm_hpage *avail[HM_NCLASS];      /* pages with a free block and no owner, by class */
     hm_hpage *empty;                 /* committed pages without live blocks (at most HM_EMPTY_CACHE) */
     unsigned nempty;
     hm_segment *segments;

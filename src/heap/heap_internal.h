@@ -16,34 +16,110 @@ typedef struct block_ref {
     uint64_t size;     /* block size, or the large allocation's size */
 } block_ref;
 
-unsigned hm_heap_class_of(size_t size);
-size_t hm_heap_class_size(unsigned cls);
+/* Size classes (heap.h): 16-byte steps to 128, then four per doubling. */
+static inline unsigned hm_heap_class_of(size_t size)
+{
+    if (size <= 128) return size ? (unsigned)((size + 15) / 16 - 1) : 0;
+    size_t s = size - 1;
+    unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
+    return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
+}
+extern const uint32_t hm_heap_class_sizes[HM_NCLASS];
+static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_sizes[cls]; }
+
+/* The index of the block at offset off of a page of block size bs, with inv = ceil(2^32 / bs):
+ * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
+static inline uint32_t hm_heap_block_index(uintptr_t off, uint32_t inv) { return (uint32_t)(((uint64_t)off * inv) >> 32); }
+static inline uint32_t hm_heap_inverse(uint32_t bs) { return (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs); }
 void hm_heap_lock(hm_heap *h);
 void hm_heap_unlock(hm_heap *h);
-/* Under the heap lock (or on a single-threaded heap): a block of class cls admitted at level, and
- * its return. */
-hm_status hm_heap_small_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
+/* Under the heap lock (or on a single-threaded heap): a block of class cls admitted at level, from
+ * the pages of home (a thread cache's avail lists, or the heap's), which adopts an ownerless page or
+ * a new one when it has none with a free block; and a block's return to its page. */
+hm_status hm_heap_small_alloc(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, uintptr_t *out);
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b);
+/* A thread cache's pages (home) lose their owner: they join the heap's own lists (lock held). */
+void hm_heap_disown(hm_heap *h, hm_hpage **home);
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
 
 /* segmap.c: the segment holding an address, or NULL (then ask the map). set: s, or NULL to remove. */
 bool hm_segmap_set(uintptr_t seg, hm_segment *s);
-hm_segment *hm_segmap_get(const void *p);
+extern _Atomic(_Atomic uintptr_t *) hm_segmap_table; /* one word per 4 MiB of the user address space, or NULL */
+static inline hm_segment *hm_segmap_get(const void *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    _Atomic uintptr_t *t = atomic_load_explicit(&hm_segmap_table, memory_order_acquire);
+    if (!t || (a >> 47)) return NULL;
+    return (hm_segment *)atomic_load_explicit(&t[a >> 22], memory_order_acquire);
+}
 
-/* tcache.c: per-thread caches of a thread-safe heap. */
+/* tcache.c: per-thread caches of a thread-safe heap (the file's comment tells the rules). */
+#define HM_TCACHE_N 128
+#define HM_TCACHE_BYTES ((size_t)128 << 10)
+#define HM_TCACHE_MAGIC 0x7463616368656421ull
+
+typedef struct hm_tcache_bin {
+    _Atomic uint32_t n;               /* blocks held; written by the owning thread only */
+    uint32_t cap;                     /* at most this many (HM_TCACHE_N, fewer for big blocks) */
+    uintptr_t slot[HM_TCACHE_N];
+} hm_tcache_bin;
+
+typedef struct hm_tcache {
+    uint64_t heap_id;                 /* the heap's id while attached; 0 never matches a live heap */
+    _Atomic(hm_heap *) heap;          /* NULL once the heap is destroyed (heaps_lock) */
+    struct hm_tcache *next;           /* in the heap's list (heap lock) */
+    struct hm_tcache *thread_next;    /* in its thread's list (its thread only) */
+    hm_hpage *avail[HM_NCLASS];       /* the pages this thread owns that have a free block (heap lock) */
+    hm_tcache_bin bin[HM_NCLASS];
+} hm_tcache;
+
+/* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). */
+extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
+
+static inline uint64_t hm_tcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_TCACHE_MAGIC; }
+static inline _Atomic uint64_t *hm_tcache_word1(uintptr_t b) { return (_Atomic uint64_t *)(b + 8); }
+
 /* The allocation fast path: a block of class cls if this thread's most recent cache is h's and holds
  * one; 0 otherwise (then hm_tcache_alloc). */
-uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls);
+static inline uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls)
+{
+    hm_tcache *c = hm_thread_caches;
+    if (!c || c->heap_id != h->id) return 0;
+    hm_tcache_bin *bin = &c->bin[cls];
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    if (!n) return 0;
+    uintptr_t b = bin->slot[--n];
+    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
+    return b;
+}
 /* A block of class cls from this thread's cache (refilled under the lock when empty). */
 hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
-/* Takes a live SMALL block r into this thread's cache; HM_E_HOST_INVALIDOPERATION if it is cached
- * already (a double free). */
-hm_status hm_tcache_free(hm_heap *h, const block_ref *r);
-/* The same for block b (index in page pg, of size bytes), known to be a live small block. */
-hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b, uint64_t size);
+/* The same for block b (index in page pg), known to be a live small block: the general case. */
+hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b);
+/* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
+ * if it is cached already (a double free). The common case inline: room in this thread's bin. */
+static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b)
+{
+    _Atomic uint64_t *w1 = hm_tcache_word1(b);
+    uint64_t t = hm_tcache_tag(h, b);
+    if (atomic_load_explicit(w1, memory_order_relaxed) == t) return HM_E_HOST_INVALIDOPERATION;
+    hm_tcache *c = hm_thread_caches;
+    if (c && c->heap_id == h->id) {
+        hm_tcache_bin *bin = &c->bin[pg->cls];
+        uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+        if (n < bin->cap) {
+            atomic_store_explicit(w1, t, memory_order_relaxed);
+            bin->slot[n] = b;
+            atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
+            return HM_OK;
+        }
+    }
+    return hm_tcache_push_slow(h, pg, index, b);
+}
 /* Whether the live SMALL block at b sits in some thread's cache (freed, from the caller's view). */
 bool hm_tcache_holds(const hm_heap *h, uintptr_t b);
-/* Blocks and bytes sitting in the caches of h (for statistics; racy reads). Lock held. */
+/* Blocks and bytes sitting in the caches of h (for statistics; racy reads of the counts). Lock held. */
 void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes);
 /* The heap is going away: its caches forget it (their blocks go with its segments). */
 void hm_tcache_heap_gone(hm_heap *h);

@@ -15,7 +15,7 @@
 #define SEG_SHIFT 22
 #define ENTRIES ((size_t)1 << (47 - SEG_SHIFT))
 
-static _Atomic uintptr_t *table;
+_Atomic(_Atomic uintptr_t *) hm_segmap_table; /* read inline by hm_segmap_get (heap_internal.h) */
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 static void init(void)
@@ -28,20 +28,14 @@ static void init(void)
         return;
     }
     hm_os_name(p, bytes, "hostmem-segmap");
-    table = p;
+    atomic_store_explicit(&hm_segmap_table, (_Atomic uintptr_t *)p, memory_order_release);
 }
 
 bool hm_segmap_set(uintptr_t seg, hm_segment *s)
 {
     pthread_once(&once, init);
-    if (!table) return false;
-    atomic_store_explicit(&table[seg >> SEG_SHIFT], (uintptr_t)s, memory_order_release);
+    _Atomic uintptr_t *t = atomic_load_explicit(&hm_segmap_table, memory_order_acquire);
+    if (!t) return false;
+    atomic_store_explicit(&t[seg >> SEG_SHIFT], (uintptr_t)s, memory_order_release);
     return true;
-}
-
-hm_segment *hm_segmap_get(const void *p)
-{
-    uintptr_t a = (uintptr_t)p;
-    if (!table || (a >> 47)) return NULL;
-    return (hm_segment *)atomic_load_explicit(&table[a >> SEG_SHIFT], memory_order_acquire);
 }
