@@ -127,7 +127,7 @@ static size_t page;             /* the kernel's page size */
 static char reason[160];        /* why not, when !available */
 static atomic_int thp_guard_mode = -1;
 
-#define SCAN_VEC 128 /* page_regions per PAGEMAP_SCAN: 3 KiB of stack */
+#define SCAN_VEC 256 /* page_regions per PAGEMAP_SCAN: 6 KiB of stack (128: 5 % slower at worst, 512: 1 % faster) */
 
 /* What a written page is (dirty.h): not write-protected, and backed by memory of its own — present or
  * swapped, not the zero page. Requiring PRESENT or SWAPPED excludes empty entries and missing page
