@@ -1,7 +1,8 @@
 /* os_dirty.c — the platform layer's written-page tracking (src/os/dirty.h): exactly the pages written
  * are listed, in order, and reset with their report; max stops the kernel without touching the rest;
  * discarded pages read clean and stay so when recommitted; mprotect neither loses nor invents a
- * written page; registration splits a larger mapping and unregistration gives it back; several
+ * written page; registration splits a larger mapping and unregistration gives it back; a range only
+ * partly tracked is refused whole; a forked child is refused; several
  * writers against a scanner never lose a write (a model detects a miss); injected failures change
  * nothing; errno is preserved.
  *
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -433,6 +435,70 @@ static void test_split_unregister(void **state)
     assert_int_equal(vmas(chunk, GIB), before);
 }
 
+/* A range only partly tracked is refused whole: the kernel would protect the tracked pages before
+ * the first untracked mapping and then fail, so dirty.c checks first. Nothing is reset. */
+static void test_partly_tracked(void **state)
+{
+    (void)state;
+    NEED_KERNEL();
+    char *p = slice();
+    commit(p, 64);
+    assert_int_equal(hm_dirty_register(p, 16 * PG), 0);
+    assert_int_equal(hm_dirty_register(p + 32 * PG, 16 * PG), 0);
+    wr(p, 3);
+    wr(p, 20);
+    wr(p, 40);
+    size_t n = 77;
+    assert_int_equal(hm_dirty_scan(p, 64 * PG, out, 64, true, &n), EPERM);
+    assert_int_equal(hm_dirty_scan(p, 48 * PG, out, 64, true, &n), EPERM);
+    assert_int_equal(hm_dirty_scan(p + 8 * PG, 32 * PG, out, 64, false, &n), EPERM);
+    assert_int_equal(hm_dirty_reset(p, 48 * PG), EPERM);
+    assert_int_equal(n, 77);
+    size_t w[] = {3};
+    expect(p, 0, 16, true, 4096, w, 1);
+    size_t w2[] = {40};
+    expect(p, 32, 48, true, 4096, w2, 1);
+    /* Unmapped holes in the range are no obstacle. */
+    assert_int_equal(hm_dirty_unregister(p + 32 * PG, 16 * PG), 0);
+    assert_int_equal(munmap(p + 16 * PG, 48 * PG), 0);
+    wr(p, 4);
+    size_t w3[] = {4};
+    expect(p, 0, 64, true, 4096, w3, 1);
+    assert_int_equal(hm_dirty_reset(p, 64 * PG), 0);
+    assert_int_equal(hm_dirty_unregister(p, 16 * PG), 0);
+    void *back = mmap(p + 16 * PG, 48 * PG, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED | MAP_NORESERVE, -1, 0);
+    assert_true(back == p + 16 * PG);
+}
+
+/* A child after fork tracks nothing (the kernel drops its registrations; its copy of the pagemap
+ * descriptor would read the parent): every call says ECHILD there. The parent is unaffected. */
+static void test_fork(void **state)
+{
+    (void)state;
+    NEED_KERNEL();
+    char *p = slice();
+    commit(p, 16);
+    assert_int_equal(hm_dirty_register(p, 16 * PG), 0);
+    wr(p, 1);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        size_t n = 0;
+        wr(p, 2);
+        int ok = hm_dirty_scan(p, 16 * PG, out, 16, true, &n) == ECHILD && hm_dirty_reset(p, 16 * PG) == ECHILD &&
+                 hm_dirty_unregister(p, 16 * PG) == ECHILD && hm_dirty_register(p, 16 * PG) == ECHILD;
+        _exit(ok ? 0 : 1);
+    }
+    int status = 0;
+    assert_int_equal(waitpid(pid, &status, 0), pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    wr(p, 3); /* the parent's pages, copied on write after fork, are tracked as before */
+    size_t w[] = {1, 3};
+    expect(p, 0, 16, true, 4096, w, 2);
+    assert_int_equal(hm_dirty_unregister(p, 16 * PG), 0);
+}
+
 /* ---- writes the kernel makes for the process ---------------------------------------------------- */
 
 static void test_kernel_writes(void **state)
@@ -727,6 +793,8 @@ int main(void)
         cmocka_unit_test(test_discard),
         cmocka_unit_test(test_mprotect),
         cmocka_unit_test(test_split_unregister),
+        cmocka_unit_test(test_partly_tracked),
+        cmocka_unit_test(test_fork),
         cmocka_unit_test(test_kernel_writes),
         cmocka_unit_test(test_thp),
         cmocka_unit_test(test_faults),

@@ -242,12 +242,33 @@ static int k_scan(uintptr_t a, size_t len, uintptr_t *out, size_t max, bool rese
     return err;
 }
 
+/* 0 if every mapping in [a, a+len) is tracked, else EPERM: one PAGEMAP_SCAN that walks no page table.
+ * PM_SCAN_CHECK_WPASYNC refuses an untracked mapping, and asking for the tracked ones' category
+ * inverted makes the kernel skip each tracked mapping whole (pagemap_scan_test_walk), so the cost is
+ * per mapping, not per page. Needed before anything that protects pages: the kernel checks each
+ * mapping only when its walk reaches it, so a scan with reset (or a reset) that meets an untracked
+ * mapping fails with EPERM after protecting the pages before it, and their reports would be lost. */
+static int k_tracked(uintptr_t a, size_t len)
+{
+    struct pm_scan_arg arg = {
+        .size = sizeof arg,
+        .flags = PM_SCAN_CHECK_WPASYNC,
+        .start = a,
+        .end = (uint64_t)a + len,
+        .category_inverted = PAGE_IS_WPALLOWED,
+        .category_mask = PAGE_IS_WPALLOWED,
+    };
+    return ioctl(pagemap, PAGEMAP_SCAN, &arg) < 0 ? errno : 0;
+}
+
 /* Starts the range clean: with the THP guard, protection of every page (page tables built); without,
  * exactly the written pages are protected and empty entries stay empty (they read clean anyway, and
  * a first write to them then takes one fault, not two). */
 static int k_clean(uintptr_t a, size_t len)
 {
     size_t n;
+    int err = k_tracked(a, len);
+    if (err) return err;
     return thp_guard() ? k_protect(a, len) : k_scan(a, len, NULL, SIZE_MAX, true, &n);
 }
 
@@ -438,8 +459,10 @@ int hm_dirty_scan(void *addr, size_t size, uintptr_t *out, size_t max, bool rese
         if (!(err = usable(addr, size))) *n = 0;
     } else if (!(err = enter(addr, size))) {
         size_t got = 0;
-        err = k_scan((uintptr_t)addr, size, out, max, reset, &got);
-        if (!err || got) *n = got;
+        if (!reset || !(err = k_tracked((uintptr_t)addr, size))) {
+            err = k_scan((uintptr_t)addr, size, out, max, reset, &got);
+            if (!err || got) *n = got;
+        }
     }
     errno = saved;
     return err;

@@ -78,12 +78,15 @@ int hm_dirty_unregister(void *addr, size_t size);
  * is either listed now or counts as written afterwards, never lost. When max is reached before the
  * end of the range, the rest of the range is left as it was (the kernel stops at max_pages exactly,
  * in the middle of a run of written pages if need be). max 0 lists nothing and touches nothing.
- * Every page of the range must be registered or unmapped (EPERM otherwise: PM_SCAN_CHECK_WPASYNC).
+ * Every page of the range must be registered or unmapped (EPERM otherwise, and nothing is reset:
+ * with reset, a first kernel call checks the whole range, since PAGEMAP_SCAN would otherwise protect
+ * the pages before the first untracked mapping and then fail, losing their reports).
  * The one exception to "untouched on failure": when the kernel fails a later step of a long scan
  * (which only a fatal signal does), *n says how many pages were listed (and reset) before it, so
  * that none is lost; an injected failure or refused arguments list and reset nothing. */
 int hm_dirty_scan(void *addr, size_t size, uintptr_t *out, size_t max, bool reset, size_t *n);
-/* Resets every page of the range (none counts as written afterwards). Call it after discarding
+/* Resets every page of the range (none counts as written afterwards); EPERM, and nothing reset, if
+ * part of the range is not registered. Call it after discarding
  * pages of a registered range (see "Transparent huge pages" above). */
 int hm_dirty_reset(void *addr, size_t size);
 
