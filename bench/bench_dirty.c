@@ -86,7 +86,7 @@ static double first_touch(int kind)
     void *map;
     size_t maplen;
     char *p = reserve(&map, &maplen);
-    hm_dirty_set_thp_guard_for_test(kind == GUARD);
+    hm_dirty_set_thp_guard(kind == GUARD);
     int err = kind != UNREG ? hm_dirty_register(p, GiB) : 0;
     if (err) die("hm_dirty_register", err);
     commit(p);
@@ -140,7 +140,7 @@ int main(int argc, char **argv)
             int k = (r + j) % NCONT;
             ft[k].t[r] = first_touch(k);
         }
-    hm_dirty_set_thp_guard_for_test(-1);
+    hm_dirty_set_thp_guard(-1);
     printf("\n1. first touch of 1 GiB: one word written per page, fresh mapping\n");
     printf("   %-38s %9s %9s %9s %8s\n", "", "ms", "min", "max", "/ (a)");
     for (int k = 0; k < NCONT; k++) {

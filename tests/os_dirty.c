@@ -528,7 +528,7 @@ static void test_thp(void **state)
     }
     /* With the guard: a first write into a 2 MiB range eligible for THP is one page, also after
      * the range was discarded whole and reset. */
-    hm_dirty_set_thp_guard_for_test(1);
+    hm_dirty_set_thp_guard(1);
     char *p = slice();
     assert_int_equal(madvise(p, 4 * MIB, MADV_HUGEPAGE), 0);
     assert_int_equal(hm_dirty_register(p, 4 * MIB), 0);
@@ -546,7 +546,7 @@ static void test_thp(void **state)
 
     /* Without: the kernel may give the write a huge page, which then reads as 512 written pages
      * (a superset: never fewer). */
-    hm_dirty_set_thp_guard_for_test(0);
+    hm_dirty_set_thp_guard(0);
     p = slice();
     assert_int_equal(madvise(p, 4 * MIB, MADV_HUGEPAGE), 0);
     assert_int_equal(hm_dirty_register(p, 4 * MIB), 0);
@@ -563,7 +563,7 @@ static void test_thp(void **state)
     size_t w3[] = {4};
     expect(p, 0, 1024, true, 4096, w3, 1);
     assert_int_equal(hm_dirty_unregister(p, 4 * MIB), 0);
-    hm_dirty_set_thp_guard_for_test(-1);
+    hm_dirty_set_thp_guard(-1);
 }
 
 /* ---- fault injection and errno ------------------------------------------------------------------ */

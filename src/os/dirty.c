@@ -164,7 +164,7 @@ static bool thp_guard(void)
     return m < 0 ? hm_os_cfg()->thp == 2 : m != 0;
 }
 
-void hm_dirty_set_thp_guard_for_test(int mode)
+void hm_dirty_set_thp_guard(int mode)
 {
     atomic_store_explicit(&thp_guard_mode, mode < 0 ? -1 : mode != 0, memory_order_relaxed);
 }
