@@ -90,8 +90,8 @@ int hm_dirty_unregister(void *addr, size_t size);
  * that none is lost; an injected failure or refused arguments list and reset nothing. */
 int hm_dirty_scan(void *addr, size_t size, uintptr_t *out, size_t max, bool reset, size_t *n);
 /* Resets every page of the range (none counts as written afterwards); EPERM, and nothing reset, if
- * part of the range is not registered. Call it after discarding
- * pages of a registered range (see "Transparent huge pages" above). */
+ * part of the range is not registered. Call it after discarding pages of a registered range (see
+ * "Transparent huge pages" above). */
 int hm_dirty_reset(void *addr, size_t size);
 
 /* The THP guard (see above): -1 automatic (on when THP is 'always', the default), 0 off, 1 on. Takes
