@@ -34,6 +34,7 @@ bench:
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/bench/bench_vm
 	./$(BUILD)/release/bench/bench_manager
+	./$(BUILD)/release/bench/bench_dirty
 	./$(BUILD)/release/bench/bench_alloc
 
 install: deps

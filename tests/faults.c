@@ -22,7 +22,7 @@
  * ends that way gets a fresh one (manager_fresh). */
 static hm_manager *M;
 
-static const char *const kind_name[HM_OS_CALL_COUNT] = {"mmap", "munmap", "mprotect", "madvise", "procfs"};
+static const char *const kind_name[HM_OS_CALL_COUNT] = {"mmap", "munmap", "mprotect", "madvise", "procfs", "uffd"};
 
 /* ---- fixtures -------------------------------------------------------------------------------- */
 

@@ -66,6 +66,12 @@ static int fault_check(hm_os_call_t call)
     return err;
 }
 
+int hm_os_fault_check(hm_os_call_t call)
+{
+    if ((unsigned)call >= HM_OS_CALL_COUNT) return 0;
+    return fault_check(call);
+}
+
 void hm_os_fault_inject(hm_os_call_t call, unsigned long nth, int err, bool persistent)
 {
     if ((unsigned)call >= HM_OS_CALL_COUNT) return;

@@ -23,6 +23,7 @@ typedef enum hm_os_call {
     HM_OS_MPROTECT,
     HM_OS_MADVISE,   /* discard (DONTNEED), lazy free (FREE), huge-page hint */
     HM_OS_PROCFS,    /* reads of /proc and /sys, pagemap included */
+    HM_OS_UFFD,      /* write tracking (dirty.h): userfaultfd ioctls and PAGEMAP_SCAN, one count per call */
     HM_OS_CALL_COUNT
 } hm_os_call_t;
 
@@ -102,6 +103,9 @@ unsigned long hm_os_calls(hm_os_call_t call);
 unsigned long hm_os_faults_injected(void);
 /* Runs on every injected fault; exists to be a breakpoint. */
 void hm_os_fault_hit(hm_os_call_t call, int err);
+/* The seam itself, for the platform files beside os.c (dirty.c): counts one call of this kind and
+ * answers 0 to go on with it, or the errno to fail it with (the call is then not made at all). */
+int hm_os_fault_check(hm_os_call_t call);
 
 /* Tests only: make hm_os_init report another page size (before any other hostmem call). */
 void hm_os_set_page_size_for_test(size_t page_size);
