@@ -36,6 +36,7 @@ bench:
 	./$(BUILD)/release/bench/bench_manager
 	./$(BUILD)/release/bench/bench_dirty
 	./$(BUILD)/release/bench/bench_alloc
+	./$(BUILD)/release/bench/bench_watch
 
 install: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null

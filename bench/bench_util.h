@@ -13,20 +13,20 @@
 static int reps = 7;                 /* batches per figure; the median is printed */
 static double batch_ns = 100e6;      /* wanted length of one batch */
 
-static double now_ns(void)
+static inline double now_ns(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
 }
 
-static int cmp_double(const void *a, const void *b)
+static inline int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
 
-static double median(double *v, int n)
+static inline double median(double *v, int n)
 {
     qsort(v, (size_t)n, sizeof *v, cmp_double);
     return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
@@ -46,7 +46,7 @@ typedef struct contender {
     double med;        /* median ns per operation */
 } contender;
 
-static double run_batch(contender *c, long n)
+static inline double run_batch(contender *c, long n)
 {
     double t0 = now_ns();
     c->fn(c->ctx, n);
@@ -55,7 +55,7 @@ static double run_batch(contender *c, long n)
 
 /* Grows the batch until it takes a tenth of the wanted time, then scales it to the wanted time.
  * Doubles as the warm-up. */
-static void calibrate(contender *c)
+static inline void calibrate(contender *c)
 {
     long n = 1;
     for (;;) {
@@ -70,7 +70,7 @@ static void calibrate(contender *c)
 }
 
 /* Median ns/op of each contender over `reps` batches, their batches interleaved (order rotates). */
-static void measure(contender *cs, int k)
+static inline void measure(contender *cs, int k)
 {
     for (int i = 0; i < k; i++) calibrate(&cs[i]);
     for (int r = 0; r < reps; r++)
@@ -83,7 +83,7 @@ static void measure(contender *cs, int k)
 
 /* Reads the command line ([--quick]); with --quick, fewer and shorter batches. Returns whether quick,
  * or exits with a usage line. */
-static int bench_args(int argc, char **argv)
+static inline int bench_args(int argc, char **argv)
 {
     int q = 0;
     for (int i = 1; i < argc; i++) {

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -122,6 +123,35 @@ static inline void assert_no_thread_failures(void)
 {
     int n = atomic_load(&failures);
     if (n) fail_msg("%d failure(s) in threads; first: %s", n, first_failure);
+}
+
+/* cmocka puts its own SIGSEGV handler in place for the duration of every test (and the previous
+ * one back after it), so during a test hostmem's fault handler is not the first to see a fault. A
+ * test that touches guard pages or fallback write-watched memory calls this first, in the test
+ * itself: it does what a program that installs its handler after hostmem does (hostmem.h,
+ * hm_handle_fault), asking hostmem first and handing every other fault to cmocka's handler. */
+static struct sigaction tu_cmocka_segv;
+static inline void tu_segv_chain(int sig, siginfo_t *info, void *uc)
+{
+    if (hm_handle_fault(sig, info, uc)) return;
+    if (tu_cmocka_segv.sa_flags & SA_SIGINFO) tu_cmocka_segv.sa_sigaction(sig, info, uc);
+    else if (tu_cmocka_segv.sa_handler != SIG_DFL && tu_cmocka_segv.sa_handler != SIG_IGN) tu_cmocka_segv.sa_handler(sig);
+    else {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+}
+static inline void tu_hostmem_faults_first(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = tu_segv_chain;
+    sa.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&sa.sa_mask);
+    struct sigaction cur;
+    sigaction(SIGSEGV, NULL, &cur);
+    if (cur.sa_sigaction == tu_segv_chain) return; /* already first */
+    sigaction(SIGSEGV, &sa, &tu_cmocka_segv);
 }
 
 #endif

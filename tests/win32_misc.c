@@ -115,8 +115,7 @@ static void ww_prepare(void)
 
 /* SPEC 2.6: GetWriteWatch / ResetWriteWatch argument errors: 998 for a NULL addresses, count or
  * granularity pointer while *count > 0; 87 for *count 0, flags other than 0 or 1, size 0 or a range that
- * is not inside one write-watched allocation. No allocation can be write-watched in this version
- * (MEM_WRITE_WATCH is refused), so no call succeeds. */
+ * is not inside one write-watched allocation (here: an ordinary one). tests/watch.c has the rest. */
 static void test_write_watch_arguments(void **state)
 {
     (void)state;

@@ -70,7 +70,7 @@ static int cmp_ptr(const void *a, const void *b)
 
 static int cmd_map(void)
 {
-    void *heap, *code, *small, *wc, *top;
+    void *heap, *code, *small, *wc, *top, *ww;
     uint32_t old;
     /* A 1 MiB reservation like a runtime's heap: committed pieces with different protections. */
     TRY("reserve 1 MiB", hm_virtual_alloc(NULL, NULL, 1 << 20, HM_MEM_RESERVE, HM_PAGE_READWRITE, &heap));
@@ -90,8 +90,18 @@ static int cmd_map(void)
                                            HM_PAGE_READWRITE | HM_PAGE_WRITECOMBINE, &wc));
     TRY("top-down", hm_virtual_alloc(NULL, NULL, 64 << 10, HM_MEM_RESERVE | HM_MEM_TOP_DOWN,
                                      HM_PAGE_NOACCESS, &top));
+    /* A guard page below a stack-like committed run (PAGE_GUARD shows until the first touch), and a
+     * second one that a read fires: it shows its base protection from then on. */
+    TRY("commit stack guard", hm_commit(NULL, (char *)heap + (512 << 10), 4 << 10, HM_PAGE_READWRITE | HM_PAGE_GUARD));
+    TRY("commit stack", hm_commit(NULL, (char *)heap + (516 << 10), 28 << 10, HM_PAGE_READWRITE));
+    TRY("commit fired guard", hm_commit(NULL, (char *)heap + (544 << 10), 4 << 10, HM_PAGE_READONLY | HM_PAGE_GUARD));
+    (void)*(volatile char *)((char *)heap + (544 << 10)); /* fires it (the default: the read goes on) */
+    /* A write-watched reservation, like a concurrent GC's heap: four pages written of sixteen. */
+    TRY("write watch", hm_virtual_alloc(NULL, NULL, 64 << 10, HM_MEM_RESERVE | HM_MEM_COMMIT | HM_MEM_WRITE_WATCH,
+                                        HM_PAGE_READWRITE, &ww));
+    for (int i = 0; i < 16; i += 5) ((char *)ww)[i * 4096 + 8] = 1;
 
-    uintptr_t bases[] = {(uintptr_t)heap, (uintptr_t)code, (uintptr_t)small, (uintptr_t)wc, (uintptr_t)top};
+    uintptr_t bases[] = {(uintptr_t)heap, (uintptr_t)code, (uintptr_t)small, (uintptr_t)wc, (uintptr_t)top, (uintptr_t)ww};
     size_t n = sizeof bases / sizeof bases[0];
     qsort(bases, n, sizeof bases[0], cmp_ptr);
     printf("hostmem map: a demonstration layout, region by region as VirtualQuery reports it\n");
@@ -108,6 +118,17 @@ static int cmd_map(void)
             if (r.state == HM_MEM_FREE) break;
         }
     }
+    void *written[16];
+    uintptr_t count = 16;
+    uint32_t gran;
+    TRY("GetWriteWatch", hm_get_write_watch(NULL, HM_WRITE_WATCH_FLAG_RESET, ww, 64 << 10, written, &count, &gran));
+    printf("write watch (%s mechanism): %lu pages of the %p allocation written:", hm_write_watch_mechanism(),
+           (unsigned long)count, ww);
+    for (uintptr_t i = 0; i < count; i++) printf(" +%#lx", (unsigned long)((char *)written[i] - (char *)ww));
+    count = 16;
+    TRY("GetWriteWatch", hm_get_write_watch(NULL, 0, ww, 64 << 10, written, &count, &gran));
+    printf("; after the reset: %lu\n", (unsigned long)count);
+    printf("guard pages fired: %lu\n", (unsigned long)hm_guard_violations());
     hm_vm_stats s;
     hm_vm_get_stats(&s);
     printf("%zu allocations, %zu page runs, %zu KiB reserved, %zu KiB committed, %zu bytes of map records\n",
@@ -125,6 +146,7 @@ static int cmd_info(void)
     printf("address range           %#lx - %#lx\n", (unsigned long)si.min_address, (unsigned long)si.max_address);
     printf("processors              %u\n", si.processors);
     printf("large page minimum      %zu\n", si.large_page_minimum);
+    printf("write watch             %s (%s)\n", hm_write_watch_mechanism(), hm_write_watch_describe());
     return 0;
 }
 

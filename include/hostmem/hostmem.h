@@ -238,6 +238,51 @@ HM_API hm_status hm_commit(hm_manager *m, void *addr, size_t size, uint32_t prot
 HM_API hm_status hm_decommit(hm_manager *m, void *addr, size_t size);
 HM_API hm_status hm_release(hm_manager *m, void *base);
 
+/* ---- write watch and guard pages (SPEC 2.6) ------------------------------------------------ */
+
+#define HM_WRITE_WATCH_FLAG_RESET 0x1u
+
+/* GetWriteWatch: the pages of [base, base+size) (inside one allocation reserved with
+ * HM_MEM_WRITE_WATCH) written since the allocation was made or last reset, in address order, at
+ * most *count of them; *count comes back as the number listed, *granularity as the page size. With
+ * HM_WRITE_WATCH_FLAG_RESET exactly the listed pages are reset, atomically with the report: a write
+ * racing the call is listed now or by the next call, never lost. Errors: HM_E_NOACCESS for a NULL
+ * count, addresses or granularity (while *count > 0); HM_E_INVALID_PARAMETER for *count 0, other
+ * flags, size 0, or a range outside one write-watched allocation. */
+HM_API hm_status hm_get_write_watch(hm_manager *m, uint32_t flags, void *base, size_t size, void **addresses,
+                                    uintptr_t *count, uint32_t *granularity);
+/* ResetWriteWatch: no page of the range counts as written afterwards. */
+HM_API hm_status hm_reset_write_watch(hm_manager *m, void *base, size_t size);
+/* The write-watch mechanism this process uses: "kernel" (userfaultfd write-protection in asynchronous
+ * mode with the PAGEMAP_SCAN ioctl: the writer never takes a signal) or "fallback" (pages are
+ * write-protected and the first write to each is recorded by hostmem's fault handler). The
+ * environment variable HOSTMEM_WRITE_WATCH=fallback forces the fallback. */
+HM_API const char *hm_write_watch_mechanism(void);
+/* Why: the mechanism's name, or what made the kernel mechanism unavailable. */
+HM_API const char *hm_write_watch_describe(void);
+
+/* Guard pages: the first access to a page committed with HM_PAGE_GUARD disarms its guard (queries
+ * show its base protection from then on) and reports a guard-page violation
+ * (STATUS_GUARD_PAGE_VIOLATION) to the guard handler, on the faulting thread, in signal context
+ * (async-signal-safe code only), with the page's address and the kind of access. The handler returns
+ * HM_GUARD_CONTINUE to let the access run again (it now succeeds if the base protection allows it),
+ * or HM_GUARD_RAISE to deliver the fault as a SIGSEGV to the handler installed before hostmem's (by
+ * default the process dies, as an unhandled guard-page violation ends a Windows process).
+ * Without a handler (the default), the access goes on and the violation is only counted
+ * (hm_guard_violations): what a Windows thread stack's guard page does. */
+typedef enum hm_access { HM_ACCESS_UNKNOWN = -1, HM_ACCESS_READ = 0, HM_ACCESS_WRITE = 1, HM_ACCESS_EXECUTE = 8 } hm_access;
+typedef enum hm_guard_action { HM_GUARD_CONTINUE = 0, HM_GUARD_RAISE = 1 } hm_guard_action;
+typedef hm_guard_action (*hm_guard_handler)(void *page, hm_access access, void *arg);
+HM_API void hm_set_guard_handler(hm_guard_handler fn, void *arg);
+HM_API uint64_t hm_guard_violations(void);
+
+/* hostmem's SIGSEGV/SIGBUS handler is installed when the first guard page or fallback write watch
+ * needs it, and passes every fault on a page that is not its own to the handler that was there
+ * before. A program that installs its own handler AFTER that calls this first, from its handler,
+ * with the handler's arguments (int, siginfo_t *, void *ucontext): nonzero means hostmem handled the
+ * fault and the program's handler should return at once (the access is retried). */
+HM_API int hm_handle_fault(int sig, void *siginfo, void *ucontext);
+
 /* ---- heaps (IHostMalloc, SPEC 4) ---------------------------------------------------------- */
 
 typedef struct hm_heap hm_heap;

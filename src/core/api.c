@@ -4,6 +4,7 @@
 
 #include "../os/os.h"
 #include "../manager/manager.h"
+#include "../vmap/special.h"
 #include "../vmap/vmap.h"
 
 hm_status hm_init(void) { return hm_vmap_init(); }
@@ -72,6 +73,25 @@ hm_status hm_virtual_query(hm_manager *m, const void *addr, hm_region *out)
     if ((st = hm_manager_enter(m))) return st;
     return hm_vmap_query(&m->acct, addr, out);
 }
+
+hm_status hm_get_write_watch(hm_manager *m, uint32_t flags, void *base, size_t size, void **addresses, uintptr_t *count,
+                             uint32_t *granularity)
+{
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_vmap_get_write_watch(&m->acct, flags, base, size, addresses, count, granularity));
+}
+
+hm_status hm_reset_write_watch(hm_manager *m, void *base, size_t size)
+{
+    hm_status st = HM_OK;
+    if (!(m = hm_manager_resolve(m, &st))) return st;
+    if ((st = hm_manager_enter(m))) return st;
+    return hm_manager_leave(m, hm_vmap_reset_write_watch(&m->acct, base, size));
+}
+
+uint64_t hm_guard_violations(void) { return hm_special_guard_hits(); }
 
 hm_status hm_reserve(hm_manager *m, size_t size, void **base)
 {

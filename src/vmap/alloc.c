@@ -10,6 +10,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -26,9 +27,9 @@ static bool alloc_args_valid(void *addr, size_t size, uint32_t type, uint32_t pr
     if ((type & HM_MEM_RESET_UNDO) && type != HM_MEM_RESET_UNDO) return false; /* RESET_UNDO alone */
     if (size == 0) return false;
     if (!hm_prot_valid(prot)) return false;
-    /* MEM_WRITE_WATCH: 87 without MEM_RESERVE (SPEC 2.2); with it, refused with 87 as issue 3 allows
-     * until write watch exists (issue 6), so no allocation claims tracking it does not do */
-    if (type & HM_MEM_WRITE_WATCH) return false;
+    /* MEM_WRITE_WATCH: only on a new reservation (SPEC 2.2), and not of large pages or MEM_PHYSICAL */
+    if ((type & HM_MEM_WRITE_WATCH) && (!(type & HM_MEM_RESERVE) || (type & (HM_MEM_LARGE_PAGES | HM_MEM_PHYSICAL))))
+        return false;
     if ((type & HM_MEM_LARGE_PAGES) &&
         ((type & (HM_MEM_RESERVE | HM_MEM_COMMIT)) != (HM_MEM_RESERVE | HM_MEM_COMMIT) ||
          size % c->huge_page_size || a % c->huge_page_size))
@@ -57,6 +58,7 @@ static hm_alloc *new_record(hm_account *owner, uintptr_t base, uint64_t size, ui
     atomic_store_explicit(&a->flags, flags, memory_order_relaxed);
     atomic_store_explicit(&a->runs, hm_runs_inline(attr), memory_order_relaxed);
     atomic_store_explicit(&a->owner, (uintptr_t)owner, memory_order_relaxed);
+    atomic_store_explicit(&a->special, 0, memory_order_relaxed);
     a->chunk = NULL;
     a->committed = (attr & HM_RUN_COMMIT) ? size / PAGE : 0;
     return a;
@@ -182,12 +184,21 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     const char *what = NULL;
     err = hm_radix_prepare(base >> 16, (base >> 16) + ngran);
     if (err) what = "map records";
+    /* write watch, and guard pages from the start: the record of special pages (special.h) */
+    uint32_t watch = type & HM_MEM_WRITE_WATCH ? (uint32_t)hm_watch_mode() : HM_WATCH_NONE;
+    bool special = watch || (commit && (prot & HM_PAGE_GUARD));
+    if (!err && special) {
+        err = hm_special_attach(a, watch);
+        if (err) what = watch ? "write watch" : "guard pages";
+    }
     if (!err && commit) { /* the new pages are empty, so PROT_* alone commits them */
-        err = hm_os_protect((void *)base, bytes, hm_prot_linux(prot));
+        err = special ? hm_special_protect(a, 0, bytes / PAGE, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0)
+                      : hm_os_protect((void *)base, bytes, hm_prot_linux(prot));
         if (err) what = "commit";
     }
     if (err) {
         hm_status st = hm_errno_status(err, what);
+        hm_special_detach(a); /* before the address space goes back */
         if (hm_give_back(base, bytes, flags, chunk)) st = hm_books_broken(what);
         hm_drop_record(a);
         hm_account_give_va(acct, bytes);
@@ -234,7 +245,14 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
         hm_detail_set("MEM_COMMIT of %#lx new bytes at level %u: the manager's budget refuses it", (unsigned long)grow, level);
         return HM_E_COMMITMENT_LIMIT;
     }
-    err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
+    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(a, HM_WATCH_NONE))) {
+        hm_runs_free(next);
+        hm_account_uncharge(acct, grow);
+        return hm_errno_status(err, "guard pages");
+    }
+    err = atomic_load_explicit(&a->special, memory_order_relaxed)
+              ? hm_special_protect(a, p0, p1, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0)
+              : hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
     if (err) {
         hm_status st = hm_errno_status(err, "commit");
         if (hm_restore_prot(a, old, p0, p1)) st = hm_books_broken("commit");

@@ -18,6 +18,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -120,6 +121,16 @@ static int check_vma(uintptr_t lo, uintptr_t hi, int prot, void *arg)
             uint64_t rend = i + 1 < n ? hm_run_first(atomic_load_explicit(&r->entry[i + 1], memory_order_relaxed)) : (end - base) / PAGE;
             uintptr_t seg_end = base + rend * PAGE < stop ? base + rend * PAGE : stop;
             int want = hm_prot_linux(hm_run_attr(e) & HM_RUN_PROT_MASK);
+            if (atomic_load_explicit(&a->special, memory_order_relaxed)) { /* page by page (special.h) */
+                want = hm_special_expected(a, p, want);
+                if (want < 0) {
+                    hm_detail_set("allocation %#lx: page %lu's special record disagrees with its run", (unsigned long)base,
+                                  (unsigned long)p);
+                    k->status = HM_E_FAIL;
+                    return 1;
+                }
+                seg_end = at + PAGE;
+            }
             if (want != prot) {
                 hm_detail_set("kernel: %#lx-%#lx has protection %d, the map says %d (Win32 %#x)", (unsigned long)at,
                               (unsigned long)seg_end, prot, want, hm_run_attr(e));

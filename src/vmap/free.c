@@ -9,6 +9,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -58,6 +59,7 @@ static hm_status release(hm_alloc *a)
         }
         hm_arena_unplace(a->chunk, base, ngran);
     }
+    hm_special_detach(a); /* (the map lock keeps the address space from being reused before this) */
     hm_radix_set(base >> 16, (base >> 16) + ngran, NULL);
     hm_book.allocations--;
     hm_book.runs -= atomic_load_explicit(&r->n, memory_order_relaxed);
@@ -83,6 +85,7 @@ static hm_status decommit(hm_alloc *a, uint64_t p0, uint64_t p1)
         hm_runs_free(next);
         return st;
     }
+    hm_special_decommit(a, lo, hi); /* guard and watch state go with the data (SPEC 2.6) */
     hm_swap_runs(a, next);
     return HM_OK;
 }

@@ -9,6 +9,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -62,7 +63,15 @@ hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t pr
         st = hm_errno_status(err, "map records");
         goto out;
     }
-    err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
+    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(al, HM_WATCH_NONE))) {
+        st = hm_errno_status(err, "guard pages");
+        hm_runs_free(next);
+        goto out;
+    }
+    bool special = atomic_load_explicit(&al->special, memory_order_relaxed) != 0;
+    bool was_guard = special && hm_special_guarded(al, p0, p0 + 1); /* the old protection is the first page's */
+    err = special ? hm_special_protect(al, p0, p1, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0)
+                  : hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
     if (err) {
         st = hm_errno_status(err, "mprotect");
         if (hm_restore_prot(al, r, p0, p1)) st = hm_books_broken("VirtualProtect");
@@ -70,7 +79,8 @@ hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t pr
         goto out;
     }
     uint32_t first_attr = hm_run_attr(atomic_load_explicit(&r->entry[first], memory_order_relaxed));
-    *old = hm_prot_report(first_attr & HM_RUN_PROT_MASK, atomic_load_explicit(&al->alloc_protect, memory_order_relaxed));
+    *old = hm_prot_report(first_attr & HM_RUN_PROT_MASK, atomic_load_explicit(&al->alloc_protect, memory_order_relaxed)) |
+           (was_guard ? HM_PAGE_GUARD : 0);
     hm_swap_runs(al, next);
 out:
     pthread_mutex_unlock(&hm_map_lock);

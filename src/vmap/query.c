@@ -9,6 +9,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -112,14 +113,18 @@ hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out)
             return HM_OK;
         }
         if (owner != acct) return hm_not_owner(a); /* SPEC 3.1: a manager sees its own allocations */
-        bool committed = attr & HM_RUN_COMMIT;
+        bool committed = attr & HM_RUN_COMMIT, guarded = false;
+        if (committed && atomic_load_explicit(&a->special, memory_order_acquire)) {
+            /* guard pages split regions too; read under the trap lock, then check a is still a */
+            if (hm_special_guard_run(a, first, &end, &guarded) && hm_meta_gen(a) != ag) continue;
+        }
         out->base = (void *)at;
         out->allocation_base = (void *)base;
         out->allocation_protect = aprot;
         out->partition_id = 0;
         out->size = (end - first) * PAGE;
         out->state = committed ? HM_MEM_COMMIT : HM_MEM_RESERVE;
-        out->protect = committed ? hm_prot_report(attr & HM_RUN_PROT_MASK, aprot) : 0;
+        out->protect = committed ? hm_prot_report(attr & HM_RUN_PROT_MASK, aprot) | (guarded ? HM_PAGE_GUARD : 0) : 0;
         out->type = HM_MEM_PRIVATE;
         return HM_OK;
     }

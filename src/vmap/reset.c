@@ -18,6 +18,7 @@
 
 #include "../os/os.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 #define PM_BATCH 512
@@ -130,7 +131,8 @@ hm_status hm_vmap_reset_undo(hm_account *acct, uintptr_t start, uintptr_t end, v
         flagged = true;
         if (lo < p0) lo = p0;
         if (hi > p1) hi = p1;
-        bool ok = hm_prot_writable(attr & HM_RUN_PROT_MASK);
+        /* proof writes the page: not possible on a guard page without firing it (nor honest) */
+        bool ok = hm_prot_writable(attr & HM_RUN_PROT_MASK) && !hm_special_guarded(a, lo, hi);
         for (uint64_t p = lo; ok && p < hi; p++) ok = page_kept(base + p * PAGE);
         if (!ok) {
             hm_detail_set("MEM_RESET_UNDO: a page at or after %#lx may have lost its data after MEM_RESET",

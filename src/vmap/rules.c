@@ -20,9 +20,9 @@ bool hm_prot_valid(uint32_t prot)
     if (prot & ~(HM_PAGE_BASE_MASK | HM_PAGE_MODIFIERS)) return false;
     uint32_t base = prot & HM_PAGE_BASE_MASK, mod = prot & HM_PAGE_MODIFIERS;
     if (base_linux(base) < 0) return false;
-    if (mod & HM_PAGE_GUARD) return false; /* guard pages: refused until implemented (ERROR 87) */
     if (mod && base == HM_PAGE_NOACCESS) return false;
     if ((mod & HM_PAGE_NOCACHE) && (mod & HM_PAGE_WRITECOMBINE)) return false;
+    if ((mod & HM_PAGE_GUARD) && (mod & (HM_PAGE_NOCACHE | HM_PAGE_WRITECOMBINE))) return false; /* SPEC 2.1 */
     return true;
 }
 

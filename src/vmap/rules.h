@@ -12,8 +12,7 @@
 #define HM_PAGE_MODIFIERS  (HM_PAGE_GUARD | HM_PAGE_NOCACHE | HM_PAGE_WRITECOMBINE)
 
 /* SPEC 2.1 "A valid protection": exactly one of the six base values for private memory, with legal
- * modifiers. WRITECOPY values are invalid for private memory. PAGE_GUARD is refused too until guard
- * pages are implemented (a later issue). */
+ * modifiers (none with NOACCESS). WRITECOPY values are invalid for private memory. */
 bool hm_prot_valid(uint32_t prot);
 /* Linux PROT_* bits for a base protection (PAGE_EXECUTE is readable in practice). */
 int hm_prot_linux(uint32_t prot);

@@ -19,6 +19,7 @@
 #include "../os/os.h"
 #include "radix.h"
 #include "rules.h"
+#include "special.h"
 #include "vmap_internal.h"
 
 
@@ -161,6 +162,7 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
 /* Puts the kernel's protections over pages [p0, p1) back to what table r says. */
 int hm_restore_prot(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1)
 {
+    if (atomic_load_explicit(&a->special, memory_order_relaxed)) return hm_special_restore(a, p0, p1);
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint32_t n = atomic_load_explicit(&((hm_runs *)r)->n, memory_order_relaxed);
     int first_err = 0;
@@ -214,6 +216,7 @@ hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_
 
 void hm_drop_record(hm_alloc *a)
 {
+    hm_special_detach(a);
     free_runs_word(atomic_load_explicit(&a->runs, memory_order_relaxed));
     hm_pool_free(&hm_alloc_pool, a);
 }

@@ -39,6 +39,7 @@
 #define HM_AF_PHYSICAL 0x8u  /* MEM_PHYSICAL reservation: cannot be committed */
 #define HM_AF_MIXED    0x10u /* fixed address across chunks and mappings of its own (arena.h) */
 #define HM_AF_TAGGED   0x20u /* made by a layer above for its own use (a heap's segment or large block) */
+#define HM_AF_WATCH    0x40u /* MEM_WRITE_WATCH (special.h) */
 
 /* One allocation. base, size, alloc_protect, flags and owner never change while the record is
  * published; runs is swapped by writers. chunk and committed are the writer's alone. */
@@ -51,6 +52,7 @@ typedef struct hm_alloc {
     _Atomic uintptr_t runs;          /* hm_runs *: the current run table, or an inline attr (runs.h) */
     _Atomic uintptr_t owner;         /* hm_account *: the books of the manager that made it */
     _Atomic uintptr_t tag;           /* with HM_AF_TAGGED: what the layer above keeps there */
+    _Atomic uintptr_t special;       /* hm_special *: guard and write-watch state (special.h), or 0 */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
     uint64_t committed;              /* committed pages */
 } hm_alloc;
@@ -68,6 +70,10 @@ hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg
 /* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to
  * 32 MiB), marked HM_AF_TAGGED with tag. Reserved only; commit with hm_vmap_alloc. */
 hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, void **base);
+/* GetWriteWatch and ResetWriteWatch (SPEC 2.6): argument errors as the SPEC lists them. */
+hm_status hm_vmap_get_write_watch(hm_account *acct, uint32_t flags, void *base, size_t size, void **addresses,
+                                  uintptr_t *count, uint32_t *granularity);
+hm_status hm_vmap_reset_write_watch(hm_account *acct, void *base, size_t size);
 
 /* What the map knows of the allocation holding p, read without a lock (the query protocol). */
 typedef struct hm_vmap_info {

@@ -46,24 +46,18 @@ SIZE_T WINAPI VirtualQuery(LPCVOID lpAddress, PMEMORY_BASIC_INFORMATION lpBuffer
     return sizeof(MEMORY_BASIC_INFORMATION);
 }
 
-/* Write watch arrives with a later issue: no allocation can be write-watched yet (MEM_WRITE_WATCH
- * is refused), so every well-formed call names a range outside any write-watched allocation (87). */
+/* Write watch (SPEC 2.6): 0 on success, (UINT)-1 with the last error otherwise. */
 UINT WINAPI GetWriteWatch(DWORD dwFlags, PVOID lpBaseAddress, SIZE_T dwRegionSize, PVOID *lpAddresses,
                           ULONG_PTR *lpdwCount, DWORD *lpdwGranularity)
 {
-    (void)lpBaseAddress;
-    if (dwFlags & ~(DWORD)WRITE_WATCH_FLAG_RESET || dwRegionSize == 0) return ok(HM_E_INVALID_PARAMETER), (UINT)-1;
-    if (!lpdwCount) return ok(HM_E_NOACCESS), (UINT)-1;
-    if (*lpdwCount == 0) return ok(HM_E_INVALID_PARAMETER), (UINT)-1;
-    if (!lpAddresses || !lpdwGranularity) return ok(HM_E_NOACCESS), (UINT)-1;
-    return ok(HM_E_INVALID_PARAMETER), (UINT)-1;
+    _Static_assert(sizeof(ULONG_PTR) == sizeof(uintptr_t) && sizeof(DWORD) == sizeof(uint32_t), "types");
+    return ok(hm_get_write_watch(NULL, dwFlags, lpBaseAddress, dwRegionSize, lpAddresses, (uintptr_t *)lpdwCount,
+                                 (uint32_t *)lpdwGranularity)) ? 0 : (UINT)-1;
 }
 
 UINT WINAPI ResetWriteWatch(LPVOID lpBaseAddress, SIZE_T dwRegionSize)
 {
-    (void)lpBaseAddress;
-    (void)dwRegionSize;
-    return ok(HM_E_INVALID_PARAMETER), (UINT)-1;
+    return ok(hm_reset_write_watch(NULL, lpBaseAddress, dwRegionSize)) ? 0 : (UINT)-1;
 }
 
 void WINAPI GetSystemInfo(LPSYSTEM_INFO si)
