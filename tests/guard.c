@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "os/os.h"
 #include "vmap/vmap.h"
 #include "win32_testutil.h"
 
@@ -185,6 +186,38 @@ static void test_invalid(void **state)
     release(p);
 }
 
+/* An mprotect that fails in the middle of arming or disarming guards over pages of mixed state:
+ * the call fails with nothing changed (queries and the kernel agree), or succeeds whole. */
+static void test_faults(void **state)
+{
+    (void)state;
+    tu_hostmem_faults_first();
+    for (unsigned long nth = 1; nth <= 4; nth++) {
+        char *p = ALLOC_OK(NULL, GRAN, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE, NULL);
+        DWORD old;
+        assert_true(VirtualProtect(p + 2 * PG, 2 * PG, PAGE_READONLY | PAGE_GUARD, &old));
+        assert_true(VirtualProtect(p + 6 * PG, PG, PAGE_EXECUTE_READ, &old));
+        static const DWORD prots[] = {PAGE_READWRITE | PAGE_GUARD, PAGE_READONLY};
+        for (size_t k = 0; k < 2; k++) {
+            tu_snapshot_take(&snap_before);
+            hm_os_fault_inject(HM_OS_MPROTECT, nth, ENOMEM, false);
+            BOOL ok = VirtualProtect(p + PG, 8 * PG, prots[k], &old);
+            hm_os_fault_clear();
+            if (!ok) snap_check_unchanged(__LINE__);
+            else assert_int_equal(protect_of(p + PG, NULL), prots[k]);
+            check_map();
+        }
+        tu_snapshot_take(&snap_before);
+        hm_os_fault_inject(HM_OS_MPROTECT, nth, ENOMEM, false);
+        char *q = VirtualAlloc(p, 4 * PG, MEM_COMMIT, PAGE_EXECUTE_READ | PAGE_GUARD);
+        hm_os_fault_clear();
+        if (!q) snap_check_unchanged(__LINE__);
+        check_map();
+        release(p);
+    }
+    assert_int_equal(nhits, 0);
+}
+
 /* No handler: the access goes on and the violation is counted. */
 static void test_default(void **state)
 {
@@ -292,6 +325,7 @@ int main(void)
         cmocka_unit_test_setup(test_touches_fire_once, setup),
         cmocka_unit_test_setup(test_protect_and_query, setup),
         cmocka_unit_test_setup(test_invalid, setup),
+        cmocka_unit_test_setup(test_faults, setup),
         cmocka_unit_test_setup(test_default, setup),
         cmocka_unit_test_setup(test_program_faults_pass, setup),
     };

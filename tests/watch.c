@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "os/os.h"
 #include "vmap/vmap.h"
 #include "win32_testutil.h"
 
@@ -247,6 +248,65 @@ static void test_c_api(void **state)
     assert_int_equal(hm_release(NULL, p), HM_OK);
 }
 
+/* Every kernel call that making, changing or reading a write-watched allocation makes, failed once
+ * in turn (the n-th call of each kind): the call either succeeds whole or fails with the map as it
+ * was, and the watch state stays exact. */
+static void test_faults(void **state)
+{
+    (void)state;
+    tu_hostmem_faults_first();
+    static const hm_os_call_t kinds[] = {HM_OS_MMAP, HM_OS_MPROTECT, HM_OS_MADVISE, HM_OS_UFFD};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (unsigned long nth = 1; nth <= 4; nth++) {
+            /* reserve + commit with MEM_WRITE_WATCH */
+            tu_snapshot_take(&snap_before);
+            hm_os_fault_inject(kinds[k], nth, ENOMEM, false);
+            char *p = VirtualAlloc(NULL, 4 * GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE);
+            hm_os_fault_clear();
+            if (!p) {
+                snap_check_unchanged(__LINE__);
+                check_map();
+                continue;
+            }
+            p[PG] = 1;
+            p[5 * PG] = 1;
+            /* a protection change over written and unwritten pages (several kernel protections under
+             * the fallback: a failure half-way is rolled back) */
+            DWORD old;
+            tu_snapshot_take(&snap_before);
+            hm_os_fault_inject(kinds[k], nth, ENOMEM, false);
+            BOOL changed = VirtualProtect(p, 8 * PG, PAGE_EXECUTE_READWRITE, &old);
+            hm_os_fault_clear();
+            if (!changed) snap_check_unchanged(__LINE__);
+            check_map();
+            EXPECT(0, p, 8 * PG, p + PG, p + 5 * PG, NULL);
+            /* GetWriteWatch with reset, then decommit, each with the fault armed */
+            static PVOID out[64];
+            ULONG_PTR count = 64;
+            DWORD gran;
+            hm_os_fault_inject(kinds[k], nth, ENOMEM, false);
+            UINT r = GetWriteWatch(WRITE_WATCH_FLAG_RESET, p, 4 * GRAN, out, &count, &gran);
+            hm_os_fault_clear();
+            if (r == 0) {
+                assert_int_equal(count, 2);
+                assert_ptr_equal(out[0], p + PG);
+                assert_ptr_equal(out[1], p + 5 * PG);
+            }
+            /* whatever the outcome, no write is lost: pages 1 and 5 are listed now unless just reset */
+            EXPECT(WRITE_WATCH_FLAG_RESET, p, PG, NULL);
+            if (r != 0) EXPECT(WRITE_WATCH_FLAG_RESET, p + PG, 5 * PG, p + PG, p + 5 * PG, NULL);
+            p[2 * PG] = 1;
+            hm_os_fault_inject(kinds[k], nth, ENOMEM, false);
+            BOOL ok = VirtualFree(p + 2 * PG, GRAN, MEM_DECOMMIT);
+            hm_os_fault_clear();
+            if (ok) EXPECT(0, p, 4 * GRAN, NULL);
+            else EXPECT(0, p, 4 * GRAN, p + 2 * PG, NULL);
+            check_map();
+            release(p);
+            check_map();
+        }
+}
+
 /* ---- writers against a resetting thread ----------------------------------------------------------
  * Each writer owns the pages p with p % WRITERS == its index. Before a write it reads the epoch (the
  * number of the resetting call that has begun last), writes, then records that epoch as the page's
@@ -336,6 +396,7 @@ int main(void)
         cmocka_unit_test(test_decommit_recommit),
         cmocka_unit_test(test_several_regions),
         cmocka_unit_test(test_c_api),
+        cmocka_unit_test(test_faults),
         cmocka_unit_test(test_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
