@@ -168,6 +168,30 @@ static void test_protect_and_query(void **state)
     release(p);
 }
 
+/* Guard pages inside a write-watched allocation (whichever mechanism): the guard fires, and the touch
+ * that fired it counts as a write when it was one. */
+static void test_in_watched(void **state)
+{
+    (void)state;
+    tu_hostmem_faults_first();
+    char *p = ALLOC_OK(NULL, GRAN, MEM_RESERVE | MEM_COMMIT | MEM_WRITE_WATCH, PAGE_READWRITE, NULL);
+    DWORD old;
+    assert_true(VirtualProtect(p + PG, 2 * PG, PAGE_READWRITE | PAGE_GUARD, &old));
+    assert_int_equal(protect_of(p + PG, NULL), PAGE_READWRITE | PAGE_GUARD);
+    (void)*(volatile char *)(p + PG); /* a read fires the first */
+    p[2 * PG] = 1;                     /* a write fires the second, and is a write */
+    assert_int_equal(nhits, 2);
+    assert_int_equal(hits[1].access, HM_ACCESS_WRITE);
+    PVOID out[4];
+    ULONG_PTR count = 4;
+    DWORD gran;
+    assert_int_equal(GetWriteWatch(0, p, GRAN, out, &count, &gran), 0);
+    assert_int_equal(count, 1);
+    assert_ptr_equal(out[0], p + 2 * PG);
+    check_map();
+    release(p);
+}
+
 /* Argument rules: PAGE_GUARD with NOACCESS, or alone, is 87 and changes nothing. */
 static void test_invalid(void **state)
 {
@@ -324,6 +348,7 @@ int main(void)
         cmocka_unit_test_setup(test_raise, setup), /* first: see there */
         cmocka_unit_test_setup(test_touches_fire_once, setup),
         cmocka_unit_test_setup(test_protect_and_query, setup),
+        cmocka_unit_test_setup(test_in_watched, setup),
         cmocka_unit_test_setup(test_invalid, setup),
         cmocka_unit_test_setup(test_faults, setup),
         cmocka_unit_test_setup(test_default, setup),

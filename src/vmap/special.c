@@ -171,7 +171,7 @@ static hm_special *rec(hm_alloc *a) { return (hm_special *)atomic_load_explicit(
 int hm_special_attach(hm_alloc *a, uint32_t watch)
 {
     hm_special *s = rec(a);
-    if (s) return 0;
+    if (s) return watch == HM_WATCH_NONE ? hm_trap_install(on_fault) : 0; /* a guard on a kernel-watched one */
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t words = (npages + 63) / 64;
