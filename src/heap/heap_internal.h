@@ -55,7 +55,7 @@ static inline hm_segment *hm_segmap_get(const void *p)
 
 /* tcache.c: per-thread caches of a thread-safe heap (the file's comment tells the rules). */
 #define HM_TCACHE_N 128
-#define HM_TCACHE_BYTES ((size_t)128 << 10)
+#define HM_TCACHE_BYTES ((size_t)512 << 10)
 #define HM_TCACHE_MAGIC 0x7463616368656421ull
 
 typedef struct hm_tcache_bin {
