@@ -29,7 +29,8 @@
  *
  * A program that installs its own SIGSEGV handler after hostmem replaces this one, and nothing can
  * make it chain. Such a program calls hm_trap_handle() first in its handler, as it would call any
- * runtime's (Mono's, the JVM's, wasmtime's) before deciding the fault is its own. */
+ * runtime's fault entry point (HotSpot's JVM_handle_linux_signal, for one) before deciding the fault
+ * is its own. */
 #ifndef HM_TRAP_H
 #define HM_TRAP_H
 
