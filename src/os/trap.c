@@ -16,8 +16,9 @@
  * a complete previous action (its acquire load pairs with that store; the kernel's sighand lock
  * orders the installation itself between CPUs). The only later writes are pointer swaps: one to
  * saved[i][1], written before its own publication, and SA_RESETHAND's compare-and-swap to dfl. No
- * published struct is written again, so a handler that loaded an older pointer still reads a
- * consistent action.
+ * published struct is written again while the handler is in place (a failed install, which leaves
+ * none of ours, rewrites saved on its next attempt), so a handler that loaded an older pointer still
+ * reads a consistent action.
  *
  * Async-signal safety: the handler calls sigaction, pthread_sigmask, getpid and the rt_tgsigqueueinfo
  * and gettid system calls (all async-signal-safe or plain system calls), touches only lock-free
@@ -47,7 +48,7 @@ static _Atomic(hm_trap_fn) policy;
 static _Atomic bool installed;
 static pthread_mutex_t install_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sigaction saved[2][2];
-static struct sigaction dfl; /* SIG_DFL, no flags, empty mask: set up before the first publication */
+static struct sigaction dfl; /* all zero: SIG_DFL (0 in the kernel's ABI), no flags, empty mask */
 static _Atomic(const struct sigaction *) prev[2];
 static _Atomic unsigned long handled, passed;
 
@@ -283,9 +284,6 @@ int hm_trap_install(hm_trap_fn fn)
     int keep = errno, err = 0;
     pthread_mutex_lock(&install_mu);
     if (!atomic_load_explicit(&installed, memory_order_relaxed)) {
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        sigemptyset(&dfl.sa_mask);
         err = install_one(SIGSEGV);
         if (!err && (err = install_one(SIGBUS)) != 0 && ours(SIGSEGV))
             (void)sigaction(SIGSEGV, atomic_load_explicit(&prev[0], memory_order_acquire), NULL); /* both or neither */

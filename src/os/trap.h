@@ -20,10 +20,17 @@
  *   - What cannot be emulated: the previous handler runs on the alternate stack when the thread has
  *     one even if it lacked SA_ONSTACK (only ever safer), and a system call interrupted by a sent
  *     signal restarts by hostmem's SA_RESTART, not by the previous action's flags.
+ *   - What hostmem never sees: an access the kernel makes for a system call (read() into a
+ *     protected page fails with EFAULT, no signal: the write-watch fallback must allow for it); a
+ *     fault on a thread that blocks SIGSEGV (the kernel resets the action to SIG_DFL and the process
+ *     dies, handler or not). With a debugger attached every fault stops there first (gdb: "handle
+ *     SIGSEGV nostop noprint", as for a JVM).
+ *   - After fork the child keeps the handler and the policy; exec drops both.
  *
  * A program that installs its own SIGSEGV handler after hostmem replaces this one, and nothing can
  * make it chain. Such a program calls hm_trap_handle() first in its handler, as it would call any
- * runtime's (Mono's, the JVM's, wasmtime's) before deciding the fault is its own. */
+ * runtime's fault entry point (HotSpot's JVM_handle_linux_signal, for one) before deciding the fault
+ * is its own. */
 #ifndef HM_TRAP_H
 #define HM_TRAP_H
 
@@ -59,7 +66,9 @@ int hm_trap_install(hm_trap_fn fn);
  * hostmem to look at a fault first: asks the policy exactly as hostmem's handler would. Returns true
  * if hostmem handled it; the program's handler should then return at once, and the access is
  * retried. false: not hostmem's, the program goes on with its own handling. Async-signal-safe;
- * errno is preserved. Exposed later in the public header as hm_handle_fault. */
+ * errno is preserved. A handler that instead chains to the action it replaced (hostmem's) gets the
+ * same answer there; calling both only asks the policy twice. Exposed later in the public header as
+ * hm_handle_fault. */
 bool hm_trap_handle(int sig, siginfo_t *info, void *ucontext);
 
 /* Test/diagnostic counters since start: faults the policy handled (RETRY), and signals hostmem
