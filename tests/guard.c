@@ -179,7 +179,7 @@ static void test_in_watched(void **state)
     assert_true(VirtualProtect(p + PG, 2 * PG, PAGE_READWRITE | PAGE_GUARD, &old));
     assert_int_equal(protect_of(p + PG, NULL), PAGE_READWRITE | PAGE_GUARD);
     (void)*(volatile char *)(p + PG); /* a read fires the first */
-    p[2 * PG] = 1;                     /* a write fires the second, and is a write */
+    ((volatile char *)p)[2 * PG] = 1;  /* a write fires the second, and is a write (volatile: in order) */
     assert_int_equal(nhits, 2);
     assert_int_equal(hits[1].access, HM_ACCESS_WRITE);
     PVOID out[4];

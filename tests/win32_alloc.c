@@ -757,7 +757,7 @@ static void test_reserve_free_range_straddling_arena(void **state)
 {
     (void)state;
     char *p = ALLOC_OK(NULL, GRAN, MEM_RESERVE, PAGE_NOACCESS, NULL);
-    uintptr_t lo, hi, l2, h2;
+    uintptr_t lo = 0, hi = 0, l2, h2;
     assert_true(kernel_mapping((uintptr_t)p, &lo, &hi));
     release(p);
     /* either edge of the kernel mapping that held p: one granule inside, one outside */
@@ -789,7 +789,7 @@ static void test_reserve_large_in_placement_space(void **state)
     (void)state;
     SIZE_T big = (SIZE_T)300 << 20;
     char *p = ALLOC_OK(NULL, GRAN, MEM_RESERVE, PAGE_NOACCESS, NULL);
-    uintptr_t lo, hi;
+    uintptr_t lo = 0, hi = 0;
     assert_true(kernel_mapping((uintptr_t)p, &lo, &hi));
     release(p);
     MEMORY_BASIC_INFORMATION m;
