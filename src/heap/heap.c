@@ -121,12 +121,50 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
  * level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
  * meanwhile so that no other thread takes it. */
-static hm_status page_new(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, hm_hpage **out)
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* The empty cache: a list, newest first (reused first: its memory is the warmest), oldest last
+ * (decommitted first). Lock held. */
+static void empty_push(hm_heap *h, hm_hpage *pg)
+{
+    pg->empty_since = now_ms();
+    list_add(&h->empty, pg);
+    if (!h->empty_tail) h->empty_tail = pg;
+    h->nempty++;
+}
+static void empty_del(hm_heap *h, hm_hpage *pg)
+{
+    if (h->empty_tail == pg) h->empty_tail = pg->prev;
+    list_del(&h->empty, pg);
+    h->nempty--;
+}
+
+/* Decommits the empty pages that have waited long enough, or all of them with force (lock held). A
+ * refused decommit keeps its page committed and cached: the books stay exact. */
+static void purge(hm_heap *h, bool force)
+{
+    if (!h->empty_tail) return;
+    if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
+    uint64_t now = force ? 0 : now_ms();
+    while (h->empty_tail && (force || now - h->empty_tail->empty_since >= HM_EMPTY_DELAY_MS)) {
+        hm_hpage *pg = h->empty_tail;
+        if (hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) break;
+        empty_del(h, pg);
+        pg->committed = 0;
+    }
+}
+
+static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
     if (pg) {
-        list_del(&h->empty, pg);
-        h->nempty--;
+        empty_del(h, pg);
+        purge(h, false);
     } else {
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
@@ -162,60 +200,96 @@ static hm_status page_new(hm_heap *h, hm_hpage **home, unsigned cls, unsigned le
     pg->cls = (uint16_t)cls;
     pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
     pg->inv = hm_heap_inverse((uint32_t)bs);
-    pg->used = 0;
+    SET(pg->used, 0);
     SET(pg->extent, 0);
     pg->free = 0;
+    atomic_store_explicit(&pg->xfree, 0, memory_order_relaxed);
+    atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
     seg_of(pg)->pages_in_use++;
-    pg->home = home;
-    list_add(&home[cls], pg);
-    pg->on_avail = 1;
+    atomic_store_explicit(&pg->home, home, memory_order_relaxed);
+    list_add(&home->avail[cls], pg);
+    pg->list = 1;
     *out = pg;
     return HM_OK;
 }
 
-/* A page whose last block went: into the empty cache, or decommitted beyond it. */
+static inline hm_hpage **list_of(hm_hpage *pg)
+{
+    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    return pg->list == 1 ? &home->avail[pg->cls] : &home->full[pg->cls];
+}
+
+/* Moves pg to its home's list `to` (0 none, 1 avail, 2 full). Its owner, or the lock when ownerless. */
+static void move(hm_hpage *pg, uint32_t to)
+{
+    if (pg->list == to) return;
+    if (pg->list) list_del(list_of(pg), pg);
+    pg->list = to;
+    if (to) list_add(list_of(pg), pg);
+}
+
+/* A page whose last block went (heap lock held; the page's owner or ownerless): into the empty cache. */
 static void page_empty(hm_heap *h, hm_hpage *pg)
 {
-    if (pg->on_avail) list_del(&pg->home[pg->cls], pg);
-    pg->on_avail = 0;
-    pg->home = NULL;
+    move(pg, 0);
+    atomic_store_explicit(&pg->home, NULL, memory_order_relaxed);
     SET(pg->block_size, 0);
     SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use--;
-    bool short_of_memory = atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW;
-    if ((h->nempty < HM_EMPTY_CACHE && !short_of_memory) ||
-        hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) {
-        list_add(&h->empty, pg); /* (a refused decommit keeps it committed: the books stay exact) */
-        h->nempty++;
-    } else {
-        pg->committed = 0;
-    }
+    empty_push(h, pg);
+    purge(h, false);
 }
 
 /* ---- blocks ----------------------------------------------------------------------------------- */
 
-hm_status hm_heap_small_alloc(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, uintptr_t *out)
+static inline uint32_t index_of(const hm_hpage *pg, uintptr_t b) { return hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv); }
+
+/* Whether b may be a block of pg below its extent (a decoded link is checked with this). */
+static inline bool in_page(const hm_hpage *pg, uintptr_t b)
 {
-    hm_hpage *pg = home[cls];
-    if (!pg && home != h->avail && (pg = h->avail[cls])) { /* adopt an ownerless page */
-        list_del(&h->avail[cls], pg);
-        list_add(&home[cls], pg);
-        pg->home = home;
+    uintptr_t base = page_addr(pg);
+    if (b < base || b >= base + HM_HPAGE_SIZE) return false;
+    uint32_t i = index_of(pg, b);
+    return i < EXTENT(pg) && base + (uintptr_t)i * BS(pg) == b;
+}
+
+/* Takes back onto the free list the blocks other threads pushed onto pg's xfree (its owner, or the
+ * lock when ownerless); false if a link was overwritten (the heap is failed then). */
+static bool collect(hm_heap *h, hm_hpage *pg)
+{
+    uintptr_t b = atomic_exchange_explicit(&pg->xfree, 0, memory_order_acquire);
+    uint32_t n = 0;
+    bool ok = true;
+    while (b) {
+        uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
+        atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
+        set_live(pg, index_of(pg, b), false);
+        *(uintptr_t *)b = pg->free ^ h->key ^ b;
+        pg->free = b;
+        n++;
+        if (next && !in_page(pg, next)) {
+            (void)corrupted(h, "cross-thread free-list link", b);
+            ok = false;
+            break;
+        }
+        b = next;
     }
-    if (!pg) {
-        hm_status st = page_new(h, home, cls, level, &pg);
-        if (st) return st;
-    }
+    atomic_fetch_sub_explicit(&pg->xcount, n, memory_order_relaxed);
+    SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) - n);
+    return ok;
+}
+
+/* One block from pg, which has one (free list or untouched room); its owner or the lock. */
+static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
+{
     uintptr_t base = page_addr(pg), bs = BS(pg), b;
-    uint32_t extent = EXTENT(pg);
-    uint32_t i;
+    uint32_t extent = EXTENT(pg), i;
     if (pg->free) {
         b = pg->free;
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        i = (uint32_t)((b - base) / bs);
-        if (next && (next < base || next >= base + extent * bs || (next - base) % bs || live(pg, (uint32_t)((next - base) / bs))))
-            return corrupted(h, "free-list link", b);
+        i = index_of(pg, b);
+        if (next && (!in_page(pg, next) || live(pg, index_of(pg, next)))) return corrupted(h, "free-list link", b);
         pg->free = next;
     } else {
         i = extent++;
@@ -223,43 +297,127 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_hpage **home, unsigned cls, unsigne
         b = base + i * bs;
     }
     set_live(pg, i, true);
-    pg->used++;
+    SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
     if (!pg->free && extent == pg->capacity) {
-        list_del(&pg->home[cls], pg);
-        pg->on_avail = 0;
+        /* out of blocks: take what other threads gave back, else it waits on the full list */
+        if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) && collect(h, pg) && pg->free) {
+        } else {
+            move(pg, 2);
+        }
     }
-    h->live_bytes += bs;
-    h->live_blocks++;
     *out = b;
     return HM_OK;
 }
 
-void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b)
+uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want)
 {
-    set_live(pg, i, false);
-    *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
-    pg->free = b;
-    pg->used--;
-    h->live_bytes -= BS(pg);
-    h->live_blocks--;
-    if (!pg->used) page_empty(h, pg);
-    else if (!pg->on_avail) {
-        list_add(&pg->home[pg->cls], pg);
-        pg->on_avail = 1;
+    uint32_t n = 0;
+    while (n < want) {
+        hm_hpage *pg = lists->avail[cls];
+        if (!pg) break;
+        if (!pg->free && EXTENT(pg) == pg->capacity) { /* (cannot happen: such a page is on the full list) */
+            move(pg, 2);
+            continue;
+        }
+        if (take_one(h, pg, &out[n])) break;
+        n++;
+    }
+    return n;
+}
+
+void hm_heap_collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls)
+{
+    for (hm_hpage *pg = lists->full[cls], *next; pg; pg = next) {
+        next = pg->next;
+        if (!atomic_load_explicit(&pg->xfree, memory_order_relaxed)) continue;
+        if (!collect(h, pg)) return;
+        if (pg->free) move(pg, 1);
     }
 }
 
-void hm_heap_disown(hm_heap *h, hm_hpage **home)
+/* Adopts an ownerless page of class cls with a free block into lists (heap lock held); false if none. */
+static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
+{
+    hm_hpage *pg = h->own.avail[cls];
+    if (!pg) { /* an ownerless full page that other threads freed blocks into */
+        hm_heap_collect_full(h, &h->own, cls);
+        pg = h->own.avail[cls];
+    }
+    if (!pg) return false;
+    move(pg, 0);
+    atomic_store_explicit(&pg->home, lists, memory_order_relaxed);
+    move(pg, 1);
+    return true;
+}
+
+hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out)
+{
+    for (;;) {
+        if (hm_heap_take(h, lists, cls, out, 1)) return HM_OK;
+        if (lists != &h->own) {
+            if (adopt(h, lists, cls)) continue;
+        } else {
+            hm_heap_collect_full(h, lists, cls);
+            if (lists->avail[cls]) continue;
+        }
+        hm_hpage *pg;
+        hm_status st = page_new(h, lists, cls, level, &pg);
+        if (st) return st;
+    }
+}
+
+bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
+{
+    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    if (home != mine) { /* another thread's page (or an ownerless one, the lock not held): its xfree */
+        atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
+        uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+        do *(uintptr_t *)b = old ^ h->key ^ b;
+        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_release, memory_order_relaxed));
+        atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
+        if (!old && home && home != &h->own) /* the first since the owner looked: tell it (tcache.c) */
+            hm_tcache_notify(home, pg->cls);
+        return false;
+    }
+    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
+    set_live(pg, index_of(pg, b), false);
+    *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
+    pg->free = b;
+    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
+    SET(pg->used, used);
+    move(pg, 1);
+    /* an empty page goes, unless it is its class's only page with room: a program that frees and
+     * allocates around one page's worth would otherwise decommit and commit it again and again */
+    return !used && (pg->next || pg->prev);
+}
+
+void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
+{
+    if (hm_heap_give(h, &h->own, pg, b)) page_empty(h, pg);
+}
+
+void hm_heap_page_empty(hm_heap *h, hm_hpage *pg)
+{
+    /* blocks may have arrived in xfree since it emptied only by a double free: used counts them */
+    page_empty(h, pg);
+}
+
+void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
 {
     for (hm_segment *s = h->segments; s; s = s->next)
         for (size_t i = 1; i < HM_SEG_PAGES; i++) {
             hm_hpage *pg = &s->page[i];
-            if (pg->home != home) continue;
-            if (pg->on_avail) {
-                list_del(&home[pg->cls], pg);
-                list_add(&h->avail[pg->cls], pg);
+            if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) continue;
+            if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) (void)collect(h, pg);
+            uint32_t to = pg->list;
+            move(pg, 0);
+            atomic_store_explicit(&pg->home, &h->own, memory_order_relaxed);
+            if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) {
+                pg->list = 0;
+                page_empty(h, pg);
+            } else {
+                move(pg, to ? to : 2);
             }
-            pg->home = h->avail;
         }
 }
 
@@ -520,7 +678,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
     if (cls == HM_NCLASS) return large_alloc(h, size, size, level, out);
     if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
-    st = hm_heap_small_alloc(h, h->avail, cls, level, out);
+    st = hm_heap_small_alloc(h, &h->own, cls, level, out);
     hm_heap_unlock(h);
     return st;
 }
@@ -623,7 +781,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
             }
             ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
         }
-        hm_heap_small_free(h, r->page, r->index, r->block);
+        hm_heap_small_free(h, r->page, r->block);
         return HM_OK;
     case LARGE:
     case LARGE_DEBUG: {
@@ -809,6 +967,19 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     return HM_OK;
 }
 
+hm_status hm_heap_trim(hm_heap *h)
+{
+    if (!h) return HM_E_POINTER;
+    hm_status st = hm_manager_enter(h->m);
+    if (st) return st;
+    hm_heap_lock(h);
+    purge(h, true);
+    (void)lcache_drain(h);
+    hm_heap_unlock(h);
+    hm_manager_memory_returned(h->m);
+    return HM_OK;
+}
+
 hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
 {
     if (!h || !out) return HM_E_POINTER;
@@ -816,15 +987,26 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     hm_heap_lock(h);
     uint64_t cached_blocks, cached_bytes; /* lent to threads' caches: free for the program */
     hm_tcache_cached(h, &cached_blocks, &cached_bytes);
-    out->live_bytes = h->live_bytes - cached_bytes;
-    out->live_blocks = h->live_blocks - cached_blocks;
-    out->large_bytes = h->large_bytes;
-    out->cached_large_bytes = h->lcache_bytes;
+    /* small blocks: what the pages hand out, less what is back in caches or xfree (racy reads of the
+     * owners' counts: exact when no other thread is running) */
+    uint64_t blocks = h->live_blocks, bytes = h->live_bytes;
     for (hm_segment *s = h->segments; s; s = s->next) {
         out->segments++;
         out->committed_pages++; /* the header page */
-        for (size_t i = 1; i < HM_SEG_PAGES; i++) out->committed_pages += s->page[i].committed;
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            out->committed_pages += pg->committed;
+            uint32_t bs = BS(pg);
+            if (!bs) continue;
+            uint64_t n = atomic_load_explicit(&pg->used, memory_order_relaxed) - atomic_load_explicit(&pg->xcount, memory_order_relaxed);
+            blocks += n;
+            bytes += n * bs;
+        }
     }
+    out->live_bytes = bytes - cached_bytes;
+    out->live_blocks = blocks - cached_blocks;
+    out->large_bytes = h->large_bytes;
+    out->cached_large_bytes = h->lcache_bytes;
     hm_heap_unlock(h);
     return HM_OK;
 }

@@ -6,7 +6,10 @@
  * that any pointer leads to its segment by masking, and the map tells whether an address is a heap's
  * at all). It is cut into 64 pages of 64 KiB; page 0 holds the segment header with the metadata of
  * all pages, the others each hold blocks of one size class. Pages are committed when first used and
- * decommitted when they have stayed empty beyond a small cache. Blocks above HM_SMALL_MAX get an
+ * decommitted when they have stayed empty for HM_EMPTY_DELAY_MS (checked at the heap's next page
+ * operation; at once while the manager's memory state is Low; hm_heap_trim does it now): a program
+ * that frees and allocates in waves reuses its pages instead of paying two system calls and a TLB
+ * shootdown of every other thread for each page, each time. Blocks above HM_SMALL_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
@@ -23,12 +26,15 @@
  * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
  *
  * Invariants of a page in use (block_size != 0):
- *   used = live blocks = bits set in live[]; blocks [0, extent) have been handed out at least once;
+ *   used = bits set in live[]; blocks [0, extent) have been handed out at least once;
  *   the free list holds exactly the blocks below extent whose live bit is clear;
- *   the page is on its class's avail list iff it has a free block (free list or extent < capacity).
+ *   a block with its live bit set is the program's, or freed but not yet back on the free list: in a
+ *   thread cache or in xfree, and then its second word holds the cache tag (tcache.c);
+ *   the page is on its home's avail list when it has a free block (free list or extent < capacity),
+ *   else on its full list (where blocks may arrive in xfree: the owner is told, tcache.c).
  * The live bitmap makes Free exact: a pointer is a live block iff it lies in a page in use, on a
- * block boundary below extent, with its bit set. Anything else (interior, already freed, never
- * allocated, wild) is HOST_E_INVALIDOPERATION and changes nothing.
+ * block boundary below extent, with its bit set and without the cache tag. Anything else (interior,
+ * already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes nothing.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
  * does not hand out an arbitrary address: a decoded link outside its page is reported as corruption.
  *
@@ -63,29 +69,44 @@
 #define HM_NCLASS 40
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
-#define HM_EMPTY_CACHE 32            /* empty committed pages a heap keeps (none when memory is short) */
+#define HM_EMPTY_DELAY_MS 100        /* an empty page stays committed this long for reuse (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
-#define HM_LCACHE_N 64                     /* freed large blocks a heap keeps committed for reuse */
-#define HM_LCACHE_BYTES ((uint64_t)64 << 20) /* ... and at most this many bytes of them */
+#define HM_LCACHE_N 256                    /* freed large blocks a heap keeps committed for reuse */
+#define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them */
 
-/* block_size, extent and the live bits are atomics because Free reads them without the lock (to
- * tell a live block from anything else); they change only under the lock (relaxed stores). */
+/* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
+ * thread allocates from it, takes blocks back onto its free list, and moves it between lists, all
+ * without the lock) or the heap's own (ownerless: the same under the heap lock). Any other thread
+ * that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no lock), which
+ * the owner collects when it runs out of free blocks.
+ *
+ * block_size, extent, used and the live bits are atomics because Free and statistics read them
+ * without the owner's knowledge; each has one writer at a time (relaxed load and store, no RMW). */
 typedef struct hm_hpage {
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     uint16_t cls;
     uint16_t committed;              /* the page is committed */
     uint32_t capacity;               /* blocks that fit */
-    uint32_t used;                   /* live blocks */
+    _Atomic uint32_t used;           /* blocks not on its free list (live, in caches, or in xfree) */
     _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
-    uint32_t on_avail;               /* on its class's avail list (in home) */
+    uint32_t list;                   /* on its home's avail list (1: it has a free block or untouched
+                                        room), full list (2), or none (0) */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
-    uintptr_t free;                  /* encoded free list */
-    struct hm_hpage **home;          /* the avail lists (by class) the page belongs to: its owning
-                                        thread cache's, or the heap's own (no owner) */
-    struct hm_hpage *next, *prev;    /* avail list of its class, or the empty cache */
+    uintptr_t free;                  /* encoded free list (home's owner) */
+    _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
+    struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
+    uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
+    _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
+    _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
     _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit i: block i is live (read by other heaps' Free) */
 } hm_hpage;
+
+/* A home's page lists by class: pages with a free block, and pages without one. */
+typedef struct hm_pagelists {
+    hm_hpage *avail[HM_NCLASS];
+    hm_hpage *full[HM_NCLASS];
+} hm_pagelists;
 
 typedef struct hm_segment {
     _Atomic uint64_t cookie;         /* heap key ^ address: a segment header of a live heap */
@@ -110,11 +131,11 @@ struct hm_heap {
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     pthread_mutex_t lock;            /* with HM_HEAP_THREADSAFE */
-    hm_hpage *avail[HM_NCLASS];      /* pages with a free block and no owner, by class */
-    hm_hpage *empty;                 /* committed pages without live blocks (at most HM_EMPTY_CACHE) */
+    hm_pagelists own;                /* the pages no thread owns (heap lock) */
+    hm_hpage *empty, *empty_tail;    /* committed pages without blocks, the most recently emptied first */
     unsigned nempty;
     hm_segment *segments;
-    uint64_t live_bytes, live_blocks, large_bytes; /* block sizes, not requests */
+    uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from the pages) */
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */

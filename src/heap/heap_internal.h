@@ -33,13 +33,26 @@ static inline uint32_t hm_heap_block_index(uintptr_t off, uint32_t inv) { return
 static inline uint32_t hm_heap_inverse(uint32_t bs) { return (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs); }
 void hm_heap_lock(hm_heap *h);
 void hm_heap_unlock(hm_heap *h);
-/* Under the heap lock (or on a single-threaded heap): a block of class cls admitted at level, from
- * the pages of home (a thread cache's avail lists, or the heap's), which adopts an ownerless page or
- * a new one when it has none with a free block; and a block's return to its page. */
-hm_status hm_heap_small_alloc(hm_heap *h, hm_hpage **home, unsigned cls, unsigned level, uintptr_t *out);
-void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uint32_t i, uintptr_t b);
-/* A thread cache's pages (home) lose their owner: they join the heap's own lists (lock held). */
-void hm_heap_disown(hm_heap *h, hm_hpage **home);
+/* Page ownership (heap.h): "the owner of lists" is the thread whose cache they are, or whoever holds
+ * the heap lock for the heap's own lists. */
+/* By the owner of lists: up to want blocks of class cls from its pages (other threads' frees
+ * collected on the way), into out; their live bits set. No lock, no system call. */
+uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want);
+/* By the owner of lists: full pages of class cls that other threads freed blocks into get them back
+ * and return to the avail list. */
+void hm_heap_collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls);
+/* Heap lock held, and by the owner of lists: one block of class cls admitted at level; when lists has
+ * none, it adopts an ownerless page or a new one (committed at level, the lock dropped meanwhile). */
+hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out);
+/* A freed small block b of page pg goes back: onto pg's free list when mine is pg's home (the
+ * caller owns it), else onto pg's xfree (any thread, no lock; b gets the cache tag). true: pg has no
+ * block in use any more, and the caller must give it up (hm_heap_page_empty, under the heap lock). */
+bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b);
+void hm_heap_page_empty(hm_heap *h, hm_hpage *pg);
+/* Heap lock held: hm_heap_give from the heap's own lists, emptied pages given up at once. */
+void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
+/* A thread cache's pages lose their owner: they join the heap's own lists (lock held, by the owner). */
+void hm_heap_disown(hm_heap *h, hm_pagelists *lists);
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
 
 /* segmap.c: the segment holding an address, or NULL (then ask the map). set: s, or NULL to remove. */
@@ -69,9 +82,14 @@ typedef struct hm_tcache {
     _Atomic(hm_heap *) heap;          /* NULL once the heap is destroyed (heaps_lock) */
     struct hm_tcache *next;           /* in the heap's list (heap lock) */
     struct hm_tcache *thread_next;    /* in its thread's list (its thread only) */
-    hm_hpage *avail[HM_NCLASS];       /* the pages this thread owns that have a free block (heap lock) */
+    hm_pagelists lists;               /* the pages this thread owns (its thread only) */
+    _Atomic uint64_t xpending;        /* bit c: a full page of class c got blocks from another thread */
     hm_tcache_bin bin[HM_NCLASS];
 } hm_tcache;
+
+/* Another thread pushed the first block onto the xfree of a page of class cls whose home is lists, a
+ * thread cache's: its owner looks at its full pages of that class at its next refill. */
+void hm_tcache_notify(hm_pagelists *lists, unsigned cls);
 
 /* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). */
 extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
@@ -96,7 +114,7 @@ static inline uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls)
 /* A block of class cls from this thread's cache (refilled under the lock when empty). */
 hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
 /* The same for block b (index in page pg), known to be a live small block: the general case. */
-hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b);
+hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
  * if it is cached already (a double free). The common case inline: room in this thread's bin. */
 static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b)
@@ -115,7 +133,8 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
             return HM_OK;
         }
     }
-    return hm_tcache_push_slow(h, pg, index, b);
+    (void)index;
+    return hm_tcache_push_slow(h, pg, b);
 }
 /* Whether the live SMALL block at b sits in some thread's cache (freed, from the caller's view). */
 bool hm_tcache_holds(const hm_heap *h, uintptr_t b);

@@ -21,6 +21,7 @@
  * it, the exit destructor flushes only caches still attached under it. Heap ids tell a destroyed
  * heap from a new one at the same address. */
 #include <pthread.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "../vmap/meta.h"
@@ -46,20 +47,39 @@ uint64_t hm_tcache_new_heap_id(void) { return atomic_fetch_add(&next_heap_id, 1)
 static inline uint32_t nof(hm_tcache_bin *bin) { return atomic_load_explicit(&bin->n, memory_order_relaxed); }
 static inline void set_n(hm_tcache_bin *bin, uint32_t n) { atomic_store_explicit(&bin->n, n, memory_order_relaxed); }
 
-/* Gives the n oldest blocks of bin back to the heap (lock held). */
-static void flush(hm_heap *h, hm_tcache *c, unsigned cls, uint32_t n)
+static inline hm_hpage *page_of(uintptr_t b)
+{
+    hm_segment *s = (hm_segment *)(b & ~(uintptr_t)(HM_SEG_SIZE - 1));
+    return &s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE];
+}
+
+/* Gives the n oldest blocks of bin back to their pages: this thread's own pages take them at once,
+ * other threads' pages through their xfree; no lock unless a page empties (locked: the caller holds
+ * the heap lock already). */
+static void flush(hm_heap *h, hm_tcache *c, unsigned cls, uint32_t n, bool locked)
 {
     hm_tcache_bin *bin = &c->bin[cls];
     for (uint32_t k = 0; k < n; k++) {
         uintptr_t b = bin->slot[k];
-        atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
-        hm_segment *s = (hm_segment *)(b & ~(uintptr_t)(HM_SEG_SIZE - 1));
-        hm_hpage *pg = &s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE];
-        hm_heap_small_free(h, pg, hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv), b);
+        hm_hpage *pg = page_of(b);
+        if (hm_heap_give(h, &c->lists, pg, b)) {
+            if (!locked) hm_heap_lock(h);
+            hm_heap_page_empty(h, pg);
+            if (!locked) hm_heap_unlock(h);
+        }
     }
     uint32_t left = nof(bin) - n;
     memmove(bin->slot, bin->slot + n, left * sizeof bin->slot[0]);
     set_n(bin, left);
+}
+
+void hm_tcache_notify(hm_pagelists *lists, unsigned cls)
+{
+    hm_tcache *c = (hm_tcache *)((char *)lists - offsetof(hm_tcache, lists));
+    /* c may have gone with its thread meanwhile: caches are type-stable (a pool), so the worst is a
+     * needless look by the cache now at that address */
+    if (!(atomic_load_explicit(&c->xpending, memory_order_relaxed) & ((uint64_t)1 << cls)))
+        atomic_fetch_or_explicit(&c->xpending, (uint64_t)1 << cls, memory_order_relaxed);
 }
 
 static void thread_exit(void *arg)
@@ -73,8 +93,8 @@ static void thread_exit(void *arg)
         hm_heap *h = atomic_load_explicit(&c->heap, memory_order_relaxed);
         if (h && h->id == c->heap_id) { /* still attached: give the blocks and pages back, leave the list */
             hm_heap_lock(h);
-            for (unsigned cls = 0; cls < HM_NCLASS; cls++) flush(h, c, cls, nof(&c->bin[cls]));
-            hm_heap_disown(h, c->avail);
+            for (unsigned cls = 0; cls < HM_NCLASS; cls++) flush(h, c, cls, nof(&c->bin[cls]), true);
+            hm_heap_disown(h, &c->lists);
             for (hm_tcache **p = &h->caches; *p; p = &(*p)->next)
                 if (*p == c) {
                     *p = c->next;
@@ -134,22 +154,29 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
     hm_status st = HM_OK;
     if (!c) { /* no cache: the locked path, from the heap's own pages */
         hm_heap_lock(h);
-        st = hm_heap_small_alloc(h, h->avail, cls, level, out);
+        st = hm_heap_small_alloc(h, &h->own, cls, level, out);
         hm_heap_unlock(h);
         return st;
     }
     hm_tcache_bin *bin = &c->bin[cls];
     uint32_t n = nof(bin);
-    if (!n) { /* refill a batch from this thread's pages, admitted at this request's level */
-        uintptr_t b;
-        hm_heap_lock(h);
+    if (!n) { /* refill a batch from this thread's pages: no lock while they have free blocks */
         uint32_t want = bin->cap / 2;
-        while (n < want && (st = hm_heap_small_alloc(h, c->avail, cls, level, &b)) == HM_OK) {
-            atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
-            bin->slot[n++] = b;
+        uint64_t bit = (uint64_t)1 << cls;
+        if (atomic_load_explicit(&c->xpending, memory_order_relaxed) & bit) {
+            atomic_fetch_and_explicit(&c->xpending, ~bit, memory_order_relaxed);
+            hm_heap_collect_full(h, &c->lists, cls);
         }
-        hm_heap_unlock(h);
-        if (!n) return st;
+        n = hm_heap_take(h, &c->lists, cls, bin->slot, want);
+        if (!n) { /* a page from the heap (adopted or new), admitted at this request's level */
+            hm_heap_lock(h);
+            st = hm_heap_small_alloc(h, &c->lists, cls, level, &bin->slot[0]);
+            hm_heap_unlock(h);
+            if (st) return st;
+            n = 1 + hm_heap_take(h, &c->lists, cls, bin->slot + 1, want - 1);
+        }
+        for (uint32_t k = 0; k < n; k++)
+            atomic_store_explicit(hm_tcache_word1(bin->slot[k]), hm_tcache_tag(h, bin->slot[k]), memory_order_relaxed);
     }
     uintptr_t b = bin->slot[--n];
     set_n(bin, n);
@@ -158,23 +185,19 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
     return HM_OK;
 }
 
-hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b)
+hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     if (atomic_load_explicit(hm_tcache_word1(b), memory_order_relaxed) == hm_tcache_tag(h, b))
         return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = my_cache(h);
     if (!c) {
         hm_heap_lock(h);
-        hm_heap_small_free(h, pg, index, b);
+        hm_heap_small_free(h, pg, b);
         hm_heap_unlock(h);
         return HM_OK;
     }
     hm_tcache_bin *bin = &c->bin[pg->cls];
-    if (nof(bin) >= bin->cap) {
-        hm_heap_lock(h);
-        flush(h, c, pg->cls, bin->cap / 2);
-        hm_heap_unlock(h);
-    }
+    if (nof(bin) >= bin->cap) flush(h, c, pg->cls, bin->cap / 2, false);
     uint32_t n = nof(bin);
     atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
     bin->slot[n] = b;
