@@ -22,6 +22,7 @@ test: deps
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=address,undefined -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/asan -j $(JOBS)
 	ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS) --timeout 600
+	@./$(BUILD)/asan/hostmem info | grep 'write watch' | sed 's/^/tested with /'
 
 tsan: deps
 	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=thread -DHM_BUILD_BENCH=OFF >/dev/null

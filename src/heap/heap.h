@@ -45,13 +45,16 @@
  * that uses it, a cache of free blocks per size class (tcache.c): the common allocation and free
  * touch only the calling thread's cache, with no lock and no atomic read-modify-write; a free from
  * another thread goes into the freeing thread's cache and never touches the allocating one. Caches
- * are refilled from pages that the thread owns (a page's home): two threads never get blocks of one
- * page, so their blocks never share a cache line, and a thread's blocks sit close together. Pages
- * of a thread that exits go back to the heap's own lists, and threads take those before new ones.
- * Caches are refilled and flushed in batches under the heap's mutex, which also guards pages, segments,
- * large and debug blocks. A cached block keeps its live bit (the heap lent it to the cache) and
- * carries a tag in its second word, so that a second free of it is recognised. Lock order: heaps_lock
- * (tcache.c), then the heap lock, then the manager's locks (manager.h). */
+ * are refilled from pages that the thread owns (hm_hpage, "home"): two threads never get blocks of
+ * one page, so their blocks never share a cache line. A refill and the return of a full cache's
+ * blocks to the thread's own pages take no lock either; blocks of other threads' pages go onto
+ * those pages' xfree stacks (one CAS each), and the owner takes them back when it runs short. The
+ * heap's mutex is taken only to get a page (adopted from the heap's ownerless ones, from the empty
+ * cache, or committed anew), to give up an empty one, for large and debug blocks, and by a thread
+ * that exits (its pages become ownerless). A cached block keeps its live bit (the heap lent it to
+ * the cache) and carries a tag in its second word, so that a second free of it is recognised; so
+ * does a block in xfree. Lock order: heaps_lock (tcache.c), then the heap lock, then the manager's
+ * locks (manager.h). */
 #ifndef HM_HEAP_H
 #define HM_HEAP_H
 
