@@ -854,16 +854,11 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
     return true;
 }
 
-hm_status hm_heap_free(hm_heap *h, void *p)
+/* Everything but the common case (hm_heap_free): out of line, so that the common case needs no
+ * stack frame. */
+static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
 {
-    if (!h) return HM_E_POINTER;
-    if (!p) return HM_OK;
-    hm_status st = hm_manager_enter(h->m);
-    if (st) return st;
-    if ((h->flags & HM_HEAP_THREADSAFE) && free_fast(h, (uintptr_t)p, &st)) {
-        if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
-        return st;
-    }
+    hm_status st;
     hm_vmap_info info;
     if (!find(p, &info)) {
         hm_detail_set("Free(%p): not a block of any heap", p);
@@ -887,6 +882,23 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     if (st == HM_E_HOST_INVALIDOPERATION)
         hm_detail_set("Free(%p): not a live block (interior, already freed, or never allocated)", p);
     return hm_manager_leave(h->m, st);
+}
+
+static __attribute__((noinline)) hm_status already_freed(void *p)
+{
+    hm_detail_set("Free(%p): already freed", p);
+    return HM_E_HOST_INVALIDOPERATION;
+}
+
+hm_status hm_heap_free(hm_heap *h, void *p)
+{
+    if (!h) return HM_E_POINTER;
+    if (!p) return HM_OK;
+    hm_status st = hm_manager_enter(h->m);
+    if (st) return st;
+    if ((h->flags & HM_HEAP_THREADSAFE) && free_fast(h, (uintptr_t)p, &st))
+        return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
+    return free_general(h, p);
 }
 
 size_t hm_heap_usable_size(hm_heap *h, const void *p)
