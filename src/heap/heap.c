@@ -184,16 +184,27 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
             (void)hm_segmap_set((uintptr_t)s, s); /* before any of its blocks is handed out */
             pg = &s->page[1];
         }
-        pg->committed = 2; /* claimed */
+        /* With room to spare in the budget (the task level's threshold twice over), the unused slots
+         * that follow are committed in the same call and wait in the empty cache: a growing heap
+         * makes one system call per HM_COMMIT_AHEAD pages instead of one per page. */
+        size_t n = 1, first = page_index(pg);
+        hm_account *acct = &h->m->acct;
+        if (atomic_load_explicit(&acct->charge, memory_order_relaxed) + 2 * HM_COMMIT_AHEAD * HM_HPAGE_SIZE <=
+                acct->threshold[HM_LEVEL_TASK] / 2 &&
+            atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_LOW &&
+            !atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
+            while (n < HM_COMMIT_AHEAD && first + n < last && !BS(&pg[n]) && !pg[n].committed) n++;
+        for (size_t k = 0; k < n; k++) pg[k].committed = 2; /* claimed */
         void *b;
         hm_heap_unlock(h);
-        hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+        hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
         hm_heap_lock(h);
         if (st) {
-            pg->committed = 0; /* the page stays unused: the heap is as it was */
+            for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
             return st;
         }
-        pg->committed = 1;
+        for (size_t k = 0; k < n; k++) pg[k].committed = 1;
+        for (size_t k = n; k-- > 1;) empty_push(h, &pg[k]);
     }
     size_t bs = hm_heap_class_size(cls);
     SET(pg->block_size, (uint32_t)bs);

@@ -72,6 +72,7 @@
 #define HM_NCLASS 40
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
+#define HM_COMMIT_AHEAD 8            /* pages a growing heap commits at once while the budget has room */
 #define HM_EMPTY_DELAY_MS 100        /* an empty page stays committed this long for reuse (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
