@@ -432,6 +432,20 @@ void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
         }
 }
 
+/* The large-block counters (atomics: threads' caches change them without the lock). */
+static inline void large_count(hm_heap *h, int64_t bytes, int64_t blocks)
+{
+    atomic_fetch_add_explicit(&h->live_bytes, (uint64_t)bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->large_bytes, (uint64_t)bytes, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->live_blocks, (uint64_t)blocks, memory_order_relaxed);
+}
+
+bool hm_heap_may_keep(const hm_heap *h)
+{
+    return atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_LOW &&
+           !atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed);
+}
+
 static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ LCACHE_MAGIC; }
 
 /* A cached large block of at least bytes (and at most four times that), taken out of the cache; 0 if none.
@@ -458,9 +472,7 @@ static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
 {
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
-    if (size > HM_LCACHE_BYTES / 4 || atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW ||
-        atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
-        return false;
+    if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h)) return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
         if (hm_manager_free(h->m, (void *)h->lcache[0].base, 0, HM_MEM_RELEASE) != HM_OK) return false;
         h->lcache_bytes -= h->lcache[0].size;
@@ -473,6 +485,11 @@ static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
     h->nlcache++;
     h->lcache_bytes += size;
     return true;
+}
+
+void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size)
+{
+    if (!lcache_put(h, b, size)) (void)hm_manager_free(h->m, (void *)b, 0, HM_MEM_RELEASE);
 }
 
 /* Releases every cached large block (lock held): when a commit is refused, they are the first to go. */
@@ -497,15 +514,16 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     size_t room = (reserve + 4095) & ~(size_t)4095;
     if (room < bytes) room = bytes;
     uint64_t have;
-    hm_heap_lock(h);
-    uintptr_t cached = h->nlcache ? lcache_take(h, bytes, &have) : 0;
-    if (cached) { /* committed already: it serves any level */
-        h->live_bytes += have;
-        h->large_bytes += have;
-        h->live_blocks++;
+    uintptr_t cached = 0;
+    if ((h->flags & HM_HEAP_THREADSAFE) && (cached = hm_tcache_large_take(h, bytes, &have)))
+        ((uint64_t *)cached)[1] = 0; /* (this thread's own, no lock) */
+    if (!cached) {
+        hm_heap_lock(h);
+        cached = h->nlcache ? lcache_take(h, bytes, &have) : 0;
+        hm_heap_unlock(h);
     }
-    hm_heap_unlock(h);
-    if (cached) {
+    if (cached) { /* committed already: it serves any level */
+        large_count(h, (int64_t)have, 1);
         *out = cached;
         return HM_OK;
     }
@@ -514,6 +532,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
+        if (h->flags & HM_HEAP_THREADSAFE) hm_tcache_large_drain(h);
         hm_heap_lock(h);
         bool drained = lcache_drain(h);
         hm_heap_unlock(h);
@@ -523,11 +542,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
     }
-    hm_heap_lock(h);
-    h->live_bytes += bytes;
-    h->large_bytes += bytes;
-    h->live_blocks++;
-    hm_heap_unlock(h);
+    large_count(h, (int64_t)bytes, 1);
     *out = (uintptr_t)base;
     return HM_OK;
 }
@@ -809,9 +824,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
             hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
             if (st) return st;
         }
-        h->live_bytes -= r->size;
-        h->large_bytes -= r->size;
-        h->live_blocks--;
+        large_count(h, -(int64_t)r->size, -1);
         return HM_OK;
     }
     default:
@@ -884,6 +897,11 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
             if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
             return st;
         }
+        if (r.kind == LARGE && r.size && hm_tcache_large_put(h, r.block, r.size)) { /* so does a large one */
+            ((uint64_t *)r.block)[1] = lcache_tag(h, r.block);
+            large_count(h, -(int64_t)r.size, -1);
+            return HM_OK;
+        }
     }
     hm_heap_lock(h);
     r = hm_heap_classify(h, &info, (uintptr_t)p);
@@ -943,10 +961,7 @@ static hm_status grow_in_place(hm_heap *h, uintptr_t p, size_t have, size_t size
     void *b;
     hm_status st = hm_manager_alloc(h->m, (unsigned)level, (void *)(p + have), bytes - have, HM_MEM_COMMIT, h->prot, &b);
     if (st) return st;
-    hm_heap_lock(h);
-    h->live_bytes += bytes - have;
-    h->large_bytes += bytes - have;
-    hm_heap_unlock(h);
+    large_count(h, (int64_t)(bytes - have), 0);
     return HM_OK;
 }
 
@@ -1008,11 +1023,12 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     if (!h || !out) return HM_E_POINTER;
     memset(out, 0, sizeof *out);
     hm_heap_lock(h);
-    uint64_t cached_blocks, cached_bytes; /* lent to threads' caches: free for the program */
-    hm_tcache_cached(h, &cached_blocks, &cached_bytes);
+    uint64_t cached_blocks, cached_bytes, cached_large; /* lent to threads' caches: free for the program */
+    hm_tcache_cached(h, &cached_blocks, &cached_bytes, &cached_large);
     /* small blocks: what the pages hand out, less what is back in caches or xfree (racy reads of the
      * owners' counts: exact when no other thread is running) */
-    uint64_t blocks = h->live_blocks, bytes = h->live_bytes;
+    uint64_t blocks = atomic_load_explicit(&h->live_blocks, memory_order_relaxed),
+             bytes = atomic_load_explicit(&h->live_bytes, memory_order_relaxed);
     for (hm_segment *s = h->segments; s; s = s->next) {
         out->segments++;
         out->committed_pages++; /* the header page */
@@ -1028,8 +1044,8 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     }
     out->live_bytes = bytes - cached_bytes;
     out->live_blocks = blocks - cached_blocks;
-    out->large_bytes = h->large_bytes;
-    out->cached_large_bytes = h->lcache_bytes;
+    out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
+    out->cached_large_bytes = h->lcache_bytes + cached_large;
     hm_heap_unlock(h);
     return HM_OK;
 }

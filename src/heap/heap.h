@@ -15,6 +15,8 @@
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
  * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
  * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
+ * Each thread keeps a few freed large blocks of its own (up to HM_TCACHE_LARGE of at most
+ * HM_TCACHE_LARGE_MAX bytes, tcache.c) the same way, without the heap lock.
  * A large block made by realloc reserves twice its size: a later realloc grows it in place by
  * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
  *
@@ -139,7 +141,8 @@ struct hm_heap {
     hm_hpage *empty, *empty_tail;    /* committed pages without blocks, the most recently emptied first */
     unsigned nempty;
     hm_segment *segments;
-    uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from the pages) */
+    _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from the pages);
+                                                         atomics: threads' large caches change them unlocked */
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */

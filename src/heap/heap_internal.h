@@ -70,6 +70,8 @@ static inline hm_segment *hm_segmap_get(const void *p)
 #define HM_TCACHE_N 128
 #define HM_TCACHE_BYTES ((size_t)512 << 10)
 #define HM_TCACHE_MAGIC 0x7463616368656421ull
+#define HM_TCACHE_LARGE 8                        /* freed large blocks a thread keeps */
+#define HM_TCACHE_LARGE_MAX ((uint64_t)1 << 20)  /* ... of at most this size each */
 
 typedef struct hm_tcache_bin {
     _Atomic uint32_t n;               /* blocks held; written by the owning thread only */
@@ -84,6 +86,9 @@ typedef struct hm_tcache {
     struct hm_tcache *thread_next;    /* in its thread's list (its thread only) */
     hm_pagelists lists;               /* the pages this thread owns (its thread only) */
     _Atomic uint64_t xpending;        /* bit c: a full page of class c got blocks from another thread */
+    uint32_t nlarge;                  /* freed large blocks kept, oldest first */
+    struct { uintptr_t base; uint64_t size; } large[HM_TCACHE_LARGE];
+    _Atomic uint64_t large_bytes;     /* their bytes (statistics; written by its thread only) */
     hm_tcache_bin bin[HM_NCLASS];
 } hm_tcache;
 
@@ -136,10 +141,23 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
     (void)index;
     return hm_tcache_push_slow(h, pg, b);
 }
+/* Large blocks in this thread's cache (tcache.c): take one of at least bytes (at most four times
+ * that; its size in *size), or 0; keep the freed block b of size bytes (already tagged freed by the
+ * caller), false if it does not fit (then it goes to the heap). No lock. */
+uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size);
+bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size);
+/* Releases this thread's cached large blocks of h (a commit was refused). */
+void hm_tcache_large_drain(hm_heap *h);
+/* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
+void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size);
+/* heap.c: whether a large block may be kept committed now (not when memory is short). */
+bool hm_heap_may_keep(const hm_heap *h);
+
 /* Whether the live SMALL block at b sits in some thread's cache (freed, from the caller's view). */
 bool hm_tcache_holds(const hm_heap *h, uintptr_t b);
-/* Blocks and bytes sitting in the caches of h (for statistics; racy reads of the counts). Lock held. */
-void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes);
+/* Blocks and bytes sitting in the caches of h, and their large blocks' bytes (for statistics; racy
+ * reads of the counts). Lock held. */
+void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes, uint64_t *large_bytes);
 /* The heap is going away: its caches forget it (their blocks go with its segments). */
 void hm_tcache_heap_gone(hm_heap *h);
 uint64_t hm_tcache_new_heap_id(void);

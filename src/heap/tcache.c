@@ -82,6 +82,8 @@ void hm_tcache_notify(hm_pagelists *lists, unsigned cls)
         atomic_fetch_or_explicit(&c->xpending, (uint64_t)1 << cls, memory_order_relaxed);
 }
 
+static void large_flush(hm_heap *h, hm_tcache *c);
+
 static void thread_exit(void *arg)
 {
     (void)arg;
@@ -94,6 +96,7 @@ static void thread_exit(void *arg)
         if (h && h->id == c->heap_id) { /* still attached: give the blocks and pages back, leave the list */
             hm_heap_lock(h);
             for (unsigned cls = 0; cls < HM_NCLASS; cls++) flush(h, c, cls, nof(&c->bin[cls]), true);
+            large_flush(h, c);
             hm_heap_disown(h, &c->lists);
             for (hm_tcache **p = &h->caches; *p; p = &(*p)->next)
                 if (*p == c) {
@@ -210,15 +213,77 @@ bool hm_tcache_holds(const hm_heap *h, uintptr_t b)
     return atomic_load_explicit(hm_tcache_word1(b), memory_order_relaxed) == hm_tcache_tag(h, b);
 }
 
-void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes)
+void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes, uint64_t *large_bytes)
 {
-    *blocks = *bytes = 0;
-    for (hm_tcache *c = h->caches; c; c = c->next)
+    *blocks = *bytes = *large_bytes = 0;
+    for (hm_tcache *c = h->caches; c; c = c->next) {
+        *large_bytes += atomic_load_explicit(&c->large_bytes, memory_order_relaxed);
         for (unsigned cls = 0; cls < HM_NCLASS; cls++) {
             uint64_t n = nof(&c->bin[cls]);
             *blocks += n;
             *bytes += n * hm_heap_class_size(cls);
         }
+    }
+}
+
+static inline void large_count(hm_tcache *c, int64_t d)
+{
+    atomic_store_explicit(&c->large_bytes, atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + (uint64_t)d,
+                          memory_order_relaxed);
+}
+
+uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size)
+{
+    hm_tcache *c = hm_thread_caches;
+    if (!c || c->heap_id != h->id || !c->nlarge) return 0;
+    unsigned best = HM_TCACHE_LARGE;
+    for (unsigned i = 0; i < c->nlarge; i++)
+        if (c->large[i].size >= bytes && c->large[i].size / 4 <= bytes &&
+            (best == HM_TCACHE_LARGE || c->large[i].size < c->large[best].size))
+            best = i;
+    if (best == HM_TCACHE_LARGE) return 0;
+    uintptr_t b = c->large[best].base;
+    *size = c->large[best].size;
+    c->large[best] = c->large[--c->nlarge];
+    large_count(c, -(int64_t)*size);
+    return b;
+}
+
+bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
+{
+    if (size > HM_TCACHE_LARGE_MAX || !hm_heap_may_keep(h)) return false;
+    hm_tcache *c = my_cache(h);
+    if (!c) return false;
+    if (c->nlarge == HM_TCACHE_LARGE) { /* the oldest goes to the heap */
+        hm_heap_lock(h);
+        hm_heap_large_return(h, c->large[0].base, c->large[0].size);
+        hm_heap_unlock(h);
+        large_count(c, -(int64_t)c->large[0].size);
+        memmove(&c->large[0], &c->large[1], (HM_TCACHE_LARGE - 1) * sizeof c->large[0]);
+        c->nlarge--;
+    }
+    c->large[c->nlarge].base = b;
+    c->large[c->nlarge].size = size;
+    c->nlarge++;
+    large_count(c, (int64_t)size);
+    return true;
+}
+
+/* Gives this thread's large blocks of h back to the heap (lock held). */
+static void large_flush(hm_heap *h, hm_tcache *c)
+{
+    for (unsigned i = 0; i < c->nlarge; i++) hm_heap_large_return(h, c->large[i].base, c->large[i].size);
+    c->nlarge = 0;
+    atomic_store_explicit(&c->large_bytes, 0, memory_order_relaxed);
+}
+
+void hm_tcache_large_drain(hm_heap *h)
+{
+    hm_tcache *c = hm_thread_caches;
+    if (!c || c->heap_id != h->id || !c->nlarge) return;
+    hm_heap_lock(h);
+    large_flush(h, c);
+    hm_heap_unlock(h);
 }
 
 void hm_tcache_heap_gone(hm_heap *h)
