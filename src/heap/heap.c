@@ -452,12 +452,8 @@ static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key
  * Lock held. */
 static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 {
-    unsigned best = HM_LCACHE_N;
-    for (unsigned i = 0; i < h->nlcache; i++)
-        if (h->lcache[i].size >= bytes && h->lcache[i].size / 4 <= bytes &&
-            (best == HM_LCACHE_N || h->lcache[i].size < h->lcache[best].size))
-            best = i;
-    if (best == HM_LCACHE_N) return 0;
+    unsigned best = hm_lblock_fit(h->lcache, h->nlcache, bytes);
+    if (best == h->nlcache) return 0;
     uintptr_t b = h->lcache[best].base;
     *size = h->lcache[best].size;
     memmove(&h->lcache[best], &h->lcache[best + 1], (h->nlcache - best - 1) * sizeof h->lcache[0]);

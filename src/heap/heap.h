@@ -129,6 +129,21 @@ typedef struct hm_site {
     uint64_t live_bytes, live_blocks, total_blocks;
 } hm_site;
 
+/* A freed large block kept committed for reuse (the heap's cache, a thread's cache). */
+typedef struct hm_lblock {
+    uintptr_t base;
+    uint64_t size;
+} hm_lblock;
+
+/* The smallest of v[0..n) that holds bytes without wasting more than three quarters of itself; n if none. */
+static inline unsigned hm_lblock_fit(const hm_lblock *v, unsigned n, uint64_t bytes)
+{
+    unsigned best = n;
+    for (unsigned i = 0; i < n; i++)
+        if (v[i].size >= bytes && v[i].size / 4 <= bytes && (best == n || v[i].size < v[best].size)) best = i;
+    return best;
+}
+
 struct hm_manager;
 
 struct hm_heap {
@@ -146,7 +161,7 @@ struct hm_heap {
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
-    struct { uintptr_t base; uint64_t size; } lcache[HM_LCACHE_N]; /* freed large blocks, oldest first */
+    hm_lblock lcache[HM_LCACHE_N];   /* freed large blocks, oldest first */
     unsigned nlcache;
     uint64_t lcache_bytes;
     struct hm_tcache *caches;        /* the threads' caches of this heap (tcache.c), under the lock */

@@ -87,7 +87,7 @@ typedef struct hm_tcache {
     hm_pagelists lists;               /* the pages this thread owns (its thread only) */
     _Atomic uint64_t xpending;        /* bit c: a full page of class c got blocks from another thread */
     uint32_t nlarge;                  /* freed large blocks kept, oldest first */
-    struct { uintptr_t base; uint64_t size; } large[HM_TCACHE_LARGE];
+    hm_lblock large[HM_TCACHE_LARGE];
     _Atomic uint64_t large_bytes;     /* their bytes (statistics; written by its thread only) */
     hm_tcache_bin bin[HM_NCLASS];
 } hm_tcache;

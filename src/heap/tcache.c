@@ -236,12 +236,8 @@ uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 {
     hm_tcache *c = hm_thread_caches;
     if (!c || c->heap_id != h->id || !c->nlarge) return 0;
-    unsigned best = HM_TCACHE_LARGE;
-    for (unsigned i = 0; i < c->nlarge; i++)
-        if (c->large[i].size >= bytes && c->large[i].size / 4 <= bytes &&
-            (best == HM_TCACHE_LARGE || c->large[i].size < c->large[best].size))
-            best = i;
-    if (best == HM_TCACHE_LARGE) return 0;
+    unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes);
+    if (best == c->nlarge) return 0;
     uintptr_t b = c->large[best].base;
     *size = c->large[best].size;
     c->large[best] = c->large[--c->nlarge];
