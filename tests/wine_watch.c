@@ -553,8 +553,10 @@ static void test_reserve_readonly(void **state)
 
 /* ---- guard pages: k32 test_guard_page ----------------------------------------------------------- */
 
-static struct {
-    volatile int calls;
+/* What the handler saw. Volatile: it runs inside a fault the compiler does not know of, so stores to
+ * these around the faulting access must not be merged or dropped. */
+static volatile struct {
+    int calls;
     void *page;
     hm_access access;
     int *target; /* where the handler adds 0x100; NULL: the address it is told */
