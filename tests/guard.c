@@ -13,17 +13,18 @@
 #include "win32_testutil.h"
 
 typedef struct hit {
-    void *page;
+    void *page;   /* the guard page */
+    void *addr;   /* the faulting address the handler was given */
     hm_access access;
 } hit;
 static hit hits[16];
 static volatile int nhits;
 static hm_guard_action answer = HM_GUARD_CONTINUE;
 
-static hm_guard_action on_guard(void *page, hm_access access, void *arg)
+static hm_guard_action on_guard(void *addr, hm_access access, void *arg)
 {
     (void)arg;
-    if (nhits < 16) hits[nhits] = (hit){page, access};
+    if (nhits < 16) hits[nhits] = (hit){(void *)((uintptr_t)addr & ~(uintptr_t)4095), addr, access};
     nhits++;
     return answer;
 }
@@ -65,6 +66,7 @@ static void test_touches_fire_once(void **state)
     assert_int_equal(c, 0);
     assert_int_equal(nhits, 1);
     assert_ptr_equal(hits[0].page, p);
+    assert_ptr_equal(hits[0].addr, p + 10); /* the faulting byte, as Windows' ExceptionInformation[1] */
     assert_int_equal(hits[0].access, HM_ACCESS_READ);
     assert_int_equal(protect_of(p, &size), PAGE_READWRITE); /* fired: the base protection */
     assert_int_equal(size, PG);
@@ -76,6 +78,7 @@ static void test_touches_fire_once(void **state)
     v[PG + 5] = 7; /* write */
     assert_int_equal(nhits, 2);
     assert_ptr_equal(hits[1].page, p + PG);
+    assert_ptr_equal(hits[1].addr, p + PG + 5);
     assert_int_equal(hits[1].access, HM_ACCESS_WRITE);
     assert_int_equal(v[PG + 5], 7); /* the write happened */
     check_map();

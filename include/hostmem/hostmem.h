@@ -264,7 +264,9 @@ HM_API const char *hm_write_watch_describe(void);
 /* Guard pages: the first access to a page committed with HM_PAGE_GUARD disarms its guard (queries
  * show its base protection from then on) and reports a guard-page violation
  * (STATUS_GUARD_PAGE_VIOLATION) to the guard handler, on the faulting thread, in signal context
- * (async-signal-safe code only), with the page's address and the kind of access. The handler returns
+ * (async-signal-safe code only), with the faulting address (as Windows' ExceptionInformation[1]; its
+ * page is the guard page) and the kind of access. The handler may touch hostmem memory, that page
+ * included (SIGSEGV is unblocked while it runs). The handler returns
  * HM_GUARD_CONTINUE to let the access run again (it now succeeds if the base protection allows it),
  * or HM_GUARD_RAISE to deliver the fault as a SIGSEGV to the handler installed before hostmem's (by
  * default the process dies, as an unhandled guard-page violation ends a Windows process).
@@ -272,7 +274,7 @@ HM_API const char *hm_write_watch_describe(void);
  * (hm_guard_violations): what a Windows thread stack's guard page does. */
 typedef enum hm_access { HM_ACCESS_UNKNOWN = -1, HM_ACCESS_READ = 0, HM_ACCESS_WRITE = 1, HM_ACCESS_EXECUTE = 8 } hm_access;
 typedef enum hm_guard_action { HM_GUARD_CONTINUE = 0, HM_GUARD_RAISE = 1 } hm_guard_action;
-typedef hm_guard_action (*hm_guard_handler)(void *page, hm_access access, void *arg);
+typedef hm_guard_action (*hm_guard_handler)(void *addr, hm_access access, void *arg);
 HM_API void hm_set_guard_handler(hm_guard_handler fn, void *arg);
 HM_API uint64_t hm_guard_violations(void);
 

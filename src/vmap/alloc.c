@@ -189,6 +189,8 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     bool special = watch || (commit && (prot & HM_PAGE_GUARD));
     if (!err && special) {
         err = hm_special_attach(a, watch);
+        /* guard pages need the fault handler, which the kernel's write watch alone does not */
+        if (!err && commit && (prot & HM_PAGE_GUARD) && watch) err = hm_special_attach(a, HM_WATCH_NONE);
         if (err) what = watch ? "write watch" : "guard pages";
     }
     if (!err && commit) { /* the new pages are empty, so PROT_* alone commits them */

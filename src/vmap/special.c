@@ -148,8 +148,17 @@ static hm_trap_action on_fault(void *addr, hm_trap_access access, void *uc)
     if (!fn) return HM_TRAP_RETRY; /* the documented default: the access goes on */
     hm_access kind = access == HM_TRAP_WRITE ? HM_ACCESS_WRITE : access == HM_TRAP_EXEC ? HM_ACCESS_EXECUTE
                    : access == HM_TRAP_READ ? HM_ACCESS_READ : HM_ACCESS_UNKNOWN;
-    return fn((void *)at, kind, atomic_load_explicit(&guard_arg, memory_order_relaxed)) == HM_GUARD_RAISE ? HM_TRAP_PASS
-                                                                                                           : HM_TRAP_RETRY;
+    /* The program's handler may touch hostmem's special pages itself (write to the page whose guard
+     * just fired, which the write-watch fallback still protects): SIGSEGV and SIGBUS are unblocked
+     * while it runs, so that such a fault is handled like any other (no lock is held here). */
+    sigset_t faults, saved;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGSEGV);
+    sigaddset(&faults, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &faults, &saved);
+    hm_guard_action act = fn(addr, kind, atomic_load_explicit(&guard_arg, memory_order_relaxed));
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    return act == HM_GUARD_RAISE ? HM_TRAP_PASS : HM_TRAP_RETRY;
 }
 
 int hm_handle_fault(int sig, void *siginfo, void *ucontext)
