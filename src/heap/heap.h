@@ -15,8 +15,8 @@
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
  * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
  * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
- * Each thread keeps a few freed large blocks of its own (up to HM_TCACHE_LARGE of at most
- * HM_TCACHE_LARGE_MAX bytes, tcache.c) the same way, without the heap lock.
+ * Each thread keeps a few freed large blocks of its own (HM_TCACHE_LARGE of at most
+ * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, without the heap lock.
  * A large block made by realloc reserves twice its size: a later realloc grows it in place by
  * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
  *
@@ -135,12 +135,13 @@ typedef struct hm_lblock {
     uint64_t size;
 } hm_lblock;
 
-/* The smallest of v[0..n) that holds bytes without wasting more than three quarters of itself; n if none. */
+#define HM_LBLOCK_SLACK 16 /* a cached large block serves requests down to 1/16 of its size */
+/* The smallest of v[0..n) that holds bytes, up to HM_LBLOCK_SLACK times more; n if none. */
 static inline unsigned hm_lblock_fit(const hm_lblock *v, unsigned n, uint64_t bytes)
 {
     unsigned best = n;
     for (unsigned i = 0; i < n; i++)
-        if (v[i].size >= bytes && v[i].size / 4 <= bytes && (best == n || v[i].size < v[best].size)) best = i;
+        if (v[i].size >= bytes && v[i].size / HM_LBLOCK_SLACK <= bytes && (best == n || v[i].size < v[best].size)) best = i;
     return best;
 }
 

@@ -70,8 +70,9 @@ static inline hm_segment *hm_segmap_get(const void *p)
 #define HM_TCACHE_N 128
 #define HM_TCACHE_BYTES ((size_t)512 << 10)
 #define HM_TCACHE_MAGIC 0x7463616368656421ull
-#define HM_TCACHE_LARGE 8                        /* freed large blocks a thread keeps */
+#define HM_TCACHE_LARGE 32                       /* freed large blocks a thread keeps */
 #define HM_TCACHE_LARGE_MAX ((uint64_t)1 << 20)  /* ... of at most this size each */
+#define HM_TCACHE_LARGE_BYTES ((uint64_t)8 << 20) /* ... and this many bytes in all */
 
 typedef struct hm_tcache_bin {
     _Atomic uint32_t n;               /* blocks held; written by the owning thread only */

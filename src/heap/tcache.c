@@ -240,7 +240,8 @@ uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size)
     if (best == c->nlarge) return 0;
     uintptr_t b = c->large[best].base;
     *size = c->large[best].size;
-    c->large[best] = c->large[--c->nlarge];
+    memmove(&c->large[best], &c->large[best + 1], (c->nlarge - best - 1) * sizeof c->large[0]); /* oldest first */
+    c->nlarge--;
     large_count(c, -(int64_t)*size);
     return b;
 }
@@ -250,13 +251,16 @@ bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
     if (size > HM_TCACHE_LARGE_MAX || !hm_heap_may_keep(h)) return false;
     hm_tcache *c = my_cache(h);
     if (!c) return false;
-    if (c->nlarge == HM_TCACHE_LARGE) { /* the oldest goes to the heap */
-        hm_heap_lock(h);
-        hm_heap_large_return(h, c->large[0].base, c->large[0].size);
+    if (c->nlarge == HM_TCACHE_LARGE || atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES) {
+        hm_heap_lock(h); /* the oldest go to the heap */
+        while (c->nlarge && (c->nlarge == HM_TCACHE_LARGE ||
+                             atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES)) {
+            hm_heap_large_return(h, c->large[0].base, c->large[0].size);
+            large_count(c, -(int64_t)c->large[0].size);
+            memmove(&c->large[0], &c->large[1], (c->nlarge - 1) * sizeof c->large[0]);
+            c->nlarge--;
+        }
         hm_heap_unlock(h);
-        large_count(c, -(int64_t)c->large[0].size);
-        memmove(&c->large[0], &c->large[1], (HM_TCACHE_LARGE - 1) * sizeof c->large[0]);
-        c->nlarge--;
     }
     c->large[c->nlarge].base = b;
     c->large[c->nlarge].size = size;
