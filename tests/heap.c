@@ -338,6 +338,43 @@ static void test_size_classes(void **state)
 }
 
 /* SPEC 4: blocks above 32 KiB are large: page aligned, charged exactly, given back on Free. */
+/* Freed large blocks stay committed in caches (the thread's own, then the heap's) and serve the next
+ * large request; hm_heap_trim gives them back, with the heap's empty pages. */
+static void test_large_cache_and_trim(void **state)
+{
+    (void)state;
+    assert_int_equal(hm_heap_trim(NULL), HM_E_POINTER);
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
+        hm_manager *m = make("limit=256M");
+        hm_heap *h = mk_heap(m, flags);
+        void *a = alloc_ok(h, 200 * KiB, HM_LEVEL_TASK), *b = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK);
+        memset(a, 1, 200 * KiB);
+        free_ok(h, a);
+        free_ok(h, b);
+        hm_heap_stats st = hstats(h);
+        assert_int_equal(st.live_blocks, 0);
+        assert_int_equal(st.cached_large_bytes, 800 * KiB);
+        assert_int_equal(charge(m), heap_charge(h));
+        void *c = alloc_ok(h, 150 * KiB, HM_LEVEL_TASK); /* the 200 KiB block, still committed */
+        assert_ptr_equal(c, a);
+        assert_int_equal(hm_heap_usable_size(h, c), 200 * KiB);
+        assert_int_equal(((unsigned char *)c)[4096], 1); /* reused, not remapped */
+        assert_int_equal(hstats(h).cached_large_bytes, 600 * KiB);
+        free_ok(h, c);
+        uint64_t before = charge(m);
+        assert_int_equal(hm_heap_trim(h), HM_OK);
+        st = hstats(h);
+        assert_int_equal(st.cached_large_bytes, 0);
+        assert_int_equal(charge(m), before - 800 * KiB);
+        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(hm_heap_free(h, c), HM_E_HOST_INVALIDOPERATION); /* gone for good */
+        check_books();
+        destroy_heap(h);
+        assert_int_equal(charge(m), 0);
+        destroy_mgr(m);
+    }
+}
+
 static void test_large(void **state)
 {
     (void)state;
@@ -1390,6 +1427,7 @@ int main(void)
         cmocka_unit_test(test_block_index),
         cmocka_unit_test(test_size_classes),
         cmocka_unit_test(test_large),
+        cmocka_unit_test(test_large_cache_and_trim),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_invalid_level),
         cmocka_unit_test(test_aligned),

@@ -324,9 +324,10 @@ typedef struct hm_heap_stats {
 } hm_heap_stats;
 HM_API hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out);
 /* Gives back now what the heap keeps for reuse: its empty pages (decommitted) and its freed large
- * blocks (released). A heap does this by itself for pages that have stayed empty for 100 ms (at its
- * next page operation) and at once while the manager's memory state is Low; blocks sitting in threads'
- * caches stay (each thread's go back when it exits). */
+ * blocks (released), the calling thread's cached large blocks included. A heap does this by itself
+ * for pages that have stayed empty for 100 ms (at its next page operation) and at once while the
+ * manager's memory state is Low; blocks sitting in other threads' caches stay (each thread's go back
+ * when it exits). */
 HM_API hm_status hm_heap_trim(hm_heap *h);
 
 /* Debug sites of h, one call of fn per site with live or past debug blocks. */

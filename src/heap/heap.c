@@ -1006,6 +1006,7 @@ hm_status hm_heap_trim(hm_heap *h)
     if (!h) return HM_E_POINTER;
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
+    if (h->flags & HM_HEAP_THREADSAFE) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
     purge(h, true);
     (void)lcache_drain(h);
