@@ -313,6 +313,12 @@ HM_API hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level leve
 HM_API hm_status hm_heap_free(hm_heap *h, void *p);
 /* Bytes usable at p (a live block of h), or 0. */
 HM_API size_t hm_heap_usable_size(hm_heap *h, const void *p);
+/* Where the program writes into block p of an executable heap (code, before it runs it from p). Where
+ * the system forbids memory that is writable and executable at once (W^X), an executable heap keeps
+ * two views of its memory: p is executable and readable, and this returns p's alias in the writable
+ * view; elsewhere it returns p. NULL if p is no live block of h. (The environment variable
+ * HOSTMEM_EXEC_VIEWS=dual makes every executable heap keep two views.) */
+HM_API void *hm_heap_writable(hm_heap *h, const void *p);
 
 typedef struct hm_heap_stats {
     uint64_t live_bytes;       /* bytes of live blocks (block sizes) */

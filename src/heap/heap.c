@@ -3,11 +3,13 @@
 #define _GNU_SOURCE /* PTHREAD_MUTEX_ADAPTIVE_NP */
 #include "heap_internal.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "../manager/manager.h"
+#include "../os/os.h"
 #include "../vmap/meta.h"
 #include "../vmap/vmap.h"
 
@@ -20,6 +22,7 @@
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two pools below */
 static hm_pool heap_pool = HM_POOL_INIT("heap", sizeof(hm_meta_hdr) + sizeof(struct hm_heap), 64 * 1024);
 static hm_pool site_pool = HM_POOL_INIT("heap-sites", sizeof(hm_meta_hdr) + sizeof(hm_site) * HM_MAX_SITES, 128 * 1024);
+static hm_pool view_pool = HM_POOL_INIT("heap-views", sizeof(hm_meta_hdr) + sizeof(hm_view), 16 * 1024);
 
 static void *pool_get(hm_pool *p)
 {
@@ -94,6 +97,73 @@ static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
     return HM_E_FAIL;
 }
 
+/* ---- two views (heap.h, "Executable heaps") ------------------------------------------------------- */
+
+static hm_view *view_of(const hm_heap *h, uintptr_t b)
+{
+    for (hm_view *v = h->views; v; v = v->next)
+        if (b - v->base < v->room) return v;
+    return NULL;
+}
+
+/* Where the heap (or the program) writes the byte at b of a block of h: b itself, or its alias in
+ * the read-write view of a dual heap. */
+static inline uintptr_t wr(const hm_heap *h, uintptr_t b)
+{
+    if (!h->dual) return b;
+    hm_segment *s = hm_segmap_get((void *)b);
+    if (s) return (uintptr_t)((intptr_t)b + s->rw_delta);
+    hm_view *v = view_of(h, b);
+    return v ? v->rw + (b - v->base) : b;
+}
+#define W64(h, b, i) ((uint64_t *)wr((h), (b)))[i]
+/* wr() for a caller without the lock (the large blocks' list may change meanwhile). */
+static uintptr_t wr_locked(hm_heap *h, uintptr_t b)
+{
+    if (!h->dual) return b;
+    hm_heap_lock(h);
+    uintptr_t r = wr(h, b);
+    hm_heap_unlock(h);
+    return r;
+}
+
+/* Two views of [base, base+size) from a new memfd: its shared execute-read view over the map's
+ * reservation there (PROT_NONE until committed), its read-write view anywhere. Undone on failure. */
+static int views_new(uintptr_t base, size_t size, int *fd, uintptr_t *rw)
+{
+    int err = hm_os_memfd(size, fd);
+    if (err) return err;
+    void *p = NULL;
+    if ((err = hm_os_map_shared_at((void *)base, size, *fd, 0, HM_OS_PROT_NONE)) ||
+        (err = hm_os_map_shared(size, *fd, 0, HM_OS_PROT_READ | HM_OS_PROT_WRITE, &p))) {
+        (void)hm_os_rereserve((void *)base, size); /* (a no-op if the first map failed) */
+        hm_os_close(*fd);
+        return err;
+    }
+    *rw = (uintptr_t)p;
+    return 0;
+}
+
+/* The views go; the map's reservation is ordinary reserved memory again, ready to be released. */
+static void views_drop(uintptr_t base, size_t size, int fd, uintptr_t rw)
+{
+    (void)hm_os_rereserve((void *)base, size);
+    (void)hm_os_unmap((void *)rw, size);
+    hm_os_close(fd);
+}
+
+/* Unlinks a large block's views and drops them (heap lock held). */
+static void view_forget(hm_heap *h, hm_view *v)
+{
+    for (hm_view **p = &h->views; *p; p = &(*p)->next)
+        if (*p == v) {
+            *p = v->next;
+            break;
+        }
+    views_drop(v->base, v->room, v->fd, v->rw);
+    pool_put(&view_pool, v);
+}
+
 /* ---- segments and pages ----------------------------------------------------------------------- */
 
 /* A new segment, its header committed at level. Makes system calls and may wait for memory: the
@@ -104,15 +174,28 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, &base);
     if (st) return st;
     size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
+    int fd = -1;
+    uintptr_t rw = 0, blocks = (uintptr_t)base + HM_HPAGE_SIZE;
+    if (h->dual) {
+        int err = views_new(blocks, HM_SEG_SIZE - HM_HPAGE_SIZE, &fd, &rw);
+        if (err) {
+            (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+            hm_detail_set("executable heap: two views of a segment: %s", strerror(err));
+            return HM_E_OUTOFMEMORY;
+        }
+    }
     void *b;
     st = hm_manager_alloc(h->m, level, base, hdr, HM_MEM_COMMIT, HM_PAGE_READWRITE, &b);
     if (st) {
+        if (h->dual) views_drop(blocks, HM_SEG_SIZE - HM_HPAGE_SIZE, fd, rw);
         (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
     }
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
     atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
+    s->fd = fd;
+    s->rw_delta = (intptr_t)rw - (intptr_t)blocks;
     *out = s;
     return HM_OK;
 }
@@ -154,6 +237,8 @@ static void purge(hm_heap *h, bool force)
     while (h->empty_tail && (force || now - h->empty_tail->empty_since >= HM_EMPTY_DELAY_MS)) {
         hm_hpage *pg = h->empty_tail;
         if (hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) break;
+        if (h->dual) /* the memfd keeps what a shared view drops: give its pages back too */
+            (void)hm_os_punch(seg_of(pg)->fd, (page_index(pg) - 1) * HM_HPAGE_SIZE, HM_HPAGE_SIZE);
         empty_del(h, pg);
         pg->committed = 0;
     }
@@ -274,9 +359,9 @@ static bool collect(hm_heap *h, hm_hpage *pg)
     bool ok = true;
     while (b) {
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
+        atomic_store_explicit(hm_tcache_word1(wr(h, b)), 0, memory_order_relaxed);
         set_live(pg, index_of(pg, b), false);
-        *(uintptr_t *)b = pg->free ^ h->key ^ b;
+        *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b;
         pg->free = b;
         n++;
         if (next && !in_page(pg, next)) {
@@ -381,18 +466,18 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
 {
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
     if (home != mine) { /* another thread's page (or an ownerless one, the lock not held): its xfree */
-        atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
+        atomic_store_explicit(hm_tcache_word1(wr(h, b)), hm_tcache_tag(h, b), memory_order_relaxed);
         uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-        do *(uintptr_t *)b = old ^ h->key ^ b;
+        do *(uintptr_t *)wr(h, b) = old ^ h->key ^ b;
         while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_release, memory_order_relaxed));
         atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
         if (!old && home && home != &h->own) /* the first since the owner looked: tell it (tcache.c) */
             hm_tcache_notify(home, pg->cls);
         return false;
     }
-    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
+    atomic_store_explicit(hm_tcache_word1(wr(h, b)), 0, memory_order_relaxed);
     set_live(pg, index_of(pg, b), false);
-    *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
+    *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b; /* encoded link */
     pg->free = b;
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     SET(pg->used, used);
@@ -459,7 +544,7 @@ static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
     memmove(&h->lcache[best], &h->lcache[best + 1], (h->nlcache - best - 1) * sizeof h->lcache[0]);
     h->nlcache--;
     h->lcache_bytes -= *size;
-    ((uint64_t *)b)[1] = 0;
+    W64(h, b, 1) = 0;
     return b;
 }
 
@@ -468,14 +553,14 @@ static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
 {
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
-    if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h)) return false;
+    if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h) || h->dual) return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
         if (hm_manager_free(h->m, (void *)h->lcache[0].base, 0, HM_MEM_RELEASE) != HM_OK) return false;
         h->lcache_bytes -= h->lcache[0].size;
         memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);
         h->nlcache--;
     }
-    ((uint64_t *)b)[1] = lcache_tag(h, b);
+    W64(h, b, 1) = lcache_tag(h, b);
     h->lcache[h->nlcache].base = b;
     h->lcache[h->nlcache].size = size;
     h->nlcache++;
@@ -511,7 +596,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     if (room < bytes) room = bytes;
     uint64_t have;
     uintptr_t cached = 0;
-    if ((h->flags & HM_HEAP_THREADSAFE) && (cached = hm_tcache_large_take(h, bytes, &have)))
+    if (h->cached && (cached = hm_tcache_large_take(h, bytes, &have)))
         ((uint64_t *)cached)[1] = 0; /* (this thread's own, no lock) */
     if (!cached) {
         hm_heap_lock(h);
@@ -526,15 +611,36 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     void *base, *b;
     hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
+    hm_view *v = NULL;
+    if (h->dual) { /* its own memfd and two views (heap.h, "Executable heaps") */
+        int err = ENOMEM;
+        if (!(v = pool_get(&view_pool)) || (err = views_new((uintptr_t)base, room, &v->fd, &v->rw))) {
+            if (v) pool_put(&view_pool, v);
+            (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+            hm_detail_set("executable heap: two views of a large block: %s", strerror(err));
+            return HM_E_OUTOFMEMORY;
+        }
+        v->base = (uintptr_t)base;
+        v->room = room;
+        hm_heap_lock(h);
+        v->next = h->views;
+        h->views = v;
+        hm_heap_unlock(h);
+    }
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
-        if (h->flags & HM_HEAP_THREADSAFE) hm_tcache_large_drain(h);
+        if (h->cached) hm_tcache_large_drain(h);
         hm_heap_lock(h);
         bool drained = lcache_drain(h);
         hm_heap_unlock(h);
         if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     }
     if (st) {
+        if (v) {
+            hm_heap_lock(h);
+            view_forget(h, v);
+            hm_heap_unlock(h);
+        }
         (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
     }
@@ -634,7 +740,9 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     memset(h, 0, sizeof *h);
     h->m = m;
     h->flags = flags;
-    h->prot = flags & HM_HEAP_EXECUTABLE ? HM_PAGE_EXECUTE_READWRITE : HM_PAGE_READWRITE;
+    h->dual = (flags & HM_HEAP_EXECUTABLE) && !hm_os_wx_allowed();
+    h->cached = (flags & HM_HEAP_THREADSAFE) && !h->dual;
+    h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     uint64_t k = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)h ^ ((uint64_t)t.tv_sec << 32);
@@ -673,7 +781,17 @@ hm_status hm_heap_destroy(hm_heap *h)
     if (!h) return HM_E_POINTER;
     leak_report(h);
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
-    for (hm_segment *s = h->segments; s; s = s->next) (void)hm_segmap_set((uintptr_t)s, NULL);
+    for (hm_segment *s = h->segments; s; s = s->next) {
+        (void)hm_segmap_set((uintptr_t)s, NULL);
+        if (h->dual) views_drop((uintptr_t)s + HM_HPAGE_SIZE, HM_SEG_SIZE - HM_HPAGE_SIZE, s->fd,
+                                (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta));
+    }
+    while (h->views) {
+        hm_view *v = h->views;
+        h->views = v->next;
+        views_drop(v->base, v->room, v->fd, v->rw);
+        pool_put(&view_pool, v);
+    }
     hm_manager *m = h->m;
     /* every segment and large block of this heap at once; the charge goes back with them */
     hm_status st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
@@ -698,7 +816,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
             while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
     }
     if (cls == HM_NCLASS) return large_alloc(h, size, size, level, out);
-    if (cached && (h->flags & HM_HEAP_THREADSAFE)) return hm_tcache_alloc(h, cls, level, out);
+    if (cached && h->cached) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, &h->own, cls, level, out);
     hm_heap_unlock(h);
@@ -737,7 +855,7 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first: a thread-safe heap's small block from this thread's cache */
-    if (h && out && (h->flags & HM_HEAP_THREADSAFE) && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS &&
+    if (h && out && h->cached && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS &&
         hm_manager_enter(h->m) == HM_OK) {
         uintptr_t b = hm_tcache_pop(h, hm_heap_class_of(size ? size : 1));
         if (b) {
@@ -762,7 +880,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
     hm_heap_lock(h);
     if (!st) {
         uint32_t site = site_of(h, file, line);
-        uint64_t *hdr = (uint64_t *)b;
+        uint64_t *hdr = (uint64_t *)wr(h, b);
         hdr[0] = debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
         if (site < HM_MAX_SITES) {
@@ -784,7 +902,7 @@ hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, 
         return HM_E_OUTOFMEMORY;
     }
     hm_status st = hm_heap_alloc(h, count * size, level, out);
-    if (!st) memset(*out, 0, count * size);
+    if (!st) memset((void *)wr_locked(h, (uintptr_t)*out), 0, count * size);
     return st;
 }
 
@@ -801,7 +919,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
                 h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
                 h->sites[site].live_blocks--;
             }
-            ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
+            W64(h, r->block, 0) = 0; /* no longer a debug block */
         }
         hm_heap_small_free(h, r->page, r->block);
         return HM_OK;
@@ -815,8 +933,10 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
                 h->sites[site].live_blocks--;
             }
         }
-        if (r->kind == LARGE_DEBUG) ((uint64_t *)r->block)[0] = 0; /* no longer a debug block */
+        if (r->kind == LARGE_DEBUG) W64(h, r->block, 0) = 0; /* no longer a debug block */
         if (r->kind == LARGE_DEBUG || !lcache_put(h, r->block, r->size)) {
+            hm_view *v = h->dual ? view_of(h, r->block) : NULL;
+            if (v) view_forget(h, v);
             hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
             if (st) return st;
         }
@@ -846,7 +966,7 @@ static hm_status foreign(const hm_vmap_info *info, const void *p)
 {
     hm_heap *o = (hm_heap *)(info->tag & ~(uintptr_t)1);
     block_ref r = hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
-    if (r.kind == SMALL && (o->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(o, r.block)) r.kind = NOT_A_BLOCK;
+    if (r.kind == SMALL && o->cached && hm_tcache_holds(o, r.block)) r.kind = NOT_A_BLOCK;
     if (r.kind == NOT_A_BLOCK) {
         hm_detail_set("Free(%p): not a live block of any heap", p);
         return HM_E_HOST_INVALIDOPERATION;
@@ -886,7 +1006,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     }
     if ((hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
     block_ref r;
-    if (h->flags & HM_HEAP_THREADSAFE) { /* a plain small block goes to this thread's cache, no lock */
+    if (h->cached) { /* a plain small block goes to this thread's cache, no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
         if (r.kind == SMALL) {
             st = hm_tcache_push(h, r.page, r.index, r.block);
@@ -901,7 +1021,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     }
     hm_heap_lock(h);
     r = hm_heap_classify(h, &info, (uintptr_t)p);
-    st = r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) ? HM_E_HOST_INVALIDOPERATION /* changed meanwhile */
+    st = r.kind == SMALL && h->cached ? HM_E_HOST_INVALIDOPERATION /* changed meanwhile */
                                                            : release_block(h, &r);
     hm_heap_unlock(h);
     if (st == HM_E_HOST_INVALIDOPERATION)
@@ -921,7 +1041,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     if (!p) return HM_OK;
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
-    if ((h->flags & HM_HEAP_THREADSAFE) && free_fast(h, (uintptr_t)p, &st))
+    if (h->cached && free_fast(h, (uintptr_t)p, &st))
         return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
     return free_general(h, p);
 }
@@ -933,7 +1053,7 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
         return 0;
     /* no lock: classify reads only what Free reads without one (atomics, the map, the block) */
     block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
-    if (r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
+    if (r.kind == SMALL && h->cached && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
     switch (r.kind) {
     case SMALL:
     case LARGE: return r.size;
@@ -941,6 +1061,12 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     case LARGE_DEBUG: return r.size - HM_DEBUG_HDR;
     default: return 0;
     }
+}
+
+void *hm_heap_writable(hm_heap *h, const void *p)
+{
+    if (!h || !p || !hm_heap_usable_size(h, p)) return NULL;
+    return (void *)wr_locked(h, (uintptr_t)p);
 }
 
 /* Grows a large block p (have usable bytes) to size within its reservation: commits the pages in
@@ -995,7 +1121,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     }
     if (st) return st; /* p untouched */
     void *q = (void *)nb;
-    memcpy(q, p, size < have ? size : have);
+    memcpy((void *)wr_locked(h, (uintptr_t)q), p, size < have ? size : have);
     (void)hm_heap_free(h, p);
     *out = q;
     return HM_OK;
@@ -1006,7 +1132,7 @@ hm_status hm_heap_trim(hm_heap *h)
     if (!h) return HM_E_POINTER;
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
-    if (h->flags & HM_HEAP_THREADSAFE) hm_tcache_large_drain(h); /* the calling thread's own */
+    if (h->cached) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
     purge(h, true);
     (void)lcache_drain(h);

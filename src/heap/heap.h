@@ -20,6 +20,16 @@
  * A large block made by realloc reserves twice its size: a later realloc grows it in place by
  * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
  *
+ * Executable heaps (MALLOC_EXECUTABLE) get pages that are readable, writable and executable, unless
+ * the system forbids that (W^X: os.h, hm_os_wx_allowed): then the heap is "dual". Its block memory
+ * is a memfd mapped twice: the execute-read view holds the blocks (the addresses Alloc returns and
+ * Free takes; committed PAGE_EXECUTE_READ through the manager, so the charge is exact), and a
+ * read-write view, outside the map, is where the heap writes its own words into blocks and where the
+ * program writes code (hm_heap_writable gives a block's alias). A segment's header page stays
+ * ordinary memory; its pages 1.. are the memfd's, and decommitting one punches its hole (the memory
+ * goes back). A dual heap serves every request under its lock (no thread caches: executable heaps
+ * are small and rarely hot), and keeps no freed large blocks.
+ *
  * With the manager option heap.guard, the last page of every segment is never committed: a guard
  * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
  * overflow faults instead of corrupting metadata.
@@ -117,6 +127,8 @@ typedef struct hm_pagelists {
 typedef struct hm_segment {
     _Atomic uint64_t cookie;         /* heap key ^ address: a segment header of a live heap */
     struct hm_heap *heap;
+    intptr_t rw_delta;               /* two-view heaps: a block's writable alias is block + rw_delta */
+    int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
     struct hm_segment *next;
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
     hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
@@ -145,11 +157,22 @@ static inline unsigned hm_lblock_fit(const hm_lblock *v, unsigned n, uint64_t by
     return best;
 }
 
+/* A large block of a two-view heap: its memfd and its writable view (heap lock). */
+typedef struct hm_view {
+    uintptr_t base;                  /* the block (its execute-read view) */
+    uint64_t room;                   /* bytes reserved (and the memfd's size) */
+    uintptr_t rw;                    /* the read-write view */
+    int fd;
+    struct hm_view *next;
+} hm_view;
+
 struct hm_manager;
 
 struct hm_heap {
     struct hm_manager *m;
     uint32_t flags;                  /* HM_HEAP_* */
+    bool dual;                       /* executable under W^X: two views of its memory (see below) */
+    bool cached;                     /* thread caches serve it: MALLOC_THREADSAFE, not dual */
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     pthread_mutex_t lock;            /* with HM_HEAP_THREADSAFE */
@@ -166,6 +189,7 @@ struct hm_heap {
     unsigned nlcache;
     uint64_t lcache_bytes;
     struct hm_tcache *caches;        /* the threads' caches of this heap (tcache.c), under the lock */
+    hm_view *views;                  /* two-view heaps: their large blocks */
 };
 
 #endif

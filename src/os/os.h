@@ -70,6 +70,23 @@ int hm_os_hugepage_hint(void *addr, size_t size);
 /* Names the mapping in /proc/PID/maps ("[anon:hostmem]"); best effort, never fails. */
 void hm_os_name(void *addr, size_t size, const char *name);
 
+/* ---- two views of one memory (views.c): executable heaps under W^X --------------------------- */
+
+/* Whether anonymous memory may be writable and executable at once (probed once; the environment
+ * variable HOSTMEM_EXEC_VIEWS=dual answers no, so that tests can run the two-view path anywhere). */
+bool hm_os_wx_allowed(void);
+/* A memory object of size bytes (memfd_create, close-on-exec) in *fd. */
+int hm_os_memfd(size_t size, int *fd);
+/* Maps [off, off+size) of fd shared at exactly addr, over hostmem's own reservation there. */
+int hm_os_map_shared_at(void *addr, size_t size, int fd, uint64_t off, int prot);
+/* The same wherever the kernel likes (the read-write view). */
+int hm_os_map_shared(size_t size, int fd, uint64_t off, int prot, void **out);
+/* Frees the memory of [off, off+size) of fd: it reads zero afterwards (fallocate PUNCH_HOLE). */
+int hm_os_punch(int fd, uint64_t off, size_t size);
+/* A fresh PROT_NONE anonymous reservation at exactly addr, over what is there (a shared view). */
+int hm_os_rereserve(void *addr, size_t size);
+void hm_os_close(int fd);
+
 /* Pagemap entries (/proc/self/pagemap, 64 bits a page) of npages pages from addr. */
 int hm_os_pagemap(const void *addr, size_t npages, uint64_t *out);
 #define HM_OS_PAGEMAP_PRESENT  (1ull << 63)
