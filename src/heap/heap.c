@@ -296,6 +296,7 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
     pg->cls = (uint16_t)cls;
     pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
     pg->inv = hm_heap_inverse((uint32_t)bs);
+    SET(pg->has_debug, 0);
     SET(pg->used, 0);
     SET(pg->extent, 0);
     pg->free = 0;
@@ -881,6 +882,8 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
     if (!st) {
         uint32_t site = site_of(h, file, line);
         uint64_t *hdr = (uint64_t *)wr(h, b);
+        hm_segment *s = hm_segmap_get((void *)b);
+        if (s) SET(s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE].has_debug, 1); /* (free_fast looks) */
         hdr[0] = debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
         if (site < HM_MAX_SITES) {
@@ -988,8 +991,10 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
     if (!idx || !bs) return false;
     uintptr_t off = p & (HM_HPAGE_SIZE - 1); /* pages are 64 KiB aligned */
     uint32_t i = hm_heap_block_index(off, pg->inv);
-    if (off != (uintptr_t)i * bs || i >= EXTENT(pg) || !live(pg, i)) return false;
-    if (*(const uint64_t *)p == debug_tag(h, p)) return false; /* a debug block's start */
+    /* (a live bit is never set at or past the extent: no need to compare with it here) */
+    if (off != (uintptr_t)i * bs || !live(pg, i)) return false;
+    if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == debug_tag(h, p))
+        return false; /* a debug block's start */
     *st = hm_tcache_push(h, pg, i, p);
     return true;
 }

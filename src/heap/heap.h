@@ -109,6 +109,7 @@ typedef struct hm_hpage {
     uint32_t list;                   /* on its home's avail list (1: it has a free block or untouched
                                         room), full list (2), or none (0) */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
+    _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
     uintptr_t free;                  /* encoded free list (home's owner) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
