@@ -274,8 +274,7 @@ static bool collect(hm_heap *h, hm_hpage *pg)
     bool ok = true;
     while (b) {
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
-        set_live(pg, index_of(pg, b), false);
+        set_live(pg, index_of(pg, b), false); /* it keeps its cache tag (take_one) */
         *(uintptr_t *)b = pg->free ^ h->key ^ b;
         pg->free = b;
         n++;
@@ -307,6 +306,11 @@ static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
         SET(pg->extent, extent);
         b = base + i * bs;
     }
+    /* Tagged as cached before it turns live: a block the program freed is never live and untagged
+     * while the heap has it (a second Free racing this must see one or the other). Blocks handed
+     * straight to the program lose the tag in their caller (alloc_block, hm_tcache_alloc). */
+    atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     set_live(pg, i, true);
     SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
     if (!pg->free && extent == pg->capacity) {
@@ -390,8 +394,7 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
             hm_tcache_notify(home, pg->cls);
         return false;
     }
-    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
-    set_live(pg, index_of(pg, b), false);
+    set_live(pg, index_of(pg, b), false); /* a cached block keeps its tag (take_one) */
     *(uintptr_t *)b = pg->free ^ h->key ^ b; /* encoded link */
     pg->free = b;
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
@@ -702,6 +705,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, &h->own, cls, level, out);
     hm_heap_unlock(h);
+    if (!st) atomic_store_explicit(hm_tcache_word1(*out), 0, memory_order_relaxed); /* the program's now */
     return st;
 }
 

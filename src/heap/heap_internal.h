@@ -127,6 +127,7 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
 {
     _Atomic uint64_t *w1 = hm_tcache_word1(b);
     uint64_t t = hm_tcache_tag(h, b);
+    atomic_thread_fence(memory_order_acquire); /* the caller saw b live: it sees the tag set before (take_one) */
     if (atomic_load_explicit(w1, memory_order_relaxed) == t) return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = hm_thread_caches;
     if (c && c->heap_id == h->id) {

@@ -159,6 +159,7 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
         hm_heap_lock(h);
         st = hm_heap_small_alloc(h, &h->own, cls, level, out);
         hm_heap_unlock(h);
+        if (!st) atomic_store_explicit(hm_tcache_word1(*out), 0, memory_order_relaxed); /* the program's now */
         return st;
     }
     hm_tcache_bin *bin = &c->bin[cls];
