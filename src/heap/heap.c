@@ -1005,6 +1005,21 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     return HM_OK;
 }
 
+/* The ownerless pages get other threads' frees through their xfree, which nobody collects until a
+ * thread adopts the page: collects them, and gives up the pages left without a block in use (lock
+ * held). */
+static void own_reclaim(hm_heap *h)
+{
+    for (unsigned cls = 0; cls < HM_NCLASS; cls++)
+        for (int full = 0; full < 2; full++)
+            for (hm_hpage *pg = full ? h->own.full[cls] : h->own.avail[cls], *next; pg; pg = next) {
+                next = pg->next;
+                if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) && !collect(h, pg)) return;
+                if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) page_empty(h, pg);
+                else if (full && pg->free) move(pg, 1);
+            }
+}
+
 hm_status hm_heap_trim(hm_heap *h)
 {
     if (!h) return HM_E_POINTER;
@@ -1012,6 +1027,7 @@ hm_status hm_heap_trim(hm_heap *h)
     if (st) return st;
     if (h->flags & HM_HEAP_THREADSAFE) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
+    own_reclaim(h);
     purge(h, true);
     (void)lcache_drain(h);
     hm_heap_unlock(h);
