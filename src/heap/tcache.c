@@ -17,9 +17,10 @@
  *
  * Lifetime: a cache is made on a thread's first use of a heap and linked into the heap's list (heap
  * lock). At thread exit its blocks go back to the heap and it is freed; if the heap was destroyed
- * first, it only is freed. heaps_lock orders the two: destroy marks the heap's caches orphaned under
- * it, the exit destructor flushes only caches still attached under it. Heap ids tell a destroyed
- * heap from a new one at the same address. */
+ * first, it only is freed, at the thread's exit or when the thread next looks through its caches
+ * for one (my_cache), whichever comes first. heaps_lock orders the two: destroy marks the heap's
+ * caches orphaned under it, the exit destructor flushes only caches still attached under it. Heap
+ * ids tell a destroyed heap from a new one at the same address. */
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
@@ -120,7 +121,8 @@ static void make_key(void) { (void)pthread_key_create(&exit_key, thread_exit); }
 static hm_tcache *my_cache(hm_heap *h)
 {
     hm_tcache *prev = NULL;
-    for (hm_tcache *c = hm_thread_caches; c; prev = c, c = c->thread_next) {
+    for (hm_tcache *c = hm_thread_caches, *next; c; c = next) {
+        next = c->thread_next;
         if (c->heap_id == h->id) {
             if (prev) { /* most recent first */
                 prev->thread_next = c->thread_next;
@@ -129,6 +131,20 @@ static hm_tcache *my_cache(hm_heap *h)
             }
             return c;
         }
+        if (!atomic_load_explicit(&c->heap, memory_order_relaxed)) {
+            /* its heap was destroyed (hm_tcache_heap_gone; it stays so): nothing refers to it any
+             * more once hm_tcache_heap_gone has left the heap's list (heaps_lock), so it is freed
+             * now rather than at this thread's exit */
+            pthread_mutex_lock(&heaps_lock);
+            pthread_mutex_unlock(&heaps_lock);
+            if (prev) prev->thread_next = next;
+            else hm_thread_caches = next;
+            pthread_mutex_lock(&pool_lock);
+            hm_pool_free(&cache_pool, (hm_meta_hdr *)c - 1);
+            pthread_mutex_unlock(&pool_lock);
+            continue;
+        }
+        prev = c;
     }
     pthread_once(&key_once, make_key);
     int err = 0;
