@@ -73,7 +73,7 @@ static uint64_t heap_charge(hm_heap *h)
     return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes + s.cached_large_bytes;
 }
 
-__attribute__((unused)) static void check_books(void)
+static void check_books(void)
 {
     hm_status st = hm_vmap_check(!UNDER_TSAN);
     if (st != HM_OK) fail_msg("hm_vmap_check: %#x: %s", (unsigned)st, hm_last_detail());
@@ -86,7 +86,7 @@ static double now_s(void)
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
-__attribute__((unused)) static void sleep_ms(int ms)
+static void sleep_ms(int ms)
 {
     struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
     nanosleep(&t, NULL);
@@ -139,7 +139,7 @@ static inline uint8_t patb(uint32_t seed, size_t i)
     return (uint8_t)(x >> 24);
 }
 
-__attribute__((unused)) static void pfill(void *p, size_t n, uint32_t seed)
+static void pfill(void *p, size_t n, uint32_t seed)
 {
     uint8_t *c = p;
     if (n <= 2048) {
@@ -153,7 +153,7 @@ __attribute__((unused)) static void pfill(void *p, size_t n, uint32_t seed)
 }
 
 /* Whether the pattern pfill(p, n, seed) made is intact below limit; the first bad offset in *at. */
-__attribute__((unused)) static bool pcheck(const void *p, size_t n, uint32_t seed, size_t limit, size_t *at)
+static bool pcheck(const void *p, size_t n, uint32_t seed, size_t limit, size_t *at)
 {
     const uint8_t *c = p;
 #define PC(i)                                                                                                         \
@@ -422,12 +422,443 @@ static void test_double_free_during_refill(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* ---- 4. the model: many threads, several heaps, exactness at random moments --------------------- */
+
+/* Heaps of the model: 0 and 3 thread-safe, 1 thread-safe and executable, 2 single-threaded (used by
+ * every thread under mt.h2_lock). */
+#define MT_HEAPS 4
+#define MT_ST 2
+#define MT_SLOTS 2048
+#define MT_SHARDS 64
+#define MT_MAXT 8
+#define MT_RING 512
+
+typedef struct mslot {
+    void *p;       /* NULL: empty */
+    size_t req;    /* bytes filled with the pattern */
+    size_t usable; /* hm_heap_usable_size */
+    uint32_t seed;
+    uint8_t heap, debug;
+} mslot;
+
+typedef struct mthread {
+    pthread_t t;
+    atomic_int state; /* 0 none, 1 running, 2 done with the heaps (main joins it under the write lock) */
+    uint64_t rng;
+    long quota;
+} mthread;
+
+static struct {
+    hm_manager *m;
+    hm_heap *h[MT_HEAPS];
+    pthread_mutex_t h2_lock;
+    pthread_rwlock_t world; /* every operation holds it shared; the checks exclusive */
+    pthread_mutex_t shard[MT_SHARDS];
+    mslot slot[MT_SLOTS];
+    pthread_mutex_t ring_lock;
+    struct {
+        void *p;
+        int heap;
+    } ring[MT_RING]; /* recently freed pointers */
+    unsigned ring_n;
+    atomic_int stop;
+    atomic_ulong ops, allocs, frees, reallocs, dfrees, interiors, foreigns, ring_checks, ring_xfree, ring_cached, exits,
+        checks, large;
+} mt;
+
+static void hlock(int hi)
+{
+    if (hi == MT_ST) pthread_mutex_lock(&mt.h2_lock);
+}
+static void hunlock(int hi)
+{
+    if (hi == MT_ST) pthread_mutex_unlock(&mt.h2_lock);
+}
+
+static void ring_put(void *p, int hi)
+{
+    pthread_mutex_lock(&mt.ring_lock);
+    mt.ring[mt.ring_n % MT_RING].p = p;
+    mt.ring[mt.ring_n % MT_RING].heap = hi;
+    mt.ring_n++;
+    pthread_mutex_unlock(&mt.ring_lock);
+}
+
+static void expect(hm_status got, hm_status want, const char *what, const void *p, int hi)
+{
+    if (got != want) bad("%s %p (heap %d) = %s, expected %s", what, p, hi, sname(got), sname(want));
+}
+
+static size_t small_size(uint64_t *rng)
+{
+    unsigned cls = (unsigned)(rnd(rng) % HM_NCLASS);
+    size_t lo = cls ? hm_heap_class_size(cls - 1) + 1 : 0, hi = hm_heap_class_size(cls);
+    return lo + (size_t)(rnd(rng) % (hi - lo + 1));
+}
+
+static size_t large_size(uint64_t *rng)
+{
+    /* 32 KiB + 1 .. 2 MiB, about evenly over the doublings */
+    unsigned d = (unsigned)(rnd(rng) % 6); /* 32K..64K .. 1M..2M */
+    size_t lo = (HM_SMALL_MAX << d) + 1, hi = HM_SMALL_MAX << (d + 1);
+    return lo + (size_t)(rnd(rng) % (hi - lo + 1));
+}
+
+/* Allocates into the empty slot sl (shard lock held). */
+static void mt_alloc(mthread *w, mslot *sl)
+{
+    uint64_t r = rnd(&w->rng) % 100;
+    int hi = r < 40 ? 0 : r < 65 ? 1 : r < 80 ? MT_ST : 3;
+    hm_heap *h = mt.h[hi];
+    bool large = rnd(&w->rng) % 100 < 4;
+    size_t size = large ? large_size(&w->rng) : small_size(&w->rng), align = 16;
+    void *p = NULL;
+    hm_status st;
+    bool debug = false, zero = false;
+    uint64_t how = rnd(&w->rng) % 100;
+    hlock(hi);
+    if (how < 68) {
+        st = hm_heap_alloc(h, size, HM_LEVEL_TASK, &p);
+    } else if (how < 78) {
+        align = (size_t)32 << (rnd(&w->rng) % 8);
+        st = hm_heap_alloc_aligned(h, size, align, HM_LEVEL_APPDOMAIN, &p);
+    } else if (how < 85) {
+        size_t count = 1 + rnd(&w->rng) % 8;
+        size = size / count * count;
+        st = hm_heap_calloc(h, count, size / count, HM_LEVEL_TASK, &p);
+        zero = true;
+    } else if (how < 93) {
+        st = hm_heap_alloc_debug(h, size, HM_LEVEL_PROCESS, "stress.c", (int)(rnd(&w->rng) % 50), &p);
+        debug = true;
+    } else {
+        st = hm_heap_realloc(h, NULL, size, HM_LEVEL_TASK, &p);
+    }
+    if (st != HM_OK || !p) {
+        hunlock(hi);
+        bad("heap %d: allocation of %zu bytes (way %d) = %s: %s", hi, size, (int)how, sname(st), hm_last_detail());
+        return;
+    }
+    if ((uintptr_t)p % align) bad("heap %d: %p is not %zu-aligned", hi, p, align);
+    size_t usable = hm_heap_usable_size(h, p);
+    if (usable < size) bad("heap %d: %p of %zu bytes has %zu usable", hi, p, size, usable);
+    if (zero)
+        for (size_t i = 0; i < size; i += (i < 4096 || i + 4096 >= size) ? 1 : 4093)
+            if (((uint8_t *)p)[i]) {
+                bad("heap %d: calloc %p byte %zu of %zu is %#x", hi, p, i, size, ((uint8_t *)p)[i]);
+                break;
+            }
+    hunlock(hi);
+    sl->p = p;
+    sl->req = size;
+    sl->usable = usable;
+    sl->seed = (uint32_t)rnd(&w->rng);
+    sl->heap = (uint8_t)hi;
+    sl->debug = debug;
+    pfill(p, size, sl->seed);
+    atomic_fetch_add(&mt.allocs, 1);
+    if (large) atomic_fetch_add(&mt.large, 1);
+}
+
+static bool mt_intact(mslot *sl)
+{
+    size_t at;
+    if (pcheck(sl->p, sl->req, sl->seed, sl->req, &at)) return true;
+    bad("heap %d: block %p (%zu bytes%s) byte %zu overwritten while live", sl->heap, sl->p, sl->req,
+        sl->debug ? ", debug" : "", at);
+    return false;
+}
+
+static void mt_free(mthread *w, mslot *sl)
+{
+    int hi = sl->heap;
+    hm_heap *h = mt.h[hi];
+    if (!mt_intact(sl)) return;
+    void *p = sl->p;
+    hlock(hi);
+    expect(hm_heap_free(h, p), HM_OK, "Free", p, hi);
+    /* a second Free at once: the block is in this thread's cache (a thread-safe heap's plain small
+     * block) or on its page's free list (the single-threaded heap, whose lock this thread holds) */
+    if (rnd(&w->rng) % 4 == 0) {
+        bool small = sl->usable <= HM_SMALL_MAX;
+        if (hi == MT_ST || (small && !sl->debug)) {
+            hm_status st = hm_heap_free(h, p);
+            if (!(st == HM_E_HOST_INVALIDOPERATION || (hi == MT_ST && !small && st == HM_E_HOST_NOT_OWNER)))
+                bad("second Free of %p (heap %d, %zu bytes%s) = %s", p, hi, sl->usable, sl->debug ? ", debug" : "",
+                    sname(st));
+            atomic_fetch_add(&mt.dfrees, 1);
+        }
+    }
+    hunlock(hi);
+    ring_put(p, hi);
+    sl->p = NULL;
+    atomic_fetch_add(&mt.frees, 1);
+}
+
+static void mt_realloc(mthread *w, mslot *sl)
+{
+    int hi = sl->heap;
+    hm_heap *h = mt.h[hi];
+    if (!mt_intact(sl)) return;
+    size_t ns = rnd(&w->rng) & 1 ? sl->req + sl->req / 2 * (1 + rnd(&w->rng) % 6) + rnd(&w->rng) % 64
+                                 : sl->req / (2 + rnd(&w->rng) % 3);
+    if (ns > 2 * MiB) ns = 2 * MiB;
+    void *q = NULL, *p = sl->p;
+    hlock(hi);
+    hm_status st = hm_heap_realloc(h, p, ns, HM_LEVEL_TASK, &q);
+    if (st != HM_OK || !q) {
+        hunlock(hi);
+        bad("heap %d: realloc(%p, %zu -> %zu) = %s: %s", hi, p, sl->req, ns, sname(st), hm_last_detail());
+        return;
+    }
+    size_t usable = hm_heap_usable_size(h, q);
+    hunlock(hi);
+    size_t at;
+    if (!pcheck(q, sl->req, sl->seed, ns < sl->req ? ns : sl->req, &at))
+        bad("heap %d: realloc(%p, %zu -> %zu) = %p: byte %zu not kept", hi, p, sl->req, ns, q, at);
+    if (usable < ns) bad("heap %d: realloc to %zu: %zu usable", hi, ns, usable);
+    if (q != p) {
+        ring_put(p, hi);
+        sl->debug = 0;
+    }
+    sl->p = q;
+    sl->req = ns;
+    sl->usable = usable;
+    sl->seed = (uint32_t)rnd(&w->rng);
+    pfill(q, ns, sl->seed);
+    atomic_fetch_add(&mt.reallocs, 1);
+}
+
+/* Frees of what is not a block (interior pointers, a debug block's start) and of another heap's
+ * live block; the block itself stays. */
+static void mt_probe(mthread *w, mslot *sl)
+{
+    int hi = sl->heap;
+    hm_heap *h = mt.h[hi];
+    uint8_t *p = sl->p;
+    hlock(hi);
+    size_t u = hm_heap_usable_size(h, p);
+    if (u != sl->usable) bad("heap %d: usable size of %p changed: %zu -> %zu", hi, (void *)p, sl->usable, u);
+    expect(hm_heap_free(h, p + 1), HM_E_HOST_INVALIDOPERATION, "Free (interior +1)", p + 1, hi);
+    if (sl->usable >= 32) {
+        size_t off = 16 * (1 + rnd(&w->rng) % (sl->usable / 16 - 1));
+        expect(hm_heap_free(h, p + off), HM_E_HOST_INVALIDOPERATION, "Free (interior)", p + off, hi);
+    }
+    if (sl->debug) expect(hm_heap_free(h, p - HM_DEBUG_HDR), HM_E_HOST_INVALIDOPERATION, "Free (debug start)", p - 16, hi);
+    if (sl->usable >= 32) { /* (p + 16 of a 16-byte block is the next block) */
+        void *q = (void *)1;
+        expect(hm_heap_realloc(h, p + 16, 100, HM_LEVEL_TASK, &q), HM_E_HOST_INVALIDOPERATION, "realloc (interior)",
+               p + 16, hi);
+        if (q) bad("realloc of an interior pointer left *out = %p", q);
+    }
+    hunlock(hi);
+    atomic_fetch_add(&mt.interiors, 1);
+    int hj = (hi + 1 + (int)(rnd(&w->rng) % (MT_HEAPS - 1))) % MT_HEAPS;
+    hlock(hj);
+    expect(hm_heap_free(mt.h[hj], p), HM_E_HOST_NOT_OWNER, "Free through another heap of", p, hi);
+    hunlock(hj);
+    atomic_fetch_add(&mt.foreigns, 1);
+    (void)mt_intact(sl);
+}
+
+static void *mt_worker(void *arg)
+{
+    mthread *w = arg;
+    for (long k = 0; k < w->quota && !atomic_load(&mt.stop) && !atomic_load(&any_failed); k++) {
+        pthread_rwlock_rdlock(&mt.world);
+        unsigned si = (unsigned)(rnd(&w->rng) % MT_SLOTS);
+        pthread_mutex_t *sh = &mt.shard[si % MT_SHARDS];
+        pthread_mutex_lock(sh);
+        mslot *sl = &mt.slot[si];
+        uint64_t r = rnd(&w->rng) % 100;
+        if (!sl->p) mt_alloc(w, sl);
+        else if (r < 60) mt_free(w, sl);
+        else if (r < 80) mt_realloc(w, sl);
+        else mt_probe(w, sl);
+        pthread_mutex_unlock(sh);
+        r = rnd(&w->rng) % 4096;
+        if (r == 0) (void)hm_heap_trim(mt.h[rnd(&w->rng) % 2 ? 0 : 3]);
+        if (r == 1) {
+            hm_heap_stats s; /* racy, but must not crash */
+            (void)hm_heap_get_stats(mt.h[1], &s);
+        }
+        pthread_rwlock_unlock(&mt.world);
+        atomic_fetch_add(&mt.ops, 1);
+    }
+    pthread_rwlock_rdlock(&mt.world);
+    atomic_store(&w->state, 2); /* from here on this thread only exits (its caches are flushed then) */
+    pthread_rwlock_unlock(&mt.world);
+    return NULL;
+}
+
+typedef struct live_ref {
+    uintptr_t p;
+    int heap;
+} live_ref;
+
+static int live_cmp(const void *a, const void *b)
+{
+    uintptr_t x = ((const live_ref *)a)->p, y = ((const live_ref *)b)->p;
+    return x < y ? -1 : x > y;
+}
+
+/* Whether b sits on its page's xfree stack (b a small block of thread-safe heap h; no thread runs). */
+static bool in_xfree(hm_heap *h, uintptr_t b)
+{
+    hm_segment *s = hm_segmap_get((void *)b);
+    if (!s || s->heap != h) return false;
+    hm_hpage *pg = &s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE];
+    int steps = 0;
+    for (uintptr_t x = atomic_load(&pg->xfree); x && steps < 5000; x = *(uintptr_t *)x ^ h->key ^ x, steps++)
+        if (x == b) return true;
+    return false;
+}
+
+/* Whether p lies in a heap page in use (committed: its words can be read). */
+static bool in_use_page(const void *p)
+{
+    hm_segment *s = hm_segmap_get(p);
+    if (!s) return false;
+    size_t i = ((uintptr_t)p - (uintptr_t)s) / HM_HPAGE_SIZE;
+    return i && atomic_load(&s->page[i].block_size);
+}
+
+/* No thread is inside a heap call: statistics exact, charge = committed pages, recently freed
+ * pointers refused (or another heap's live block), the books consistent. */
+static void mt_check(bool books)
+{
+    static live_ref live[MT_SLOTS];
+    size_t n = 0;
+    uint64_t blocks[MT_HEAPS] = {0}, bytes[MT_HEAPS] = {0};
+    for (size_t i = 0; i < MT_SLOTS; i++) {
+        mslot *sl = &mt.slot[i];
+        if (!sl->p) continue;
+        live[n++] = (live_ref){(uintptr_t)sl->p, sl->heap};
+        blocks[sl->heap]++;
+        bytes[sl->heap] += sl->usable + (sl->debug ? HM_DEBUG_HDR : 0);
+    }
+    qsort(live, n, sizeof live[0], live_cmp);
+    uint64_t want = 0;
+    for (int hi = 0; hi < MT_HEAPS; hi++) {
+        hm_heap_stats s = hstats(mt.h[hi]);
+        if (s.live_blocks != blocks[hi] || s.live_bytes != bytes[hi])
+            bad("heap %d with no thread running: stats say %" PRIu64 " blocks / %" PRIu64 " bytes live, the model %" PRIu64
+                " / %" PRIu64, hi, s.live_blocks, s.live_bytes, blocks[hi], bytes[hi]);
+        want += heap_charge(mt.h[hi]);
+    }
+    uint64_t c = charge(mt.m);
+    if (c != want) bad("charge %" PRIu64 ", the heaps' committed pages %" PRIu64, c, want);
+    unsigned rn = mt.ring_n < MT_RING ? mt.ring_n : MT_RING;
+    for (unsigned k = 0; k < rn; k++) {
+        void *p = mt.ring[k].p;
+        int hi = mt.ring[k].heap;
+        live_ref key = {(uintptr_t)p, 0}, *f = bsearch(&key, live, n, sizeof live[0], live_cmp);
+        if (f && f->heap == hi) continue; /* allocated again since */
+        hm_status want_st = f ? HM_E_HOST_NOT_OWNER : HM_E_HOST_INVALIDOPERATION;
+        if (!f && hi != MT_ST) {
+            if (in_xfree(mt.h[hi], (uintptr_t)p)) atomic_fetch_add(&mt.ring_xfree, 1);
+            else if (in_use_page(p) && atomic_load(hm_tcache_word1((uintptr_t)p)) == hm_tcache_tag(mt.h[hi], (uintptr_t)p))
+                atomic_fetch_add(&mt.ring_cached, 1);
+        }
+        expect(hm_heap_free(mt.h[hi], p), want_st, "Free of a recently freed pointer", p, hi);
+        if (!f && hm_heap_usable_size(mt.h[hi], p)) bad("usable size of freed %p (heap %d) is not 0", p, hi);
+        atomic_fetch_add(&mt.ring_checks, 1);
+    }
+    if (books) {
+        hm_status st = hm_vmap_check(!UNDER_TSAN);
+        if (st != HM_OK) bad("hm_vmap_check: %s: %s", sname(st), hm_last_detail());
+    }
+    atomic_fetch_add(&mt.checks, 1);
+}
+
+static void mt_spawn(mthread *w, uint64_t *rng)
+{
+    w->rng = rnd(rng) | 1;
+    w->quota = 300 + (long)(rnd(rng) % 4000);
+    atomic_store(&w->state, 1);
+    if (pthread_create(&w->t, NULL, mt_worker, w)) bad("pthread_create failed");
+}
+
+static void test_model_threads(void **state)
+{
+    (void)state;
+    memset(&mt, 0, sizeof mt);
+    mt.m = make("limit=1G");
+    const uint32_t flags[MT_HEAPS] = {HM_HEAP_THREADSAFE, HM_HEAP_THREADSAFE | HM_HEAP_EXECUTABLE, 0, HM_HEAP_THREADSAFE};
+    for (int i = 0; i < MT_HEAPS; i++) mt.h[i] = mk_heap(mt.m, flags[i]);
+    pthread_mutex_init(&mt.h2_lock, NULL);
+    pthread_mutex_init(&mt.ring_lock, NULL);
+    for (int i = 0; i < MT_SHARDS; i++) pthread_mutex_init(&mt.shard[i], NULL);
+    pthread_rwlockattr_t ra;
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&mt.world, &ra);
+    pthread_rwlockattr_destroy(&ra);
+    int nt = UNDER_TSAN ? 4 : 6;
+    mthread th[MT_MAXT];
+    memset(th, 0, sizeof th);
+    uint64_t rng = 0x9E3779B97F4A7C15ull ^ (uint64_t)time(NULL);
+    print_message("model: seed %#" PRIx64 "\n", rng);
+    for (int i = 0; i < nt; i++) mt_spawn(&th[i], &rng);
+    double end = now_s() + 2.5 * scale();
+    while (now_s() < end && !atomic_load(&any_failed)) {
+        sleep_ms(2 + (int)(rnd(&rng) % 20));
+        pthread_rwlock_wrlock(&mt.world);
+        for (int i = 0; i < nt; i++)
+            if (atomic_load(&th[i].state) == 2) {
+                pthread_join(th[i].t, NULL); /* its exit flushed its caches and disowned its pages */
+                atomic_store(&th[i].state, 0);
+                atomic_fetch_add(&mt.exits, 1);
+            }
+        mt_check(atomic_load(&mt.checks) % 16 == 0);
+        pthread_rwlock_unlock(&mt.world);
+        for (int i = 0; i < nt; i++)
+            if (atomic_load(&th[i].state) == 0) mt_spawn(&th[i], &rng);
+    }
+    atomic_store(&mt.stop, 1);
+    for (int i = 0; i < nt; i++)
+        if (atomic_load(&th[i].state)) pthread_join(th[i].t, NULL);
+    mt_check(true);
+    print_message("model: %lu ops (%lu allocs, %lu large, %lu frees, %lu reallocs), %lu second frees, %lu interior and "
+                  "%lu foreign probes, %lu thread exits, %lu checks of %lu recently freed pointers (%lu found in an "
+                  "xfree, %lu in a cache)\n",
+                  (unsigned long)mt.ops, (unsigned long)mt.allocs, (unsigned long)mt.large, (unsigned long)mt.frees,
+                  (unsigned long)mt.reallocs, (unsigned long)mt.dfrees, (unsigned long)mt.interiors,
+                  (unsigned long)mt.foreigns, (unsigned long)mt.exits, (unsigned long)mt.checks,
+                  (unsigned long)mt.ring_checks, (unsigned long)mt.ring_xfree, (unsigned long)mt.ring_cached);
+    check_failed();
+    /* everything back: patterns intact, nothing live, the charge the heaps' pages */
+    for (size_t i = 0; i < MT_SLOTS; i++) {
+        mslot *sl = &mt.slot[i];
+        if (!sl->p) continue;
+        (void)mt_intact(sl);
+        expect(hm_heap_free(mt.h[sl->heap], sl->p), HM_OK, "final Free", sl->p, sl->heap);
+        sl->p = NULL;
+    }
+    check_failed();
+    uint64_t want = 0;
+    for (int i = 0; i < MT_HEAPS; i++) {
+        assert_int_equal(hm_heap_trim(mt.h[i]), HM_OK);
+        hm_heap_stats s = hstats(mt.h[i]);
+        assert_int_equal(s.live_blocks, 0);
+        assert_int_equal(s.live_bytes, 0);
+        want += heap_charge(mt.h[i]);
+    }
+    assert_int_equal(charge(mt.m), want);
+    check_books();
+    for (int i = 0; i < MT_HEAPS; i++) assert_int_equal(hm_heap_destroy(mt.h[i]), HM_OK);
+    assert_int_equal(charge(mt.m), 0);
+    check_books();
+    assert_int_equal(hm_manager_destroy(mt.m), HM_OK);
+    pthread_rwlock_destroy(&mt.world);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownerless_pages_trimmed),
         cmocka_unit_test(test_dead_heap_caches_freed),
         cmocka_unit_test(test_double_free_during_refill),
+        cmocka_unit_test(test_model_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
