@@ -1,7 +1,8 @@
 /* heap_stress.c — trying to break the heaps' thread ownership design (heap.h, tcache.c): targeted
  * tests of the places where pages and blocks change hands, then randomized multi-threaded runs with a
  * reference model. The environment variable HM_STRESS=<factor> (default 1) multiplies the rounds
- * and run times of the randomized tests (HM_STRESS=20 for a long run). */
+ * and run times of the randomized tests (HM_STRESS=20 for a long run); HM_STRESS_ONLY=<substring> runs
+ * only the tests whose name holds it. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
@@ -420,6 +421,115 @@ static void test_double_free_during_refill(void **state)
     /* no teardown through the heap: its blocks may be in two caches; destroy takes everything */
     assert_int_equal(hm_heap_destroy(rf.h), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
+/* ---- 3b. a small allocation refused while the heap caches freed large blocks -------------------- */
+
+/* heap.h: freed large blocks stay committed in the heap's and the threads' caches, "and all of it
+ * [goes] when a commit is refused". A small allocation that needs a new page is a commit too: it
+ * must not be refused while the heap itself holds megabytes of freed large blocks. */
+static void test_small_refused_while_large_cached(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=4M");
+    for (int where = 0; where < 2; where++) { /* the heap's cache (single-threaded), a thread's */
+        hm_heap *h = mk_heap(m, where ? HM_HEAP_THREADSAFE : 0);
+        void *big[3];
+        for (int i = 0; i < 3; i++) assert_int_equal(hm_heap_alloc(h, 1 * MiB, HM_LEVEL_PROCESS, &big[i]), HM_OK);
+        for (int i = 0; i < 3; i++) assert_int_equal(hm_heap_free(h, big[i]), HM_OK);
+        hm_heap_stats s = hstats(h);
+        print_message("%s heap: %" PRIu64 " KiB of freed large blocks cached, charge %" PRIu64 " KiB of 4096\n",
+                      where ? "thread-safe" : "single-threaded", s.cached_large_bytes >> 10, charge(m) >> 10);
+        /* one block of each small class: a page each, 64 KiB: 40 pages, 2.5 MiB */
+        int refused = 0;
+        void *p[HM_NCLASS];
+        for (unsigned c = 0; c < HM_NCLASS; c++) {
+            hm_status st = hm_heap_alloc(h, hm_heap_class_size(c), HM_LEVEL_PROCESS, &p[c]);
+            if (st) {
+                p[c] = NULL;
+                refused++;
+            }
+        }
+        s = hstats(h);
+        print_message("  %d of %d small allocations refused; %" PRIu64 " KiB of large blocks still cached\n", refused,
+                      HM_NCLASS, s.cached_large_bytes >> 10);
+        for (unsigned c = 0; c < HM_NCLASS; c++)
+            if (p[c]) assert_int_equal(hm_heap_free(h, p[c]), HM_OK);
+        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(hm_heap_destroy(h), HM_OK);
+        if (refused)
+            fail_msg("%s heap: %d small allocations refused for want of pages while %" PRIu64
+                     " KiB of freed large blocks stayed cached", where ? "thread-safe" : "single-threaded", refused,
+                     s.cached_large_bytes >> 10);
+    }
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
+/* ---- 3c. freed large blocks pinned in an idle thread's cache ------------------------------------ */
+
+static struct {
+    hm_heap *h;
+    pthread_barrier_t bar;
+    int n;
+} pin;
+
+static void *pin_thread(void *arg)
+{
+    (void)arg;
+    void *p[8];
+    for (int i = 0; i < pin.n; i++)
+        if (hm_heap_alloc(pin.h, MiB, HM_LEVEL_PROCESS, &p[i])) bad("pin: alloc of 1 MiB refused");
+    for (int i = 0; i < pin.n; i++) (void)hm_heap_free(pin.h, p[i]); /* into this thread's large cache */
+    pthread_barrier_wait(&pin.bar);
+    pthread_barrier_wait(&pin.bar); /* idle while the main thread runs out of memory */
+    return NULL;
+}
+
+/* KNOWN LIMITATION (HM_STRESS_STRICT=1 fails on it): a thread keeps up to 8 MiB of freed large blocks
+ * (tcache.c); a commit refused to another thread drains only the refused thread's own cache and the
+ * heap's, and hm_heap_trim cannot reach other threads' caches (documented). Under a 16 MiB budget, an
+ * idle thread that freed 8 MiB of 1 MiB blocks makes the rest of the process run out at half the
+ * budget, until it exits. */
+static void test_idle_thread_pins_large_blocks(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=16M");
+    pin.h = mk_heap(m, HM_HEAP_THREADSAFE);
+    pin.n = 8;
+    pthread_barrier_init(&pin.bar, NULL, 2);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, pin_thread, NULL), 0);
+    pthread_barrier_wait(&pin.bar);
+    hm_heap_stats s = hstats(pin.h);
+    void *p[16];
+    int got = 0;
+    while (got < 16 && hm_heap_alloc(pin.h, MiB, HM_LEVEL_PROCESS, &p[got]) == HM_OK) got++;
+    assert_int_equal(hm_heap_trim(pin.h), HM_OK);
+    hm_heap_stats after = hstats(pin.h);
+    int more = 0;
+    void *q;
+    if (got < 16 && hm_heap_alloc(pin.h, MiB, HM_LEVEL_PROCESS, &q) == HM_OK) {
+        p[got++] = q;
+        more = 1;
+    }
+    print_message("an idle thread caches %" PRIu64 " KiB of freed large blocks: another thread gets %d blocks of 1 MiB "
+                  "under a 16 MiB budget; after hm_heap_trim %" PRIu64 " KiB stay cached%s\n",
+                  s.cached_large_bytes >> 10, got - more, after.cached_large_bytes >> 10, more ? ", one more block" : "");
+    pthread_barrier_wait(&pin.bar);
+    pthread_join(t, NULL);
+    for (int i = 0; i < got; i++) assert_int_equal(hm_heap_free(pin.h, p[i]), HM_OK);
+    assert_int_equal(charge(m), heap_charge(pin.h));
+    pthread_barrier_destroy(&pin.bar);
+    assert_int_equal(hm_heap_destroy(pin.h), HM_OK);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+    check_failed();
+    const char *strict = getenv("HM_STRESS_STRICT");
+    if (got < 14) {
+        if (strict && *strict == '1')
+            fail_msg("KNOWN LIMITATION: %d of 1 MiB blocks fit a 16 MiB budget while an idle thread caches %" PRIu64
+                     " KiB of freed ones", got, s.cached_large_bytes >> 10);
+        print_message("KNOWN LIMITATION: refused at half the budget (HM_STRESS_STRICT=1 fails here)\n");
+    }
 }
 
 /* ---- 4. the model: many threads, several heaps, exactness at random moments --------------------- */
@@ -852,13 +962,537 @@ static void test_model_threads(void **state)
     pthread_rwlock_destroy(&mt.world);
 }
 
+/* ---- 5. thread exit races: pages disowned while other threads free into them, then adopted ----- */
+
+#define XR_SEGS 64
+#define XR_BLOCKS (HM_SEG_SIZE / 16)
+#define XR_P 3    /* producers a round */
+#define XR_C 2    /* consumers */
+#define XR_A 2    /* adopters */
+
+static const size_t xr_sizes[] = {16, 48, 100, 700, 3000, 12000};
+
+static struct {
+    hm_heap *h;
+    pthread_mutex_t seg_lock;
+    _Atomic uintptr_t seg[XR_SEGS];
+    atomic_int nseg;
+    atomic_uchar *mark; /* per 16 bytes of each segment: 1 while the program holds a block there */
+    struct {
+        void *p;
+        size_t size;
+    } *q;
+    atomic_int *ready;
+    int total;
+    atomic_int qn, qtake;
+    atomic_ulong frees, dfrees, adopted;
+} xr;
+
+static atomic_uchar *xr_mark(void *p)
+{
+    uintptr_t sb = (uintptr_t)p & ~(uintptr_t)(HM_SEG_SIZE - 1);
+    for (;;) {
+        int n = atomic_load(&xr.nseg);
+        for (int i = 0; i < n; i++)
+            if (atomic_load(&xr.seg[i]) == sb) return &xr.mark[(size_t)i * XR_BLOCKS + ((uintptr_t)p - sb) / 16];
+        pthread_mutex_lock(&xr.seg_lock);
+        if (atomic_load(&xr.nseg) == n) {
+            if (n == XR_SEGS) {
+                pthread_mutex_unlock(&xr.seg_lock);
+                bad("more than %d segments", XR_SEGS);
+                return &xr.mark[0];
+            }
+            atomic_store(&xr.seg[n], sb);
+            atomic_store(&xr.nseg, n + 1);
+        }
+        pthread_mutex_unlock(&xr.seg_lock);
+    }
+}
+
+static uint32_t xr_seed(void *p) { return (uint32_t)((uintptr_t)p >> 4) * 2654435761u; }
+
+/* A block handed to the program: nobody else may hold it. */
+static bool xr_take(void *p, size_t size)
+{
+    unsigned char zero = 0;
+    if (!atomic_compare_exchange_strong(xr_mark(p), &zero, 1)) {
+        bad("block %p (%zu bytes) handed out while the program still holds it", p, size);
+        return false;
+    }
+    pfill(p, size, xr_seed(p));
+    return true;
+}
+
+static bool xr_give(void *p, size_t size)
+{
+    size_t at;
+    if (!pcheck(p, size, xr_seed(p), size, &at)) {
+        bad("block %p (%zu bytes) byte %zu overwritten while live", p, size, at);
+        return false;
+    }
+    unsigned char one = 1;
+    if (!atomic_compare_exchange_strong(xr_mark(p), &one, 0)) {
+        bad("block %p freed but not held", p);
+        return false;
+    }
+    return true;
+}
+
+typedef struct xr_arg {
+    uint64_t rng;
+    int n;
+} xr_arg;
+
+static void *xr_producer(void *arg)
+{
+    xr_arg *a = arg;
+    for (int k = 0; k < a->n && !atomic_load(&any_failed); k++) {
+        size_t size = xr_sizes[rnd(&a->rng) % 6];
+        void *p;
+        hm_status st = hm_heap_alloc(xr.h, size, HM_LEVEL_TASK, &p);
+        if (st) {
+            bad("producer: alloc(%zu) = %s", size, sname(st));
+            break;
+        }
+        if (!xr_take(p, size)) break;
+        int i = atomic_fetch_add(&xr.qn, 1);
+        xr.q[i].p = p;
+        xr.q[i].size = size;
+        atomic_store_explicit(&xr.ready[i], 1, memory_order_release);
+    }
+    return NULL; /* at once: its pages lose their owner while the consumers free into them */
+}
+
+static void *xr_consumer(void *arg)
+{
+    xr_arg *a = arg;
+    for (;;) {
+        int i = atomic_fetch_add(&xr.qtake, 1);
+        if (i >= xr.total || atomic_load(&any_failed)) break;
+        while (!atomic_load_explicit(&xr.ready[i], memory_order_acquire)) {
+            if (atomic_load(&any_failed)) return NULL;
+            sched_yield();
+        }
+        void *p = xr.q[i].p;
+        if (!xr_give(p, xr.q[i].size)) break;
+        hm_status st = hm_heap_free(xr.h, p);
+        if (st) bad("consumer: Free(%p) = %s", p, sname(st));
+        if (rnd(&a->rng) % 8 == 0) { /* still in this thread's cache */
+            st = hm_heap_free(xr.h, p);
+            if (st != HM_E_HOST_INVALIDOPERATION) bad("consumer: second Free(%p) = %s", p, sname(st));
+            atomic_fetch_add(&xr.dfrees, 1);
+        }
+        atomic_fetch_add(&xr.frees, 1);
+    }
+    return NULL;
+}
+
+static void *xr_adopter(void *arg)
+{
+    xr_arg *a = arg;
+    void **p = calloc((size_t)a->n, sizeof *p);
+    size_t *sz = calloc((size_t)a->n, sizeof *sz);
+    int n = 0;
+    for (; n < a->n && !atomic_load(&any_failed); n++) {
+        sz[n] = xr_sizes[rnd(&a->rng) % 6];
+        hm_status st = hm_heap_alloc(xr.h, sz[n], HM_LEVEL_TASK, &p[n]);
+        if (st) {
+            bad("adopter: alloc(%zu) = %s", sz[n], sname(st));
+            break;
+        }
+        if (!xr_take(p[n], sz[n])) {
+            n++;
+            break;
+        }
+    }
+    atomic_fetch_add(&xr.adopted, (unsigned long)n);
+    for (int k = 0; k < n; k++) {
+        if (!xr_give(p[k], sz[k])) continue;
+        hm_status st = hm_heap_free(xr.h, p[k]);
+        if (st) bad("adopter: Free(%p) = %s", p[k], sname(st));
+    }
+    free(p);
+    free(sz);
+    return NULL;
+}
+
+/* Producers allocate and exit at once while consumers free their blocks (disown racing xfree pushes
+ * and owner notifications); adopters then allocate the same classes from the ownerless pages with
+ * pending xfree while the consumers go on. No block may be handed out twice (a mark per block), none
+ * overwritten (patterns), none lost: after each round no block is live, and after trim no page but
+ * the segment headers stays committed. */
+static void test_exit_races(void **state)
+{
+    (void)state;
+    memset(&xr, 0, sizeof xr);
+    hm_manager *m = make("limit=1G");
+    xr.h = mk_heap(m, HM_HEAP_THREADSAFE);
+    pthread_mutex_init(&xr.seg_lock, NULL);
+    xr.mark = calloc((size_t)XR_SEGS * XR_BLOCKS, 1);
+    const int per = UNDER_TSAN ? 800 : 2000;
+    xr.q = calloc((size_t)XR_P * per, sizeof xr.q[0]);
+    xr.ready = calloc((size_t)XR_P * per, sizeof xr.ready[0]);
+    assert_non_null(xr.mark);
+    assert_non_null(xr.q);
+    assert_non_null(xr.ready);
+    uint64_t rng = 0x243F6A8885A308D3ull ^ (uint64_t)time(NULL);
+    int rounds = (int)((UNDER_TSAN ? 4 : 10) * scale());
+    for (int r = 0; r < rounds && !atomic_load(&any_failed); r++) {
+        xr.total = XR_P * per;
+        atomic_store(&xr.qn, 0);
+        atomic_store(&xr.qtake, 0);
+        for (int i = 0; i < xr.total; i++) atomic_store(&xr.ready[i], 0);
+        pthread_t tp[XR_P], tc[XR_C], ta[XR_A];
+        xr_arg ap[XR_P], ac[XR_C], aa[XR_A];
+        for (int i = 0; i < XR_C; i++) {
+            ac[i] = (xr_arg){rnd(&rng) | 1, 0};
+            assert_int_equal(pthread_create(&tc[i], NULL, xr_consumer, &ac[i]), 0);
+        }
+        for (int i = 0; i < XR_P; i++) {
+            ap[i] = (xr_arg){rnd(&rng) | 1, per};
+            assert_int_equal(pthread_create(&tp[i], NULL, xr_producer, &ap[i]), 0);
+        }
+        for (int i = 0; i < XR_P; i++) pthread_join(tp[i], NULL);
+        for (int i = 0; i < XR_A; i++) {
+            aa[i] = (xr_arg){rnd(&rng) | 1, per};
+            assert_int_equal(pthread_create(&ta[i], NULL, xr_adopter, &aa[i]), 0);
+        }
+        for (int i = 0; i < XR_A; i++) pthread_join(ta[i], NULL);
+        for (int i = 0; i < XR_C; i++) pthread_join(tc[i], NULL);
+        check_failed();
+        hm_heap_stats s = hstats(xr.h);
+        if (s.live_blocks || s.live_bytes)
+            fail_msg("round %d: every block freed, every thread gone: stats say %" PRIu64 " blocks / %" PRIu64
+                     " bytes live", r, s.live_blocks, s.live_bytes);
+        assert_int_equal(charge(m), heap_charge(xr.h));
+        assert_int_equal(hm_heap_trim(xr.h), HM_OK);
+        s = hstats(xr.h);
+        if (s.committed_pages != s.segments)
+            fail_msg("round %d: no block live, no thread, trimmed: %" PRIu64 " pages committed in %" PRIu64
+                     " segments (a block lost in some page?)", r, s.committed_pages, s.segments);
+        assert_int_equal(charge(m), heap_charge(xr.h));
+    }
+    print_message("exit races: %d rounds, %lu cross-thread frees (%lu second frees), %lu blocks adopters got\n", rounds,
+                  (unsigned long)xr.frees, (unsigned long)xr.dfrees, (unsigned long)xr.adopted);
+    check_failed();
+    check_books();
+    assert_int_equal(hm_heap_destroy(xr.h), HM_OK);
+    assert_int_equal(charge(m), 0);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+    free(xr.mark);
+    free(xr.q);
+    free(xr.ready);
+}
+
+/* ---- 6. budget pressure ---------------------------------------------------------------------- */
+
+#define BT_T 4
+#define BT_CAP 4096
+
+typedef struct bthread {
+    hm_heap *h;
+    hm_level lv;
+    uint64_t rng;
+    pthread_barrier_t *bar;
+    void *p[BT_CAP];
+    size_t sz[BT_CAP], usable[BT_CAP];
+    int n, refused, again;
+} bthread;
+
+static void bt_free(bthread *b, int k)
+{
+    size_t at;
+    if (!pcheck(b->p[k], b->sz[k], xr_seed(b->p[k]), b->sz[k], &at))
+        bad("budget: block %p (%zu bytes) byte %zu overwritten", b->p[k], b->sz[k], at);
+    hm_status st = hm_heap_free(b->h, b->p[k]);
+    if (st) bad("budget: Free(%p) = %s", b->p[k], sname(st));
+    b->p[k] = NULL;
+}
+
+static bool bt_alloc(bthread *b, size_t size, hm_level lv)
+{
+    void *p = (void *)1;
+    hm_status st = hm_heap_alloc(b->h, size, lv, &p);
+    if (st == HM_E_COMMITMENT_LIMIT) {
+        if (p) bad("budget: a refused allocation left *out = %p", p);
+        b->refused++;
+        return false;
+    }
+    if (st) {
+        bad("budget: alloc(%zu, level %d) = %s: %s", size, (int)lv, sname(st), hm_last_detail());
+        b->refused++;
+        return false;
+    }
+    int k = b->n++;
+    b->p[k] = p;
+    b->sz[k] = size;
+    b->usable[k] = hm_heap_usable_size(b->h, p);
+    pfill(p, size, xr_seed(p));
+    return true;
+}
+
+static size_t bt_size(bthread *b)
+{
+    return rnd(&b->rng) % 100 < 75 ? small_size(&b->rng) : (size_t)(64 * KiB + rnd(&b->rng) % (960 * KiB));
+}
+
+static void *bt_worker(void *arg)
+{
+    bthread *b = arg;
+    /* 1: allocate at this thread's level until the budget has refused 20 times */
+    while (b->refused < 20 && b->n < BT_CAP && !atomic_load(&any_failed)) (void)bt_alloc(b, bt_size(b), b->lv);
+    pthread_barrier_wait(b->bar); /* main looks */
+    pthread_barrier_wait(b->bar);
+    /* 2: half back; then the heap serves again, at the process level */
+    for (int k = 0; k < b->n; k += 2) bt_free(b, k);
+    for (int k = 0; k < 20; k++) b->again += bt_alloc(b, small_size(&b->rng), HM_LEVEL_PROCESS);
+    pthread_barrier_wait(b->bar); /* main looks */
+    pthread_barrier_wait(b->bar);
+    for (int k = 0; k < b->n; k++)
+        if (b->p[k]) bt_free(b, k);
+    return NULL;
+}
+
+static void bt_check(hm_manager *m, hm_heap *h, bthread *b, const char *when)
+{
+    uint64_t blocks = 0, bytes = 0;
+    for (int t = 0; t < BT_T; t++)
+        for (int k = 0; k < b[t].n; k++)
+            if (b[t].p[k]) {
+                blocks++;
+                bytes += b[t].usable[k];
+            }
+    hm_heap_stats s;
+    (void)hm_heap_get_stats(h, &s);
+    if (s.live_blocks != blocks || s.live_bytes != bytes)
+        bad("%s: stats %" PRIu64 " blocks / %" PRIu64 " bytes live, the threads hold %" PRIu64 " / %" PRIu64, when,
+            s.live_blocks, s.live_bytes, blocks, bytes);
+    hm_manager_stats ms;
+    (void)hm_manager_get_stats(m, &ms);
+    if (ms.charge != heap_charge(h) || ms.charge > ms.limit)
+        bad("%s: charge %" PRIu64 ", the heap's pages %" PRIu64 ", limit %" PRIu64, when, ms.charge, heap_charge(h), ms.limit);
+    hm_status st = hm_vmap_check(!UNDER_TSAN);
+    if (st != HM_OK) bad("hm_vmap_check: %s: %s", sname(st), hm_last_detail());
+}
+
+/* A tight budget (16 MiB: task 12, appdomain 14, process 16) shared by four threads at different
+ * levels: refusals leave the heap exact and usable; the memory state goes Low; while it is Low, a
+ * freed page is decommitted at once (no empty page waits). */
+static void test_budget_pressure(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=16M,reserve.appdomain=2M,reserve.process=2M");
+    hm_heap *h = mk_heap(m, HM_HEAP_THREADSAFE);
+    pthread_barrier_t bar;
+    pthread_barrier_init(&bar, NULL, BT_T + 1);
+    static bthread b[BT_T];
+    pthread_t t[BT_T];
+    const hm_level lv[BT_T] = {HM_LEVEL_TASK, HM_LEVEL_APPDOMAIN, HM_LEVEL_PROCESS, HM_LEVEL_TASK};
+    uint64_t rng = 0x13198A2E03707344ull ^ (uint64_t)time(NULL);
+    for (int i = 0; i < BT_T; i++) {
+        memset(&b[i], 0, sizeof b[i]);
+        b[i].h = h;
+        b[i].lv = lv[i];
+        b[i].rng = rnd(&rng) | 1;
+        b[i].bar = &bar;
+        assert_int_equal(pthread_create(&t[i], NULL, bt_worker, &b[i]), 0);
+    }
+    pthread_barrier_wait(&bar);
+    bt_check(m, h, b, "refused at every level");
+    hm_manager_stats ms;
+    (void)hm_manager_get_stats(m, &ms);
+    for (int l = 0; l < 3; l++)
+        if (!ms.refused[l]) bad("no refusal at level %d", l);
+    if (ms.memory_state != HM_MEMORY_LOW) bad("memory state %d after refusals, not Low", (int)ms.memory_state);
+    print_message("budget: refused at charge %" PRIu64 " KiB of %" PRIu64 " KiB (refusals by level %" PRIu64 "/%" PRIu64
+                  "/%" PRIu64 ")\n",
+                  ms.charge >> 10, ms.limit >> 10, ms.refused[0], ms.refused[1], ms.refused[2]);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+    bt_check(m, h, b, "half freed, allocated again");
+    /* after every thread freed half its blocks, its small allocations at the process level mostly
+     * succeed: some may be refused while other threads' caches hold freed large blocks
+     * (test_idle_thread_pins_large_blocks) */
+    int again = 0;
+    for (int i = 0; i < BT_T; i++) again += b[i].again;
+    hm_heap_stats s2;
+    (void)hm_heap_get_stats(h, &s2);
+    print_message("budget: half freed: %d of %d small process-level allocations served (charge %" PRIu64
+                  " KiB, %" PRIu64 " KiB of freed large blocks cached)\n",
+                  again, 20 * BT_T, charge(m) >> 10, s2.cached_large_bytes >> 10);
+    if (!again) bad("no allocation served after every thread freed half its blocks");
+    pthread_barrier_wait(&bar);
+    for (int i = 0; i < BT_T; i++) pthread_join(t[i], NULL);
+    pthread_barrier_destroy(&bar);
+    check_failed();
+    bt_check(m, (b[0].n = b[1].n = b[2].n = b[3].n = 0, h), b, "all freed");
+    check_failed();
+    assert_int_equal(hm_heap_trim(h), HM_OK);
+    assert_int_equal(charge(m), heap_charge(h));
+
+    /* Low: an empty page is given back at once */
+    hm_heap *g = mk_heap(m, HM_HEAP_THREADSAFE);
+    enum { N = 2000 };
+    static void *p[N];
+    for (int i = 0; i < N; i++) assert_int_equal(hm_heap_alloc(g, 1000, HM_LEVEL_PROCESS, &p[i]), HM_OK);
+    hm_heap_stats full = hstats(g);
+    void *huge = (void *)1;
+    assert_int_equal(hm_heap_alloc(g, 64 * MiB, HM_LEVEL_TASK, &huge), HM_E_COMMITMENT_LIMIT);
+    assert_int_equal(mstats(m).memory_state, HM_MEMORY_LOW);
+    for (int i = 0; i < N; i++) assert_int_equal(hm_heap_free(g, p[i]), HM_OK);
+    hm_heap_stats after = hstats(g);
+    print_message("budget: %d blocks freed while Low: committed pages %" PRIu64 " -> %" PRIu64 " (%u empty pages wait)\n", N,
+                  full.committed_pages, after.committed_pages, g->nempty);
+    if (mstats(m).memory_state != HM_MEMORY_LOW) {
+        print_message("budget: the state left Low while freeing: the Low check is skipped\n");
+    } else {
+        if (g->nempty) fail_msg("%u empty pages wait to be decommitted while memory is Low", g->nempty);
+        /* what stays: the pages of the blocks this thread's cache holds (128 of 1024 bytes), one kept page */
+        if (after.committed_pages > after.segments + 4)
+            fail_msg("%" PRIu64 " pages stay committed after freeing every block while Low", after.committed_pages - after.segments);
+    }
+    assert_int_equal(charge(m), heap_charge(h) + heap_charge(g));
+    assert_int_equal(hm_heap_destroy(g), HM_OK);
+    assert_int_equal(hm_heap_destroy(h), HM_OK);
+    assert_int_equal(charge(m), 0);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
+/* ---- 7. a heap destroyed while other threads' caches hold its blocks ------------------------- */
+
+#define DT_T 3
+#define DT_N 300
+
+static struct {
+    hm_heap *_Atomic cur;
+    hm_heap *g;
+    pthread_barrier_t bar;
+    void *x[DT_T][DT_N]; /* blocks handed to the next thread */
+    int nx[DT_T];
+} dt;
+
+typedef struct dthread {
+    int id;
+    uint64_t rng;
+} dthread;
+
+/* On heap h: allocate small and large blocks, free half (the cache and the large cache fill), hand a
+ * quarter to the next thread, free the next thread's (into the xfree of this one's pages). */
+static void dt_work(dthread *d, hm_heap *h, bool all)
+{
+    void *p[DT_N];
+    size_t sz[DT_N];
+    for (int k = 0; k < DT_N; k++) {
+        sz[k] = k % 60 == 0 ? (size_t)(33 * KiB + rnd(&d->rng) % (990 * KiB)) : small_size(&d->rng);
+        hm_status st = hm_heap_alloc(h, sz[k], HM_LEVEL_TASK, &p[k]);
+        if (st) {
+            bad("destroy: alloc(%zu) = %s", sz[k], sname(st));
+            return;
+        }
+        pfill(p[k], sz[k], xr_seed(p[k]));
+        void *q;
+        if (k % 7 == 0 && !hm_heap_alloc(dt.g, sz[k] % 2000, HM_LEVEL_TASK, &q)) (void)hm_heap_free(dt.g, q);
+    }
+    int nx = 0;
+    for (int k = 0; k < DT_N; k++) {
+        size_t at;
+        if (!pcheck(p[k], sz[k], xr_seed(p[k]), sz[k], &at)) bad("destroy: block %p byte %zu overwritten", p[k], at);
+        if (k % 4 == 1) dt.x[d->id][nx++] = p[k];
+        else if (k % 2 == 0 || all) {
+            hm_status st = hm_heap_free(h, p[k]);
+            if (st) bad("destroy: Free(%p) = %s", p[k], sname(st));
+        }
+    }
+    dt.nx[d->id] = nx;
+    pthread_barrier_wait(&dt.bar);
+    int from = (d->id + 1) % DT_T;
+    for (int k = 0; k < dt.nx[from]; k++) {
+        hm_status st = hm_heap_free(h, dt.x[from][k]);
+        if (st) bad("destroy: Free(%p) from another thread = %s", dt.x[from][k], sname(st));
+    }
+    pthread_barrier_wait(&dt.bar);
+}
+
+static void *dt_thread(void *arg)
+{
+    dthread *d = arg;
+    dt_work(d, atomic_load(&dt.cur), false); /* leaves live blocks, cached blocks, pending xfree */
+    pthread_barrier_wait(&dt.bar);            /* idle: main destroys the heap, makes another */
+    pthread_barrier_wait(&dt.bar);
+    dt_work(d, atomic_load(&dt.cur), true);
+    return NULL; /* exits with a cache of the destroyed heap and one of the new */
+}
+
+static void test_destroy_under_caches(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=1G");
+    dt.g = mk_heap(m, HM_HEAP_THREADSAFE);
+    uint64_t rng = 0xA4093822299F31D0ull ^ (uint64_t)time(NULL);
+    int rounds = (int)(4 * scale()), same = 0;
+    for (int r = 0; r < rounds; r++) {
+        hm_heap *h = mk_heap(m, HM_HEAP_THREADSAFE);
+        atomic_store(&dt.cur, h);
+        pthread_barrier_init(&dt.bar, NULL, DT_T + 1);
+        pthread_t t[DT_T];
+        dthread d[DT_T];
+        for (int i = 0; i < DT_T; i++) {
+            d[i] = (dthread){i, rnd(&rng) | 1};
+            assert_int_equal(pthread_create(&t[i], NULL, dt_thread, &d[i]), 0);
+        }
+        pthread_barrier_wait(&dt.bar);
+        pthread_barrier_wait(&dt.bar);
+        pthread_barrier_wait(&dt.bar); /* the threads idle, holding h's blocks in their caches */
+        check_failed();
+        assert_int_equal(hm_heap_destroy(h), HM_OK);
+        assert_int_equal(charge(m), heap_charge(dt.g));
+        hm_heap *h2 = mk_heap(m, HM_HEAP_THREADSAFE);
+        same += h2 == h;
+        atomic_store(&dt.cur, h2);
+        pthread_barrier_wait(&dt.bar);
+        pthread_barrier_wait(&dt.bar);
+        pthread_barrier_wait(&dt.bar);
+        for (int i = 0; i < DT_T; i++) pthread_join(t[i], NULL);
+        pthread_barrier_destroy(&dt.bar);
+        check_failed();
+        hm_heap_stats s = hstats(h2);
+        assert_int_equal(s.live_blocks, 0);
+        assert_int_equal(s.live_bytes, 0);
+        assert_int_equal(hstats(dt.g).live_blocks, 0);
+        assert_int_equal(charge(m), heap_charge(h2) + heap_charge(dt.g));
+        assert_int_equal(hm_heap_trim(h2), HM_OK);
+        s = hstats(h2);
+        if (s.committed_pages != s.segments || s.cached_large_bytes)
+            fail_msg("the new heap, all threads gone, trimmed: %" PRIu64 " pages in %" PRIu64 " segments, %" PRIu64
+                     " bytes of cached large blocks", s.committed_pages, s.segments, s.cached_large_bytes);
+        assert_int_equal(hm_heap_destroy(h2), HM_OK);
+        assert_int_equal(charge(m), heap_charge(dt.g));
+        check_books();
+    }
+    print_message("destroy under caches: %d rounds (the new heap at the old one's address %d times)\n", rounds, same);
+    assert_int_equal(hm_heap_destroy(dt.g), HM_OK);
+    assert_int_equal(charge(m), 0);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownerless_pages_trimmed),
         cmocka_unit_test(test_dead_heap_caches_freed),
         cmocka_unit_test(test_double_free_during_refill),
+        cmocka_unit_test(test_small_refused_while_large_cached),
+        cmocka_unit_test(test_idle_thread_pins_large_blocks),
         cmocka_unit_test(test_model_threads),
+        cmocka_unit_test(test_exit_races),
+        cmocka_unit_test(test_budget_pressure),
+        cmocka_unit_test(test_destroy_under_caches),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    /* HM_STRESS_ONLY=<substring>: only the tests whose name holds it */
+    const char *only = getenv("HM_STRESS_ONLY");
+    struct CMUnitTest pick[sizeof tests / sizeof tests[0]];
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++)
+        if (!only || strstr(tests[i].name, only)) pick[n++] = tests[i];
+    return _cmocka_run_group_tests("heap_stress", pick, n, NULL, NULL);
 }
