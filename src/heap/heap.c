@@ -159,6 +159,17 @@ static void purge(hm_heap *h, bool force)
     }
 }
 
+static bool lcache_drain(hm_heap *h);
+
+/* A commit for pages was refused: the freed large blocks the heap keeps committed (its cache, the
+ * calling thread's) go first, as they do for a large block (heap.h); true if any went. Lock held. */
+static bool refused_give_back(hm_heap *h, hm_status st)
+{
+    if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
+    bool any = (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_large_drain_locked(h);
+    return lcache_drain(h) || any;
+}
+
 static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
@@ -178,6 +189,11 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
             hm_heap_unlock(h);
             hm_status st = segment_new(h, level, &s);
             hm_heap_lock(h);
+            if (refused_give_back(h, st)) { /* once more */
+                hm_heap_unlock(h);
+                st = segment_new(h, level, &s);
+                hm_heap_lock(h);
+            }
             if (st) return st;
             s->next = h->segments;
             h->segments = s;
@@ -199,6 +215,11 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
         hm_heap_unlock(h);
         hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
         hm_heap_lock(h);
+        if (refused_give_back(h, st)) { /* once more */
+            hm_heap_unlock(h);
+            st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+            hm_heap_lock(h);
+        }
         if (st) {
             for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
             return st;

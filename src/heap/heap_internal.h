@@ -150,6 +150,8 @@ uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size);
 bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size);
 /* Releases this thread's cached large blocks of h (a commit was refused). */
 void hm_tcache_large_drain(hm_heap *h);
+/* The same with the heap lock held; false if it had none. */
+bool hm_tcache_large_drain_locked(hm_heap *h);
 /* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
 void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size);
 /* heap.c: whether a large block may be kept committed now (not when memory is short). */

@@ -303,6 +303,14 @@ void hm_tcache_large_drain(hm_heap *h)
     hm_heap_unlock(h);
 }
 
+bool hm_tcache_large_drain_locked(hm_heap *h)
+{
+    hm_tcache *c = hm_thread_caches;
+    if (!c || c->heap_id != h->id || !c->nlarge) return false;
+    large_flush(h, c);
+    return true;
+}
+
 void hm_tcache_heap_gone(hm_heap *h)
 {
     pthread_mutex_lock(&heaps_lock);
