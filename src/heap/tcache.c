@@ -153,7 +153,13 @@ static hm_tcache *my_cache(hm_heap *h)
     pthread_mutex_unlock(&pool_lock);
     if (!m) return NULL;
     hm_tcache *c = (hm_tcache *)(m + 1);
-    memset(c, 0, sizeof *c);
+    /* all but xpending, which a thread that read a page's home before its previous owner exited may
+     * still be setting (hm_tcache_notify): an atomic store for it, so that the two never race (a bit
+     * that lands after it only costs a needless look) */
+    size_t xp = offsetof(hm_tcache, xpending), after = xp + sizeof c->xpending;
+    memset(c, 0, xp);
+    atomic_store_explicit(&c->xpending, 0, memory_order_relaxed);
+    memset((char *)c + after, 0, sizeof *c - after);
     for (unsigned cls = 0; cls < HM_NCLASS; cls++) c->bin[cls].cap = cap_of(hm_heap_class_size(cls));
     atomic_store_explicit(&c->heap, h, memory_order_relaxed);
     c->heap_id = h->id;
