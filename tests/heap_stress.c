@@ -423,6 +423,75 @@ static void test_double_free_during_refill(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* ---- 3a. a second Free of a cached large block racing its release ------------------------------ */
+
+static struct {
+    hm_heap *h;
+    _Atomic uintptr_t target;
+    atomic_int busy, stop;
+    atomic_ulong tries, accepted;
+} rr;
+
+static void *rr_doubler(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&rr.stop)) {
+        atomic_store(&rr.busy, 1);
+        uintptr_t p = atomic_load(&rr.target);
+        if (p) {
+            hm_status st = hm_heap_free(rr.h, (void *)p);
+            atomic_fetch_add(&rr.tries, 1);
+            if (st != HM_E_HOST_INVALIDOPERATION) {
+                atomic_fetch_add(&rr.accepted, 1);
+                bad("second Free of the freed large block %#lx = %s", (unsigned long)p, sname(st));
+            }
+            if (hm_heap_usable_size(rr.h, (void *)p)) bad("usable size of the freed large block %#lx", (unsigned long)p);
+        }
+        atomic_store(&rr.busy, 0);
+        if (!p) sched_yield();
+    }
+    return NULL;
+}
+
+/* A large block the program freed sits in the heap's cache; another thread's hm_heap_trim (or the
+ * cache's eviction, or a refused commit elsewhere) releases it. A second Free of it, racing that
+ * release, must say HOST_E_INVALIDOPERATION: it must not read the block's words after the release
+ * (its pages are gone: PROT_NONE or unmapped). */
+static void test_double_free_racing_release(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=1G");
+    rr.h = mk_heap(m, HM_HEAP_THREADSAFE);
+    atomic_store(&rr.stop, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, rr_doubler, NULL), 0);
+    uint64_t seed = 0xB7E151628AED2A6Bull;
+    int rounds = (int)(3000 * scale()), r;
+    double deadline = now_s() + 1.5 * scale();
+    for (r = 0; r < rounds && now_s() < deadline && !atomic_load(&any_failed); r++) {
+        void *p;
+        assert_int_equal(hm_heap_alloc(rr.h, 2 * MiB, HM_LEVEL_TASK, &p), HM_OK); /* beyond a thread's large cache */
+        memset(p, 0x77, 4096);
+        assert_int_equal(hm_heap_free(rr.h, p), HM_OK); /* into the heap's cache */
+        atomic_store(&rr.target, (uintptr_t)p);
+        for (volatile int spin = (int)(rnd(&seed) % 20000); spin > 0; spin--) {
+        }
+        assert_int_equal(hm_heap_trim(rr.h), HM_OK); /* releases it */
+        for (volatile int spin = (int)(rnd(&seed) % 2000); spin > 0; spin--) {
+        }
+        atomic_store(&rr.target, 0);
+        while (atomic_load(&rr.busy)) sched_yield(); /* its last Free of p is over before p can be reused */
+    }
+    atomic_store(&rr.stop, 1);
+    pthread_join(t, NULL);
+    print_message("second Free racing the release of a cached large block: %d rounds, %lu second frees\n", r,
+                  (unsigned long)atomic_load(&rr.tries));
+    check_failed();
+    assert_int_equal(charge(m), heap_charge(rr.h));
+    assert_int_equal(hm_heap_destroy(rr.h), HM_OK);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
 /* ---- 3b. a small allocation refused while the heap caches freed large blocks -------------------- */
 
 /* heap.h: freed large blocks stay committed in the heap's and the threads' caches, "and all of it
@@ -1481,6 +1550,7 @@ int main(void)
         cmocka_unit_test(test_ownerless_pages_trimmed),
         cmocka_unit_test(test_dead_heap_caches_freed),
         cmocka_unit_test(test_double_free_during_refill),
+        cmocka_unit_test(test_double_free_racing_release),
         cmocka_unit_test(test_small_refused_while_large_cached),
         cmocka_unit_test(test_idle_thread_pins_large_blocks),
         cmocka_unit_test(test_model_threads),
