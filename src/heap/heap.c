@@ -866,11 +866,28 @@ static bool find(const void *p, hm_vmap_info *info)
     return hm_vmap_lookup(p, info) && (info->flags & HM_AF_TAGGED);
 }
 
+/* What p is to h when the map said a large block of h holds it. A freed large block (in the heap's
+ * cache or a thread's) may be released by another thread at any moment, and classify reads the
+ * block's words: so the map is asked again, and the block read, under h's lock, which every release
+ * of h's large blocks holds. A block found live stays so after the lock is dropped (only a Free of
+ * it, the caller's, releases it). NOT_A_BLOCK if p is not h's any more (*info: what the map says). */
+static block_ref classify_large(hm_heap *h, const void *p, hm_vmap_info *info)
+{
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
+    hm_heap_lock(h);
+    if (find(p, info) && (hm_heap *)(info->tag & ~(uintptr_t)1) == h && (info->tag & 1u))
+        r = hm_heap_classify(h, info, (uintptr_t)p);
+    hm_heap_unlock(h);
+    return r;
+}
+
 /* Free of p, which the map says belongs to another heap (or nothing of a heap): SPEC 4. */
 static hm_status foreign(const hm_vmap_info *info, const void *p)
 {
     hm_heap *o = (hm_heap *)(info->tag & ~(uintptr_t)1);
-    block_ref r = hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
+    hm_vmap_info again;
+    block_ref r = info->tag & 1u ? classify_large(o, p, &again)                 /* under its lock */
+                                 : hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
     if (r.kind == SMALL && (o->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(o, r.block)) r.kind = NOT_A_BLOCK;
     if (r.kind == NOT_A_BLOCK) {
         hm_detail_set("Free(%p): not a live block of any heap", p);
@@ -911,17 +928,26 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     }
     if ((hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
     block_ref r;
+    if (info.tag & 1u) { /* a large block: looked at under the lock (classify_large) */
+        r = classify_large(h, p, &info);
+        if (r.kind == NOT_A_BLOCK && info.tag && (hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
+        if (r.kind == LARGE && r.size && (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_large_put(h, r.block, r.size)) {
+            ((uint64_t *)r.block)[1] = lcache_tag(h, r.block); /* this thread's cache keeps it, no lock */
+            large_count(h, -(int64_t)r.size, -1);
+            return HM_OK;
+        }
+        hm_heap_lock(h);
+        st = release_block(h, &r); /* (a live block stays live while its Free runs) */
+        hm_heap_unlock(h);
+        if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): not a live block (already freed?)", p);
+        return hm_manager_leave(h->m, st);
+    }
     if (h->flags & HM_HEAP_THREADSAFE) { /* a plain small block goes to this thread's cache, no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
         if (r.kind == SMALL) {
             st = hm_tcache_push(h, r.page, r.index, r.block);
             if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
             return st;
-        }
-        if (r.kind == LARGE && r.size && hm_tcache_large_put(h, r.block, r.size)) { /* so does a large one */
-            ((uint64_t *)r.block)[1] = lcache_tag(h, r.block);
-            large_count(h, -(int64_t)r.size, -1);
-            return HM_OK;
         }
     }
     hm_heap_lock(h);
@@ -956,8 +982,9 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     hm_vmap_info info;
     if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
-    /* no lock: classify reads only what Free reads without one (atomics, the map, the block) */
-    block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
+    /* no lock for a small block: classify reads only what Free reads without one (atomics, the map,
+     * the block); a large one may be released meanwhile (classify_large) */
+    block_ref r = info.tag & 1u ? classify_large(h, p, &info) : hm_heap_classify(h, &info, (uintptr_t)p);
     if (r.kind == SMALL && (h->flags & HM_HEAP_THREADSAFE) && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
     switch (r.kind) {
     case SMALL:
