@@ -949,6 +949,19 @@ static void mt_check(bool books)
     atomic_fetch_add(&mt.checks, 1);
 }
 
+static void *mt_free_all(void *arg)
+{
+    (void)arg;
+    for (size_t i = 0; i < MT_SLOTS; i++) {
+        mslot *sl = &mt.slot[i];
+        if (!sl->p) continue;
+        (void)mt_intact(sl);
+        expect(hm_heap_free(mt.h[sl->heap], sl->p), HM_OK, "final Free", sl->p, sl->heap);
+        sl->p = NULL;
+    }
+    return NULL;
+}
+
 static void mt_spawn(mthread *w, uint64_t *rng)
 {
     w->rng = rnd(rng) | 1;
@@ -1005,14 +1018,11 @@ static void test_model_threads(void **state)
                   (unsigned long)mt.foreigns, (unsigned long)mt.exits, (unsigned long)mt.checks,
                   (unsigned long)mt.ring_checks, (unsigned long)mt.ring_xfree, (unsigned long)mt.ring_cached);
     check_failed();
-    /* everything back: patterns intact, nothing live, the charge the heaps' pages */
-    for (size_t i = 0; i < MT_SLOTS; i++) {
-        mslot *sl = &mt.slot[i];
-        if (!sl->p) continue;
-        (void)mt_intact(sl);
-        expect(hm_heap_free(mt.h[sl->heap], sl->p), HM_OK, "final Free", sl->p, sl->heap);
-        sl->p = NULL;
-    }
+    /* everything back (by a thread that then exits): patterns intact, nothing live; trimmed, no page
+     * but the segment headers stays committed and no large block cached (no block lost anywhere) */
+    pthread_t fin;
+    assert_int_equal(pthread_create(&fin, NULL, mt_free_all, NULL), 0);
+    pthread_join(fin, NULL);
     check_failed();
     uint64_t want = 0;
     for (int i = 0; i < MT_HEAPS; i++) {
@@ -1020,6 +1030,10 @@ static void test_model_threads(void **state)
         hm_heap_stats s = hstats(mt.h[i]);
         assert_int_equal(s.live_blocks, 0);
         assert_int_equal(s.live_bytes, 0);
+        if (s.committed_pages != s.segments || s.cached_large_bytes || s.large_bytes)
+            fail_msg("heap %d, all freed, no thread, trimmed: %" PRIu64 " pages committed in %" PRIu64 " segments, %" PRIu64
+                     " bytes of large blocks cached, %" PRIu64 " live", i, s.committed_pages, s.segments,
+                     s.cached_large_bytes, s.large_bytes);
         want += heap_charge(mt.h[i]);
     }
     assert_int_equal(charge(mt.m), want);
