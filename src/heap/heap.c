@@ -244,6 +244,17 @@ static void purge(hm_heap *h, bool force)
     }
 }
 
+static bool lcache_drain(hm_heap *h);
+
+/* A commit for pages was refused: the freed large blocks the heap keeps committed (its cache, the
+ * calling thread's) go first, as they do for a large block (heap.h); true if any went. Lock held. */
+static bool refused_give_back(hm_heap *h, hm_status st)
+{
+    if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
+    bool any = h->cached && hm_tcache_large_drain_all(h);
+    return lcache_drain(h) || any;
+}
+
 static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
@@ -263,6 +274,11 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
             hm_heap_unlock(h);
             hm_status st = segment_new(h, level, &s);
             hm_heap_lock(h);
+            if (refused_give_back(h, st)) { /* once more */
+                hm_heap_unlock(h);
+                st = segment_new(h, level, &s);
+                hm_heap_lock(h);
+            }
             if (st) return st;
             s->next = h->segments;
             h->segments = s;
@@ -284,6 +300,11 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
         hm_heap_unlock(h);
         hm_status st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
         hm_heap_lock(h);
+        if (refused_give_back(h, st)) { /* once more */
+            hm_heap_unlock(h);
+            st = hm_manager_alloc(h->m, level, (void *)page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+            hm_heap_lock(h);
+        }
         if (st) {
             for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
             return st;
@@ -360,8 +381,7 @@ static bool collect(hm_heap *h, hm_hpage *pg)
     bool ok = true;
     while (b) {
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        atomic_store_explicit(hm_tcache_word1(wr(h, b)), 0, memory_order_relaxed);
-        set_live(pg, index_of(pg, b), false);
+        set_live(pg, index_of(pg, b), false); /* it keeps its cache tag (take_one) */
         *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b;
         pg->free = b;
         n++;
@@ -393,6 +413,11 @@ static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
         SET(pg->extent, extent);
         b = base + i * bs;
     }
+    /* Tagged as cached before it turns live: a block the program freed is never live and untagged
+     * while the heap has it (a second Free racing this must see one or the other). Blocks handed
+     * straight to the program lose the tag in their caller (alloc_block, hm_tcache_alloc). */
+    atomic_store_explicit(hm_tcache_word1(wr(h, b)), hm_tcache_tag(h, b), memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
     set_live(pg, i, true);
     SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
     if (!pg->free && extent == pg->capacity) {
@@ -442,7 +467,7 @@ static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
     }
     if (!pg) return false;
     move(pg, 0);
-    atomic_store_explicit(&pg->home, lists, memory_order_relaxed);
+    atomic_store_explicit(&pg->home, lists, memory_order_seq_cst); /* (hm_heap_give reads it after its push) */
     move(pg, 1);
     return true;
 }
@@ -470,14 +495,16 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
         atomic_store_explicit(hm_tcache_word1(wr(h, b)), hm_tcache_tag(h, b), memory_order_relaxed);
         uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
         do *(uintptr_t *)wr(h, b) = old ^ h->key ^ b;
-        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_release, memory_order_relaxed));
+        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_seq_cst, memory_order_relaxed));
         atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
-        if (!old && home && home != &h->own) /* the first since the owner looked: tell it (tcache.c) */
-            hm_tcache_notify(home, pg->cls);
+        if (!old) { /* the first since the owner looked: tell it (tcache.c); the owner read after the
+                     * push, as the page may have been adopted meanwhile */
+            home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
+            if (home && home != &h->own) hm_tcache_notify(home, pg->cls);
+        }
         return false;
     }
-    atomic_store_explicit(hm_tcache_word1(wr(h, b)), 0, memory_order_relaxed);
-    set_live(pg, index_of(pg, b), false);
+    set_live(pg, index_of(pg, b), false); /* a cached block keeps its tag (take_one) */
     *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b; /* encoded link */
     pg->free = b;
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
@@ -630,9 +657,9 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     }
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
-        if (h->cached) hm_tcache_large_drain(h);
         hm_heap_lock(h);
-        bool drained = lcache_drain(h);
+        bool drained = h->cached && hm_tcache_large_drain_all(h); /* every thread's, not only ours */
+        drained = lcache_drain(h) || drained;
         hm_heap_unlock(h);
         if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     }
@@ -821,6 +848,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, &h->own, cls, level, out);
     hm_heap_unlock(h);
+    if (!st) atomic_store_explicit(hm_tcache_word1(wr(h, *out)), 0, memory_order_relaxed); /* the program's now */
     return st;
 }
 
@@ -964,11 +992,28 @@ static bool find(const void *p, hm_vmap_info *info)
     return hm_vmap_lookup(p, info) && (info->flags & HM_AF_TAGGED);
 }
 
+/* What p is to h when the map said a large block of h holds it. A freed large block (in the heap's
+ * cache or a thread's) may be released by another thread at any moment, and classify reads the
+ * block's words: so the map is asked again, and the block read, under h's lock, which every release
+ * of h's large blocks holds. A block found live stays so after the lock is dropped (only a Free of
+ * it, the caller's, releases it). NOT_A_BLOCK if p is not h's any more (*info: what the map says). */
+static block_ref classify_large(hm_heap *h, const void *p, hm_vmap_info *info)
+{
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
+    hm_heap_lock(h);
+    if (find(p, info) && (hm_heap *)(info->tag & ~(uintptr_t)1) == h && (info->tag & 1u))
+        r = hm_heap_classify(h, info, (uintptr_t)p);
+    hm_heap_unlock(h);
+    return r;
+}
+
 /* Free of p, which the map says belongs to another heap (or nothing of a heap): SPEC 4. */
 static hm_status foreign(const hm_vmap_info *info, const void *p)
 {
     hm_heap *o = (hm_heap *)(info->tag & ~(uintptr_t)1);
-    block_ref r = hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
+    hm_vmap_info again;
+    block_ref r = info->tag & 1u ? classify_large(o, p, &again)                 /* under its lock */
+                                 : hm_heap_classify(o, info, (uintptr_t)p); /* a read-only look at the other heap */
     if (r.kind == SMALL && o->cached && hm_tcache_holds(o, r.block)) r.kind = NOT_A_BLOCK;
     if (r.kind == NOT_A_BLOCK) {
         hm_detail_set("Free(%p): not a live block of any heap", p);
@@ -1011,17 +1056,26 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     }
     if ((hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
     block_ref r;
+    if (info.tag & 1u) { /* a large block: looked at under the lock (classify_large) */
+        r = classify_large(h, p, &info);
+        if (r.kind == NOT_A_BLOCK && info.tag && (hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
+        if (r.kind == LARGE && r.size && h->cached && hm_tcache_large_put(h, r.block, r.size)) {
+            W64(h, r.block, 1) = lcache_tag(h, r.block); /* this thread's cache keeps it, no lock */
+            large_count(h, -(int64_t)r.size, -1);
+            return HM_OK;
+        }
+        hm_heap_lock(h);
+        st = release_block(h, &r); /* (a live block stays live while its Free runs) */
+        hm_heap_unlock(h);
+        if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): not a live block (already freed?)", p);
+        return hm_manager_leave(h->m, st);
+    }
     if (h->cached) { /* a plain small block goes to this thread's cache, no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
         if (r.kind == SMALL) {
             st = hm_tcache_push(h, r.page, r.index, r.block);
             if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
             return st;
-        }
-        if (r.kind == LARGE && r.size && hm_tcache_large_put(h, r.block, r.size)) { /* so does a large one */
-            ((uint64_t *)r.block)[1] = lcache_tag(h, r.block);
-            large_count(h, -(int64_t)r.size, -1);
-            return HM_OK;
         }
     }
     hm_heap_lock(h);
@@ -1056,8 +1110,9 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     hm_vmap_info info;
     if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
-    /* no lock: classify reads only what Free reads without one (atomics, the map, the block) */
-    block_ref r = hm_heap_classify(h, &info, (uintptr_t)p);
+    /* no lock for a small block: classify reads only what Free reads without one (atomics, the map,
+     * the block); a large one may be released meanwhile (classify_large) */
+    block_ref r = info.tag & 1u ? classify_large(h, p, &info) : hm_heap_classify(h, &info, (uintptr_t)p);
     if (r.kind == SMALL && h->cached && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
     switch (r.kind) {
     case SMALL:
@@ -1132,6 +1187,21 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     return HM_OK;
 }
 
+/* The ownerless pages get other threads' frees through their xfree, which nobody collects until a
+ * thread adopts the page: collects them, and gives up the pages left without a block in use (lock
+ * held). */
+static void own_reclaim(hm_heap *h)
+{
+    for (unsigned cls = 0; cls < HM_NCLASS; cls++)
+        for (int full = 0; full < 2; full++)
+            for (hm_hpage *pg = full ? h->own.full[cls] : h->own.avail[cls], *next; pg; pg = next) {
+                next = pg->next;
+                if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) && !collect(h, pg)) return;
+                if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) page_empty(h, pg);
+                else if (full && pg->free) move(pg, 1);
+            }
+}
+
 hm_status hm_heap_trim(hm_heap *h)
 {
     if (!h) return HM_E_POINTER;
@@ -1139,6 +1209,7 @@ hm_status hm_heap_trim(hm_heap *h)
     if (st) return st;
     if (h->cached) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
+    own_reclaim(h);
     purge(h, true);
     (void)lcache_drain(h);
     hm_heap_unlock(h);

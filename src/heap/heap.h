@@ -16,7 +16,8 @@
  * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
  * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
  * Each thread keeps a few freed large blocks of its own (HM_TCACHE_LARGE of at most
- * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, without the heap lock.
+ * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, taken without the
+ * heap lock (a Free looks at a large block under it: a freed one may be released by another thread).
  * A large block made by realloc reserves twice its size: a later realloc grows it in place by
  * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
  *

@@ -87,6 +87,8 @@ typedef struct hm_tcache {
     struct hm_tcache *thread_next;    /* in its thread's list (its thread only) */
     hm_pagelists lists;               /* the pages this thread owns (its thread only) */
     _Atomic uint64_t xpending;        /* bit c: a full page of class c got blocks from another thread */
+    atomic_flag large_lock;           /* nlarge and large[]: its thread, or a drain from another thread
+                                         (lock order: the heap lock, then this) */
     uint32_t nlarge;                  /* freed large blocks kept, oldest first */
     hm_lblock large[HM_TCACHE_LARGE];
     _Atomic uint64_t large_bytes;     /* their bytes (statistics; written by its thread only) */
@@ -127,6 +129,7 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
 {
     _Atomic uint64_t *w1 = hm_tcache_word1(b);
     uint64_t t = hm_tcache_tag(h, b);
+    atomic_thread_fence(memory_order_acquire); /* the caller saw b live: it sees the tag set before (take_one) */
     if (atomic_load_explicit(w1, memory_order_relaxed) == t) return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = hm_thread_caches;
     if (c && c->heap_id == h->id) {
@@ -147,8 +150,13 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
  * caller), false if it does not fit (then it goes to the heap). No lock. */
 uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size);
 bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size);
+/* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
+ * by an idle thread must not starve a busy one). Heap lock held; true if any went. */
+bool hm_tcache_large_drain_all(hm_heap *h);
 /* Releases this thread's cached large blocks of h (a commit was refused). */
 void hm_tcache_large_drain(hm_heap *h);
+/* The same with the heap lock held; false if it had none. */
+bool hm_tcache_large_drain_locked(hm_heap *h);
 /* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
 void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size);
 /* heap.c: whether a large block may be kept committed now (not when memory is short). */

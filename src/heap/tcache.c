@@ -17,13 +17,15 @@
  *
  * Lifetime: a cache is made on a thread's first use of a heap and linked into the heap's list (heap
  * lock). At thread exit its blocks go back to the heap and it is freed; if the heap was destroyed
- * first, it only is freed. heaps_lock orders the two: destroy marks the heap's caches orphaned under
- * it, the exit destructor flushes only caches still attached under it. Heap ids tell a destroyed
- * heap from a new one at the same address. */
+ * first, it only is freed, at the thread's exit or when the thread next looks through its caches
+ * for one (my_cache), whichever comes first. heaps_lock orders the two: destroy marks the heap's
+ * caches orphaned under it, the exit destructor flushes only caches still attached under it. Heap
+ * ids tell a destroyed heap from a new one at the same address. */
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "../os/os.h"
 #include "../vmap/meta.h"
 #include "heap_internal.h"
 
@@ -82,7 +84,7 @@ void hm_tcache_notify(hm_pagelists *lists, unsigned cls)
         atomic_fetch_or_explicit(&c->xpending, (uint64_t)1 << cls, memory_order_relaxed);
 }
 
-static void large_flush(hm_heap *h, hm_tcache *c);
+static bool large_flush(hm_heap *h, hm_tcache *c);
 
 static void thread_exit(void *arg)
 {
@@ -120,7 +122,8 @@ static void make_key(void) { (void)pthread_key_create(&exit_key, thread_exit); }
 static hm_tcache *my_cache(hm_heap *h)
 {
     hm_tcache *prev = NULL;
-    for (hm_tcache *c = hm_thread_caches; c; prev = c, c = c->thread_next) {
+    for (hm_tcache *c = hm_thread_caches, *next; c; c = next) {
+        next = c->thread_next;
         if (c->heap_id == h->id) {
             if (prev) { /* most recent first */
                 prev->thread_next = c->thread_next;
@@ -129,6 +132,20 @@ static hm_tcache *my_cache(hm_heap *h)
             }
             return c;
         }
+        if (!atomic_load_explicit(&c->heap, memory_order_relaxed)) {
+            /* its heap was destroyed (hm_tcache_heap_gone; it stays so): nothing refers to it any
+             * more once hm_tcache_heap_gone has left the heap's list (heaps_lock), so it is freed
+             * now rather than at this thread's exit */
+            pthread_mutex_lock(&heaps_lock);
+            pthread_mutex_unlock(&heaps_lock);
+            if (prev) prev->thread_next = next;
+            else hm_thread_caches = next;
+            pthread_mutex_lock(&pool_lock);
+            hm_pool_free(&cache_pool, (hm_meta_hdr *)c - 1);
+            pthread_mutex_unlock(&pool_lock);
+            continue;
+        }
+        prev = c;
     }
     pthread_once(&key_once, make_key);
     int err = 0;
@@ -137,7 +154,14 @@ static hm_tcache *my_cache(hm_heap *h)
     pthread_mutex_unlock(&pool_lock);
     if (!m) return NULL;
     hm_tcache *c = (hm_tcache *)(m + 1);
-    memset(c, 0, sizeof *c);
+    /* all but xpending, which a thread that read a page's home before its previous owner exited may
+     * still be setting (hm_tcache_notify): an atomic store for it, so that the two never race (a bit
+     * that lands after it only costs a needless look) */
+    size_t xp = offsetof(hm_tcache, xpending), after = xp + sizeof c->xpending;
+    memset(c, 0, xp);
+    atomic_store_explicit(&c->xpending, 0, memory_order_relaxed);
+    memset((char *)c + after, 0, sizeof *c - after);
+    atomic_flag_clear_explicit(&c->large_lock, memory_order_relaxed);
     for (unsigned cls = 0; cls < HM_NCLASS; cls++) c->bin[cls].cap = cap_of(hm_heap_class_size(cls));
     atomic_store_explicit(&c->heap, h, memory_order_relaxed);
     c->heap_id = h->id;
@@ -159,6 +183,7 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
         hm_heap_lock(h);
         st = hm_heap_small_alloc(h, &h->own, cls, level, out);
         hm_heap_unlock(h);
+        if (!st) atomic_store_explicit(hm_tcache_word1(*out), 0, memory_order_relaxed); /* the program's now */
         return st;
     }
     hm_tcache_bin *bin = &c->bin[cls];
@@ -232,18 +257,33 @@ static inline void large_count(hm_tcache *c, int64_t d)
                           memory_order_relaxed);
 }
 
+static void large_lock(hm_tcache *c)
+{
+    while (atomic_flag_test_and_set_explicit(&c->large_lock, memory_order_acquire)) hm_os_yield();
+}
+static void large_unlock(hm_tcache *c) { atomic_flag_clear_explicit(&c->large_lock, memory_order_release); }
+
 uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size)
 {
     hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id || !c->nlarge) return 0;
+    if (!c || c->heap_id != h->id) return 0;
+    large_lock(c);
     unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes);
-    if (best == c->nlarge) return 0;
-    uintptr_t b = c->large[best].base;
-    *size = c->large[best].size;
-    memmove(&c->large[best], &c->large[best + 1], (c->nlarge - best - 1) * sizeof c->large[0]); /* oldest first */
-    c->nlarge--;
-    large_count(c, -(int64_t)*size);
+    uintptr_t b = 0;
+    if (best < c->nlarge) {
+        b = c->large[best].base;
+        *size = c->large[best].size;
+        memmove(&c->large[best], &c->large[best + 1], (c->nlarge - best - 1) * sizeof c->large[0]); /* oldest first */
+        c->nlarge--;
+        large_count(c, -(int64_t)*size);
+    }
+    large_unlock(c);
     return b;
+}
+
+static inline bool large_full(hm_tcache *c, uint64_t size)
+{
+    return c->nlarge == HM_TCACHE_LARGE || atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES;
 }
 
 bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
@@ -251,39 +291,64 @@ bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
     if (size > HM_TCACHE_LARGE_MAX || !hm_heap_may_keep(h)) return false;
     hm_tcache *c = my_cache(h);
     if (!c) return false;
-    if (c->nlarge == HM_TCACHE_LARGE || atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES) {
-        hm_heap_lock(h); /* the oldest go to the heap */
-        while (c->nlarge && (c->nlarge == HM_TCACHE_LARGE ||
-                             atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES)) {
-            hm_heap_large_return(h, c->large[0].base, c->large[0].size);
-            large_count(c, -(int64_t)c->large[0].size);
-            memmove(&c->large[0], &c->large[1], (c->nlarge - 1) * sizeof c->large[0]);
-            c->nlarge--;
-        }
-        hm_heap_unlock(h);
+    large_lock(c);
+    bool evict = large_full(c, size);
+    if (evict) { /* the oldest go to the heap (lock order: the heap's, then the cache's) */
+        large_unlock(c);
+        hm_heap_lock(h);
+        large_lock(c);
     }
-    c->large[c->nlarge].base = b;
-    c->large[c->nlarge].size = size;
-    c->nlarge++;
-    large_count(c, (int64_t)size);
-    return true;
+    while (c->nlarge && large_full(c, size)) {
+        hm_heap_large_return(h, c->large[0].base, c->large[0].size);
+        large_count(c, -(int64_t)c->large[0].size);
+        memmove(&c->large[0], &c->large[1], (c->nlarge - 1) * sizeof c->large[0]);
+        c->nlarge--;
+    }
+    bool kept = !large_full(c, size);
+    if (kept) {
+        c->large[c->nlarge].base = b;
+        c->large[c->nlarge].size = size;
+        c->nlarge++;
+        large_count(c, (int64_t)size);
+    }
+    large_unlock(c);
+    if (evict) hm_heap_unlock(h);
+    return kept;
 }
 
-/* Gives this thread's large blocks of h back to the heap (lock held). */
-static void large_flush(hm_heap *h, hm_tcache *c)
+/* Gives c's large blocks of h back to the heap (heap lock held); true if there were any. */
+static bool large_flush(hm_heap *h, hm_tcache *c)
 {
+    large_lock(c);
+    bool any = c->nlarge != 0;
     for (unsigned i = 0; i < c->nlarge; i++) hm_heap_large_return(h, c->large[i].base, c->large[i].size);
     c->nlarge = 0;
     atomic_store_explicit(&c->large_bytes, 0, memory_order_relaxed);
+    large_unlock(c);
+    return any;
 }
 
 void hm_tcache_large_drain(hm_heap *h)
 {
     hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id || !c->nlarge) return;
+    if (!c || c->heap_id != h->id) return;
     hm_heap_lock(h);
-    large_flush(h, c);
+    (void)large_flush(h, c);
     hm_heap_unlock(h);
+}
+
+bool hm_tcache_large_drain_locked(hm_heap *h)
+{
+    hm_tcache *c = hm_thread_caches;
+    if (!c || c->heap_id != h->id) return false;
+    return large_flush(h, c);
+}
+
+bool hm_tcache_large_drain_all(hm_heap *h)
+{
+    bool any = false;
+    for (hm_tcache *c = h->caches; c; c = c->next) any |= large_flush(h, c);
+    return any;
 }
 
 void hm_tcache_heap_gone(hm_heap *h)
