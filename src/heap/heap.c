@@ -1105,14 +1105,16 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     return free_general(h, p);
 }
 
-size_t hm_heap_usable_size(hm_heap *h, const void *p)
+/* The usable size of p, 0 if no live block of h. With guarded, a large block is looked at under the
+ * lock (classify_large: another thread may be releasing it); realloc, whose caller holds p, needs not. */
+static size_t usable(hm_heap *h, const void *p, bool guarded)
 {
     hm_vmap_info info;
     if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
         return 0;
     /* no lock for a small block: classify reads only what Free reads without one (atomics, the map,
      * the block); a large one may be released meanwhile (classify_large) */
-    block_ref r = info.tag & 1u ? classify_large(h, p, &info) : hm_heap_classify(h, &info, (uintptr_t)p);
+    block_ref r = info.tag & 1u && guarded ? classify_large(h, p, &info) : hm_heap_classify(h, &info, (uintptr_t)p);
     if (r.kind == SMALL && h->cached && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
     switch (r.kind) {
     case SMALL:
@@ -1122,6 +1124,8 @@ size_t hm_heap_usable_size(hm_heap *h, const void *p)
     default: return 0;
     }
 }
+
+size_t hm_heap_usable_size(hm_heap *h, const void *p) { return usable(h, p, true); }
 
 void *hm_heap_writable(hm_heap *h, const void *p)
 {
@@ -1152,7 +1156,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (!out) return HM_E_POINTER;
     if (!p) return hm_heap_alloc(h, size, level, out);
     *out = NULL;
-    size_t have = hm_heap_usable_size(h, p);
+    size_t have = usable(h, p, false); /* (the caller holds p: no other thread releases it) */
     if (!have) { /* says why without touching anything: another heap's live block, or no block */
         hm_vmap_info info;
         if (find(p, &info) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
