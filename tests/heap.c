@@ -13,6 +13,7 @@
 
 #include "heap/heap_internal.h"
 #include "testutil.h"
+#include "heap_testutil.h"
 #include "vmap/vmap.h"
 
 #define KiB ((size_t)1024)
@@ -20,67 +21,6 @@
 #define PAGE ((size_t)4096)
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
-
-static hm_manager *make(const char *opts)
-{
-    hm_manager *m = NULL;
-    hm_status st = hm_manager_create(opts, &m);
-    if (st != HM_OK) fail_msg("hm_manager_create(\"%s\") = %#x: %s", opts, (unsigned)st, hm_last_detail());
-    assert_non_null(m);
-    return m;
-}
-
-static void destroy_mgr(hm_manager *m)
-{
-    hm_status st = hm_manager_destroy(m);
-    if (st != HM_OK) fail_msg("hm_manager_destroy = %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static hm_heap *mk_heap(hm_manager *m, uint32_t flags)
-{
-    hm_heap *h = NULL;
-    hm_status st = hm_heap_create(m, flags, &h);
-    if (st != HM_OK) fail_msg("hm_heap_create(flags %#x) = %#x: %s", flags, (unsigned)st, hm_last_detail());
-    assert_non_null(h);
-    return h;
-}
-
-static void destroy_heap(hm_heap *h)
-{
-    hm_status st = hm_heap_destroy(h);
-    if (st != HM_OK) fail_msg("hm_heap_destroy = %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static hm_heap_stats hstats(hm_heap *h)
-{
-    hm_heap_stats s;
-    assert_int_equal(hm_heap_get_stats(h, &s), HM_OK);
-    return s;
-}
-
-static uint64_t charge(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s.charge;
-}
-
-static void check_books(void)
-{
-    hm_status st = hm_vmap_check(true);
-    if (st != HM_OK) fail_msg("hm_vmap_check: %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-/* The charge a heap's pages stand for (heap.h layout): per segment its header pages (the struct,
- * rounded to 4 KiB), 64 KiB per other committed page, and the large blocks. SPEC 3.2: every
- * committed byte of a heap is charged to its manager. */
-static uint64_t heap_charge(hm_heap *h)
-{
-    hm_heap_stats s = hstats(h);
-    uint64_t hdr = (sizeof(hm_segment) + PAGE - 1) & ~(uint64_t)(PAGE - 1);
-    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes +
-           s.cached_large_bytes;
-}
 
 static void *alloc_ok(hm_heap *h, size_t size, hm_level level)
 {
@@ -134,13 +74,6 @@ static void assert_refusal(hm_status st, const char *what)
     if (st != HM_E_OUTOFMEMORY && st != HM_E_COMMITMENT_LIMIT && st != HM_E_NOT_ENOUGH_MEMORY)
         fail_msg("%s = %#x (%s): not a memory refusal", what, (unsigned)st, hm_status_name(st));
     assert_int_equal(hm_status_hresult(st), HM_E_OUTOFMEMORY);
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 /* The size-class boundaries of heap.h: 16..128 step 16, then four per doubling to 32 KiB. */

@@ -9,6 +9,7 @@
 
 #include "heap/heap.h"
 #include "testutil.h"
+#include "heap_testutil.h"
 #include "vmap/vmap.h"
 
 #define KiB ((size_t)1 << 10)
@@ -17,23 +18,6 @@ static bool dual(void)
 {
     const char *v = getenv("HOSTMEM_EXEC_VIEWS");
     return v && !strcmp(v, "dual");
-}
-
-static uint64_t charge(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s.charge;
-}
-
-/* What the heap's memory should cost (tests/heap.c has the same): header pages, 64 KiB per other
- * committed page, large blocks. */
-static uint64_t heap_charge(hm_heap *h)
-{
-    hm_heap_stats s;
-    assert_int_equal(hm_heap_get_stats(h, &s), HM_OK);
-    uint64_t hdr = (sizeof(hm_segment) + 4095) & ~(uint64_t)4095;
-    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes + s.cached_large_bytes;
 }
 
 #if defined(__x86_64__)

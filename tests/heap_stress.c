@@ -20,6 +20,7 @@
 #include "heap/heap_internal.h"
 #include "manager/manager.h"
 #include "testutil.h"
+#include "heap_testutil.h"
 #include "vmap/meta.h"
 #include "vmap/vmap.h"
 
@@ -34,59 +35,6 @@ static double scale(void)
     const char *e = getenv("HM_STRESS");
     double f = e ? atof(e) : 1.0;
     return f > 0 ? f : 1.0;
-}
-
-static hm_manager *make(const char *opts)
-{
-    hm_manager *m = NULL;
-    hm_status st = hm_manager_create(opts, &m);
-    if (st != HM_OK) fail_msg("hm_manager_create(\"%s\") = %#x: %s", opts, (unsigned)st, hm_last_detail());
-    return m;
-}
-
-static hm_heap *mk_heap(hm_manager *m, uint32_t flags)
-{
-    hm_heap *h = NULL;
-    hm_status st = hm_heap_create(m, flags, &h);
-    if (st != HM_OK) fail_msg("hm_heap_create = %#x: %s", (unsigned)st, hm_last_detail());
-    return h;
-}
-
-static hm_heap_stats hstats(hm_heap *h)
-{
-    hm_heap_stats s;
-    assert_int_equal(hm_heap_get_stats(h, &s), HM_OK);
-    return s;
-}
-
-static hm_manager_stats mstats(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s;
-}
-
-static uint64_t charge(hm_manager *m) { return mstats(m).charge; }
-
-/* The charge a heap's pages stand for (tests/heap.c): segment headers, 64 KiB pages, large blocks. */
-static uint64_t heap_charge(hm_heap *h)
-{
-    hm_heap_stats s = hstats(h);
-    uint64_t hdr = (sizeof(hm_segment) + 4095) & ~(uint64_t)4095;
-    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes + s.cached_large_bytes;
-}
-
-static void check_books(void)
-{
-    hm_status st = hm_vmap_check(!UNDER_TSAN);
-    if (st != HM_OK) fail_msg("hm_vmap_check: %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
 static void sleep_ms(int ms)

@@ -11,6 +11,7 @@
 
 #include "heap/heap.h"
 #include "testutil.h"
+#include "heap_testutil.h"
 #include "vmap/vmap.h"
 
 /* under ThreadSanitizer: fewer operations, and no comparison with the kernel's mappings (testutil.h) */
@@ -25,58 +26,6 @@
 #define OPS (UNDER_TSAN ? 50000 : 100000)
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
-
-static hm_manager *make(const char *opts)
-{
-    hm_manager *m = NULL;
-    hm_status st = hm_manager_create(opts, &m);
-    if (st != HM_OK) fail_msg("hm_manager_create(\"%s\") = %#x: %s", opts, (unsigned)st, hm_last_detail());
-    return m;
-}
-
-static hm_heap *mk_heap(hm_manager *m, uint32_t flags)
-{
-    hm_heap *h = NULL;
-    hm_status st = hm_heap_create(m, flags, &h);
-    if (st != HM_OK) fail_msg("hm_heap_create = %#x: %s", (unsigned)st, hm_last_detail());
-    return h;
-}
-
-static hm_heap_stats hstats(hm_heap *h)
-{
-    hm_heap_stats s;
-    assert_int_equal(hm_heap_get_stats(h, &s), HM_OK);
-    return s;
-}
-
-static hm_manager_stats mstats(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s;
-}
-
-/* The charge a heap's pages stand for (heap.h): segment headers, 64 KiB pages, large blocks. */
-static uint64_t heap_charge(hm_heap *h)
-{
-    hm_heap_stats s = hstats(h);
-    uint64_t hdr = (sizeof(hm_segment) + 4095) & ~(uint64_t)4095;
-    return s.segments * hdr + (s.committed_pages - s.segments) * HM_HPAGE_SIZE + s.large_bytes +
-           s.cached_large_bytes;
-}
-
-static void check_books(void)
-{
-    hm_status st = hm_vmap_check(!UNDER_TSAN);
-    if (st != HM_OK) fail_msg("hm_vmap_check: %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static double now_s(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void sleep_ms(int ms)
 {
