@@ -36,25 +36,22 @@
 #define PG ((size_t)4096)
 #define NPAGES (GiB / PG)
 
-static void die(const char *what, int err)
-{
-    fprintf(stderr, "bench_dirty: %s: %s\n", what, strerror(err));
-    exit(2);
-}
+/* what failed, with its errno value (bench_util.h's die) */
+#define die_err(what, err) die("%s: %s", (what), strerror(err))
 
 /* A fresh GiB, reserved (PROT_NONE, MAP_NORESERVE) at a 2 MiB boundary; map and maplen are for munmap. */
 static char *reserve(void **map, size_t *maplen)
 {
     *maplen = GiB + 2 * MiB;
     void *p = mmap(NULL, *maplen, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED) die("mmap", errno);
+    if (p == MAP_FAILED) die_err("mmap", errno);
     *map = p;
     return (char *)(((uintptr_t)p + 2 * MiB - 1) & ~(uintptr_t)(2 * MiB - 1));
 }
 
 static void commit(char *p)
 {
-    if (mprotect(p, GiB, PROT_READ | PROT_WRITE) != 0) die("mprotect", errno);
+    if (mprotect(p, GiB, PROT_READ | PROT_WRITE) != 0) die_err("mprotect", errno);
 }
 
 static void touch(char *p, size_t step)
@@ -88,12 +85,12 @@ static double first_touch(int kind)
     char *p = reserve(&map, &maplen);
     hm_dirty_set_thp_guard(kind == GUARD);
     int err = kind != UNREG ? hm_dirty_register(p, GiB) : 0;
-    if (err) die("hm_dirty_register", err);
+    if (err) die_err("hm_dirty_register", err);
     commit(p);
     double t0 = now_ns();
     touch(p, 1);
     double t = (now_ns() - t0) / 1e6;
-    if (kind != UNREG && (err = hm_dirty_unregister(p, GiB))) die("hm_dirty_unregister", err);
+    if (kind != UNREG && (err = hm_dirty_unregister(p, GiB))) die_err("hm_dirty_unregister", err);
     munmap(map, maplen);
     return t;
 }
@@ -108,7 +105,7 @@ static double scan_ms(char *p, size_t expect, bool reset)
     double t0 = now_ns();
     int err = hm_dirty_scan(p, GiB, out, NPAGES, reset, &n);
     double t = (now_ns() - t0) / 1e6;
-    if (err) die("hm_dirty_scan", err);
+    if (err) die_err("hm_dirty_scan", err);
     if (n != expect) {
         fprintf(stderr, "bench_dirty: scan listed %zu pages, expected %zu\n", n, expect);
         exit(2);
@@ -118,6 +115,7 @@ static double scan_ms(char *p, size_t expect, bool reset)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_dirty";
     bench_args(argc, argv);
     (void)measure; /* the batch harness does not fit one-shot operations of a GiB: timed one by one */
     const hm_os_config *cfg = hm_os_init();
@@ -153,7 +151,7 @@ int main(int argc, char **argv)
 
     /* 2. Scans with reset. */
     out = malloc(NPAGES * sizeof *out);
-    if (!out) die("malloc", ENOMEM);
+    if (!out) die_err("malloc", ENOMEM);
     void *map;
     size_t maplen;
     char *p = reserve(&map, &maplen);
@@ -161,17 +159,17 @@ int main(int argc, char **argv)
     int err;
     for (int r = 0; r < reps; r++) {
         double t0 = now_ns();
-        if ((err = hm_dirty_register(p, GiB))) die("hm_dirty_register", err);
+        if ((err = hm_dirty_register(p, GiB))) die_err("hm_dirty_register", err);
         reg.t[r] = (now_ns() - t0) / 1e6;
-        if ((err = hm_dirty_unregister(p, GiB))) die("hm_dirty_unregister", err);
+        if ((err = hm_dirty_unregister(p, GiB))) die_err("hm_dirty_unregister", err);
     }
-    if ((err = hm_dirty_register(p, GiB))) die("hm_dirty_register", err);
+    if ((err = hm_dirty_register(p, GiB))) die_err("hm_dirty_register", err);
     commit(p);
     touch(p, 1); /* every page present */
     for (int r = 0; r < reps; r++) {
         touch(p, 1);
         double t0 = now_ns();
-        if ((err = hm_dirty_reset(p, GiB))) die("hm_dirty_reset", err);
+        if ((err = hm_dirty_reset(p, GiB))) die_err("hm_dirty_reset", err);
         rst.t[r] = (now_ns() - t0) / 1e6;
     }
     static const struct {
@@ -191,7 +189,7 @@ int main(int argc, char **argv)
     for (int r = 0; r < reps; r++) {
         touch(p, 2);
         nr.t[r] = scan_ms(p, NPAGES / 2, false);
-        if ((err = hm_dirty_reset(p, GiB))) die("hm_dirty_reset", err);
+        if ((err = hm_dirty_reset(p, GiB))) die_err("hm_dirty_reset", err);
     }
     printf("\n2. hm_dirty_scan with reset over 1 GiB (every page present)\n");
     printf("   %-38s %9s %9s %9s\n", "", "ms", "min", "max");

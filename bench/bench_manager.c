@@ -59,25 +59,6 @@ static const double ratio_target = 1.03;
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_manager: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    exit(2);
-}
-
-static void hm_check(hm_status st, const char *what)
-{
-    if (HM_FAILED(st))
-        die("%s failed: %s (%s, 0x%08x): %s", what, hm_status_message(st), hm_status_name(st),
-            (unsigned)st, hm_last_detail());
-}
 
 
 /* The p-th percentile (nearest rank) of v, sorted in place. */
@@ -485,6 +466,7 @@ static void bench_latency(void)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_manager";
     quick = bench_args(argc, argv);
     if (quick) crossings = 60;
     hm_check(hm_init(), "hm_init");

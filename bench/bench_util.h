@@ -5,10 +5,34 @@
 #ifndef HM_BENCH_UTIL_H
 #define HM_BENCH_UTIL_H
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <hostmem/hostmem.h>
+
+static const char *bench_name = "bench"; /* for messages: set by each benchmark's main */
+
+/* Stops the benchmark: a measurement whose setup failed measures nothing. */
+__attribute__((noreturn, format(printf, 1, 2))) static inline void die(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", bench_name);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    exit(2);
+}
+
+static inline void hm_check(hm_status st, const char *what)
+{
+    if (HM_FAILED(st))
+        die("%s failed: %s (%s, 0x%08x): %s", what, hm_status_message(st), hm_status_name(st), (unsigned)st,
+            hm_last_detail());
+}
 
 static int reps = 7;                 /* batches per figure; the median is printed */
 static double batch_ns = 100e6;      /* wanted length of one batch */

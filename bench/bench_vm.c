@@ -40,25 +40,6 @@ static int quick;
 
 static volatile uint64_t sink; /* keeps results alive */
 
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
-
-static void die(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "bench_vm: ");
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    exit(2);
-}
-
-static void hm_check(hm_status st, const char *what)
-{
-    if (HM_FAILED(st))
-        die("%s failed: %s (%s, 0x%08x): %s", what, hm_status_message(st), hm_status_name(st),
-            (unsigned)st, hm_last_detail());
-}
 
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
@@ -382,6 +363,7 @@ static void print_metadata(const meta_result *m)
 
 int main(int argc, char **argv)
 {
+    bench_name = "bench_vm";
     quick = bench_args(argc, argv);
     hm_check(hm_init(), "hm_init");
     hm_system_info si;

@@ -37,22 +37,6 @@ static double scale(void)
     return f > 0 ? f : 1.0;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static uint64_t rnd(uint64_t *s)
-{
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
 /* The first failure seen by any thread (workers must not call cmocka's fail_msg). */
 static pthread_mutex_t fail_lock = PTHREAD_MUTEX_INITIALIZER;
 static char fail_text[1024];
@@ -313,7 +297,7 @@ static void test_double_free_during_refill(void **state)
     for (r = 1; r <= rounds && now_s() < deadline && !atomic_load(&rf.hits) && !atomic_load(&any_failed); r++) {
         /* free a random half of the live blocks: the cache fills and gives its oldest back to the page */
         for (int i = 0; i < RF_N; i++)
-            if (live[i] && (rnd(&seed) & 1)) {
+            if (live[i] && (next_rand(&seed) & 1)) {
                 assert_int_equal(hm_heap_free(rf.h, (void *)rf.blk[i]), HM_OK);
                 live[i] = false;
                 atomic_store(&rf.freed[i], 1);
@@ -342,7 +326,7 @@ static void test_double_free_during_refill(void **state)
         atomic_store(&rf.go, 1);
         atomic_store(&rf.round, r);
         while (atomic_load(&rf.started) != r) sched_yield();
-        for (volatile int spin = (int)(rnd(&seed) % 64); spin > 0; spin--) {
+        for (volatile int spin = (int)(next_rand(&seed) % 64); spin > 0; spin--) {
         }
         void *q;
         assert_int_equal(hm_heap_alloc(rf.h, 16, HM_LEVEL_TASK, &q), HM_OK);
@@ -424,10 +408,10 @@ static void test_double_free_racing_release(void **state)
         memset(p, 0x77, 4096);
         assert_int_equal(hm_heap_free(rr.h, p), HM_OK); /* into the heap's cache */
         atomic_store(&rr.target, (uintptr_t)p);
-        for (volatile int spin = (int)(rnd(&seed) % 20000); spin > 0; spin--) {
+        for (volatile int spin = (int)(next_rand(&seed) % 20000); spin > 0; spin--) {
         }
         assert_int_equal(hm_heap_trim(rr.h), HM_OK); /* releases it */
-        for (volatile int spin = (int)(rnd(&seed) % 2000); spin > 0; spin--) {
+        for (volatile int spin = (int)(next_rand(&seed) % 2000); spin > 0; spin--) {
         }
         atomic_store(&rr.target, 0);
         while (atomic_load(&rr.busy)) sched_yield(); /* its last Free of p is over before p can be reused */
@@ -526,7 +510,7 @@ static void test_double_free_racing_decommit(void **state)
         assert_int_equal(pthread_create(&o, NULL, dc_owner, (void *)(intptr_t)r), 0);
         while (atomic_load(&dc.ready) != r) sched_yield();
         atomic_store(&dc.active, 1);
-        for (volatile int spin = (int)(rnd(&seed) % 50000); spin > 0; spin--) {
+        for (volatile int spin = (int)(next_rand(&seed) % 50000); spin > 0; spin--) {
         }
         atomic_store(&dc.armed, 1);
         pthread_kill(t, SIGUSR1); /* the second Free stops wherever it is */
@@ -721,44 +705,44 @@ static void expect(hm_status got, hm_status want, const char *what, const void *
 
 static size_t small_size(uint64_t *rng)
 {
-    unsigned cls = (unsigned)(rnd(rng) % HM_NCLASS);
+    unsigned cls = (unsigned)(next_rand(rng) % HM_NCLASS);
     size_t lo = cls ? hm_heap_class_size(cls - 1) + 1 : 0, hi = hm_heap_class_size(cls);
-    return lo + (size_t)(rnd(rng) % (hi - lo + 1));
+    return lo + (size_t)(next_rand(rng) % (hi - lo + 1));
 }
 
 static size_t large_size(uint64_t *rng)
 {
     /* 32 KiB + 1 .. 2 MiB, about evenly over the doublings */
-    unsigned d = (unsigned)(rnd(rng) % 6); /* 32K..64K .. 1M..2M */
+    unsigned d = (unsigned)(next_rand(rng) % 6); /* 32K..64K .. 1M..2M */
     size_t lo = (HM_SMALL_MAX << d) + 1, hi = HM_SMALL_MAX << (d + 1);
-    return lo + (size_t)(rnd(rng) % (hi - lo + 1));
+    return lo + (size_t)(next_rand(rng) % (hi - lo + 1));
 }
 
 /* Allocates into the empty slot sl (shard lock held). */
 static void mt_alloc(mthread *w, mslot *sl)
 {
-    uint64_t r = rnd(&w->rng) % 100;
+    uint64_t r = next_rand(&w->rng) % 100;
     int hi = r < 40 ? 0 : r < 65 ? 1 : r < 80 ? MT_ST : 3;
     hm_heap *h = mt.h[hi];
-    bool large = rnd(&w->rng) % 100 < 4;
+    bool large = next_rand(&w->rng) % 100 < 4;
     size_t size = large ? large_size(&w->rng) : small_size(&w->rng), align = 16;
     void *p = NULL;
     hm_status st;
     bool debug = false, zero = false;
-    uint64_t how = rnd(&w->rng) % 100;
+    uint64_t how = next_rand(&w->rng) % 100;
     hlock(hi);
     if (how < 68) {
         st = hm_heap_alloc(h, size, HM_LEVEL_TASK, &p);
     } else if (how < 78) {
-        align = (size_t)32 << (rnd(&w->rng) % 8);
+        align = (size_t)32 << (next_rand(&w->rng) % 8);
         st = hm_heap_alloc_aligned(h, size, align, HM_LEVEL_APPDOMAIN, &p);
     } else if (how < 85) {
-        size_t count = 1 + rnd(&w->rng) % 8;
+        size_t count = 1 + next_rand(&w->rng) % 8;
         size = size / count * count;
         st = hm_heap_calloc(h, count, size / count, HM_LEVEL_TASK, &p);
         zero = true;
     } else if (how < 93) {
-        st = hm_heap_alloc_debug(h, size, HM_LEVEL_PROCESS, "stress.c", (int)(rnd(&w->rng) % 50), &p);
+        st = hm_heap_alloc_debug(h, size, HM_LEVEL_PROCESS, "stress.c", (int)(next_rand(&w->rng) % 50), &p);
         debug = true;
     } else {
         st = hm_heap_realloc(h, NULL, size, HM_LEVEL_TASK, &p);
@@ -781,7 +765,7 @@ static void mt_alloc(mthread *w, mslot *sl)
     sl->p = p;
     sl->req = size;
     sl->usable = usable;
-    sl->seed = (uint32_t)rnd(&w->rng);
+    sl->seed = (uint32_t)next_rand(&w->rng);
     sl->heap = (uint8_t)hi;
     sl->debug = debug;
     pfill(p, size, sl->seed);
@@ -808,7 +792,7 @@ static void mt_free(mthread *w, mslot *sl)
     expect(hm_heap_free(h, p), HM_OK, "Free", p, hi);
     /* a second Free at once: the block is in this thread's cache (a thread-safe heap's plain small
      * block) or on its page's free list (the single-threaded heap, whose lock this thread holds) */
-    if (rnd(&w->rng) % 4 == 0) {
+    if (next_rand(&w->rng) % 4 == 0) {
         bool small = sl->usable <= HM_SMALL_MAX;
         if (hi == MT_ST || (small && !sl->debug)) {
             hm_status st = hm_heap_free(h, p);
@@ -829,8 +813,8 @@ static void mt_realloc(mthread *w, mslot *sl)
     int hi = sl->heap;
     hm_heap *h = mt.h[hi];
     if (!mt_intact(sl)) return;
-    size_t ns = rnd(&w->rng) & 1 ? sl->req + sl->req / 2 * (1 + rnd(&w->rng) % 6) + rnd(&w->rng) % 64
-                                 : sl->req / (2 + rnd(&w->rng) % 3);
+    size_t ns = next_rand(&w->rng) & 1 ? sl->req + sl->req / 2 * (1 + next_rand(&w->rng) % 6) + next_rand(&w->rng) % 64
+                                 : sl->req / (2 + next_rand(&w->rng) % 3);
     if (ns > 2 * MiB) ns = 2 * MiB;
     void *q = NULL, *p = sl->p;
     hlock(hi);
@@ -853,7 +837,7 @@ static void mt_realloc(mthread *w, mslot *sl)
     sl->p = q;
     sl->req = ns;
     sl->usable = usable;
-    sl->seed = (uint32_t)rnd(&w->rng);
+    sl->seed = (uint32_t)next_rand(&w->rng);
     pfill(q, ns, sl->seed);
     atomic_fetch_add(&mt.reallocs, 1);
 }
@@ -870,7 +854,7 @@ static void mt_probe(mthread *w, mslot *sl)
     if (u != sl->usable) bad("heap %d: usable size of %p changed: %zu -> %zu", hi, (void *)p, sl->usable, u);
     expect(hm_heap_free(h, p + 1), HM_E_HOST_INVALIDOPERATION, "Free (interior +1)", p + 1, hi);
     if (sl->usable >= 32) {
-        size_t off = 16 * (1 + rnd(&w->rng) % (sl->usable / 16 - 1));
+        size_t off = 16 * (1 + next_rand(&w->rng) % (sl->usable / 16 - 1));
         expect(hm_heap_free(h, p + off), HM_E_HOST_INVALIDOPERATION, "Free (interior)", p + off, hi);
     }
     if (sl->debug) expect(hm_heap_free(h, p - HM_DEBUG_HDR), HM_E_HOST_INVALIDOPERATION, "Free (debug start)", p - 16, hi);
@@ -882,7 +866,7 @@ static void mt_probe(mthread *w, mslot *sl)
     }
     hunlock(hi);
     atomic_fetch_add(&mt.interiors, 1);
-    int hj = (hi + 1 + (int)(rnd(&w->rng) % (MT_HEAPS - 1))) % MT_HEAPS;
+    int hj = (hi + 1 + (int)(next_rand(&w->rng) % (MT_HEAPS - 1))) % MT_HEAPS;
     hlock(hj);
     expect(hm_heap_free(mt.h[hj], p), HM_E_HOST_NOT_OWNER, "Free through another heap of", p, hi);
     hunlock(hj);
@@ -895,18 +879,18 @@ static void *mt_worker(void *arg)
     mthread *w = arg;
     for (long k = 0; k < w->quota && !atomic_load(&mt.stop) && !atomic_load(&any_failed); k++) {
         pthread_rwlock_rdlock(&mt.world);
-        unsigned si = (unsigned)(rnd(&w->rng) % MT_SLOTS);
+        unsigned si = (unsigned)(next_rand(&w->rng) % MT_SLOTS);
         pthread_mutex_t *sh = &mt.shard[si % MT_SHARDS];
         pthread_mutex_lock(sh);
         mslot *sl = &mt.slot[si];
-        uint64_t r = rnd(&w->rng) % 100;
+        uint64_t r = next_rand(&w->rng) % 100;
         if (!sl->p) mt_alloc(w, sl);
         else if (r < 60) mt_free(w, sl);
         else if (r < 80) mt_realloc(w, sl);
         else mt_probe(w, sl);
         pthread_mutex_unlock(sh);
-        r = rnd(&w->rng) % 4096;
-        if (r == 0) (void)hm_heap_trim(mt.h[rnd(&w->rng) % 2 ? 0 : 3]);
+        r = next_rand(&w->rng) % 4096;
+        if (r == 0) (void)hm_heap_trim(mt.h[next_rand(&w->rng) % 2 ? 0 : 3]);
         if (r == 1) {
             hm_heap_stats s; /* racy, but must not crash */
             (void)hm_heap_get_stats(mt.h[1], &s);
@@ -1015,8 +999,8 @@ static void *mt_free_all(void *arg)
 
 static void mt_spawn(mthread *w, uint64_t *rng)
 {
-    w->rng = rnd(rng) | 1;
-    w->quota = 300 + (long)(rnd(rng) % 4000);
+    w->rng = next_rand(rng) | 1;
+    w->quota = 300 + (long)(next_rand(rng) % 4000);
     atomic_store(&w->state, 1);
     if (pthread_create(&w->t, NULL, mt_worker, w)) bad("pthread_create failed");
 }
@@ -1044,7 +1028,7 @@ static void test_model_threads(void **state)
     for (int i = 0; i < nt; i++) mt_spawn(&th[i], &rng);
     double end = now_s() + 2.5 * scale();
     while (now_s() < end && !atomic_load(&any_failed)) {
-        sleep_ms(2 + (int)(rnd(&rng) % 20));
+        sleep_ms(2 + (int)(next_rand(&rng) % 20));
         pthread_rwlock_wrlock(&mt.world);
         for (int i = 0; i < nt; i++)
             if (atomic_load(&th[i].state) == 2) {
@@ -1181,7 +1165,7 @@ static void *xr_producer(void *arg)
 {
     xr_arg *a = arg;
     for (int k = 0; k < a->n && !atomic_load(&any_failed); k++) {
-        size_t size = xr_sizes[rnd(&a->rng) % 6];
+        size_t size = xr_sizes[next_rand(&a->rng) % 6];
         void *p;
         hm_status st = hm_heap_alloc(xr.h, size, HM_LEVEL_TASK, &p);
         if (st) {
@@ -1211,7 +1195,7 @@ static void *xr_consumer(void *arg)
         if (!xr_give(p, xr.q[i].size)) break;
         hm_status st = hm_heap_free(xr.h, p);
         if (st) bad("consumer: Free(%p) = %s", p, sname(st));
-        if (rnd(&a->rng) % 8 == 0) { /* still in this thread's cache */
+        if (next_rand(&a->rng) % 8 == 0) { /* still in this thread's cache */
             st = hm_heap_free(xr.h, p);
             if (st != HM_E_HOST_INVALIDOPERATION) bad("consumer: second Free(%p) = %s", p, sname(st));
             atomic_fetch_add(&xr.dfrees, 1);
@@ -1228,7 +1212,7 @@ static void *xr_adopter(void *arg)
     size_t *sz = calloc((size_t)a->n, sizeof *sz);
     int n = 0;
     for (; n < a->n && !atomic_load(&any_failed); n++) {
-        sz[n] = xr_sizes[rnd(&a->rng) % 6];
+        sz[n] = xr_sizes[next_rand(&a->rng) % 6];
         hm_status st = hm_heap_alloc(xr.h, sz[n], HM_LEVEL_TASK, &p[n]);
         if (st) {
             bad("adopter: alloc(%zu) = %s", sz[n], sname(st));
@@ -1279,16 +1263,16 @@ static void test_exit_races(void **state)
         pthread_t tp[XR_P], tc[XR_C], ta[XR_A];
         xr_arg ap[XR_P], ac[XR_C], aa[XR_A];
         for (int i = 0; i < XR_C; i++) {
-            ac[i] = (xr_arg){rnd(&rng) | 1, 0};
+            ac[i] = (xr_arg){next_rand(&rng) | 1, 0};
             assert_int_equal(pthread_create(&tc[i], NULL, xr_consumer, &ac[i]), 0);
         }
         for (int i = 0; i < XR_P; i++) {
-            ap[i] = (xr_arg){rnd(&rng) | 1, per};
+            ap[i] = (xr_arg){next_rand(&rng) | 1, per};
             assert_int_equal(pthread_create(&tp[i], NULL, xr_producer, &ap[i]), 0);
         }
         for (int i = 0; i < XR_P; i++) pthread_join(tp[i], NULL);
         for (int i = 0; i < XR_A; i++) {
-            aa[i] = (xr_arg){rnd(&rng) | 1, per};
+            aa[i] = (xr_arg){next_rand(&rng) | 1, per};
             assert_int_equal(pthread_create(&ta[i], NULL, xr_adopter, &aa[i]), 0);
         }
         for (int i = 0; i < XR_A; i++) pthread_join(ta[i], NULL);
@@ -1367,7 +1351,7 @@ static bool bt_alloc(bthread *b, size_t size, hm_level lv)
 
 static size_t bt_size(bthread *b)
 {
-    return rnd(&b->rng) % 100 < 75 ? small_size(&b->rng) : (size_t)(64 * KiB + rnd(&b->rng) % (960 * KiB));
+    return next_rand(&b->rng) % 100 < 75 ? small_size(&b->rng) : (size_t)(64 * KiB + next_rand(&b->rng) % (960 * KiB));
 }
 
 static void *bt_worker(void *arg)
@@ -1427,7 +1411,7 @@ static void test_budget_pressure(void **state)
         memset(&b[i], 0, sizeof b[i]);
         b[i].h = h;
         b[i].lv = lv[i];
-        b[i].rng = rnd(&rng) | 1;
+        b[i].rng = next_rand(&rng) | 1;
         b[i].bar = &bar;
         assert_int_equal(pthread_create(&t[i], NULL, bt_worker, &b[i]), 0);
     }
@@ -1517,7 +1501,7 @@ static void dt_work(dthread *d, hm_heap *h, bool all)
     void *p[DT_N];
     size_t sz[DT_N];
     for (int k = 0; k < DT_N; k++) {
-        sz[k] = k % 60 == 0 ? (size_t)(33 * KiB + rnd(&d->rng) % (990 * KiB)) : small_size(&d->rng);
+        sz[k] = k % 60 == 0 ? (size_t)(33 * KiB + next_rand(&d->rng) % (990 * KiB)) : small_size(&d->rng);
         hm_status st = hm_heap_alloc(h, sz[k], HM_LEVEL_TASK, &p[k]);
         if (st) {
             bad("destroy: alloc(%zu) = %s", sz[k], sname(st));
@@ -1571,7 +1555,7 @@ static void test_destroy_under_caches(void **state)
         pthread_t t[DT_T];
         dthread d[DT_T];
         for (int i = 0; i < DT_T; i++) {
-            d[i] = (dthread){i, rnd(&rng) | 1};
+            d[i] = (dthread){i, next_rand(&rng) | 1};
             assert_int_equal(pthread_create(&t[i], NULL, dt_thread, &d[i]), 0);
         }
         pthread_barrier_wait(&dt.bar);
