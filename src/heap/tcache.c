@@ -203,8 +203,7 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
             if (st) return st;
             n = 1 + hm_heap_take(h, &c->lists, cls, bin->slot + 1, want - 1);
         }
-        for (uint32_t k = 0; k < n; k++)
-            atomic_store_explicit(hm_tcache_word1(bin->slot[k]), hm_tcache_tag(h, bin->slot[k]), memory_order_relaxed);
+        /* (the blocks carry the cache tag already: take_one sets it before their live bits) */
     }
     uintptr_t b = bin->slot[--n];
     set_n(bin, n);
