@@ -296,3 +296,21 @@ int hm_trap_install(hm_trap_fn fn)
 
 unsigned long hm_trap_handled(void) { return atomic_load_explicit(&handled, memory_order_relaxed); }
 unsigned long hm_trap_passed(void) { return atomic_load_explicit(&passed, memory_order_relaxed); }
+
+void hm_trap_block_all(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, old);
+}
+
+void hm_trap_unblock_faults(sigset_t *old)
+{
+    sigset_t faults;
+    sigemptyset(&faults);
+    sigaddset(&faults, SIGSEGV);
+    sigaddset(&faults, SIGBUS);
+    pthread_sigmask(SIG_UNBLOCK, &faults, old);
+}
+
+void hm_trap_restore(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }

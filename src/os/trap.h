@@ -71,6 +71,14 @@ int hm_trap_install(hm_trap_fn fn);
  * hm_handle_fault. */
 bool hm_trap_handle(int sig, siginfo_t *info, void *ucontext);
 
+/* Signal masks for the policy's own locking (special.c), so that it makes no signal call itself:
+ * every signal blocked on the calling thread, or (inside the handler, around code that may touch
+ * trapped pages) SIGSEGV and SIGBUS unblocked; *old gets the mask that hm_trap_restore puts back.
+ * Async-signal-safe. */
+void hm_trap_block_all(sigset_t *old);
+void hm_trap_unblock_faults(sigset_t *old);
+void hm_trap_restore(const sigset_t *old);
+
 /* Test/diagnostic counters since start: faults the policy handled (RETRY), and signals hostmem
  * looked at and did not handle (chained to the previous handler, or false from hm_trap_handle). */
 unsigned long hm_trap_handled(void);

@@ -36,15 +36,13 @@ static void spin_unlock(void) { atomic_flag_clear_explicit(&trap_lock, memory_or
 /* Outside the handler: every signal blocked while the lock is held (special.h says why). */
 static void lock(sigset_t *saved)
 {
-    sigset_t all;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, saved);
+    hm_trap_block_all(saved);
     spin_lock();
 }
 static void unlock(const sigset_t *saved)
 {
     spin_unlock();
-    pthread_sigmask(SIG_SETMASK, saved, NULL);
+    hm_trap_restore(saved);
 }
 
 /* ---- bits -------------------------------------------------------------------------------------- */
@@ -151,13 +149,10 @@ static hm_trap_action on_fault(void *addr, hm_trap_access access, void *uc)
     /* The program's handler may touch hostmem's special pages itself (write to the page whose guard
      * just fired, which the write-watch fallback still protects): SIGSEGV and SIGBUS are unblocked
      * while it runs, so that such a fault is handled like any other (no lock is held here). */
-    sigset_t faults, saved;
-    sigemptyset(&faults);
-    sigaddset(&faults, SIGSEGV);
-    sigaddset(&faults, SIGBUS);
-    pthread_sigmask(SIG_UNBLOCK, &faults, &saved);
+    sigset_t saved;
+    hm_trap_unblock_faults(&saved);
     hm_guard_action act = fn(addr, kind, atomic_load_explicit(&guard_arg, memory_order_relaxed));
-    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+    hm_trap_restore(&saved);
     return act == HM_GUARD_RAISE ? HM_TRAP_PASS : HM_TRAP_RETRY;
 }
 
