@@ -246,8 +246,8 @@ static void purge(hm_heap *h, bool force)
 
 static bool lcache_drain(hm_heap *h);
 
-/* A commit for pages was refused: the freed large blocks the heap keeps committed (its cache, the
- * calling thread's) go first, as they do for a large block (heap.h); true if any went. Lock held. */
+/* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
+ * go first, and the caller tries once more; true if any went. Lock held. */
 static bool refused_give_back(hm_heap *h, hm_status st)
 {
     if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
@@ -520,11 +520,7 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
     if (hm_heap_give(h, &h->own, pg, b)) page_empty(h, pg);
 }
 
-void hm_heap_page_empty(hm_heap *h, hm_hpage *pg)
-{
-    /* blocks may have arrived in xfree since it emptied only by a double free: used counts them */
-    page_empty(h, pg);
-}
+void hm_heap_page_empty(hm_heap *h, hm_hpage *pg) { page_empty(h, pg); }
 
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
 {
@@ -656,10 +652,9 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         hm_heap_unlock(h);
     }
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
-    if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the cache back, try once more */
+    if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the caches back, try once more */
         hm_heap_lock(h);
-        bool drained = h->cached && hm_tcache_large_drain_all(h); /* every thread's, not only ours */
-        drained = lcache_drain(h) || drained;
+        bool drained = refused_give_back(h, st);
         hm_heap_unlock(h);
         if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     }

@@ -153,10 +153,9 @@ bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size);
 /* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
  * by an idle thread must not starve a busy one). Heap lock held; true if any went. */
 bool hm_tcache_large_drain_all(hm_heap *h);
-/* Releases this thread's cached large blocks of h (a commit was refused). */
+/* Gives this thread's cached large blocks of h back to the heap (hm_heap_trim; takes the heap lock). */
 void hm_tcache_large_drain(hm_heap *h);
 /* The same with the heap lock held; false if it had none. */
-bool hm_tcache_large_drain_locked(hm_heap *h);
 /* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
 void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size);
 /* heap.c: whether a large block may be kept committed now (not when memory is short). */

@@ -336,13 +336,6 @@ void hm_tcache_large_drain(hm_heap *h)
     hm_heap_unlock(h);
 }
 
-bool hm_tcache_large_drain_locked(hm_heap *h)
-{
-    hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id) return false;
-    return large_flush(h, c);
-}
-
 bool hm_tcache_large_drain_all(hm_heap *h)
 {
     bool any = false;

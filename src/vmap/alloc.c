@@ -188,9 +188,7 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     uint32_t watch = type & HM_MEM_WRITE_WATCH ? (uint32_t)hm_watch_mode() : HM_WATCH_NONE;
     bool special = watch || (commit && (prot & HM_PAGE_GUARD));
     if (!err && special) {
-        err = hm_special_attach(a, watch);
-        /* guard pages need the fault handler, which the kernel's write watch alone does not */
-        if (!err && commit && (prot & HM_PAGE_GUARD) && watch) err = hm_special_attach(a, HM_WATCH_NONE);
+        err = hm_special_attach(a, watch, commit && (prot & HM_PAGE_GUARD));
         if (err) what = watch ? "write watch" : "guard pages";
     }
     if (!err && commit) { /* the new pages are empty, so PROT_* alone commits them */
@@ -247,7 +245,7 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
         hm_detail_set("MEM_COMMIT of %#lx new bytes at level %u: the manager's budget refuses it", (unsigned long)grow, level);
         return HM_E_COMMITMENT_LIMIT;
     }
-    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(a, HM_WATCH_NONE))) {
+    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(a, HM_WATCH_NONE, true))) {
         hm_runs_free(next);
         hm_account_uncharge(acct, grow);
         return hm_errno_status(err, "guard pages");

@@ -63,7 +63,7 @@ hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t pr
         st = hm_errno_status(err, "map records");
         goto out;
     }
-    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(al, HM_WATCH_NONE))) {
+    if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(al, HM_WATCH_NONE, true))) {
         st = hm_errno_status(err, "guard pages");
         hm_runs_free(next);
         goto out;

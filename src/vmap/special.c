@@ -172,10 +172,12 @@ const char *hm_write_watch_describe(void) { return hm_dirty_describe(); }
 
 static hm_special *rec(hm_alloc *a) { return (hm_special *)atomic_load_explicit(&a->special, memory_order_relaxed); }
 
-int hm_special_attach(hm_alloc *a, uint32_t watch)
+int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
 {
+    /* the fault handler serves guard pages and the fallback's write faults, not the kernel's watch */
+    bool trap = guards || watch == HM_WATCH_FALLBACK;
     hm_special *s = rec(a);
-    if (s) return watch == HM_WATCH_NONE ? hm_trap_install(on_fault) : 0; /* a guard on a kernel-watched one */
+    if (s) return trap ? hm_trap_install(on_fault) : 0;
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t words = (npages + 63) / 64;
@@ -184,11 +186,8 @@ int hm_special_attach(hm_alloc *a, uint32_t watch)
     void *mem;
     int err = hm_os_map_meta(bytes, &mem); /* reads zero: reserved, unguarded, unwritten */
     if (err) return err;
-    if (watch == HM_WATCH_KERNEL && (err = hm_dirty_register((void *)base, npages * PAGE))) {
-        (void)hm_os_unmap(mem, bytes);
-        return err;
-    }
-    if (watch != HM_WATCH_KERNEL && (err = hm_trap_install(on_fault))) {
+    if ((trap && (err = hm_trap_install(on_fault))) || /* (installed for good: nothing to undo) */
+        (watch == HM_WATCH_KERNEL && (err = hm_dirty_register((void *)base, npages * PAGE)))) {
         (void)hm_os_unmap(mem, bytes);
         return err;
     }

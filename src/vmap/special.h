@@ -52,8 +52,9 @@ int hm_watch_mode(void);
 
 /* Writers: hm_map_lock held. */
 /* Gives a its record (made if missing; with watch, a new write-watched allocation's, which starts
- * clean). Installs the fault handler when the record needs one. 0 or an errno. */
-int hm_special_attach(hm_alloc *a, uint32_t watch);
+ * clean), and installs the fault handler when guard pages (guards) or the fallback need it. 0 or an
+ * errno, with nothing changed. */
+int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards);
 /* Sets the kernel protections of pages [p0, p1) of a (all committed afterwards) for base Linux
  * protection lprot, arming (guard 1) or disarming (guard 0) their guards; the written bits stay.
  * All or nothing: 0, or an errno with every page as it was. The run table is the caller's. */
