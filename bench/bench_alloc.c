@@ -219,6 +219,10 @@ static inline void check(const void *p, size_t size, uint64_t tag, const char *w
 
 /* ---- threads ----------------------------------------------------------------------------------- */
 
+/* Runs fn on n threads, thread i on the i-th arg_size bytes of args. Every workload's per-thread
+ * state is _Alignas(64): each thread writes its random state at every step, and two threads writing
+ * one cache line would measure that line's ping-pong (which core pair the threads land on decides
+ * how much), not the allocator. */
 static void run_threads(int n, void *(*fn)(void *), void *args, size_t arg_size)
 {
     pthread_t t[16];
@@ -252,7 +256,7 @@ typedef struct slot {
 #define LARSON_EPOCHS 100
 
 typedef struct larson_chain {
-    slot *s;
+    _Alignas(64) slot *s; /* (each thread's state on lines of its own: see run_threads) */
     rng_t r;
     int first, last; /* fill the slots first; free them all at the end */
     long steps;
@@ -329,7 +333,7 @@ typedef struct pc_queue {
 } pc_queue;
 
 typedef struct pc_thread {
-    pc_queue *in, *out;
+    _Alignas(64) pc_queue *in, *out;
     rng_t r;
     long batches;
     int index;
@@ -397,7 +401,7 @@ static void w_prodcons(int threads)
 #define MIXED_STEPS 1500000
 
 typedef struct mixed_thread {
-    rng_t r;
+    _Alignas(64) rng_t r;
     long steps;
 } mixed_thread;
 
@@ -449,7 +453,7 @@ static void w_mixed(int threads)
 #define CHURN_ROUNDS 60000
 
 typedef struct churn_thread {
-    rng_t r;
+    _Alignas(64) rng_t r;
     long rounds;
 } churn_thread;
 
@@ -486,7 +490,7 @@ static void w_churn(int threads)
 #define RA_APPENDS 1000000
 
 typedef struct ra_thread {
-    rng_t r;
+    _Alignas(64) rng_t r;
     long appends;
 } ra_thread;
 
@@ -550,7 +554,7 @@ static void w_realloc(int threads)
 #define LARGE_STEPS 4500
 
 typedef struct large_thread {
-    rng_t r;
+    _Alignas(64) rng_t r;
     long steps;
 } large_thread;
 
