@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "manager/manager.h"
 #include "vmap/vmap.h"
 
 #include <hostmem/win32.h>
@@ -597,11 +598,109 @@ static void test_query_without_writer_lock(void **state)
     assert_int_equal(after.committed_bytes, before.committed_bytes);
 }
 
+/* ---- test 3: writers sharing one allocation ---------------------------------------------------- */
+
+/* Commit and decommit drop the writer lock around their system calls and mark the allocation busy
+ * (vmap_internal.h). Here several threads commit, check and decommit pages of ONE reservation, each
+ * its own range, while another runs the map's consistency check and walks: a writer that built its
+ * run table from a version another writer was still changing would lose that one's pages, which the
+ * owners' models and the final books catch. */
+#define SHARED_THREADS 3
+#define SHARED_PAGES 16   /* per thread */
+#define SHARED_ROUNDS 1500
+
+typedef struct shared_writer {
+    char *base;           /* this thread's pages: [base, base + SHARED_PAGES pages) */
+    int id;
+    uint64_t seed;
+} shared_writer;
+
+static atomic_int shared_running;
+
+static void *shared_main(void *arg)
+{
+    shared_writer *w = arg;
+    bool committed[SHARED_PAGES] = {false};
+    for (unsigned k = 0; k < SHARED_ROUNDS && !atomic_load(&failures); k++) {
+        size_t p0 = (size_t)rnd_below(&w->seed, SHARED_PAGES), n = 1 + (size_t)rnd_below(&w->seed, SHARED_PAGES - p0);
+        bool commit = rnd_below(&w->seed, 2);
+        char *at = w->base + p0 * PAGE;
+        hm_status st = commit ? hm_commit(NULL, at, n * PAGE, HM_PAGE_READWRITE) : hm_decommit(NULL, at, n * PAGE);
+        if (st != HM_OK) {
+            record_failure("writer %d: %s of pages %zu+%zu: %s", w->id, commit ? "commit" : "decommit", p0, n, hm_status_name(st));
+            break;
+        }
+        for (size_t p = p0; p < p0 + n; p++) {
+            volatile uint64_t *word = (volatile uint64_t *)(w->base + p * PAGE);
+            if (commit && !committed[p]) *word = pattern(w->id, k, 0, p); /* fresh: mark it */
+            committed[p] = commit;
+        }
+        for (size_t p = 0; p < SHARED_PAGES; p++) { /* the model against what the map says */
+            hm_region r;
+            if (hm_virtual_query(NULL, w->base + p * PAGE, &r) != HM_OK ||
+                r.state != (committed[p] ? HM_MEM_COMMIT : HM_MEM_RESERVE)) {
+                record_failure("writer %d, round %u: page %zu should be %s, the map says state %#x", w->id, k, p,
+                               committed[p] ? "committed" : "reserved", r.state);
+                break;
+            }
+            if (committed[p] && !*(volatile uint64_t *)(w->base + p * PAGE)) {
+                record_failure("writer %d, round %u: committed page %zu lost its data", w->id, k, p);
+                break;
+            }
+        }
+    }
+    atomic_fetch_sub(&shared_running, 1);
+    return NULL;
+}
+
+static int count_region(const hm_region *r, void *arg)
+{
+    (void)r;
+    ++*(unsigned long *)arg;
+    return 0;
+}
+
+static void test_writers_share_an_allocation(void **state)
+{
+    (void)state;
+    assert_int_equal(hm_init(), HM_OK);
+    hm_vm_stats before, after;
+    hm_vm_get_stats(&before);
+    atomic_store(&failures, 0);
+    void *base;
+    assert_int_equal(hm_reserve(NULL, SHARED_THREADS * SHARED_PAGES * PAGE, &base), HM_OK);
+    static shared_writer w[SHARED_THREADS];
+    pthread_t t[SHARED_THREADS];
+    atomic_store(&shared_running, SHARED_THREADS);
+    for (int i = 0; i < SHARED_THREADS; i++) {
+        w[i] = (shared_writer){(char *)base + (size_t)i * SHARED_PAGES * PAGE, i, 0xA11C0u + (uint64_t)i * 977u};
+        assert_int_equal(pthread_create(&t[i], NULL, shared_main, &w[i]), 0);
+    }
+    unsigned long checks = 0, regions = 0;
+    while (atomic_load(&shared_running)) { /* the whole-map walkers wait for busy allocations */
+        if (hm_vmap_check(false) != HM_OK) record_failure("map check while writers run: %s", hm_last_detail());
+        hm_manager *m = NULL;
+        hm_status st = HM_OK;
+        if ((m = hm_manager_default(&st))) (void)hm_vmap_walk(&m->acct, count_region, &regions);
+        checks++;
+    }
+    for (int i = 0; i < SHARED_THREADS; i++) pthread_join(t[i], NULL);
+    print_message("%d writers x %d rounds on one allocation; %lu map checks and walks (%lu regions) meanwhile\n",
+                  SHARED_THREADS, SHARED_ROUNDS, checks, regions);
+    assert_no_thread_failures();
+    assert_int_equal(hm_release(NULL, base), HM_OK);
+    hm_vm_get_stats(&after);
+    assert_int_equal(after.allocations, before.allocations);
+    assert_int_equal(after.committed_bytes, before.committed_bytes);
+    if (hm_vmap_check(KERNEL_CHECK) != HM_OK) fail_msg("map check: %s", hm_last_detail());
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_workers_and_readers),
         cmocka_unit_test(test_query_without_writer_lock),
+        cmocka_unit_test(test_writers_share_an_allocation),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

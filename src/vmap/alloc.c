@@ -61,6 +61,7 @@ static hm_alloc *new_record(hm_account *owner, uintptr_t base, uint64_t size, ui
     atomic_store_explicit(&a->special, 0, memory_order_relaxed);
     a->chunk = NULL;
     a->committed = (attr & HM_RUN_COMMIT) ? size / PAGE : 0;
+    a->busy = false;
     return a;
 }
 
@@ -250,9 +251,13 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
         hm_account_uncharge(acct, grow);
         return hm_errno_status(err, "guard pages");
     }
-    err = atomic_load_explicit(&a->special, memory_order_relaxed)
-              ? hm_special_protect(a, p0, p1, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0)
-              : hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
+    if (atomic_load_explicit(&a->special, memory_order_relaxed)) {
+        err = hm_special_protect(a, p0, p1, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0);
+    } else {
+        hm_alloc_unlock_busy(a);
+        err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
+        hm_alloc_relock(a);
+    }
     if (err) {
         hm_status st = hm_errno_status(err, "commit");
         if (hm_restore_prot(a, old, p0, p1)) st = hm_books_broken("commit");

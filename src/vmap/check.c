@@ -149,6 +149,7 @@ hm_status hm_vmap_check(bool with_kernel)
     hm_status st = hm_vmap_init();
     if (st) return st;
     pthread_mutex_lock(&hm_map_lock);
+    hm_map_quiesce();
     hm_books sum = {0, 0, 0, 0};
     size_t chunk_granules = 0, naccts = 0;
     static acct_sum accts[MAX_ACCOUNTS]; /* under hm_map_lock */

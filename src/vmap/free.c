@@ -37,6 +37,16 @@ static hm_status release_mixed(hm_alloc *a, hm_runs *r)
     return HM_OK;
 }
 
+/* hm_kernel_decommit, with the map lock dropped unless a has special pages (vmap_internal.h). */
+static hm_status kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what)
+{
+    if (atomic_load_explicit(&a->special, memory_order_relaxed)) return hm_kernel_decommit(a, r, p0, p1, what);
+    hm_alloc_unlock_busy(a);
+    hm_status st = hm_kernel_decommit(a, r, p0, p1, what);
+    hm_alloc_relock(a);
+    return st;
+}
+
 /* Releases a (its owner's charge and address space go back). */
 static hm_status release(hm_alloc *a)
 {
@@ -54,7 +64,7 @@ static hm_status release(hm_alloc *a)
     } else {
         uint64_t lo, hi;
         if (hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi)) {
-            hm_status st = hm_kernel_decommit(a, r, lo, hi, "release");
+            hm_status st = kernel_decommit(a, r, lo, hi, "release");
             if (st) return st;
         }
         hm_arena_unplace(a->chunk, base, ngran);
@@ -80,7 +90,7 @@ static hm_status decommit(hm_alloc *a, uint64_t p0, uint64_t p1)
     int err = 0;
     hm_runs *next = hm_runs_apply(old, npages, lo, hi, (hm_run_change){0, 0, 0, 0}, &err);
     if (!next) return hm_errno_status(err, "map records");
-    hm_status st = hm_kernel_decommit(a, old, lo, hi, "decommit");
+    hm_status st = kernel_decommit(a, old, lo, hi, "decommit");
     if (st) {
         hm_runs_free(next);
         return st;
@@ -143,14 +153,20 @@ hm_status hm_vmap_release_tagged(hm_account *acct, uintptr_t mask, uintptr_t tag
 {
     hm_status st = HM_OK;
     pthread_mutex_lock(&hm_map_lock);
-    for (hm_alloc *a = hm_radix_next(0); a;) {
+    /* (release drops the lock for its system calls: the walk goes on from an index, not a record) */
+    for (uint64_t at = 0;;) {
+        hm_alloc *a = hm_radix_next(at);
+        if (!a) break;
+        if (a->busy) { /* another writer's: wait, then look at that index again */
+            hm_map_quiesce();
+            continue;
+        }
         uintptr_t end = atomic_load_explicit(&a->base, memory_order_relaxed) + atomic_load_explicit(&a->size, memory_order_relaxed);
-        hm_alloc *next = hm_radix_next(((end - 1) >> 16) + 1);
+        at = ((end - 1) >> 16) + 1;
         if (hm_alloc_owner(a) == acct && (atomic_load_explicit(&a->tag, memory_order_relaxed) & mask) == tag) {
             hm_status s = release(a);
             if (s && !st) st = s;
         }
-        a = next;
     }
     pthread_mutex_unlock(&hm_map_lock);
     return st;

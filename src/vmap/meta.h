@@ -27,7 +27,9 @@ typedef struct hm_meta_hdr {
 
 typedef struct hm_pool {
     const char *name;
-    size_t obj_size;        /* bytes per object, a multiple of 16 */
+    size_t obj_size;        /* bytes per object, a multiple of 64: chunks are page aligned, so every
+                               object has cache lines of its own (no false sharing between threads
+                               that write neighbouring objects) */
     size_t chunk_size;      /* bytes of the first chunk; later ones double, up to 2 MiB */
     hm_meta_hdr *free_head; /* FIFO of retired objects */
     hm_meta_hdr *free_tail;
@@ -47,7 +49,7 @@ typedef struct hm_meta_totals {
 
 extern hm_meta_totals hm_meta;
 
-#define HM_POOL_INIT(nm, size, chunk) { .name = (nm), .obj_size = (((size) + 15) & ~(size_t)15), .chunk_size = (chunk) }
+#define HM_POOL_INIT(nm, size, chunk) { .name = (nm), .obj_size = (((size) + 63) & ~(size_t)63), .chunk_size = (chunk) }
 
 /* A fresh or recycled object with gen odd (not yet published); NULL with *err set when the kernel
  * refuses memory. The caller fills it and calls hm_meta_publish before making it reachable. */

@@ -137,6 +137,7 @@ hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg
     hm_status st = hm_vmap_init();
     if (st) return st;
     pthread_mutex_lock(&hm_map_lock);
+    hm_map_quiesce();
     for (hm_alloc *a = hm_radix_next(0); a;) {
         uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
         uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);

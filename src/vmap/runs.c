@@ -25,7 +25,7 @@ static hm_runs *alloc_table(uint64_t need, int *err)
     uint32_t cap = (uint32_t)1 << (c + MIN_CAP_LOG);
     if (!p->obj_size) {
         p->name = "run-table";
-        p->obj_size = (sizeof(hm_runs) + cap * sizeof(uint64_t) + 15) & ~(size_t)15;
+        p->obj_size = (sizeof(hm_runs) + cap * sizeof(uint64_t) + 63) & ~(size_t)63; /* (meta.h) */
         p->chunk_size = 64 * 1024;
     }
     hm_runs *r = hm_pool_alloc(p, err);

@@ -23,7 +23,7 @@
 #include "vmap_internal.h"
 
 
-pthread_mutex_t hm_map_lock = PTHREAD_MUTEX_INITIALIZER;
+pthread_mutex_t hm_map_lock = PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP;
 hm_books hm_book;
 hm_pool hm_alloc_pool = HM_POOL_INIT("allocation", sizeof(hm_alloc), 64 * 1024);
 
@@ -91,13 +91,40 @@ hm_status hm_vmap_init(void)
 
 /* ---- records ----------------------------------------------------------------------------------- */
 
+static pthread_cond_t map_idle = PTHREAD_COND_INITIALIZER; /* a busy allocation became idle */
+static unsigned nbusy;                                       /* busy allocations (map lock) */
+
 hm_alloc *hm_find_alloc(uintptr_t addr)
 {
-    hm_alloc *a = hm_radix_lookup(addr >> 16);
-    if (!a) return NULL;
-    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
-    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
-    return addr >= base && addr - base < size ? a : NULL;
+    for (;;) {
+        hm_alloc *a = hm_radix_lookup(addr >> 16);
+        if (!a) return NULL;
+        uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+        uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+        if (addr < base || addr - base >= size) return NULL;
+        if (!a->busy) return a;
+        pthread_cond_wait(&map_idle, &hm_map_lock); /* (a may be gone when it wakes: look again) */
+    }
+}
+
+void hm_alloc_unlock_busy(hm_alloc *a)
+{
+    a->busy = true;
+    nbusy++;
+    pthread_mutex_unlock(&hm_map_lock);
+}
+
+void hm_alloc_relock(hm_alloc *a)
+{
+    pthread_mutex_lock(&hm_map_lock);
+    a->busy = false;
+    nbusy--;
+    pthread_cond_broadcast(&map_idle);
+}
+
+void hm_map_quiesce(void)
+{
+    while (nbusy) pthread_cond_wait(&map_idle, &hm_map_lock);
 }
 
 /* A one-run table stands inline in the record (vmap.h); writers see it through this scratch table,

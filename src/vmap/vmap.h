@@ -6,7 +6,10 @@
  * one). The arena owns placement, the radix tree the address -> allocation index.
  *
  * Concurrency: one writer lock (map_lock in vmap.c) serialises every change; system calls run under
- * it, so a failure can be rolled back before anyone sees it. Queries take no lock at all:
+ * it, so a failure can be rolled back before anyone sees it, with one exception: the mprotect and
+ * madvise of a commit, decommit or release of a plain allocation (no special pages) run with the lock
+ * dropped and the record marked busy (vmap_internal.h), so that two threads changing two allocations
+ * do not wait for each other's system calls. Queries take no lock at all:
  *   1. the radix tree gives the allocation record for the address (atomic loads only);
  *   2. the reader notes the record's gen and its run-table pointer, and the table's gen;
  *   3. it reads what it needs (relaxed atomic loads), then re-reads the three after an acquire fence;
@@ -55,6 +58,7 @@ typedef struct hm_alloc {
     _Atomic uintptr_t special;       /* hm_special *: guard and write-watch state (special.h), or 0 */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
     uint64_t committed;              /* committed pages */
+    bool busy;                       /* a writer's system call on it runs without the map lock */
 } hm_alloc;
 
 hm_status hm_vmap_init(void);

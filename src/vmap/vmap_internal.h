@@ -23,7 +23,17 @@ typedef struct hm_books {
 extern hm_books hm_book;
 
 /* Writer side helpers (hm_map_lock held). */
+/* The allocation holding addr, or NULL; waits (the lock dropped meanwhile) while it is busy. */
 hm_alloc *hm_find_alloc(uintptr_t addr);
+/* A system call on a without the lock: hm_alloc_unlock_busy marks a busy and drops the lock;
+ * hm_alloc_relock takes it back, clears the mark and wakes whoever waits. While a is busy its record,
+ * run table and kernel state are the business of that writer alone: every other writer finds a
+ * through hm_find_alloc and waits, and a walk of the whole map first waits for no allocation to be
+ * busy (hm_map_quiesce). Not for allocations with special pages (their trap lock nests inside the
+ * map lock) or direct mappings being unmapped (the kernel could hand the range out meanwhile). */
+void hm_alloc_unlock_busy(hm_alloc *a);
+void hm_alloc_relock(hm_alloc *a);
+void hm_map_quiesce(void);
 hm_runs *hm_alloc_runs(hm_alloc *a);
 /* Publishes next as a's run table. Pages it commits anew must have been admitted by the caller; the
  * charge of pages it decommits goes back to a's account here. */
