@@ -20,7 +20,11 @@
 #define SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two pools below */
-static hm_pool heap_pool = HM_POOL_INIT("heap", sizeof(hm_meta_hdr) + sizeof(struct hm_heap), 64 * 1024);
+/* A heap stands 64 bytes into its pool object (the header, then padding): objects are carved from
+ * page-aligned chunks in multiples of 64 bytes, so the heap's cache lines are its own (heap.h). */
+#define HEAP_AT 64
+_Static_assert(sizeof(struct hm_heap) % 64 == 0, "heap objects keep 64-byte alignment");
+static hm_pool heap_pool = HM_POOL_INIT("heap", HEAP_AT + sizeof(struct hm_heap), 64 * 1024);
 static hm_pool site_pool = HM_POOL_INIT("heap-sites", sizeof(hm_meta_hdr) + sizeof(hm_site) * HM_MAX_SITES, 128 * 1024);
 static hm_pool view_pool = HM_POOL_INIT("heap-views", sizeof(hm_meta_hdr) + sizeof(hm_view), 16 * 1024);
 
@@ -32,6 +36,14 @@ static void *pool_get(hm_pool *p)
     pthread_mutex_unlock(&pool_lock);
     return h ? h + 1 : NULL;
 }
+
+static void pool_put(hm_pool *p, void *o);
+static hm_heap *heap_get(void)
+{
+    char *o = pool_get(&heap_pool);
+    return o ? (hm_heap *)(o - sizeof(hm_meta_hdr) + HEAP_AT) : NULL;
+}
+static void heap_put(hm_heap *h) { pool_put(&heap_pool, (char *)h - HEAP_AT + sizeof(hm_meta_hdr)); }
 
 static void pool_put(hm_pool *p, void *o)
 {
@@ -216,6 +228,7 @@ static uint64_t now_ms(void)
 static void empty_push(hm_heap *h, hm_hpage *pg)
 {
     pg->empty_since = now_ms();
+    pg->list = 3;
     list_add(&h->empty, pg);
     if (!h->empty_tail) h->empty_tail = pg;
     h->nempty++;
@@ -224,23 +237,38 @@ static void empty_del(hm_heap *h, hm_hpage *pg)
 {
     if (h->empty_tail == pg) h->empty_tail = pg->prev;
     list_del(&h->empty, pg);
+    pg->list = 0;
     h->nempty--;
 }
 
-/* Decommits the empty pages that have waited long enough, or all of them with force (lock held). A
- * refused decommit keeps its page committed and cached: the books stay exact. */
+/* Whether pg sits in the empty cache and has waited long enough (or force). */
+static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
+{
+    return pg->list == 3 && (force || now - pg->empty_since >= HM_EMPTY_DELAY_MS);
+}
+
+/* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
+ * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
+ * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
+ * and cached: the books stay exact. */
 static void purge(hm_heap *h, bool force)
 {
     if (!h->empty_tail) return;
     if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
     uint64_t now = force ? 0 : now_ms();
-    while (h->empty_tail && (force || now - h->empty_tail->empty_since >= HM_EMPTY_DELAY_MS)) {
-        hm_hpage *pg = h->empty_tail;
-        if (hm_manager_free(h->m, (void *)page_addr(pg), HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK) break;
+    while (h->empty_tail && purgeable(h->empty_tail, force, now)) {
+        hm_hpage *pg = h->empty_tail, *page = seg_of(pg)->page;
+        size_t lo = page_index(pg), hi = lo + 1;
+        while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
+        while (hi < HM_SEG_PAGES && purgeable(&page[hi], force, now)) hi++;
+        if (hm_manager_free(h->m, (void *)page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK)
+            break;
         if (h->dual) /* the memfd keeps what a shared view drops: give its pages back too */
-            (void)hm_os_punch(seg_of(pg)->fd, (page_index(pg) - 1) * HM_HPAGE_SIZE, HM_HPAGE_SIZE);
-        empty_del(h, pg);
-        pg->committed = 0;
+            (void)hm_os_punch(seg_of(pg)->fd, (lo - 1) * HM_HPAGE_SIZE, (hi - lo) * HM_HPAGE_SIZE);
+        for (size_t i = lo; i < hi; i++) {
+            empty_del(h, &page[i]);
+            page[i].committed = 0;
+        }
     }
 }
 
@@ -346,8 +374,9 @@ static void move(hm_hpage *pg, uint32_t to)
     if (to) list_add(list_of(pg), pg);
 }
 
-/* A page whose last block went (heap lock held; the page's owner or ownerless): into the empty cache. */
-static void page_empty(hm_heap *h, hm_hpage *pg)
+/* A page whose last block went (heap lock held; the page's owner or ownerless): into the empty cache.
+ * page_retire leaves the purge of due pages to its caller (a thread's exit retires many at once). */
+static void page_retire(hm_heap *h, hm_hpage *pg)
 {
     move(pg, 0);
     atomic_store_explicit(&pg->home, NULL, memory_order_relaxed);
@@ -356,6 +385,10 @@ static void page_empty(hm_heap *h, hm_hpage *pg)
     pg->free = 0;
     seg_of(pg)->pages_in_use--;
     empty_push(h, pg);
+}
+static void page_empty(hm_heap *h, hm_hpage *pg)
+{
+    page_retire(h, pg);
     purge(h, false);
 }
 
@@ -534,11 +567,12 @@ void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
             atomic_store_explicit(&pg->home, &h->own, memory_order_relaxed);
             if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) {
                 pg->list = 0;
-                page_empty(h, pg);
+                page_retire(h, pg);
             } else {
                 move(pg, to ? to : 2);
             }
         }
+    purge(h, false);
 }
 
 /* The large-block counters (atomics: threads' caches change them without the lock). */
@@ -758,7 +792,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
         hm_detail_set("heap flags %#x: only MALLOC_THREADSAFE (1) and MALLOC_EXECUTABLE (2) exist", flags);
         return HM_E_INVALIDARG;
     }
-    hm_heap *h = pool_get(&heap_pool);
+    hm_heap *h = heap_get();
     if (!h) return HM_E_OUTOFMEMORY;
     memset(h, 0, sizeof *h);
     h->m = m;
@@ -822,7 +856,7 @@ hm_status hm_heap_destroy(hm_heap *h)
     if (st) return hm_manager_leave(m, st);
     pthread_mutex_destroy(&h->lock);
     if (h->sites) pool_put(&site_pool, h->sites);
-    pool_put(&heap_pool, h);
+    heap_put(h);
     return HM_OK;
 }
 

@@ -101,14 +101,16 @@
  * block_size, extent, used and the live bits are atomics because Free and statistics read them
  * without the owner's knowledge; each has one writer at a time (relaxed load and store, no RMW). */
 typedef struct hm_hpage {
-    _Atomic uint32_t block_size;     /* 0: the page is not in use */
+    /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes, the
+     * live bits of one and the header of the next, must not share a line) */
+    _Alignas(64) _Atomic uint32_t block_size; /* 0: the page is not in use */
     uint16_t cls;
     uint16_t committed;              /* the page is committed */
     uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t used;           /* blocks not on its free list (live, in caches, or in xfree) */
     _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
     uint32_t list;                   /* on its home's avail list (1: it has a free block or untouched
-                                        room), full list (2), or none (0) */
+                                        room), full list (2), the heap's empty cache (3), or none (0) */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
     uintptr_t free;                  /* encoded free list (home's owner) */
@@ -171,22 +173,24 @@ typedef struct hm_view {
 struct hm_manager;
 
 struct hm_heap {
-    struct hm_manager *m;
+    /* read-only after create, read by every allocation and free: a cache line of its own, so that
+     * neither the lock nor the counters below make other threads' fast paths miss */
+    _Alignas(64) struct hm_manager *m;
     uint32_t flags;                  /* HM_HEAP_* */
     bool dual;                       /* executable under W^X: two views of its memory (see below) */
     bool cached;                     /* thread caches serve it: MALLOC_THREADSAFE, not dual */
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
-    pthread_mutex_t lock;            /* with HM_HEAP_THREADSAFE */
+    uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
+    _Alignas(64) _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from
+                                       the pages); atomics: threads' large caches change them unlocked */
+    _Alignas(64) pthread_mutex_t lock; /* with HM_HEAP_THREADSAFE; guards what follows */
     hm_pagelists own;                /* the pages no thread owns (heap lock) */
     hm_hpage *empty, *empty_tail;    /* committed pages without blocks, the most recently emptied first */
     unsigned nempty;
     hm_segment *segments;
-    _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from the pages);
-                                                         atomics: threads' large caches change them unlocked */
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;
-    uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
     hm_lblock lcache[HM_LCACHE_N];   /* freed large blocks, oldest first */
     unsigned nlcache;
     uint64_t lcache_bytes;

@@ -38,6 +38,7 @@ struct hm_manager {
     hm_options opts;          /* as resolved at creation */
     bool is_default;          /* the process-default manager: never destroyed */
     _Atomic int state;        /* HM_MGR_*: only ever moves away from RUNNING */
+    char state_line[60];      /* every call reads state: no lock or counter shares its cache line */
 
     /* Requests waiting for memory (wait.c). wait_lock guards the queue and the token, and serialises
      * waiters' retries with releases while anyone waits. Lock order: wait_lock, then hm_map_lock. */
