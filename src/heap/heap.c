@@ -310,7 +310,7 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
             if (st) return st;
             s->next = h->segments;
             h->segments = s;
-            (void)hm_segmap_set((uintptr_t)s, s); /* before any of its blocks is handed out */
+            hm_segmap_set((uintptr_t)s, true); /* before any of its blocks is handed out */
             pg = &s->page[1];
         }
         /* With room to spare in the budget (the task level's threshold twice over), the unused slots
@@ -839,7 +839,7 @@ hm_status hm_heap_destroy(hm_heap *h)
     leak_report(h);
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
     for (hm_segment *s = h->segments; s; s = s->next) {
-        (void)hm_segmap_set((uintptr_t)s, NULL);
+        hm_segmap_set((uintptr_t)s, false);
         if (h->dual) views_drop((uintptr_t)s + HM_HPAGE_SIZE, HM_SEG_SIZE - HM_HPAGE_SIZE, s->fd,
                                 (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta));
     }

@@ -55,15 +55,18 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists);
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
 
-/* segmap.c: the segment holding an address, or NULL (then ask the map). set: s, or NULL to remove. */
-bool hm_segmap_set(uintptr_t seg, hm_segment *s);
-extern _Atomic(_Atomic uintptr_t *) hm_segmap_table; /* one word per 4 MiB of the user address space, or NULL */
+/* segmap.c: the segment holding an address, or NULL (then ask the map). set: mark seg live or not. */
+#define HM_SEGMAP_SHIFT 22 /* log2 HM_SEG_SIZE */
+#define HM_SEGMAP_WORDS (((size_t)1 << (47 - HM_SEGMAP_SHIFT)) / 64)
+_Static_assert(((size_t)1 << HM_SEGMAP_SHIFT) == HM_SEG_SIZE, "one bit per segment");
+void hm_segmap_set(uintptr_t seg, bool live);
+extern _Atomic uint64_t hm_segmap_bits[HM_SEGMAP_WORDS];
 static inline hm_segment *hm_segmap_get(const void *p)
 {
-    uintptr_t a = (uintptr_t)p;
-    _Atomic uintptr_t *t = atomic_load_explicit(&hm_segmap_table, memory_order_acquire);
-    if (!t || (a >> 47)) return NULL;
-    return (hm_segment *)atomic_load_explicit(&t[a >> 22], memory_order_acquire);
+    uintptr_t a = (uintptr_t)p, i = a >> HM_SEGMAP_SHIFT;
+    if (a >> 47) return NULL;
+    uint64_t w = atomic_load_explicit(&hm_segmap_bits[i >> 6], memory_order_acquire);
+    return (w >> (i & 63)) & 1 ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
 /* tcache.c: per-thread caches of a thread-safe heap (the file's comment tells the rules). */
