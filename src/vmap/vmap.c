@@ -128,8 +128,10 @@ void hm_map_quiesce(void)
 }
 
 /* A one-run table stands inline in the record (vmap.h); writers see it through this scratch table,
- * valid until the next call (map lock held). */
-static _Alignas(16) unsigned char scratch_mem[sizeof(hm_runs) + sizeof(uint64_t)];
+ * valid until the calling thread's next call. Per thread: a writer keeps using it across a system
+ * call made without the map lock (hm_alloc_unlock_busy), while other writers run. */
+static _Thread_local _Alignas(16) unsigned char scratch_mem[sizeof(hm_runs) + sizeof(uint64_t)]
+    __attribute__((tls_model("initial-exec")));
 
 hm_runs *hm_alloc_runs(hm_alloc *a)
 {
