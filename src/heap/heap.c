@@ -706,14 +706,6 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     return HM_OK;
 }
 
-/* A large block's committed (usable) bytes: the committed run at its base (its reservation may be
- * longer, to grow into). */
-static uint64_t large_usable(const hm_heap *h, uintptr_t b)
-{
-    hm_region r;
-    if (hm_vmap_query(&h->m->acct, (const void *)b, &r) != HM_OK || r.state != HM_MEM_COMMIT) return 0;
-    return r.size;
-}
 
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
 {
@@ -725,7 +717,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
         if (r.kind == LARGE && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
         if (r.kind == LARGE && ((const uint64_t *)b)[1] == lcache_tag(h, b)) r.kind = NOT_A_BLOCK; /* freed, cached */
         r.block = b;
-        r.size = large_usable(h, b);
+        r.size = info->committed; /* (a large block's pages are committed from its base on) */
         return r;
     }
     hm_segment *s = (hm_segment *)info->base;
@@ -1015,7 +1007,7 @@ static bool find(const void *p, hm_vmap_info *info)
     hm_segment *s = hm_segmap_get(p);
     if (s) {
         hm_heap *h = s->heap;
-        *info = (hm_vmap_info){(uintptr_t)s, HM_SEG_SIZE, HM_AF_TAGGED, (uintptr_t)h, &h->m->acct};
+        *info = (hm_vmap_info){(uintptr_t)s, HM_SEG_SIZE, HM_AF_TAGGED, (uintptr_t)h, &h->m->acct, 0};
         return true;
     }
     return hm_vmap_lookup(p, info) && (info->flags & HM_AF_TAGGED);
@@ -1136,14 +1128,14 @@ hm_status hm_heap_free(hm_heap *h, void *p)
 
 /* The usable size of p, 0 if no live block of h. With guarded, a large block is looked at under the
  * lock (classify_large: another thread may be releasing it); realloc, whose caller holds p, needs not. */
-static size_t usable(hm_heap *h, const void *p, bool guarded)
+static size_t usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out)
 {
-    hm_vmap_info info;
-    if (!h || !p || !find(p, &info) || (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
+    hm_vmap_info tmp, *info = out ? out : &tmp;
+    if (!h || !p || !find(p, info) || (hm_heap *)(info->tag & ~(uintptr_t)1) != h)
         return 0;
     /* no lock for a small block: classify reads only what Free reads without one (atomics, the map,
      * the block); a large one may be released meanwhile (classify_large) */
-    block_ref r = info.tag & 1u && guarded ? classify_large(h, p, &info) : hm_heap_classify(h, &info, (uintptr_t)p);
+    block_ref r = info->tag & 1u && guarded ? classify_large(h, p, info) : hm_heap_classify(h, info, (uintptr_t)p);
     if (r.kind == SMALL && h->cached && hm_tcache_holds(h, r.block)) r.kind = NOT_A_BLOCK;
     switch (r.kind) {
     case SMALL:
@@ -1154,7 +1146,7 @@ static size_t usable(hm_heap *h, const void *p, bool guarded)
     }
 }
 
-size_t hm_heap_usable_size(hm_heap *h, const void *p) { return usable(h, p, true); }
+size_t hm_heap_usable_size(hm_heap *h, const void *p) { return usable(h, p, true, NULL); }
 
 void *hm_heap_writable(hm_heap *h, const void *p)
 {
@@ -1164,14 +1156,13 @@ void *hm_heap_writable(hm_heap *h, const void *p)
 
 /* Grows a large block p (have usable bytes) to size within its reservation: commits the pages in
  * between at level. HM_E_OUTOFMEMORY-like statuses if it cannot (the caller moves the block then). */
-static hm_status grow_in_place(hm_heap *h, uintptr_t p, size_t have, size_t size, hm_level level)
+static hm_status grow_in_place(hm_heap *h, uintptr_t p, const hm_vmap_info *info, size_t have, size_t size, hm_level level)
 {
-    hm_vmap_info info;
-    if (!find((void *)p, &info) || !(info.tag & 1u) || info.base != p) return HM_E_INVALIDARG; /* not plain large */
+    if (!(info->tag & 1u) || info->base != p) return HM_E_INVALIDARG; /* not plain large */
     size_t bytes = (size + 4095) & ~(size_t)4095;
-    if (bytes < size || bytes > info.size || (unsigned)level > HM_LEVEL_PROCESS) return HM_E_INVALIDARG;
+    if (bytes < size || bytes > info->size || (unsigned)level > HM_LEVEL_PROCESS) return HM_E_INVALIDARG;
     /* a block that grows once grows again: commit ahead geometrically (within the reservation) */
-    size_t ahead = have <= info.size / 2 ? have * 2 : info.size;
+    size_t ahead = have <= info->size / 2 ? have * 2 : info->size;
     if (ahead > bytes) bytes = ahead;
     void *b;
     hm_status st = hm_manager_alloc(h->m, (unsigned)level, (void *)(p + have), bytes - have, HM_MEM_COMMIT, h->prot, &b);
@@ -1185,9 +1176,9 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (!out) return HM_E_POINTER;
     if (!p) return hm_heap_alloc(h, size, level, out);
     *out = NULL;
-    size_t have = usable(h, p, false); /* (the caller holds p: no other thread releases it) */
+    hm_vmap_info info;
+    size_t have = usable(h, p, false, &info); /* (the caller holds p: no other thread releases it) */
     if (!have) { /* says why without touching anything: another heap's live block, or no block */
-        hm_vmap_info info;
         if (find(p, &info) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)
             return foreign(&info, p);
         hm_detail_set("realloc(%p): not a live block of this heap", p);
@@ -1199,7 +1190,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         return HM_OK;
     }
     hm_status st;
-    if (have > HM_SMALL_MAX && size > have && (st = grow_in_place(h, (uintptr_t)p, have, size, level)) == HM_OK) {
+    if (have > HM_SMALL_MAX && size > have && (st = grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
         *out = p;
         return HM_OK;
     }

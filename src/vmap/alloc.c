@@ -60,7 +60,7 @@ static hm_alloc *new_record(hm_account *owner, uintptr_t base, uint64_t size, ui
     atomic_store_explicit(&a->owner, (uintptr_t)owner, memory_order_relaxed);
     atomic_store_explicit(&a->special, 0, memory_order_relaxed);
     a->chunk = NULL;
-    a->committed = (attr & HM_RUN_COMMIT) ? size / PAGE : 0;
+    atomic_store_explicit(&a->committed, (attr & HM_RUN_COMMIT) ? size / PAGE : 0, memory_order_relaxed);
     a->busy = false;
     return a;
 }
@@ -240,7 +240,7 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
     hm_runs *next = hm_runs_apply(old, npages, p0, p1, ch, &err);
     if (!next) return hm_errno_status(err, "map records");
     /* [R3.2] only pages that were reserved cost anything; re-commit is free */
-    uint64_t grow = (hm_runs_committed(next, npages) - a->committed) * PAGE;
+    uint64_t grow = (hm_runs_committed(next, npages) - atomic_load_explicit(&a->committed, memory_order_relaxed)) * PAGE;
     if (!hm_account_admit(acct, grow, level)) {
         hm_runs_free(next);
         hm_detail_set("MEM_COMMIT of %#lx new bytes at level %u: the manager's budget refuses it", (unsigned long)grow, level);

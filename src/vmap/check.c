@@ -66,7 +66,8 @@ static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules,
             FAIL("allocation %#lx: reserved run %u has attr %#x", (unsigned long)base, i, attr);
         }
     }
-    if (committed != a->committed) FAIL("allocation %#lx: %lu committed pages, record says %lu", (unsigned long)base, (unsigned long)committed, (unsigned long)a->committed);
+    uint64_t recorded = atomic_load_explicit(&a->committed, memory_order_relaxed);
+    if (committed != recorded) FAIL("allocation %#lx: %lu committed pages, record says %lu", (unsigned long)base, (unsigned long)committed, (unsigned long)recorded);
     size_t in_chunks = 0;
     if (!hm_arena_owns_range(base, size, &in_chunks)) FAIL("allocation %#lx: granules in chunks not marked", (unsigned long)base);
     if (a->chunk && in_chunks != ngran) FAIL("allocation %#lx: %zu of %lu granules in its chunk", (unsigned long)base, in_chunks, (unsigned long)ngran);

@@ -74,8 +74,9 @@ static hm_status release(hm_alloc *a)
     hm_book.allocations--;
     hm_book.runs -= atomic_load_explicit(&r->n, memory_order_relaxed);
     hm_book.reserved -= size;
-    hm_book.committed -= a->committed * PAGE;
-    hm_account_uncharge(hm_alloc_owner(a), a->committed * PAGE);
+    uint64_t committed = atomic_load_explicit(&a->committed, memory_order_relaxed);
+    hm_book.committed -= committed * PAGE;
+    hm_account_uncharge(hm_alloc_owner(a), committed * PAGE);
     hm_account_give_va(hm_alloc_owner(a), size);
     hm_drop_record(a);
     return HM_OK;

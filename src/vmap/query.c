@@ -168,7 +168,7 @@ bool hm_vmap_lookup(const void *p, hm_vmap_info *out)
         hm_vmap_info i = {
             atomic_load_explicit(&a->base, memory_order_relaxed), atomic_load_explicit(&a->size, memory_order_relaxed),
             atomic_load_explicit(&a->flags, memory_order_relaxed), atomic_load_explicit(&a->tag, memory_order_relaxed),
-            hm_alloc_owner(a)};
+            hm_alloc_owner(a), atomic_load_explicit(&a->committed, memory_order_relaxed) * PAGE};
         atomic_thread_fence(memory_order_acquire);
         if (hm_meta_gen(a) != g) continue; /* retired or reused meanwhile: look again */
         if (at < i.base || at - i.base >= i.size) return false;

@@ -174,9 +174,10 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
     hm_runs *old = hm_alloc_runs(a);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t c = hm_runs_committed(next, npages);
-    if (c < a->committed) hm_account_uncharge(hm_alloc_owner(a), (a->committed - c) * PAGE);
-    hm_book.committed = hm_book.committed - a->committed * PAGE + c * PAGE;
-    a->committed = c;
+    uint64_t was = atomic_load_explicit(&a->committed, memory_order_relaxed);
+    if (c < was) hm_account_uncharge(hm_alloc_owner(a), (was - c) * PAGE);
+    hm_book.committed = hm_book.committed - was * PAGE + c * PAGE;
+    atomic_store_explicit(&a->committed, c, memory_order_relaxed);
     hm_book.runs += atomic_load_explicit(&next->n, memory_order_relaxed);
     hm_book.runs -= atomic_load_explicit(&old->n, memory_order_relaxed);
     uintptr_t word = (uintptr_t)next;

@@ -57,7 +57,7 @@ typedef struct hm_alloc {
     _Atomic uintptr_t tag;           /* with HM_AF_TAGGED: what the layer above keeps there */
     _Atomic uintptr_t special;       /* hm_special *: guard and write-watch state (special.h), or 0 */
     hm_chunk *chunk;                 /* chunk it was carved from; NULL for direct mappings */
-    uint64_t committed;              /* committed pages */
+    _Atomic uint64_t committed;      /* committed pages (written under the map lock; lookups read it) */
     bool busy;                       /* a writer's system call on it runs without the map lock */
 } hm_alloc;
 
@@ -86,6 +86,7 @@ typedef struct hm_vmap_info {
     uint32_t flags;
     uintptr_t tag;
     hm_account *owner;
+    uint64_t committed; /* bytes committed in it (a heap's large block: its usable bytes from base) */
 } hm_vmap_info;
 /* false if p is in no allocation. */
 bool hm_vmap_lookup(const void *p, hm_vmap_info *out);
