@@ -89,7 +89,7 @@
 #define HM_EMPTY_DELAY_MS 100        /* an empty page stays committed this long for reuse (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
-#define HM_LCACHE_N 256                    /* freed large blocks a heap keeps committed for reuse */
+#define HM_LCACHE_N 1024                   /* freed large blocks a heap keeps committed for reuse */
 #define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them */
 
 /* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
