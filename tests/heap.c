@@ -204,6 +204,12 @@ static void test_block_index(void **state)
         for (uintptr_t off = 0; off < HM_HPAGE_SIZE; off++)
             if (hm_heap_block_index(off, inv) != off / bs) fail_msg("class %u (%u B): offset %lu", cls, bs, (unsigned long)off);
     }
+    /* every small size (0 counts as 1) gets the smallest class that holds it: the table up to 1 KiB
+     * and the formula above agree with the class sizes */
+    for (size_t size = 0, cls = 0; size <= HM_SMALL_MAX; size++) {
+        while (hm_heap_class_size((unsigned)cls) < (size ? size : 1)) cls++;
+        if (hm_heap_class_of(size) != cls) fail_msg("size %zu: class %u, expected %zu", size, hm_heap_class_of(size), cls);
+    }
 }
 
 static void test_size_classes(void **state)

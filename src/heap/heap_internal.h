@@ -16,10 +16,12 @@ typedef struct block_ref {
     uint64_t size;     /* block size, or the large allocation's size */
 } block_ref;
 
-/* Size classes (heap.h): 16-byte steps to 128, then four per doubling. */
+/* Size classes (heap.h): 16-byte steps to 128, then four per doubling. Up to 1 KiB (most requests)
+ * a table indexed by size / 16 answers in one load; above, the formula. */
+extern const uint8_t hm_heap_class_table[65];
 static inline unsigned hm_heap_class_of(size_t size)
 {
-    if (size <= 128) return size ? (unsigned)((size + 15) / 16 - 1) : 0;
+    if (size <= 1024) return hm_heap_class_table[(size + 15) >> 4];
     size_t s = size - 1;
     unsigned b = 63u - (unsigned)__builtin_clzll(s); /* 2^b <= s < 2^(b+1), b >= 7 */
     return 8 + (b - 7) * 4 + (unsigned)((s >> (b - 2)) & 3);
