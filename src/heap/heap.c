@@ -1055,10 +1055,9 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return false;
-    size_t idx = (p - (uintptr_t)s) / HM_HPAGE_SIZE;
-    hm_hpage *pg = &s->page[idx];
+    hm_hpage *pg = &s->page[(p - (uintptr_t)s) / HM_HPAGE_SIZE];
     uint32_t bs = BS(pg);
-    if (!idx || !bs) return false;
+    if (!bs) return false; /* (page[0], the header's, never has a block size) */
     uintptr_t off = p & (HM_HPAGE_SIZE - 1); /* pages are 64 KiB aligned */
     uint32_t i = hm_heap_block_index(off, pg->inv);
     /* (a live bit is never set at or past the extent: no need to compare with it here) */
