@@ -2,6 +2,7 @@
  * never committed, so running off the end of the last block of a segment faults; without the option
  * the segment's last page holds blocks. Also the option's syntax. */
 #include "testutil.h"
+#include "vmap/vmap.h"
 
 #define SEG ((uintptr_t)4 << 20)
 #define PAGE64K ((uintptr_t)64 << 10)
@@ -46,6 +47,20 @@ static void test_guard_off(void **state)
     static void *blocks[140];
     uintptr_t high = highest_block(h, blocks, 140);
     assert_true(high >= (high & ~(SEG - 1)) + SEG - PAGE64K); /* the last page holds blocks */
+    /* Without guards, a thread-cached heap's pages read as zeros while not committed (a second Free
+     * racing the first may look at a page just decommitted, heap.c segment_new) and never take a
+     * write; trimmed pages come back to that. */
+    uintptr_t seg = high & ~(SEG - 1);
+    for (int i = 0; i < 140; i++) assert_int_equal(hm_heap_free(h, blocks[i]), HM_OK);
+    assert_int_equal(hm_heap_trim(h), HM_OK);
+    unsigned char *last = (unsigned char *)(seg + SEG - PAGE64K);
+    hm_region r;
+    assert_int_equal(hm_virtual_query(m, last, &r), HM_OK);
+    assert_int_equal(r.state, HM_MEM_RESERVE);
+    assert_int_equal(tu_readable(last), 1);
+    assert_int_equal(*(volatile unsigned char *)last, 0);
+    assert_int_equal(tu_writable(last), 0);
+    assert_int_equal(hm_vmap_check(KERNEL_CHECK), HM_OK);
     assert_int_equal(hm_heap_destroy(h), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }

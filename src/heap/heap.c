@@ -77,10 +77,7 @@ static inline hm_segment *seg_of(const hm_hpage *pg) { return (hm_segment *)((ui
 static inline size_t page_index(const hm_hpage *pg) { return (size_t)(pg - seg_of(pg)->page); }
 static inline uintptr_t page_addr(const hm_hpage *pg) { return (uintptr_t)seg_of(pg) + page_index(pg) * HM_HPAGE_SIZE; }
 
-static inline bool live(const hm_hpage *pg, uint32_t i)
-{
-    return (atomic_load_explicit(&((hm_hpage *)pg)->live[i / 64], memory_order_relaxed) >> (i % 64)) & 1u;
-}
+static inline bool live(const hm_hpage *pg, uint32_t i) { return hm_heap_live(pg, i); }
 /* One writer per page at a time (the heap's lock, or its single thread): load and store, no RMW. */
 static inline void set_live(hm_hpage *pg, uint32_t i, bool on)
 {
@@ -187,7 +184,12 @@ static void view_forget(hm_heap *h, hm_view *v)
 static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
 {
     void *base;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, &base);
+    /* Reserved pages of a thread-cached heap's segment read as zeros: a second Free racing the first
+     * reads a freed block's words without the lock, and its page may be decommitted meanwhile
+     * (hm_tcache_push looks at the live bit again afterwards). Not with guard pages (which must fault
+     * on a read too), nor for the heaps whose every Free runs under the lock (no purge meanwhile). */
+    bool readable = h->cached && !h->m->opts.heap_guard;
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, readable, &base);
     if (st) return st;
     size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
     int fd = -1;
@@ -232,7 +234,7 @@ static uint64_t now_ms(void)
 static void empty_push(hm_heap *h, hm_hpage *pg)
 {
     pg->empty_since = now_ms();
-    pg->list = 3;
+    pg->in_empty = 1;
     list_add(&h->empty, pg);
     if (!h->empty_tail) h->empty_tail = pg;
     h->nempty++;
@@ -241,14 +243,14 @@ static void empty_del(hm_heap *h, hm_hpage *pg)
 {
     if (h->empty_tail == pg) h->empty_tail = pg->prev;
     list_del(&h->empty, pg);
-    pg->list = 0;
+    pg->in_empty = 0;
     h->nempty--;
 }
 
 /* Whether pg sits in the empty cache and has waited long enough (or force). */
 static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
 {
-    return pg->list == 3 && (force || now - pg->empty_since >= HM_EMPTY_DELAY_MS);
+    return pg->in_empty && (force || now - pg->empty_since >= HM_EMPTY_DELAY_MS);
 }
 
 /* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
@@ -671,7 +673,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         return HM_OK;
     }
     void *base, *b;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u, &base);
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u, false, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     hm_view *v = NULL;
     if (h->dual) { /* its own memfd and two views (heap.h, "Executable heaps") */

@@ -35,6 +35,13 @@
  * page (PROT_NONE) between one segment's blocks and the next segment's header, so that a linear
  * overflow faults instead of corrupting metadata.
  *
+ * Reserved pages of a thread-cached heap's segments read as zeros (HM_AF_READABLE: PROT_READ, never
+ * writable, never resident): Free reads a block's words before it knows the block is still live
+ * (the cache tag), and a second Free racing the first may do so just after the page was emptied and
+ * decommitted; it then reads zeros and, looking at the live bit again, answers
+ * HOST_E_INVALIDOPERATION. With heap.guard, segments stay PROT_NONE (a guard must fault on reads
+ * too), and such a racing second Free faults as any access to freed memory would.
+ *
  * Size classes: 16-byte steps to 128, then four per doubling (160, 192, 224, 256, 320, ...) up to
  * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
  *
@@ -105,12 +112,14 @@ typedef struct hm_hpage {
      * live bits of one and the header of the next, must not share a line) */
     _Alignas(64) _Atomic uint32_t block_size; /* 0: the page is not in use */
     uint16_t cls;
-    uint16_t committed;              /* the page is committed */
+    uint8_t committed;               /* the page is committed (heap lock) */
+    uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
+                                        neighbours of a page, which other threads may own) */
     uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t used;           /* blocks not on its free list (live, in caches, or in xfree) */
     _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
     uint32_t list;                   /* on its home's avail list (1: it has a free block or untouched
-                                        room), full list (2), the heap's empty cache (3), or none (0) */
+                                        room), full list (2), or none (0) */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
     uintptr_t free;                  /* encoded free list (home's owner) */

@@ -107,6 +107,12 @@ void hm_tcache_notify(hm_pagelists *lists, unsigned cls);
 /* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). */
 extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
 
+/* Whether block i of pg is live (handed out, or held in a cache). */
+static inline bool hm_heap_live(const hm_hpage *pg, uint32_t i)
+{
+    return (atomic_load_explicit(&((hm_hpage *)pg)->live[i / 64], memory_order_relaxed) >> (i % 64)) & 1u;
+}
+
 static inline uint64_t hm_tcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_TCACHE_MAGIC; }
 static inline _Atomic uint64_t *hm_tcache_word1(uintptr_t b) { return (_Atomic uint64_t *)(b + 8); }
 
@@ -129,13 +135,19 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
 /* The same for block b (index in page pg), known to be a live small block: the general case. */
 hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
- * if it is cached already (a double free). The common case inline: room in this thread's bin. */
+ * if it is cached already or no longer live (a double free). The common case inline: room in this thread's bin. */
 static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b)
 {
     _Atomic uint64_t *w1 = hm_tcache_word1(b);
     uint64_t t = hm_tcache_tag(h, b);
     atomic_thread_fence(memory_order_acquire); /* the caller saw b live: it sees the tag set before (take_one) */
     if (atomic_load_explicit(w1, memory_order_relaxed) == t) return HM_E_HOST_INVALIDOPERATION;
+    /* A second Free racing the first may have seen b live just before its cache gave it back, its
+     * page emptied and the page was decommitted: b's words then read zero (a heap's segments are
+     * readable when reserved, HM_AF_READABLE), and its live bit, cleared before the page emptied,
+     * says so when looked at again after them. A live block's bit stays set meanwhile. */
+    atomic_thread_fence(memory_order_acquire);
+    if (!hm_heap_live(pg, index)) return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = hm_thread_caches;
     if (c && c->heap_id == h->id) {
         hm_tcache_bin *bin = &c->bin[pg->cls];
@@ -147,7 +159,6 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
             return HM_OK;
         }
     }
-    (void)index;
     return hm_tcache_push_slow(h, pg, b);
 }
 /* Large blocks in this thread's cache (tcache.c): take one of at least bytes (at most four times

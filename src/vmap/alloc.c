@@ -112,7 +112,7 @@ static int place_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t
 /* Reserves (and with MEM_COMMIT commits) a new allocation, charged to acct at level; align (0 or a
  * power of two of 64 KiB to 32 MiB) and tag are for layers above (hm_vmap_reserve_tagged). */
 static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_t size, uint32_t type, uint32_t prot,
-                         size_t align, uintptr_t tag, void **out)
+                         size_t align, uintptr_t tag, bool readable, void **out)
 {
     uint64_t bytes = want ? ((want + size + PAGE - 1) & ~(PAGE - 1)) - (want & ~(GRAN - 1))
                           : (size + PAGE - 1) & ~(PAGE - 1);                       /* [R2.2] rounding */
@@ -177,6 +177,7 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
         return hm_errno_status(err, want ? "reserve at a fixed address" : "reserve address space");
     }
     if (tag) flags |= HM_AF_TAGGED;
+    if (readable) flags |= HM_AF_READABLE;
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
     atomic_store_explicit(&a->flags, flags, memory_order_relaxed);
     atomic_store_explicit(&a->tag, tag, memory_order_relaxed);
@@ -191,6 +192,10 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     if (!err && special) {
         err = hm_special_attach(a, watch, commit && (prot & HM_PAGE_GUARD));
         if (err) what = watch ? "write watch" : "guard pages";
+    }
+    if (!err && readable && !commit) { /* placement leaves PROT_NONE: reserved pages read as zeros here */
+        err = hm_os_protect((void *)base, bytes, HM_OS_PROT_READ);
+        if (err) what = "reserve";
     }
     if (!err && commit) { /* the new pages are empty, so PROT_* alone commits them */
         err = special ? hm_special_protect(a, 0, bytes / PAGE, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0)
@@ -286,14 +291,14 @@ hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t siz
     uintptr_t start = a & ~(PAGE - 1), end = (a + size + PAGE - 1) & ~(PAGE - 1);
     if (type & HM_MEM_RESET) st = hm_vmap_reset(acct, start, end, base);
     else if (type & HM_MEM_RESET_UNDO) st = hm_vmap_reset_undo(acct, start, end, base);
-    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(acct, level, a, size, type, prot, 0, 0, base);
+    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(acct, level, a, size, type, prot, 0, 0, false, base);
     else st = commit(acct, level, start, end, prot, base);
     pthread_mutex_unlock(&hm_map_lock);
     return st;
 }
 
 
-hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, void **base)
+hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, bool readable, void **base)
 {
     *base = NULL;
     hm_status st = hm_vmap_init();
@@ -303,7 +308,7 @@ hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, ui
         (align & (align - 1)) || !tag)
         return HM_E_INVALID_PARAMETER;
     pthread_mutex_lock(&hm_map_lock);
-    st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, base);
+    st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, readable, base);
     pthread_mutex_unlock(&hm_map_lock);
     return st;
 }

@@ -121,7 +121,7 @@ static int check_vma(uintptr_t lo, uintptr_t hi, int prot, void *arg)
             uint64_t e = atomic_load_explicit(&r->entry[i], memory_order_relaxed);
             uint64_t rend = i + 1 < n ? hm_run_first(atomic_load_explicit(&r->entry[i + 1], memory_order_relaxed)) : (end - base) / PAGE;
             uintptr_t seg_end = base + rend * PAGE < stop ? base + rend * PAGE : stop;
-            int want = hm_prot_linux(hm_run_attr(e) & HM_RUN_PROT_MASK);
+            int want = hm_run_kernel_prot(a, hm_run_attr(e));
             if (atomic_load_explicit(&a->special, memory_order_relaxed)) { /* page by page (special.h) */
                 want = hm_special_expected(a, p, want);
                 if (want < 0) {

@@ -47,6 +47,22 @@ static hm_status kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uin
     return st;
 }
 
+/* Release of a readable allocation from a chunk (HM_AF_READABLE): the arena takes its granules back
+ * PROT_NONE, reserved pages included. The protection first (a failure puts every run back), then the
+ * committed pages' data. */
+static hm_status release_readable(hm_alloc *a, hm_runs *r)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed), lo, hi;
+    bool any = hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi);
+    int err = hm_os_protect((void *)base, size, HM_OS_PROT_NONE);
+    if (!err && any) err = hm_os_discard((void *)(base + lo * PAGE), (hi - lo) * PAGE);
+    if (!err) return HM_OK;
+    hm_status st = hm_errno_status(err, "release");
+    if (hm_restore_prot(a, r, 0, size / PAGE)) return hm_books_broken("release");
+    return st;
+}
+
 /* Releases a (its owner's charge and address space go back). */
 static hm_status release(hm_alloc *a)
 {
@@ -61,6 +77,10 @@ static hm_status release(hm_alloc *a)
     } else if (flags & HM_AF_MIXED) {
         hm_status st = release_mixed(a, r);
         if (st) return st;
+    } else if (flags & HM_AF_READABLE) {
+        hm_status st = release_readable(a, r);
+        if (st) return st;
+        hm_arena_unplace(a->chunk, base, ngran);
     } else {
         uint64_t lo, hi;
         if (hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi)) {

@@ -203,7 +203,7 @@ int hm_restore_prot(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1)
         uint64_t hi = i + 1 < n ? hm_run_first(atomic_load_explicit(&((hm_runs *)r)->entry[i + 1], memory_order_relaxed)) : p1;
         if (lo < p0) lo = p0;
         if (hi > p1) hi = p1;
-        int err = hm_os_protect((void *)(base + lo * PAGE), (hi - lo) * PAGE, hm_prot_linux(hm_run_attr(e) & HM_RUN_PROT_MASK));
+        int err = hm_os_protect((void *)(base + lo * PAGE), (hi - lo) * PAGE, hm_run_kernel_prot(a, hm_run_attr(e)));
         if (err && !first_err) first_err = err;
     }
     return first_err;
@@ -236,7 +236,7 @@ hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     void *p = (void *)(base + p0 * PAGE);
     size_t len = (p1 - p0) * PAGE;
-    int err = hm_os_protect(p, len, HM_OS_PROT_NONE);
+    int err = hm_os_protect(p, len, hm_run_kernel_prot(a, 0));
     if (!err) err = hm_os_discard(p, len);
     if (!err) return HM_OK;
     hm_status st = hm_errno_status(err, what);

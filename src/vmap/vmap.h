@@ -43,6 +43,8 @@
 #define HM_AF_MIXED    0x10u /* fixed address across chunks and mappings of its own (arena.h) */
 #define HM_AF_TAGGED   0x20u /* made by a layer above for its own use (a heap's segment or large block) */
 #define HM_AF_WATCH    0x40u /* MEM_WRITE_WATCH (special.h) */
+#define HM_AF_READABLE 0x80u /* its reserved pages read as zeros (PROT_READ) instead of faulting: a heap's
+                                segments, where a racing second Free may read a page just decommitted */
 
 /* One allocation. base, size, alloc_protect, flags and owner never change while the record is
  * published; runs is swapped by writers. chunk and committed are the writer's alone. */
@@ -73,7 +75,7 @@ hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
 hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
 /* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to
  * 32 MiB), marked HM_AF_TAGGED with tag. Reserved only; commit with hm_vmap_alloc. */
-hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, void **base);
+hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, bool readable, void **base);
 /* GetWriteWatch and ResetWriteWatch (SPEC 2.6): argument errors as the SPEC lists them. */
 hm_status hm_vmap_get_write_watch(hm_account *acct, uint32_t flags, void *base, size_t size, void **addresses,
                                   uintptr_t *count, uint32_t *granularity);

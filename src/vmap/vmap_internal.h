@@ -5,6 +5,8 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "../os/os.h"
+#include "rules.h"
 #include "vmap.h"
 
 #define PAGE ((uintptr_t)4096)  /* the Win32 page; hm_vmap_init refuses kernels with another size */
@@ -43,7 +45,7 @@ bool hm_committed_span(const hm_runs *r, uint64_t npages, uint64_t p0, uint64_t 
 hm_status hm_errno_status(int err, const char *what);
 /* E_FAIL after a rollback failed too, with a detail naming what (SPEC 3.4). */
 hm_status hm_books_broken(const char *what);
-/* Makes pages [p0, p1) reserved in the kernel (PROT_NONE, emptied); on failure the protections of
+/* Makes pages [p0, p1) reserved in the kernel (hm_run_kernel_prot(a, 0), emptied); on failure the protections of
  * table r are put back and the status says why (E_FAIL if that failed too). */
 hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what);
 /* Retires a record and its run table. */
@@ -62,6 +64,13 @@ static inline hm_account *hm_alloc_owner(hm_alloc *a)
     return (hm_account *)atomic_load_explicit(&a->owner, memory_order_relaxed);
 }
 hm_status hm_not_owner(hm_alloc *a);
+/* The kernel protection of a's pages of run attribute attr: the Linux protection of a committed run;
+ * PROT_NONE for reserved pages, PROT_READ in a readable allocation (HM_AF_READABLE). */
+static inline int hm_run_kernel_prot(hm_alloc *a, uint32_t attr)
+{
+    if (attr & HM_RUN_COMMIT) return hm_prot_linux(attr & HM_RUN_PROT_MASK);
+    return atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_READABLE ? HM_OS_PROT_READ : HM_OS_PROT_NONE;
+}
 /* Committed pages in table r of an allocation of npages pages. */
 uint64_t hm_runs_committed(const hm_runs *r, uint64_t npages);
 
