@@ -188,8 +188,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
      * reads a freed block's words without the lock, and its page may be decommitted meanwhile
      * (hm_tcache_push looks at the live bit again afterwards). Not with guard pages (which must fault
      * on a read too), nor for the heaps whose every Free runs under the lock (no purge meanwhile). */
-    bool readable = h->cached && !h->m->opts.heap_guard;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, readable, &base);
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, h->readable, &base);
     if (st) return st;
     size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
     int fd = -1;
@@ -797,6 +796,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     h->flags = flags;
     h->dual = (flags & HM_HEAP_EXECUTABLE) && !hm_os_wx_allowed();
     h->cached = (flags & HM_HEAP_THREADSAFE) && !h->dual;
+    h->readable = h->cached && !m->opts.heap_guard; /* (segment_new) */
     h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -1062,7 +1062,9 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
     if (!bs) return false; /* (page[0], the header's, never has a block size) */
     uintptr_t off = p & (HM_HPAGE_SIZE - 1); /* pages are 64 KiB aligned */
     uint32_t i = hm_heap_block_index(off, pg->inv);
-    /* (a live bit is never set at or past the extent: no need to compare with it here) */
+    /* (a live bit is never set at or past the extent: no need to compare with it here). The live bit
+     * comes first: a refill tags a block before it sets the bit, so a Free that sees the bit sees
+     * the tag (hm_tcache_push), and a double Free racing the refill is caught. */
     if (off != (uintptr_t)i * bs || !live(pg, i)) return false;
     if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == debug_tag(h, p))
         return false; /* a debug block's start */
