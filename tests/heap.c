@@ -276,6 +276,61 @@ static void test_size_classes(void **state)
     destroy_mgr(m);
 }
 
+/* A freed large block reserves twice its size while the address-space budget is unlimited: cached,
+ * it grows in place (committing only the difference) for a larger request that no cached block
+ * holds. Refused growth leaves it cached and the books exact; with va.limit set, blocks reserve
+ * their size only and never grow. */
+static void test_large_cache_grows(void **state)
+{
+    (void)state;
+    for (int limited = 0; limited <= 1; limited++) {
+        hm_manager *m = make(limited ? "limit=256M,va.limit=1G" : "limit=256M");
+        hm_heap *h = mk_heap(m, 0); /* (no thread cache: the heap's own cache alone) */
+        void *a = alloc_ok(h, 2 * MiB, HM_LEVEL_TASK);
+        memset(a, 7, 2 * MiB);
+        free_ok(h, a);
+        uint64_t c0 = charge(m);
+        void *b = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK);
+        if (!limited) {
+            assert_ptr_equal(b, a); /* grown in place */
+            assert_int_equal(((unsigned char *)b)[MiB], 7); /* the old pages stayed committed */
+        } else {
+            assert_ptr_not_equal(b, a); /* a fresh block; the 2 MiB one stays cached */
+            assert_int_equal(hstats(h).cached_large_bytes, 2 * MiB);
+        }
+        assert_int_equal(hm_heap_usable_size(h, b), 3 * MiB);
+        assert_int_equal(charge(m) - c0, limited ? 3 * MiB : MiB);
+        assert_int_equal(charge(m), heap_charge(h));
+        memset(b, 1, 3 * MiB);
+        free_ok(h, b);
+        check_books();
+        assert_int_equal(hm_heap_trim(h), HM_OK);
+        assert_int_equal(charge(m), heap_charge(h));
+        destroy_heap(h);
+        assert_int_equal(charge(m), 0);
+        destroy_mgr(m);
+    }
+    /* growth refused by the budget: the block goes back to the cache, the request fails cleanly */
+    hm_manager *m = make("limit=7M,reserve.appdomain=0,reserve.process=0");
+    hm_heap *h = mk_heap(m, 0);
+    void *a = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK);
+    void *keep = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK);
+    free_ok(h, a);
+    void *p = (void *)1;
+    hm_status st = hm_heap_alloc(h, 5 * MiB, HM_LEVEL_TASK, &p); /* growing a: 8 MiB; fresh: 8 MiB too */
+    if (st != HM_E_COMMITMENT_LIMIT) fail_msg("5 MiB under a 7 MiB limit with 3 MiB live: %s", hm_status_name(st));
+    assert_null(p);
+    assert_int_equal(hstats(h).cached_large_bytes, 0); /* the refused commit drained the cache */
+    assert_int_equal(charge(m), heap_charge(h));
+    check_books();
+    void *again = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK); /* the cache still works (or was drained) */
+    free_ok(h, again);
+    free_ok(h, keep);
+    destroy_heap(h);
+    assert_int_equal(charge(m), 0);
+    destroy_mgr(m);
+}
+
 /* SPEC 4: blocks above 32 KiB are large: page aligned, charged exactly, given back on Free. */
 /* Freed large blocks stay committed in caches (the thread's own, then the heap's) and serve the next
  * large request; hm_heap_trim gives them back, with the heap's empty pages. */
@@ -1367,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_size_classes),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_large_cache_and_trim),
+        cmocka_unit_test(test_large_cache_grows),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_invalid_level),
         cmocka_unit_test(test_aligned),

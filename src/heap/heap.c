@@ -596,25 +596,25 @@ bool hm_heap_may_keep(const hm_heap *h)
 
 static inline uint64_t lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ LCACHE_MAGIC; }
 
-/* A cached large block of at least bytes (and at most four times that), taken out of the cache; 0 if none.
- * Lock held. */
-static uintptr_t lcache_take(hm_heap *h, uint64_t bytes, uint64_t *size)
+/* A cached large block for a request of bytes (hm_lblock_fit: one that holds it, or with grow one
+ * that can grow to it), taken out of the cache; false if none. Lock held. */
+static bool lcache_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out)
 {
-    unsigned best = hm_lblock_fit(h->lcache, h->nlcache, bytes);
-    if (best == h->nlcache) return 0;
-    uintptr_t b = h->lcache[best].base;
-    *size = h->lcache[best].size;
+    unsigned best = hm_lblock_fit(h->lcache, h->nlcache, bytes, grow);
+    if (best == h->nlcache) return false;
+    *out = h->lcache[best];
     memmove(&h->lcache[best], &h->lcache[best + 1], (h->nlcache - best - 1) * sizeof h->lcache[0]);
     h->nlcache--;
-    h->lcache_bytes -= *size;
-    W64(h, b, 1) = 0;
-    return b;
+    h->lcache_bytes -= out->size;
+    W64(h, out->base, 1) = 0;
+    return true;
 }
 
 /* Keeps a freed large block committed for reuse; false if it does not fit the cache's bounds even
  * after releasing older blocks. Lock held. */
-static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
+static bool lcache_put(hm_heap *h, hm_lblock blk)
 {
+    uint64_t size = blk.size;
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
     if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h) || h->dual) return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
@@ -623,17 +623,16 @@ static bool lcache_put(hm_heap *h, uintptr_t b, uint64_t size)
         memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);
         h->nlcache--;
     }
-    W64(h, b, 1) = lcache_tag(h, b);
-    h->lcache[h->nlcache].base = b;
-    h->lcache[h->nlcache].size = size;
+    W64(h, blk.base, 1) = lcache_tag(h, blk.base);
+    h->lcache[h->nlcache] = blk;
     h->nlcache++;
     h->lcache_bytes += size;
     return true;
 }
 
-void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size)
+void hm_heap_large_return(hm_heap *h, hm_lblock blk)
 {
-    if (!lcache_put(h, b, size)) (void)hm_manager_free(h->m, (void *)b, 0, HM_MEM_RELEASE);
+    if (!lcache_put(h, blk)) (void)hm_manager_free(h->m, (void *)blk.base, 0, HM_MEM_RELEASE);
 }
 
 /* Releases every cached large block (lock held): when a commit is refused, they are the first to go. */
@@ -657,18 +656,33 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
     if (bytes < size) return HM_E_OUTOFMEMORY;
     size_t room = (reserve + 4095) & ~(size_t)4095;
     if (room < bytes) room = bytes;
-    uint64_t have;
-    uintptr_t cached = 0;
-    if (h->cached && (cached = hm_tcache_large_take(h, bytes, &have)))
-        ((uint64_t *)cached)[1] = 0; /* (this thread's own, no lock) */
+    /* A block the caches may keep reserves twice its size while the address-space budget is
+     * unlimited (SPEC 3.6 counts reservations): cached, it can then grow in place to serve a larger
+     * request, committing only the difference, where a fresh block would fault in all of it. */
+    if (room == bytes && bytes <= HM_LCACHE_BYTES / 4 && h->m->acct.va_limit == UINT64_MAX && !h->dual) room = 2 * bytes;
+    hm_lblock blk;
+    bool cached = h->cached && hm_tcache_large_take(h, bytes, &blk);
+    if (cached) ((uint64_t *)blk.base)[1] = 0; /* (this thread's own, no lock) */
     if (!cached) {
         hm_heap_lock(h);
-        cached = h->nlcache ? lcache_take(h, bytes, &have) : 0;
+        cached = h->nlcache && lcache_take(h, bytes, true, &blk);
         hm_heap_unlock(h);
     }
+    if (cached && blk.size < bytes) { /* it grows to bytes: the difference is committed at level */
+        void *g;
+        hm_status gs = hm_manager_alloc(h->m, level, (void *)(blk.base + blk.size), bytes - blk.size, HM_MEM_COMMIT, h->prot, &g);
+        if (gs == HM_OK) {
+            blk.size = bytes;
+        } else { /* back to the cache; a fresh block is tried (and the caches drained if refused) */
+            hm_heap_lock(h);
+            hm_heap_large_return(h, blk);
+            hm_heap_unlock(h);
+            cached = false;
+        }
+    }
     if (cached) { /* committed already: it serves any level */
-        large_count(h, (int64_t)have, 1);
-        *out = cached;
+        large_count(h, (int64_t)blk.size, 1);
+        *out = blk.base;
         return HM_OK;
     }
     void *base, *b;
@@ -714,7 +728,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
 
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
 {
-    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0, 0};
     if (info->tag & 1u) { /* a large block: its allocation's base, or 16 past it for a debug one */
         uintptr_t b = info->base;
         if (p == b) r.kind = LARGE;
@@ -723,6 +737,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
         if (r.kind == LARGE && ((const uint64_t *)b)[1] == lcache_tag(h, b)) r.kind = NOT_A_BLOCK; /* freed, cached */
         r.block = b;
         r.size = info->committed; /* (a large block's pages are committed from its base on) */
+        r.room = info->size;
         return r;
     }
     hm_segment *s = (hm_segment *)info->base;
@@ -992,7 +1007,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
             }
         }
         if (r->kind == LARGE_DEBUG) W64(h, r->block, 0) = 0; /* no longer a debug block */
-        if (r->kind == LARGE_DEBUG || !lcache_put(h, r->block, r->size)) {
+        if (r->kind == LARGE_DEBUG || !lcache_put(h, (hm_lblock){r->block, r->size, r->room})) {
             hm_view *v = h->dual ? view_of(h, r->block) : NULL;
             if (v) view_forget(h, v);
             hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
@@ -1026,7 +1041,7 @@ static bool find(const void *p, hm_vmap_info *info)
  * it, the caller's, releases it). NOT_A_BLOCK if p is not h's any more (*info: what the map says). */
 static block_ref classify_large(hm_heap *h, const void *p, hm_vmap_info *info)
 {
-    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0, 0};
     hm_heap_lock(h);
     if (find(p, info) && (hm_heap *)(info->tag & ~(uintptr_t)1) == h && (info->tag & 1u))
         r = hm_heap_classify(h, info, (uintptr_t)p);
@@ -1087,7 +1102,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     if (info.tag & 1u) { /* a large block: looked at under the lock (classify_large) */
         r = classify_large(h, p, &info);
         if (r.kind == NOT_A_BLOCK && info.tag && (hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
-        if (r.kind == LARGE && r.size && h->cached && hm_tcache_large_put(h, r.block, r.size)) {
+        if (r.kind == LARGE && r.size && h->cached && hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room})) {
             W64(h, r.block, 1) = lcache_tag(h, r.block); /* this thread's cache keeps it, no lock */
             large_count(h, -(int64_t)r.size, -1);
             return HM_OK;

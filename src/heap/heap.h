@@ -13,13 +13,16 @@
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
- * fits (up to four times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
+ * fits (up to HM_LBLOCK_SLACK times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
  * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
  * Each thread keeps a few freed large blocks of its own (HM_TCACHE_LARGE of at most
  * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, taken without the
  * heap lock (a Free looks at a large block under it: a freed one may be released by another thread).
- * A large block made by realloc reserves twice its size: a later realloc grows it in place by
- * committing pages (ahead, geometrically) instead of moving it; its usable size is its committed run.
+ * A large block reserves twice its size (made by realloc, or cacheable while the manager's
+ * address-space budget is unlimited): a later realloc grows it in place by committing pages (ahead,
+ * geometrically) instead of moving it, and a request that no cached block holds grows the largest
+ * cached one that can (only the difference is committed and faulted in); its usable size is its
+ * committed run.
  *
  * Executable heaps (MALLOC_EXECUTABLE) get pages that are readable, writable and executable, unless
  * the system forbids that (W^X: os.h, hm_os_wx_allowed): then the heap is "dual". Its block memory
@@ -157,16 +160,22 @@ typedef struct hm_site {
 /* A freed large block kept committed for reuse (the heap's cache, a thread's cache). */
 typedef struct hm_lblock {
     uintptr_t base;
-    uint64_t size;
+    uint64_t size;                   /* committed (usable) bytes from base */
+    uint64_t room;                   /* bytes reserved: the block may grow in place up to this */
 } hm_lblock;
 
 #define HM_LBLOCK_SLACK 16 /* a cached large block serves requests down to 1/16 of its size */
-/* The smallest of v[0..n) that holds bytes, up to HM_LBLOCK_SLACK times more; n if none. */
-static inline unsigned hm_lblock_fit(const hm_lblock *v, unsigned n, uint64_t bytes)
+/* The smallest of v[0..n) that holds bytes, up to HM_LBLOCK_SLACK times more; failing that, with
+ * grow, the largest whose reservation holds bytes (committing the rest faults in less new memory
+ * than a fresh block would); n if none. */
+static inline unsigned hm_lblock_fit(const hm_lblock *v, unsigned n, uint64_t bytes, bool grow)
 {
     unsigned best = n;
     for (unsigned i = 0; i < n; i++)
         if (v[i].size >= bytes && v[i].size / HM_LBLOCK_SLACK <= bytes && (best == n || v[i].size < v[best].size)) best = i;
+    if (best < n || !grow) return best;
+    for (unsigned i = 0; i < n; i++)
+        if (v[i].room >= bytes && v[i].size < bytes && (best == n || v[i].size > v[best].size)) best = i;
     return best;
 }
 

@@ -14,6 +14,7 @@ typedef struct block_ref {
     uint32_t index;
     uintptr_t block;   /* block start (small) or allocation base (large) */
     uint64_t size;     /* block size, or the large allocation's size */
+    uint64_t room;     /* a large block's reservation */
 } block_ref;
 
 /* Size classes (heap.h): 16-byte steps to 128, then four per doubling. Up to 1 KiB (most requests)
@@ -164,8 +165,8 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
 /* Large blocks in this thread's cache (tcache.c): take one of at least bytes (at most four times
  * that; its size in *size), or 0; keep the freed block b of size bytes (already tagged freed by the
  * caller), false if it does not fit (then it goes to the heap). No lock. */
-uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size);
-bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size);
+bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out);
+bool hm_tcache_large_put(hm_heap *h, hm_lblock blk);
 /* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
  * by an idle thread must not starve a busy one). Heap lock held; true if any went. */
 bool hm_tcache_large_drain_all(hm_heap *h);
@@ -173,7 +174,7 @@ bool hm_tcache_large_drain_all(hm_heap *h);
 void hm_tcache_large_drain(hm_heap *h);
 /* The same with the heap lock held; false if it had none. */
 /* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
-void hm_heap_large_return(hm_heap *h, uintptr_t b, uint64_t size);
+void hm_heap_large_return(hm_heap *h, hm_lblock blk);
 /* heap.c: whether a large block may be kept committed now (not when memory is short). */
 bool hm_heap_may_keep(const hm_heap *h);
 

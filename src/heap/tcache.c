@@ -262,22 +262,21 @@ static void large_lock(hm_tcache *c)
 }
 static void large_unlock(hm_tcache *c) { atomic_flag_clear_explicit(&c->large_lock, memory_order_release); }
 
-uintptr_t hm_tcache_large_take(hm_heap *h, uint64_t bytes, uint64_t *size)
+bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out)
 {
     hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id) return 0;
+    if (!c || c->heap_id != h->id) return false;
     large_lock(c);
-    unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes);
-    uintptr_t b = 0;
-    if (best < c->nlarge) {
-        b = c->large[best].base;
-        *size = c->large[best].size;
+    unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes, false);
+    bool found = best < c->nlarge;
+    if (found) {
+        *out = c->large[best];
         memmove(&c->large[best], &c->large[best + 1], (c->nlarge - best - 1) * sizeof c->large[0]); /* oldest first */
         c->nlarge--;
-        large_count(c, -(int64_t)*size);
+        large_count(c, -(int64_t)out->size);
     }
     large_unlock(c);
-    return b;
+    return found;
 }
 
 static inline bool large_full(hm_tcache *c, uint64_t size)
@@ -285,8 +284,9 @@ static inline bool large_full(hm_tcache *c, uint64_t size)
     return c->nlarge == HM_TCACHE_LARGE || atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES;
 }
 
-bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
+bool hm_tcache_large_put(hm_heap *h, hm_lblock blk)
 {
+    uint64_t size = blk.size;
     if (size > HM_TCACHE_LARGE_MAX || !hm_heap_may_keep(h)) return false;
     hm_tcache *c = my_cache(h);
     if (!c) return false;
@@ -298,15 +298,14 @@ bool hm_tcache_large_put(hm_heap *h, uintptr_t b, uint64_t size)
         large_lock(c);
     }
     while (c->nlarge && large_full(c, size)) {
-        hm_heap_large_return(h, c->large[0].base, c->large[0].size);
+        hm_heap_large_return(h, c->large[0]);
         large_count(c, -(int64_t)c->large[0].size);
         memmove(&c->large[0], &c->large[1], (c->nlarge - 1) * sizeof c->large[0]);
         c->nlarge--;
     }
     bool kept = !large_full(c, size);
     if (kept) {
-        c->large[c->nlarge].base = b;
-        c->large[c->nlarge].size = size;
+        c->large[c->nlarge] = blk;
         c->nlarge++;
         large_count(c, (int64_t)size);
     }
@@ -320,7 +319,7 @@ static bool large_flush(hm_heap *h, hm_tcache *c)
 {
     large_lock(c);
     bool any = c->nlarge != 0;
-    for (unsigned i = 0; i < c->nlarge; i++) hm_heap_large_return(h, c->large[i].base, c->large[i].size);
+    for (unsigned i = 0; i < c->nlarge; i++) hm_heap_large_return(h, c->large[i]);
     c->nlarge = 0;
     atomic_store_explicit(&c->large_bytes, 0, memory_order_relaxed);
     large_unlock(c);
