@@ -77,12 +77,14 @@ static inline hm_segment *seg_of(const hm_hpage *pg) { return (hm_segment *)((ui
 static inline size_t page_index(const hm_hpage *pg) { return (size_t)(pg - seg_of(pg)->page); }
 static inline uintptr_t page_addr(const hm_hpage *pg) { return (uintptr_t)seg_of(pg) + page_index(pg) * HM_HPAGE_SIZE; }
 
-static inline bool live(const hm_hpage *pg, uint32_t i) { return hm_heap_live(pg, i); }
-/* One writer per page at a time (the heap's lock, or its single thread): load and store, no RMW. */
-static inline void set_live(hm_hpage *pg, uint32_t i, bool on)
+static inline bool live(const hm_hpage *pg, uintptr_t b) { return hm_heap_live(pg, b); }
+/* The live bit of the block at b (heap_internal.h). One writer per page at a time (its owner, or the
+ * heap's lock): load and store, no RMW. */
+static inline void set_live(hm_hpage *pg, uintptr_t b, bool on)
 {
-    uint64_t w = atomic_load_explicit(&pg->live[i / 64], memory_order_relaxed), m = (uint64_t)1 << (i % 64);
-    atomic_store_explicit(&pg->live[i / 64], on ? w | m : w & ~m, memory_order_relaxed);
+    uint32_t g = (uint32_t)((b & (HM_HPAGE_SIZE - 1)) >> 4);
+    uint64_t w = atomic_load_explicit(&pg->live[g / 64], memory_order_relaxed), m = (uint64_t)1 << (g % 64);
+    atomic_store_explicit(&pg->live[g / 64], on ? w | m : w & ~m, memory_order_relaxed);
 }
 
 static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ DEBUG_MAGIC; }
@@ -419,7 +421,7 @@ static bool collect(hm_heap *h, hm_hpage *pg)
     bool ok = true;
     while (b) {
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        set_live(pg, index_of(pg, b), false); /* it keeps its cache tag (take_one) */
+        set_live(pg, b, false); /* it keeps its cache tag (take_one) */
         *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b;
         pg->free = b;
         n++;
@@ -439,24 +441,22 @@ static bool collect(hm_heap *h, hm_hpage *pg)
 static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
 {
     uintptr_t base = page_addr(pg), bs = BS(pg), b;
-    uint32_t extent = EXTENT(pg), i;
+    uint32_t extent = EXTENT(pg);
     if (pg->free) {
         b = pg->free;
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        i = index_of(pg, b);
-        if (next && (!in_page(pg, next) || live(pg, index_of(pg, next)))) return corrupted(h, "free-list link", b);
+        if (next && (!in_page(pg, next) || live(pg, next))) return corrupted(h, "free-list link", b);
         pg->free = next;
     } else {
-        i = extent++;
+        b = base + (uintptr_t)extent++ * bs;
         SET(pg->extent, extent);
-        b = base + i * bs;
     }
     /* Tagged as cached before it turns live: a block the program freed is never live and untagged
      * while the heap has it (a second Free racing this must see one or the other). Blocks handed
      * straight to the program lose the tag in their caller (alloc_block, hm_tcache_alloc). */
     atomic_store_explicit(hm_tcache_word1(wr(h, b)), hm_tcache_tag(h, b), memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    set_live(pg, i, true);
+    set_live(pg, b, true);
     SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
     if (!pg->free && extent == pg->capacity) {
         /* out of blocks: take what other threads gave back, else it waits on the full list */
@@ -542,7 +542,7 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
         }
         return false;
     }
-    set_live(pg, index_of(pg, b), false); /* a cached block keeps its tag (take_one) */
+    set_live(pg, b, false); /* a cached block keeps its tag (take_one) */
     *(uintptr_t *)wr(h, b) = pg->free ^ h->key ^ b; /* encoded link */
     pg->free = b;
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
@@ -749,7 +749,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;
     uint32_t i = (uint32_t)(off / bs);
     uintptr_t b = base + (uintptr_t)i * bs;
-    if (i >= EXTENT(pg) || !live(pg, i)) return r;
+    if (i >= EXTENT(pg) || !live(pg, b)) return r;
     bool dbg = *(const uint64_t *)b == debug_tag(h, b);
     if (off % bs == 0 && !dbg) r.kind = SMALL;
     else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
@@ -1073,17 +1073,13 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return false;
     hm_hpage *pg = &s->page[(p - (uintptr_t)s) / HM_HPAGE_SIZE];
-    uint32_t bs = BS(pg);
-    if (!bs) return false; /* (page[0], the header's, never has a block size) */
-    uintptr_t off = p & (HM_HPAGE_SIZE - 1); /* pages are 64 KiB aligned */
-    uint32_t i = hm_heap_block_index(off, pg->inv);
-    /* (a live bit is never set at or past the extent: no need to compare with it here). The live bit
-     * comes first: a refill tags a block before it sets the bit, so a Free that sees the bit sees
-     * the tag (hm_tcache_push), and a double Free racing the refill is caught. */
-    if (off != (uintptr_t)i * bs || !live(pg, i)) return false;
+    /* A live block starts at p (heap_internal.h: its granule's bit; pages not in use have none). The
+     * live bit comes first: a refill tags a block before it sets the bit, so a Free that sees the
+     * bit sees the tag (hm_tcache_push), and a double Free racing the refill is caught. */
+    if ((p & 15) || !live(pg, p)) return false;
     if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == debug_tag(h, p))
         return false; /* a debug block's start */
-    *st = hm_tcache_push(h, pg, i, p);
+    *st = hm_tcache_push(h, pg, p);
     return true;
 }
 
@@ -1116,7 +1112,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     if (h->cached) { /* a plain small block goes to this thread's cache, no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
         if (r.kind == SMALL) {
-            st = hm_tcache_push(h, r.page, r.index, r.block);
+            st = hm_tcache_push(h, r.page, r.block);
             if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
             return st;
         }

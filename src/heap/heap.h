@@ -131,7 +131,7 @@ typedef struct hm_hpage {
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
     _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
-    _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit i: block i is live (read by other heaps' Free) */
+    _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit g: a live block starts at granule g (16 bytes; heap_internal.h) */
 } hm_hpage;
 
 /* A home's page lists by class: pages with a free block, and pages without one. */

@@ -108,10 +108,14 @@ void hm_tcache_notify(hm_pagelists *lists, unsigned cls);
 /* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). */
 extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
 
-/* Whether block i of pg is live (handed out, or held in a cache). */
-static inline bool hm_heap_live(const hm_hpage *pg, uint32_t i)
+/* Live bits (heap.h): one per 16-byte granule of a page, set where a live block (handed out, or held
+ * in a cache) starts. Every class size is a multiple of 16, so an address is the start of a live
+ * block of pg exactly when it is 16-aligned and its granule's bit is set: no division by the block
+ * size, and pages not in use (the header's page[0] among them) have no bit set. */
+static inline bool hm_heap_live(const hm_hpage *pg, uintptr_t b)
 {
-    return (atomic_load_explicit(&((hm_hpage *)pg)->live[i / 64], memory_order_relaxed) >> (i % 64)) & 1u;
+    uint32_t g = (uint32_t)((b & (HM_HPAGE_SIZE - 1)) >> 4);
+    return (atomic_load_explicit(&((hm_hpage *)pg)->live[g / 64], memory_order_relaxed) >> (g % 64)) & 1u;
 }
 
 static inline uint64_t hm_tcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_TCACHE_MAGIC; }
@@ -137,7 +141,7 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
 hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
  * if it is cached already or no longer live (a double free). The common case inline: room in this thread's bin. */
-static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index, uintptr_t b)
+static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     _Atomic uint64_t *w1 = hm_tcache_word1(b);
     uint64_t t = hm_tcache_tag(h, b);
@@ -148,7 +152,7 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uint32_t index,
      * readable when reserved, HM_AF_READABLE), and its live bit, cleared before the page emptied,
      * says so when looked at again after them. A live block's bit stays set meanwhile. */
     atomic_thread_fence(memory_order_acquire);
-    if (!hm_heap_live(pg, index)) return HM_E_HOST_INVALIDOPERATION;
+    if (!hm_heap_live(pg, b)) return HM_E_HOST_INVALIDOPERATION;
     hm_tcache *c = hm_thread_caches;
     if (c && c->heap_id == h->id) {
         hm_tcache_bin *bin = &c->bin[pg->cls];
