@@ -1098,10 +1098,14 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     if (info.tag & 1u) { /* a large block: looked at under the lock (classify_large) */
         r = classify_large(h, p, &info);
         if (r.kind == NOT_A_BLOCK && info.tag && (hm_heap *)(info.tag & ~(uintptr_t)1) != h) return foreign(&info, p);
-        if (r.kind == LARGE && r.size && h->cached && hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room})) {
-            W64(h, r.block, 1) = lcache_tag(h, r.block); /* this thread's cache keeps it, no lock */
-            large_count(h, -(int64_t)r.size, -1);
-            return HM_OK;
+        if (r.kind == LARGE && r.size && h->cached) {
+            /* Tagged freed before it enters this thread's cache: from then on another thread may
+             * drain it to the heap's cache and hand it out (a refused commit drains every cache). */
+            W64(h, r.block, 1) = lcache_tag(h, r.block);
+            if (hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room})) {
+                large_count(h, -(int64_t)r.size, -1);
+                return HM_OK;
+            }
         }
         hm_heap_lock(h);
         st = release_block(h, &r); /* (a live block stays live while its Free runs) */

@@ -166,9 +166,10 @@ static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uintptr_t b)
     }
     return hm_tcache_push_slow(h, pg, b);
 }
-/* Large blocks in this thread's cache (tcache.c): take one of at least bytes (at most four times
- * that; its size in *size), or 0; keep the freed block b of size bytes (already tagged freed by the
- * caller), false if it does not fit (then it goes to the heap). No lock. */
+/* Large blocks in this thread's cache (tcache.c): take one that holds bytes (hm_lblock_fit, no
+ * growth) into *out, false if none; keep the freed block blk (already tagged freed by the caller: once
+ * in, another thread's drain may hand it on), false if it does not fit (then it goes to the heap).
+ * No heap lock. */
 bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out);
 bool hm_tcache_large_put(hm_heap *h, hm_lblock blk);
 /* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
