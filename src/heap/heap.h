@@ -55,8 +55,9 @@
  *   thread cache or in xfree, and then its second word holds the cache tag (tcache.c);
  *   the page is on its home's avail list when it has a free block (free list or extent < capacity),
  *   else on its full list (where blocks may arrive in xfree: the owner is told, tcache.c).
- * The live bitmap makes Free exact: a pointer is a live block iff it lies in a page in use, on a
- * block boundary below extent, with its bit set and without the cache tag. Anything else (interior,
+ * The live bitmap makes Free exact: one bit per 16-byte granule, set where a live block starts, so a
+ * pointer is a live block iff it is 16-aligned in a page in use, its granule's bit is set, and the
+ * block does not carry the cache tag. Anything else (interior,
  * already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes nothing.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
  * does not hand out an arbitrary address: a decoded link outside its page is reported as corruption.
