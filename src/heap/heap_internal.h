@@ -18,7 +18,7 @@ typedef struct block_ref {
 } block_ref;
 
 /* Size classes (heap.h): 16-byte steps to 128, then four per doubling. Up to 1 KiB (most requests)
- * a table indexed by size / 16 answers in one load; above, the formula. */
+ * a table indexed by ceil(size / 16) answers in one load; above, the formula. */
 extern const uint8_t hm_heap_class_table[65];
 static inline unsigned hm_heap_class_of(size_t size)
 {
@@ -140,7 +140,8 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
 /* The same for block b (index in page pg), known to be a live small block: the general case. */
 hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
- * if it is cached already or no longer live (a double free). The common case inline: room in this thread's bin. */
+ * if it is cached already or no longer live (a double free). The common case inline: room in this
+ * thread's bin. */
 static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     _Atomic uint64_t *w1 = hm_tcache_word1(b);
