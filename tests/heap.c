@@ -141,6 +141,11 @@ static void test_create(void **state)
     /* SPEC 3.4: a shut-down manager makes no heaps, and its heaps refuse calls */
     hm_heap *live = mk_heap(m, HM_HEAP_THREADSAFE);
     void *lp = alloc_ok(live, 64, HM_LEVEL_TASK);
+    hm_manager *other = make("limit=64M"); /* another manager stopping changes nothing here */
+    assert_int_equal(hm_manager_shutdown(other), HM_OK);
+    free_ok(live, alloc_ok(live, 64, HM_LEVEL_TASK));
+    destroy_mgr(other);
+    free_ok(live, alloc_ok(live, 100, HM_LEVEL_TASK));
     assert_int_equal(hm_manager_shutdown(m), HM_OK);
     hm_heap *x = (hm_heap *)1;
     assert_int_equal(hm_heap_create(m, 0, &x), HM_E_HOST_CLRNOTAVAILABLE);

@@ -89,6 +89,20 @@ static inline void set_live(hm_hpage *pg, uintptr_t b, bool on)
 
 static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ DEBUG_MAGIC; }
 
+/* Whether h's manager runs, for the fast paths: no manager has stopped since h last saw its own
+ * running (manager.h, hm_manager_stops), or it runs now (looked at, and remembered). */
+static __attribute__((noinline)) bool running_slow(hm_heap *h, unsigned stops)
+{
+    if (hm_manager_enter(h->m) != HM_OK) return false;
+    atomic_store_explicit(&h->stops_seen, stops, memory_order_relaxed);
+    return true;
+}
+static inline bool running(hm_heap *h)
+{
+    unsigned stops = atomic_load_explicit(&hm_manager_stops, memory_order_acquire);
+    return stops == atomic_load_explicit(&h->stops_seen, memory_order_relaxed) || running_slow(h, stops);
+}
+
 static void list_add(hm_hpage **head, hm_hpage *pg)
 {
     pg->prev = NULL;
@@ -819,6 +833,9 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     k ^= k >> 31;
     h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
     h->id = hm_tcache_new_heap_id();
+    /* never the current count: the first fast path looks at the manager itself (running) */
+    atomic_store_explicit(&h->stops_seen, atomic_load_explicit(&hm_manager_stops, memory_order_acquire) - 1,
+                          memory_order_relaxed);
     /* adaptive: refills and flushes hold it briefly, so a waiter spins a little before it sleeps */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
@@ -927,7 +944,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first: a thread-safe heap's small block from this thread's cache */
     if (h && out && h->cached && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS &&
-        hm_manager_enter(h->m) == HM_OK) {
+        running(h)) {
         uintptr_t b = hm_tcache_pop(h, hm_heap_class_of(size));
         if (b) {
             *out = (void *)b;
@@ -1141,8 +1158,8 @@ hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
     if (!p) return HM_OK;
-    hm_status st = hm_manager_enter(h->m);
-    if (st) return st;
+    if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+    hm_status st;
     if (h->cached && free_fast(h, (uintptr_t)p, &st))
         return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
     return free_general(h, p);

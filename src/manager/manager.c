@@ -97,10 +97,18 @@ hm_status hm_manager_create(const char *options, hm_manager **out)
     return HM_OK;
 }
 
+_Atomic unsigned hm_manager_stops;
+
+/* m left RUNNING (its state changed already): every cached "running" goes stale (manager.h). */
+static void stopped(void) { atomic_fetch_add_explicit(&hm_manager_stops, 1, memory_order_release); }
+
 void hm_manager_fail(hm_manager *m)
 {
     int running = HM_MGR_RUNNING;
-    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_FAILED)) hm_manager_abandon_waiters(m);
+    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_FAILED)) {
+        stopped();
+        hm_manager_abandon_waiters(m);
+    }
 }
 
 hm_status hm_manager_shutdown(hm_manager *m)
@@ -109,6 +117,7 @@ hm_status hm_manager_shutdown(hm_manager *m)
     if (!(m = hm_manager_resolve(m, &st))) return st;
     int running = HM_MGR_RUNNING;
     if (!atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) return HM_E_HOST_CLRNOTAVAILABLE;
+    stopped();
     hm_manager_abandon_waiters(m); /* SPEC 3.4: every waiter returns HOST_E_ABANDONED at once */
     return HM_OK;
 }
@@ -124,7 +133,10 @@ hm_status hm_manager_destroy(hm_manager *m)
         return HM_E_HOST_INVALIDOPERATION;
     }
     int running = HM_MGR_RUNNING;
-    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) hm_manager_abandon_waiters(m);
+    if (atomic_compare_exchange_strong(&m->state, &running, HM_MGR_SHUTDOWN)) {
+        stopped();
+        hm_manager_abandon_waiters(m);
+    }
     hm_notify_stop(m);
     /* Waiters keep their place in m's queue until they have woken and left: wait for them. */
     for (;;) { /* leaving is under wait_lock, so an empty queue seen under it is final */
