@@ -77,7 +77,6 @@ static inline hm_segment *seg_of(const hm_hpage *pg) { return (hm_segment *)((ui
 static inline size_t page_index(const hm_hpage *pg) { return (size_t)(pg - seg_of(pg)->page); }
 static inline uintptr_t page_addr(const hm_hpage *pg) { return (uintptr_t)seg_of(pg) + page_index(pg) * HM_HPAGE_SIZE; }
 
-static inline bool live(const hm_hpage *pg, uintptr_t b) { return hm_heap_live(pg, b); }
 /* The live bit of the block at b (heap_internal.h). One writer per page at a time (its owner, or the
  * heap's lock): load and store, no RMW. */
 static inline void set_live(hm_hpage *pg, uintptr_t b, bool on)
@@ -459,7 +458,7 @@ static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
     if (pg->free) {
         b = pg->free;
         uintptr_t next = *(uintptr_t *)b ^ h->key ^ b;
-        if (next && (!in_page(pg, next) || live(pg, next))) return corrupted(h, "free-list link", b);
+        if (next && (!in_page(pg, next) || hm_heap_live(pg, next))) return corrupted(h, "free-list link", b);
         pg->free = next;
     } else {
         b = base + (uintptr_t)extent++ * bs;
@@ -742,7 +741,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
 
 block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p)
 {
-    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0, 0};
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
     if (info->tag & 1u) { /* a large block: its allocation's base, or 16 past it for a debug one */
         uintptr_t b = info->base;
         if (p == b) r.kind = LARGE;
@@ -763,12 +762,11 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;
     uint32_t i = (uint32_t)(off / bs);
     uintptr_t b = base + (uintptr_t)i * bs;
-    if (i >= EXTENT(pg) || !live(pg, b)) return r;
+    if (i >= EXTENT(pg) || !hm_heap_live(pg, b)) return r;
     bool dbg = *(const uint64_t *)b == debug_tag(h, b);
     if (off % bs == 0 && !dbg) r.kind = SMALL;
     else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
     r.page = pg;
-    r.index = i;
     r.block = b;
     r.size = bs;
     return r;
@@ -1058,7 +1056,7 @@ static bool find(const void *p, hm_vmap_info *info)
  * it, the caller's, releases it). NOT_A_BLOCK if p is not h's any more (*info: what the map says). */
 static block_ref classify_large(hm_heap *h, const void *p, hm_vmap_info *info)
 {
-    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0, 0};
+    block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
     hm_heap_lock(h);
     if (find(p, info) && (hm_heap *)(info->tag & ~(uintptr_t)1) == h && (info->tag & 1u))
         r = hm_heap_classify(h, info, (uintptr_t)p);
@@ -1093,7 +1091,7 @@ static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_
     /* A live block starts at p (heap_internal.h: its granule's bit; pages not in use have none). The
      * live bit comes first: a refill tags a block before it sets the bit, so a Free that sees the
      * bit sees the tag (hm_tcache_push), and a double Free racing the refill is caught. */
-    if ((p & 15) || !live(pg, p)) return false;
+    if ((p & 15) || !hm_heap_live(pg, p)) return false;
     if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == debug_tag(h, p))
         return false; /* a debug block's start */
     *st = hm_tcache_push(h, pg, p);

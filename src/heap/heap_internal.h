@@ -11,9 +11,8 @@ typedef enum { NOT_A_BLOCK, SMALL, SMALL_DEBUG, LARGE, LARGE_DEBUG } block_kind;
 typedef struct block_ref {
     block_kind kind;
     hm_hpage *page;
-    uint32_t index;
     uintptr_t block;   /* block start (small) or allocation base (large) */
-    uint64_t size;     /* block size, or the large allocation's size */
+    uint64_t size;     /* block size, or a large block's committed (usable) bytes */
     uint64_t room;     /* a large block's reservation */
 } block_ref;
 
