@@ -3,12 +3,14 @@
 #   make test   install what is missing, build with ASan+UBSan, run every test
 #   make tsan   the concurrency tests under ThreadSanitizer (CI runs it too)
 #   make bench  build (release) and run the benchmarks
+#   make fuzz   build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (fuzz/README.md)
 #   make install [PREFIX=/usr/local]
 BUILD ?= build
 PREFIX ?= /usr/local
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test tsan bench install deps clean
+.PHONY: run test tsan fuzz bench install deps clean
 
 deps:
 	@./scripts/deps.sh
@@ -28,6 +30,12 @@ tsan: deps
 	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=thread -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	ctest --test-dir $(BUILD)/tsan --output-on-failure -L threads --timeout 600
+
+fuzz:
+	@HM_EXTRA_PACKAGES="clang libclang-rt-14-dev" ./scripts/deps.sh
+	CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=Debug -DHM_FUZZ=ON -DHM_SANITIZE=address,undefined -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=OFF >/dev/null
+	cmake --build $(BUILD)/fuzz -j $(JOBS)
+	./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench:
 	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4" ./scripts/deps.sh

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <time.h>
 
+#include "os/os.h"
 #include "testutil.h"
 
 #define KIB ((SIZE_T)1024)
@@ -323,11 +324,79 @@ static void test_load_notify_va(void **state)
     assert_int_equal(atomic_load(&cb.refs), 1); /* released with the manager */
 }
 
+/* SPEC 1.1: every out-parameter of a failing method is NULL (or 0), the refusals of a manager that is
+ * shut down or failed (HOST_E_CLRNOTAVAILABLE, SPEC 3.4) included. The callers' slots start poisoned. */
+static void check_stopped(IHostMemoryManager *mm, IHostMalloc *heap, const char *how)
+{
+    print_message("methods of a manager that is %s\n", how);
+    void *mem = (void *)0x5a5a;
+    assert_int_equal(IHostMemoryManager_VirtualAlloc(mm, NULL, 64 * KIB, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                                     eProcessCritical, &mem), HOST_E_CLRNOTAVAILABLE);
+    assert_null(mem);
+    IHostMalloc *m2 = (IHostMalloc *)0x5a5a;
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, MALLOC_THREADSAFE, &m2), HOST_E_CLRNOTAVAILABLE);
+    assert_null(m2);
+    MEMORY_BASIC_INFORMATION mbi;
+    SIZE_T n = 77;
+    assert_int_equal(IHostMemoryManager_VirtualQuery(mm, &mbi, &mbi, sizeof mbi, &n), HOST_E_CLRNOTAVAILABLE);
+    assert_int_equal(n, 0);
+    DWORD old = 77;
+    assert_int_equal(IHostMemoryManager_VirtualProtect(mm, &mbi, 1, PAGE_READONLY, &old), HOST_E_CLRNOTAVAILABLE);
+    assert_int_equal(old, 0);
+    DWORD load = 77;
+    SIZE_T avail = 77;
+    assert_int_equal(IHostMemoryManager_GetMemoryLoad(mm, &load, &avail), HOST_E_CLRNOTAVAILABLE);
+    assert_int_equal(load, 0);
+    assert_int_equal(avail, 0);
+    mem = (void *)0x5a5a;
+    assert_int_equal(IHostMalloc_Alloc(heap, 32, eProcessCritical, &mem), HOST_E_CLRNOTAVAILABLE);
+    assert_null(mem);
+    mem = (void *)0x5a5a;
+    assert_int_equal(IHostMalloc_DebugAlloc(heap, 32, eProcessCritical, "f.c", 1, &mem), HOST_E_CLRNOTAVAILABLE);
+    assert_null(mem);
+    /* a NULL out-pointer is still E_POINTER */
+    assert_int_equal(IHostMemoryManager_VirtualAlloc(mm, NULL, 64 * KIB, MEM_RESERVE, PAGE_READWRITE, eTaskCritical, NULL),
+                     E_POINTER);
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, 0, NULL), E_POINTER);
+}
+
+static void test_out_pointers_when_stopped(void **state)
+{
+    (void)state;
+    IHostControl *hc;
+    IHostMemoryManager *mm = acquire("limit=64M", &hc);
+    IHostMalloc *heap = NULL;
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, MALLOC_THREADSAFE, &heap), S_OK);
+    assert_non_null(hm_host_control_manager(hc));
+    assert_null(hm_host_control_manager(NULL));
+    assert_int_equal(hm_manager_shutdown(hm_host_control_manager(hc)), HM_OK);
+    check_stopped(mm, heap, "shut down");
+    IHostMalloc_Release(heap);
+    IHostMemoryManager_Release(mm);
+    IHostControl_Release(hc);
+
+    /* failed: a decommit whose every mprotect is refused cannot be rolled back (E_FAIL, SPEC 3.4) */
+    mm = acquire("limit=64M", &hc);
+    assert_int_equal(IHostMemoryManager_CreateMalloc(mm, 0, &heap), S_OK);
+    void *mem = NULL;
+    assert_int_equal(IHostMemoryManager_VirtualAlloc(mm, NULL, 64 * KIB, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE,
+                                                     eProcessCritical, &mem), S_OK);
+    hm_os_fault_inject(HM_OS_MPROTECT, 1, ENOMEM, true);
+    HRESULT hr = IHostMemoryManager_VirtualFree(mm, mem, 4 * KIB, MEM_DECOMMIT);
+    hm_os_fault_clear();
+    assert_int_equal(hr, E_FAIL);
+    check_stopped(mm, heap, "failed");
+    IHostMalloc_Release(heap);
+    IHostMemoryManager_Release(mm);
+    IHostControl_Release(hc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),       cmocka_unit_test(test_acquisition),   cmocka_unit_test(test_virtual_methods),
         cmocka_unit_test(test_timeout),      cmocka_unit_test(test_create_malloc), cmocka_unit_test(test_load_notify_va),
+        cmocka_unit_test(test_out_pointers_when_stopped),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -211,6 +211,10 @@ struct IHostControl {
  * for the defaults over HOSTMEM_OPTIONS). Releasing the last reference to both destroys the manager.
  * E_INVALIDARG for a bad option (hm_last_detail() names it), E_POINTER for a NULL out. */
 HM_API HRESULT hm_create_host_control(const char *options, IHostControl **out);
+/* The manager behind a host control made by hm_create_host_control, for the host's own use of the C
+ * API (hm_manager_shutdown when the runtime must stop, statistics, notifications): valid while the
+ * host control or its IHostMemoryManager is referenced. NULL for NULL. */
+HM_API struct hm_manager *hm_host_control_manager(IHostControl *hc);
 
 #ifdef __cplusplus
 }

@@ -106,7 +106,9 @@ static ULONG STDMETHODCALLTYPE mm_Release(IHostMemoryManager *This)
     return 0;
 }
 
-/* Runs a manager call after the lifecycle gate (SPEC 3.4), and fails the manager on E_FAIL. */
+/* Runs a manager call after the lifecycle gate (SPEC 3.4), and fails the manager on E_FAIL. Every
+ * method clears its out-parameters before it (SPEC 1.1: an out-pointer is NULL whenever a call fails,
+ * a shut-down manager's refusal included). */
 #define ENTER(o)                                  \
     do {                                          \
         hm_status gate_ = hm_manager_enter((o)->m); \
@@ -145,6 +147,7 @@ static HRESULT STDMETHODCALLTYPE hmalloc_Alloc(IHostMalloc *This, SIZE_T cbSize,
                                                void **ppMem)
 {
     if (!ppMem) return E_POINTER;
+    *ppMem = NULL;
     return hr_of(hm_heap_alloc(hmalloc_of(This)->heap, cbSize, (hm_level)eCriticalLevel, ppMem));
 }
 
@@ -152,6 +155,7 @@ static HRESULT STDMETHODCALLTYPE hmalloc_DebugAlloc(IHostMalloc *This, SIZE_T cb
                                                     char *pszFileName, int iLineNo, void **ppMem)
 {
     if (!ppMem) return E_POINTER;
+    *ppMem = NULL;
     return hr_of(hm_heap_alloc_debug(hmalloc_of(This)->heap, cbSize, (hm_level)eCriticalLevel, pszFileName, iLineNo, ppMem));
 }
 
@@ -167,9 +171,9 @@ static const IHostMallocVtbl hmalloc_vtbl = {
 static HRESULT STDMETHODCALLTYPE mm_CreateMalloc(IHostMemoryManager *This, DWORD dwMallocType, IHostMalloc **ppMalloc)
 {
     memory_manager *o = mm_of(This);
-    ENTER(o);
     if (!ppMalloc) return E_POINTER;
     *ppMalloc = NULL;
+    ENTER(o);
     if (dwMallocType & ~(DWORD)(MALLOC_THREADSAFE | MALLOC_EXECUTABLE)) return E_INVALIDARG;
     host_malloc *hmo = object_new();
     if (!hmo) return E_OUTOFMEMORY;
@@ -191,9 +195,9 @@ static HRESULT STDMETHODCALLTYPE mm_VirtualAlloc(IHostMemoryManager *This, void 
                                                  EMemoryCriticalLevel eCriticalLevel, void **ppMem)
 {
     memory_manager *o = mm_of(This);
-    ENTER(o);
     if (!ppMem) return E_POINTER;
     *ppMem = NULL;
+    ENTER(o);
     if ((unsigned)eCriticalLevel > eProcessCritical) return E_INVALIDARG;
     hm_status st = hm_manager_alloc(o->m, (unsigned)eCriticalLevel, pAddress, dwSize, flAllocationType, flProtect, ppMem);
     return hr_of(hm_manager_leave(o->m, st));
@@ -211,9 +215,9 @@ static HRESULT STDMETHODCALLTYPE mm_VirtualQuery(IHostMemoryManager *This, void 
                                                  SIZE_T dwLength, SIZE_T *pResult)
 {
     memory_manager *o = mm_of(This);
-    ENTER(o);
+    if (pResult) *pResult = 0;
     if (!pResult || !lpBuffer) return E_POINTER;
-    *pResult = 0;
+    ENTER(o);
     if (dwLength < sizeof(MEMORY_BASIC_INFORMATION)) return HRESULT_FROM_WIN32(ERROR_BAD_LENGTH);
     hm_region r;
     hm_status st = hm_vmap_query(&o->m->acct, lpAddress, &r); /* SPEC 1.2: never blocks */
@@ -227,16 +231,22 @@ static HRESULT STDMETHODCALLTYPE mm_VirtualProtect(IHostMemoryManager *This, voi
                                                    DWORD flNewProtect, DWORD *pflOldProtect)
 {
     memory_manager *o = mm_of(This);
-    ENTER(o);
     if (!pflOldProtect) return E_POINTER;
-    return hr_of(hm_manager_leave(o->m, hm_vmap_protect(&o->m->acct, lpAddress, dwSize, flNewProtect, pflOldProtect)));
+    *pflOldProtect = 0;
+    ENTER(o);
+    DWORD old = 0;
+    hm_status st = hm_manager_leave(o->m, hm_vmap_protect(&o->m->acct, lpAddress, dwSize, flNewProtect, &old));
+    if (!st) *pflOldProtect = old;
+    return hr_of(st);
 }
 
 static HRESULT STDMETHODCALLTYPE mm_GetMemoryLoad(IHostMemoryManager *This, DWORD *pMemoryLoad, SIZE_T *pAvailableBytes)
 {
     memory_manager *o = mm_of(This);
-    ENTER(o);
+    if (pMemoryLoad) *pMemoryLoad = 0;
+    if (pAvailableBytes) *pAvailableBytes = 0;
     if (!pMemoryLoad || !pAvailableBytes) return E_POINTER;
+    ENTER(o);
     uint32_t load;
     uint64_t avail;
     hm_status st = hm_manager_get_memory_load(o->m, &load, &avail);
@@ -384,3 +394,5 @@ HRESULT hm_create_host_control(const char *options, IHostControl **out)
     *out = &hc->iface;
     return S_OK;
 }
+
+struct hm_manager *hm_host_control_manager(IHostControl *hc) { return hc ? hc_of(hc)->mm->m : NULL; }

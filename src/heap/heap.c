@@ -156,7 +156,10 @@ static uintptr_t wr_locked(hm_heap *h, uintptr_t b)
 }
 
 /* Two views of [base, base+size) from a new memfd: its shared execute-read view over the map's
- * reservation there (PROT_NONE until committed), its read-write view anywhere. Undone on failure. */
+ * reservation there (PROT_NONE until committed), its read-write view anywhere. A dual heap's
+ * reservations are mappings of their own (HM_RESERVE_OWN), so the execute-read view goes with the
+ * reservation's release (one munmap): no step of giving the views back can leave a shared mapping
+ * inside the map's arena. On failure the caller releases the reservation, view or not. */
 static int views_new(uintptr_t base, size_t size, int *fd, uintptr_t *rw)
 {
     int err = hm_os_memfd(size, fd);
@@ -164,7 +167,6 @@ static int views_new(uintptr_t base, size_t size, int *fd, uintptr_t *rw)
     void *p = NULL;
     if ((err = hm_os_map_shared_at((void *)base, size, *fd, 0, HM_OS_PROT_NONE)) ||
         (err = hm_os_map_shared(size, *fd, 0, HM_OS_PROT_READ | HM_OS_PROT_WRITE, &p))) {
-        (void)hm_os_rereserve((void *)base, size); /* (a no-op if the first map failed) */
         hm_os_close(*fd);
         return err;
     }
@@ -172,15 +174,36 @@ static int views_new(uintptr_t base, size_t size, int *fd, uintptr_t *rw)
     return 0;
 }
 
-/* The views go; the map's reservation is ordinary reserved memory again, ready to be released. */
-static void views_drop(uintptr_t base, size_t size, int fd, uintptr_t rw)
+/* After the reservation's release: the read-write view and the memfd go. A refused munmap (the
+ * kernel needs memory to split nothing here, so only an injected fault) keeps the view on the heap's
+ * list of views to unmap, retried by trim and destroy: the memory it holds is not the manager's
+ * charge (that went with the release), and nothing hands its addresses out meanwhile. Lock held or
+ * the heap private to the caller. */
+static void views_close(hm_heap *h, int fd, uintptr_t rw, size_t size)
 {
-    (void)hm_os_rereserve((void *)base, size);
-    (void)hm_os_unmap((void *)rw, size);
     hm_os_close(fd);
+    if (!hm_os_unmap((void *)rw, size)) return;
+    hm_view *v = pool_get(&view_pool);
+    if (!v) return; /* (no memory for the record either: the view stays mapped, unreferenced) */
+    *v = (hm_view){0, size, rw, -1, h->stale};
+    h->stale = v;
 }
 
-/* Unlinks a large block's views and drops them (heap lock held). */
+/* Retries the unmaps views_close could not do (lock held). */
+static void views_retry(hm_heap *h)
+{
+    for (hm_view **p = &h->stale; *p;) {
+        hm_view *v = *p;
+        if (hm_os_unmap((void *)v->rw, v->room)) {
+            p = &v->next;
+            continue;
+        }
+        *p = v->next;
+        pool_put(&view_pool, v);
+    }
+}
+
+/* Unlinks a large block's views after its reservation was released (heap lock held). */
 static void view_forget(hm_heap *h, hm_view *v)
 {
     for (hm_view **p = &h->views; *p; p = &(*p)->next)
@@ -188,11 +211,21 @@ static void view_forget(hm_heap *h, hm_view *v)
             *p = v->next;
             break;
         }
-    views_drop(v->base, v->room, v->fd, v->rw);
+    views_close(h, v->fd, v->rw, v->room);
     pool_put(&view_pool, v);
 }
 
 /* ---- segments and pages ----------------------------------------------------------------------- */
+
+/* Gives back a reservation of h's that nothing was committed in or handed out from, after a failed
+ * step of creating a segment or a large block. The release of pages never committed makes no system
+ * call that can fail, except the munmap of a mapping of its own; if that is refused, the reservation
+ * stays in the map under h's tag (the books stay exact: it is reserved address space) and goes when h
+ * is destroyed. */
+static void drop_reservation(hm_heap *h, void *base)
+{
+    if (hm_manager_free(h->m, base, 0, HM_MEM_RELEASE) != HM_OK) return; /* kept, as said above */
+}
 
 /* A new segment, its header committed at level. Makes system calls and may wait for memory: the
  * heap's lock is NOT held; the caller links the segment in under it. */
@@ -203,7 +236,8 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
      * reads a freed block's words without the lock, and its page may be decommitted meanwhile
      * (hm_tcache_push looks at the live bit again afterwards). Not with guard pages (which must fault
      * on a read too), nor for the heaps whose every Free runs under the lock (no purge meanwhile). */
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h, h->readable, &base);
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h,
+                                          h->readable ? HM_RESERVE_READABLE : h->dual ? HM_RESERVE_OWN : 0, &base);
     if (st) return st;
     size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
     int fd = -1;
@@ -211,7 +245,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     if (h->dual) {
         int err = views_new(blocks, HM_SEG_SIZE - HM_HPAGE_SIZE, &fd, &rw);
         if (err) {
-            (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+            drop_reservation(h, base);
             hm_detail_set("executable heap: two views of a segment: %s", strerror(err));
             return HM_E_OUTOFMEMORY;
         }
@@ -219,8 +253,12 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     void *b;
     st = hm_manager_alloc(h->m, level, base, hdr, HM_MEM_COMMIT, HM_PAGE_READWRITE, &b);
     if (st) {
-        if (h->dual) views_drop(blocks, HM_SEG_SIZE - HM_HPAGE_SIZE, fd, rw);
-        (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+        drop_reservation(h, base);
+        if (h->dual) {
+            hm_heap_lock(h);
+            views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+            hm_heap_unlock(h);
+        }
         return st;
     }
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
@@ -270,10 +308,10 @@ static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
 /* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
  * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
  * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
- * and cached: the books stay exact. */
-static void purge(hm_heap *h, bool force)
+ * and cached: the books stay exact; its status is returned (trim reports it, the others go on). */
+static hm_status purge(hm_heap *h, bool force)
 {
-    if (!h->empty_tail) return;
+    if (!h->empty_tail) return HM_OK;
     if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
     uint64_t now = force ? 0 : now_ms();
     while (h->empty_tail && purgeable(h->empty_tail, force, now)) {
@@ -281,26 +319,35 @@ static void purge(hm_heap *h, bool force)
         size_t lo = page_index(pg), hi = lo + 1;
         while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
         while (hi < HM_SEG_PAGES && purgeable(&page[hi], force, now)) hi++;
-        if (hm_manager_free(h->m, (void *)page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT) != HM_OK)
-            break;
-        if (h->dual) /* the memfd keeps what a shared view drops: give its pages back too */
-            (void)hm_os_punch(seg_of(pg)->fd, (lo - 1) * HM_HPAGE_SIZE, (hi - lo) * HM_HPAGE_SIZE);
+        /* The memfd keeps what a shared view drops: a dual heap's pages are punched first (they hold no
+         * block, so nothing is lost if the decommit is then refused: they stay committed, empty and
+         * zero), which also keeps a refused punch from leaving old words under a later commit. */
+        int err = h->dual ? hm_os_punch(seg_of(pg)->fd, (lo - 1) * HM_HPAGE_SIZE, (hi - lo) * HM_HPAGE_SIZE) : 0;
+        if (err) {
+            hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
+            return HM_E_OUTOFMEMORY;
+        }
+        hm_status st = hm_manager_free(h->m, (void *)page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
+        if (st) return st;
         for (size_t i = lo; i < hi; i++) {
             empty_del(h, &page[i]);
             page[i].committed = 0;
         }
     }
+    return HM_OK;
 }
 
-static bool lcache_drain(hm_heap *h);
+static hm_status lcache_drain(hm_heap *h, bool *any);
+static hm_status large_release(hm_heap *h, uintptr_t base);
 
 /* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
  * go first, and the caller tries once more; true if any went. Lock held. */
 static bool refused_give_back(hm_heap *h, hm_status st)
 {
     if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
-    bool any = h->cached && hm_tcache_large_drain_all(h);
-    return lcache_drain(h) || any;
+    bool any = h->cached && hm_tcache_large_drain_all(h), kept;
+    (void)lcache_drain(h, &kept); /* (what it cannot release stays cached: the retry may still pass) */
+    return kept || any;
 }
 
 static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
@@ -308,7 +355,7 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
     hm_hpage *pg = h->empty;
     if (pg) {
         empty_del(h, pg);
-        purge(h, false);
+        (void)purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
     } else {
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
@@ -409,7 +456,7 @@ static void page_retire(hm_heap *h, hm_hpage *pg)
 static void page_empty(hm_heap *h, hm_hpage *pg)
 {
     page_retire(h, pg);
-    purge(h, false);
+    (void)purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
 }
 
 /* ---- blocks ----------------------------------------------------------------------------------- */
@@ -590,7 +637,7 @@ void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
                 move(pg, to ? to : 2);
             }
         }
-    purge(h, false);
+    (void)purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
 }
 
 /* The large-block counters (atomics: threads' caches change them without the lock). */
@@ -631,7 +678,7 @@ static bool lcache_put(hm_heap *h, hm_lblock blk)
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
     if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h) || h->dual) return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
-        if (hm_manager_free(h->m, (void *)h->lcache[0].base, 0, HM_MEM_RELEASE) != HM_OK) return false;
+        if (large_release(h, h->lcache[0].base) != HM_OK) return false;
         h->lcache_bytes -= h->lcache[0].size;
         memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);
         h->nlcache--;
@@ -643,21 +690,61 @@ static bool lcache_put(hm_heap *h, hm_lblock blk)
     return true;
 }
 
-void hm_heap_large_return(hm_heap *h, hm_lblock blk)
+/* Releases the large block at base: its reservation, then a dual heap's views (views_new). Lock
+ * held. A refusal changes nothing: the block stays whole, committed and charged. */
+static hm_status large_release(hm_heap *h, uintptr_t base)
 {
-    if (!lcache_put(h, blk)) (void)hm_manager_free(h->m, (void *)blk.base, 0, HM_MEM_RELEASE);
+    hm_view *v = h->dual ? view_of(h, base) : NULL;
+    hm_status st = hm_manager_free(h->m, (void *)base, 0, HM_MEM_RELEASE);
+    if (st == HM_OK && v) view_forget(h, v);
+    return st;
 }
 
-/* Releases every cached large block (lock held): when a commit is refused, they are the first to go. */
-static bool lcache_drain(hm_heap *h)
+/* Freed large blocks whose release the kernel refused, where no caller can be told (a thread cache's
+ * eviction, realloc's old block), wait on the heap's parked list, threaded through their own words
+ * (0: next, 1: the freed tag, so that classify says "not a block", 2: committed bytes): nothing to
+ * allocate on a path already short of memory. They stay committed and charged, which is what the
+ * books say; a trim, a refused commit and destroy try them again. Lock held. */
+static void park(hm_heap *h, hm_lblock blk)
 {
-    bool any = h->nlcache != 0;
+    W64(h, blk.base, 0) = h->parked;
+    W64(h, blk.base, 1) = lcache_tag(h, blk.base);
+    W64(h, blk.base, 2) = blk.size;
+    h->parked = blk.base;
+    h->parked_bytes += blk.size;
+}
+
+/* Releases the parked blocks; stops at the first refusal (lock held). */
+static hm_status unpark(hm_heap *h)
+{
+    while (h->parked) {
+        uintptr_t b = h->parked, next = (uintptr_t)W64(h, b, 0);
+        uint64_t size = W64(h, b, 2);
+        hm_status st = large_release(h, b);
+        if (st) return st;
+        h->parked = next;
+        h->parked_bytes -= size;
+    }
+    return HM_OK;
+}
+
+void hm_heap_large_return(hm_heap *h, hm_lblock blk)
+{
+    if (!lcache_put(h, blk) && large_release(h, blk.base) != HM_OK) park(h, blk);
+}
+
+/* Releases every cached and parked large block (lock held): when a commit is refused they are the
+ * first to go, and trim gives them back. *any: there were some. A refusal keeps the rest. */
+static hm_status lcache_drain(hm_heap *h, bool *any)
+{
+    *any = h->nlcache != 0 || h->parked;
     while (h->nlcache) {
-        if (hm_manager_free(h->m, (void *)h->lcache[h->nlcache - 1].base, 0, HM_MEM_RELEASE) != HM_OK) break;
+        hm_status st = hm_manager_free(h->m, (void *)h->lcache[h->nlcache - 1].base, 0, HM_MEM_RELEASE);
+        if (st) return st;
         h->lcache_bytes -= h->lcache[h->nlcache - 1].size;
         h->nlcache--;
     }
-    return any;
+    return unpark(h);
 }
 
 /* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
@@ -699,14 +786,15 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         return HM_OK;
     }
     void *base, *b;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u, false, &base);
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u,
+                                          h->dual ? HM_RESERVE_OWN : 0, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     hm_view *v = NULL;
     if (h->dual) { /* its own memfd and two views (heap.h, "Executable heaps") */
         int err = ENOMEM;
         if (!(v = pool_get(&view_pool)) || (err = views_new((uintptr_t)base, room, &v->fd, &v->rw))) {
             if (v) pool_put(&view_pool, v);
-            (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
+            drop_reservation(h, base);
             hm_detail_set("executable heap: two views of a large block: %s", strerror(err));
             return HM_E_OUTOFMEMORY;
         }
@@ -725,12 +813,12 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     }
     if (st) {
+        drop_reservation(h, base); /* (the execute-read view goes with it) */
         if (v) {
             hm_heap_lock(h);
             view_forget(h, v);
             hm_heap_unlock(h);
         }
-        (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE);
         return st;
     }
     large_count(h, (int64_t)bytes, 1);
@@ -744,6 +832,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     block_ref r = {NOT_A_BLOCK, NULL, 0, 0, 0};
     if (info->tag & 1u) { /* a large block: its allocation's base, or 16 past it for a debug one */
         uintptr_t b = info->base;
+        if (!info->committed) return r; /* a reservation a failed Alloc could not give back (unreadable) */
         if (p == b) r.kind = LARGE;
         else if (p == b + HM_DEBUG_HDR && *(const uint64_t *)b == debug_tag(h, b)) r.kind = LARGE_DEBUG;
         if (r.kind == LARGE && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
@@ -866,22 +955,37 @@ hm_status hm_heap_destroy(hm_heap *h)
     if (!h) return HM_E_POINTER;
     leak_report(h);
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
-    for (hm_segment *s = h->segments; s; s = s->next) {
-        hm_segmap_set((uintptr_t)s, false);
-        if (h->dual) views_drop((uintptr_t)s + HM_HPAGE_SIZE, HM_SEG_SIZE - HM_HPAGE_SIZE, s->fd,
-                                (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta));
+    for (hm_segment *s = h->segments; s; s = s->next) hm_segmap_set((uintptr_t)s, false);
+    hm_manager *m = h->m;
+    hm_status st = HM_OK;
+    /* Segments go one by one (a dual heap's each followed by its read-write view and memfd, which
+     * its header names), and a dual heap's large blocks too: a refusal stops here with what is left
+     * still recorded, so that destroy can be called again. */
+    while (h->segments && !st) {
+        hm_segment *s = h->segments, *next = s->next;
+        int fd = s->fd;
+        uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
+        if ((st = hm_manager_free(m, s, 0, HM_MEM_RELEASE))) break;
+        h->segments = next;
+        if (h->dual) views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
     }
-    while (h->views) {
+    while (h->views && !st) {
         hm_view *v = h->views;
+        if ((st = hm_manager_free(m, (void *)v->base, 0, HM_MEM_RELEASE))) break;
         h->views = v->next;
-        views_drop(v->base, v->room, v->fd, v->rw);
+        views_close(h, v->fd, v->rw, v->room);
         pool_put(&view_pool, v);
     }
-    hm_manager *m = h->m;
-    /* every segment and large block of this heap at once; the charge goes back with them */
-    hm_status st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
+    /* every other large block of this heap at once; the charge goes back with them */
+    if (!st) st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
     hm_manager_memory_returned(m);
     if (st) return hm_manager_leave(m, st);
+    views_retry(h);
+    while (h->stale) { /* still refused: the records go, the mappings stay (outside every account) */
+        hm_view *v = h->stale;
+        h->stale = v->next;
+        pool_put(&view_pool, v);
+    }
     pthread_mutex_destroy(&h->lock);
     if (h->sites) pool_put(&site_pool, h->sites);
     heap_put(h);
@@ -994,6 +1098,16 @@ hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, 
     return st;
 }
 
+/* A debug block whose header's second word is info is no longer live: its site's counts (lock held). */
+static void site_forget(hm_heap *h, uint64_t info)
+{
+    uint32_t site = (uint32_t)(info >> 40);
+    if (site < HM_MAX_SITES && h->sites) {
+        h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
+        h->sites[site].live_blocks--;
+    }
+}
+
 /* Releases a classified block (lock held). */
 static hm_status release_block(hm_heap *h, const block_ref *r)
 {
@@ -1001,32 +1115,20 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     case SMALL:
     case SMALL_DEBUG:
         if (r->kind == SMALL_DEBUG) {
-            uint64_t info = ((uint64_t *)r->block)[1];
-            uint32_t site = (uint32_t)(info >> 40);
-            if (site < HM_MAX_SITES && h->sites) {
-                h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
-                h->sites[site].live_blocks--;
-            }
+            site_forget(h, ((uint64_t *)r->block)[1]);
             W64(h, r->block, 0) = 0; /* no longer a debug block */
         }
         hm_heap_small_free(h, r->page, r->block);
         return HM_OK;
     case LARGE:
     case LARGE_DEBUG: {
-        if (r->kind == LARGE_DEBUG) {
-            uint64_t info = ((uint64_t *)r->block)[1];
-            uint32_t site = (uint32_t)(info >> 40);
-            if (site < HM_MAX_SITES && h->sites) {
-                h->sites[site].live_bytes -= info & (((uint64_t)1 << 40) - 1);
-                h->sites[site].live_blocks--;
-            }
-        }
-        if (r->kind == LARGE_DEBUG) W64(h, r->block, 0) = 0; /* no longer a debug block */
+        /* A refused release returns before anything changed: the block stays whole and live, its
+         * debug header and site counts too (SPEC 4: a failed Free changes nothing). */
         if (r->kind == LARGE_DEBUG || !lcache_put(h, (hm_lblock){r->block, r->size, r->room})) {
-            hm_view *v = h->dual ? view_of(h, r->block) : NULL;
-            if (v) view_forget(h, v);
-            hm_status st = hm_manager_free(h->m, (void *)r->block, 0, HM_MEM_RELEASE);
+            uint64_t info = ((uint64_t *)r->block)[1]; /* (read before the memory goes) */
+            hm_status st = large_release(h, r->block);
             if (st) return st;
+            if (r->kind == LARGE_DEBUG) site_forget(h, info);
         }
         large_count(h, -(int64_t)r->size, -1);
         return HM_OK;
@@ -1116,11 +1218,13 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
         if (r.kind == LARGE && r.size && h->cached) {
             /* Tagged freed before it enters this thread's cache: from then on another thread may
              * drain it to the heap's cache and hand it out (a refused commit drains every cache). */
+            uint64_t word = W64(h, r.block, 1); /* the program's bytes 8..15, put back if the cache says no */
             W64(h, r.block, 1) = lcache_tag(h, r.block);
             if (hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room})) {
                 large_count(h, -(int64_t)r.size, -1);
                 return HM_OK;
             }
+            W64(h, r.block, 1) = word; /* (refused: no other thread has seen it in a cache) */
         }
         hm_heap_lock(h);
         st = release_block(h, &r); /* (a live block stays live while its Free runs) */
@@ -1208,6 +1312,23 @@ static hm_status grow_in_place(hm_heap *h, uintptr_t p, const hm_vmap_info *info
     return HM_OK;
 }
 
+/* realloc's old block p goes, after its bytes moved: a Free that can only fail for a large block
+ * whose release the kernel refuses (a small block's Free makes no system call). The move has been
+ * made, so such a block is not the program's any more: it is parked (park), charged until a later
+ * release succeeds. */
+static void retire(hm_heap *h, void *p)
+{
+    if (hm_heap_free(h, p) == HM_OK) return;
+    hm_vmap_info info;
+    block_ref r = classify_large(h, p, &info);
+    if (r.kind != LARGE && r.kind != LARGE_DEBUG) return; /* (the manager failed meanwhile: its books are void) */
+    hm_heap_lock(h);
+    if (r.kind == LARGE_DEBUG) site_forget(h, ((uint64_t *)r.block)[1]);
+    park(h, (hm_lblock){r.block, r.size, r.room});
+    large_count(h, -(int64_t)r.size, -1);
+    hm_heap_unlock(h);
+}
+
 hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void **out)
 {
     if (!out) return HM_E_POINTER;
@@ -1243,7 +1364,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (st) return st; /* p untouched */
     void *q = (void *)nb;
     memcpy((void *)wr_locked(h, (uintptr_t)q), p, size < have ? size : have);
-    (void)hm_heap_free(h, p);
+    retire(h, p);
     *out = q;
     return HM_OK;
 }
@@ -1271,11 +1392,15 @@ hm_status hm_heap_trim(hm_heap *h)
     if (h->cached) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
     own_reclaim(h);
-    purge(h, true);
-    (void)lcache_drain(h);
+    /* What the kernel refuses to give back stays cached (the books stay exact) and trim says so. */
+    bool any;
+    st = purge(h, true);
+    hm_status lst = lcache_drain(h, &any);
+    if (!st) st = lst;
+    views_retry(h);
     hm_heap_unlock(h);
     hm_manager_memory_returned(h->m);
-    return HM_OK;
+    return hm_manager_leave(h->m, st);
 }
 
 hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
@@ -1305,7 +1430,7 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     out->live_bytes = bytes - cached_bytes;
     out->live_blocks = blocks - cached_blocks;
     out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
-    out->cached_large_bytes = h->lcache_bytes + cached_large;
+    out->cached_large_bytes = h->lcache_bytes + h->parked_bytes + cached_large;
     hm_heap_unlock(h);
     return HM_OK;
 }

@@ -217,6 +217,9 @@ struct hm_heap {
     uint64_t lcache_bytes;
     struct hm_tcache *caches;        /* the threads' caches of this heap (tcache.c), under the lock */
     hm_view *views;                  /* two-view heaps: their large blocks */
+    uintptr_t parked;                /* freed large blocks whose release was refused (heap.c: park) */
+    uint64_t parked_bytes;
+    hm_view *stale;                  /* read-write views whose munmap was refused (heap.c: views_close) */
 };
 
 #endif

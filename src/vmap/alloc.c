@@ -112,7 +112,7 @@ static int place_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t
 /* Reserves (and with MEM_COMMIT commits) a new allocation, charged to acct at level; align (0 or a
  * power of two of 64 KiB to 32 MiB) and tag are for layers above (hm_vmap_reserve_tagged). */
 static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_t size, uint32_t type, uint32_t prot,
-                         size_t align, uintptr_t tag, bool readable, void **out)
+                         size_t align, uintptr_t tag, unsigned how, void **out)
 {
     uint64_t bytes = want ? ((want + size + PAGE - 1) & ~(PAGE - 1)) - (want & ~(GRAN - 1))
                           : (size + PAGE - 1) & ~(PAGE - 1);                       /* [R2.2] rounding */
@@ -157,6 +157,12 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     } else if (want) {
         err = place_fixed(want, bytes, &flags, &chunk);
         base = want;
+    } else if (how & HM_RESERVE_OWN) { /* a mapping of its own at align (hm_vmap_reserve_tagged) */
+        void *p;
+        err = hm_os_reserve(NULL, bytes, align > GRAN ? align : GRAN, &p);
+        if (!err) hm_os_name(p, bytes, "hostmem");
+        base = (uintptr_t)p;
+        flags |= HM_AF_DIRECT;
     } else if (ngran * GRAN <= HM_ARENA_DIRECT_MIN) {
         err = hm_arena_place(ngran, align > GRAN ? align / GRAN : 1, type & HM_MEM_TOP_DOWN, &base, &chunk);
     } else {
@@ -177,6 +183,7 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
         return hm_errno_status(err, want ? "reserve at a fixed address" : "reserve address space");
     }
     if (tag) flags |= HM_AF_TAGGED;
+    bool readable = how & HM_RESERVE_READABLE;
     if (readable) flags |= HM_AF_READABLE;
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
     atomic_store_explicit(&a->flags, flags, memory_order_relaxed);
@@ -291,14 +298,14 @@ hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t siz
     uintptr_t start = a & ~(PAGE - 1), end = (a + size + PAGE - 1) & ~(PAGE - 1);
     if (type & HM_MEM_RESET) st = hm_vmap_reset(acct, start, end, base);
     else if (type & HM_MEM_RESET_UNDO) st = hm_vmap_reset_undo(acct, start, end, base);
-    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(acct, level, a, size, type, prot, 0, 0, false, base);
+    else if ((type & HM_MEM_RESERVE) || !addr) st = reserve(acct, level, a, size, type, prot, 0, 0, 0, base);
     else st = commit(acct, level, start, end, prot, base);
     pthread_mutex_unlock(&hm_map_lock);
     return st;
 }
 
 
-hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, bool readable, void **base)
+hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, unsigned how, void **base)
 {
     *base = NULL;
     hm_status st = hm_vmap_init();
@@ -308,7 +315,7 @@ hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, ui
         (align & (align - 1)) || !tag)
         return HM_E_INVALID_PARAMETER;
     pthread_mutex_lock(&hm_map_lock);
-    st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, readable, base);
+    st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, how, base);
     pthread_mutex_unlock(&hm_map_lock);
     return st;
 }

@@ -74,8 +74,11 @@ hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t pr
 hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
 hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
 /* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to
- * 32 MiB), marked HM_AF_TAGGED with tag. Reserved only; commit with hm_vmap_alloc. */
-hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, bool readable, void **base);
+ * 32 MiB), marked HM_AF_TAGGED with tag. Reserved only; commit with hm_vmap_alloc. how: */
+#define HM_RESERVE_READABLE 0x1u /* reserved pages read as zeros (HM_AF_READABLE) */
+#define HM_RESERVE_OWN      0x2u /* a kernel mapping of its own (HM_AF_DIRECT): its release is one munmap,
+                                    which also removes whatever the layer mapped over it (a shared view) */
+hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, unsigned how, void **base);
 /* GetWriteWatch and ResetWriteWatch (SPEC 2.6): argument errors as the SPEC lists them. */
 hm_status hm_vmap_get_write_watch(hm_account *acct, uint32_t flags, void *base, size_t size, void **addresses,
                                   uintptr_t *count, uint32_t *granularity);
