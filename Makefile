@@ -4,13 +4,14 @@
 #   make tsan   the concurrency tests under ThreadSanitizer (CI runs it too)
 #   make bench  build (release) and run the benchmarks
 #   make fuzz   build the libFuzzer targets (clang) and run each for FUZZ_SECONDS (fuzz/README.md)
+#   make coverage  line and branch coverage of src/ by every test (gcc --coverage, gcovr; scripts/coverage.sh)
 #   make install [PREFIX=/usr/local]
 BUILD ?= build
 PREFIX ?= /usr/local
 FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 
-.PHONY: run test tsan fuzz bench install deps clean
+.PHONY: run test tsan fuzz bench coverage install deps clean
 
 deps:
 	@./scripts/deps.sh
@@ -46,6 +47,9 @@ bench:
 	./$(BUILD)/release/bench/bench_dirty
 	./$(BUILD)/release/bench/bench_alloc
 	./$(BUILD)/release/bench/bench_watch
+
+coverage:
+	JOBS=$(JOBS) ./scripts/coverage.sh $(BUILD)/coverage
 
 install: deps
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DCMAKE_INSTALL_PREFIX=$(PREFIX) >/dev/null

@@ -54,6 +54,66 @@ static inline void set_bit(uint64_t *w, uint64_t p, bool on)
     else w[p / 64] &= ~((uint64_t)1 << (p % 64));
 }
 
+/* Sets bits [p0, p1) to on, a word at a time; returns how many changed. */
+static uint64_t set_bits(uint64_t *w, uint64_t p0, uint64_t p1, bool on)
+{
+    uint64_t changed = 0;
+    while (p0 < p1) {
+        uint64_t i = p0 / 64, lo = p0 % 64, hi = p1 - i * 64 < 64 ? p1 - i * 64 : 64;
+        uint64_t mask = (hi == 64 ? ~(uint64_t)0 : ((uint64_t)1 << hi) - 1) & ~(((uint64_t)1 << lo) - 1);
+        uint64_t old = w[i], now = on ? old | mask : old & ~mask;
+        changed += (uint64_t)__builtin_popcountll(old ^ now);
+        w[i] = now;
+        p0 = i * 64 + hi;
+    }
+    return changed;
+}
+
+/* The first page in [p, end) whose bit differs from on (end if none), a word at a time. */
+static uint64_t bits_until(const uint64_t *w, uint64_t p, uint64_t end, bool on)
+{
+    while (p < end) {
+        if (!(p % 64) && p + 64 <= end && w[p / 64] == (on ? ~(uint64_t)0 : 0)) {
+            p += 64;
+            continue;
+        }
+        if (bit(w, p) != on) return p;
+        p++;
+    }
+    return end;
+}
+
+/* ---- base protections, by block (special.h: bprot) --------------------------------------------- */
+
+#define BLOCK ((uint64_t)1 << HM_SPECIAL_BLOCK_SHIFT)
+
+static inline int get_prot(const hm_special *s, uint64_t p)
+{
+    uint8_t b = s->bprot[p >> HM_SPECIAL_BLOCK_SHIFT];
+    return b == HM_SPECIAL_MIXED ? s->prot[p] : b;
+}
+
+/* Pages [p0, p1) get base protection v: whole blocks by their entry, the others in prot[] (a block
+ * turns mixed, its per-page entries written from its old value first). Trap lock held. */
+static void set_prot(hm_special *s, uint64_t p0, uint64_t p1, int v)
+{
+    while (p0 < p1) {
+        uint64_t b = p0 >> HM_SPECIAL_BLOCK_SHIFT, bs = b << HM_SPECIAL_BLOCK_SHIFT;
+        uint64_t be = bs + BLOCK < s->npages ? bs + BLOCK : s->npages, e = p1 < be ? p1 : be;
+        uint8_t old = s->bprot[b];
+        if (p0 == bs && e == be) {
+            s->bprot[b] = (uint8_t)v;
+        } else if (old != v) {
+            if (old != HM_SPECIAL_MIXED) {
+                memset(s->prot + bs, old, be - bs);
+                s->bprot[b] = HM_SPECIAL_MIXED;
+            }
+            memset(s->prot + p0, v, e - p0);
+        }
+        p0 = e;
+    }
+}
+
 /* The kernel protection page p has (or gets) from its state: lprot its base Linux protection (0:
  * reserved), guarded, written. */
 static inline int kernel_prot(const hm_special *s, int lprot, bool guarded, bool written)
@@ -64,7 +124,7 @@ static inline int kernel_prot(const hm_special *s, int lprot, bool guarded, bool
 }
 static inline int page_prot(const hm_special *s, uint64_t p)
 {
-    return kernel_prot(s, s->prot[p], bit(s->guard, p), s->written && bit(s->written, p));
+    return kernel_prot(s, get_prot(s, p), bit(s->guard, p), s->written && bit(s->written, p));
 }
 
 /* ---- the mechanism ----------------------------------------------------------------------------- */
@@ -107,7 +167,7 @@ static hm_trap_action on_fault(void *addr, hm_trap_access access, void *uc)
         return HM_TRAP_PASS;
     }
     uint64_t p = (at - s->base) / PAGE;
-    int lprot = s->prot[p];
+    int lprot = get_prot(s, p);
     bool fired = false;
     if (bit(s->guard, p)) { /* the first touch of a guard page: disarm it */
         set_bit(s->guard, p, false);
@@ -132,9 +192,9 @@ static hm_trap_action on_fault(void *addr, hm_trap_access access, void *uc)
          * to a collector; a write not listed, or a crash, would not be. */
         uint64_t lo = p & ~(uint64_t)63, hi = lo + 64 < s->npages ? lo + 64 : s->npages;
         bool same = true;
-        for (uint64_t q = lo; q < hi && same; q++) same = s->prot[q] == lprot && !bit(s->guard, q);
+        for (uint64_t q = lo; q < hi && same; q++) same = get_prot(s, q) == lprot && !bit(s->guard, q);
         if (same) {
-            for (uint64_t q = lo; q < hi; q++) set_bit(s->written, q, true);
+            set_bits(s->written, lo, hi, true);
             err = hm_os_protect((void *)(s->base + lo * PAGE), (hi - lo) * PAGE, lprot);
         }
     }
@@ -180,8 +240,8 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
     if (s) return trap ? hm_trap_install(on_fault) : 0;
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
-    uint64_t words = (npages + 63) / 64;
-    size_t bytes = ((npages + 7) & ~(uint64_t)7) + words * 8 * (watch == HM_WATCH_FALLBACK ? 2 : 1);
+    uint64_t words = (npages + 63) / 64, nblocks = (npages + BLOCK - 1) / BLOCK;
+    size_t bytes = ((npages + 7) & ~(uint64_t)7) + words * 8 * (watch == HM_WATCH_FALLBACK ? 2 : 1) + nblocks;
     bytes = (bytes + PAGE - 1) & ~(PAGE - 1);
     void *mem;
     int err = hm_os_map_meta(bytes, &mem); /* reads zero: reserved, unguarded, unwritten */
@@ -207,6 +267,7 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
     s->prot = mem;
     s->guard = (uint64_t *)((char *)mem + ((npages + 7) & ~(uint64_t)7));
     s->written = watch == HM_WATCH_FALLBACK ? s->guard + words : NULL;
+    s->bprot = (uint8_t *)(s->guard + words * (watch == HM_WATCH_FALLBACK ? 2 : 1)); /* zero: all reserved */
     s->mem = mem;
     s->mem_size = bytes;
     /* the pages' current protections: from the run table (a new allocation's are all reserved) */
@@ -216,7 +277,7 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
         uint64_t e = atomic_load_explicit(&r->entry[i], memory_order_relaxed);
         uint64_t end = i + 1 < n ? hm_run_first(atomic_load_explicit(&r->entry[i + 1], memory_order_relaxed)) : npages;
         uint32_t attr = hm_run_attr(e);
-        if (attr & HM_RUN_COMMIT) memset(s->prot + hm_run_first(e), hm_prot_linux(attr), end - hm_run_first(e));
+        if (attr & HM_RUN_COMMIT) set_prot(s, hm_run_first(e), end, hm_prot_linux(attr));
     }
     atomic_store_explicit(&a->special, (uintptr_t)s, memory_order_release);
     unlock(&saved);
@@ -235,7 +296,7 @@ void hm_special_detach(hm_alloc *a)
     s->alloc = NULL;
     void *mem = s->mem;
     size_t bytes = s->mem_size;
-    s->prot = NULL;
+    s->prot = s->bprot = NULL;
     s->guard = s->written = NULL;
     unlock(&saved);
     (void)hm_os_unmap(mem, bytes);
@@ -246,8 +307,66 @@ void hm_special_detach(hm_alloc *a)
  * they are not negative (-1: the page's own). */
 static inline int prot_with(const hm_special *s, uint64_t p, int lprot, int g, int w)
 {
-    return kernel_prot(s, lprot < 0 ? s->prot[p] : lprot, g < 0 ? bit(s->guard, p) : g,
+    return kernel_prot(s, lprot < 0 ? get_prot(s, p) : lprot, g < 0 ? bit(s->guard, p) : g,
                        w < 0 ? s->written && bit(s->written, p) : w);
+}
+
+/* Whether bits [q, q+n) of w (q and n multiples of 64) are all equal; their value in *v. */
+static bool bits_uniform(const uint64_t *w, uint64_t q, uint64_t n, int *v)
+{
+    uint64_t first = w[q / 64];
+    if (first && first != ~(uint64_t)0) return false;
+    for (uint64_t i = q / 64 + 1; i < (q + n) / 64; i++)
+        if (w[i] != first) return false;
+    *v = first != 0;
+    return true;
+}
+
+/* Whether pages [q, q+n) all get kernel protection k from prot_with(lprot, g, w): n is a block (q
+ * at its start) or 64 pages (q a multiple of 64), looked at by block entry and bitmap word. */
+static bool span_is(const hm_special *s, uint64_t q, uint64_t n, int lprot, int g, int w, int k)
+{
+    int base = lprot, gv = g, wv = w;
+    if (base < 0) {
+        uint8_t b = s->bprot[q >> HM_SPECIAL_BLOCK_SHIFT];
+        if (b != HM_SPECIAL_MIXED) {
+            base = b;
+        } else {
+            if (n > 64) return false;
+            base = s->prot[q];
+            for (uint64_t i = 1; i < n; i++)
+                if (s->prot[q + i] != base) return false;
+        }
+    }
+    if (gv < 0) {
+        if (!s->guards) gv = 0;
+        else if (!bits_uniform(s->guard, q, n, &gv)) return false;
+    }
+    if (wv < 0) {
+        if (!s->written) wv = 0;
+        else if (!bits_uniform(s->written, q, n, &wv)) return false;
+    }
+    return kernel_prot(s, base, gv, wv) == k;
+}
+
+/* The end of the run of pages from p (below p1) whose prot_with(lprot, g, w) is k, p's own: a block,
+ * then a bitmap word, then a page at a time. */
+static uint64_t run_end(const hm_special *s, uint64_t p, uint64_t p1, int lprot, int g, int w, int k)
+{
+    uint64_t q = p + 1;
+    while (q < p1) {
+        if (!(q & (BLOCK - 1)) && q + BLOCK <= p1 && span_is(s, q, BLOCK, lprot, g, w, k)) {
+            q += BLOCK;
+            continue;
+        }
+        if (!(q & 63) && q + 64 <= p1 && span_is(s, q, 64, lprot, g, w, k)) {
+            q += 64;
+            continue;
+        }
+        if (prot_with(s, q, lprot, g, w) != k) break;
+        q++;
+    }
+    return q;
 }
 
 /* Gives pages [p0, p1) the kernel protections of prot_with(lprot, g, w), one mprotect per run of
@@ -259,16 +378,14 @@ static int apply(hm_special *s, uint64_t p0, uint64_t p1, int lprot, int g, int 
     int err = 0;
     while (p < p1) {
         int k = prot_with(s, p, lprot, g, w);
-        uint64_t q = p + 1;
-        while (q < p1 && prot_with(s, q, lprot, g, w) == k) q++;
+        uint64_t q = run_end(s, p, p1, lprot, g, w, k);
         if ((err = hm_os_protect((void *)(s->base + p * PAGE), (q - p) * PAGE, k))) break;
         p = q;
     }
     if (!err) return 0;
     for (uint64_t u = p0; u < p;) { /* roll back what was done */
         int k = page_prot(s, u);
-        uint64_t q = u + 1;
-        while (q < p && page_prot(s, q) == k) q++;
+        uint64_t q = run_end(s, u, p, -1, -1, -1, k);
         if (hm_os_protect((void *)(s->base + u * PAGE), (q - u) * PAGE, k)) return EFAULT;
         u = q;
     }
@@ -281,14 +398,11 @@ int hm_special_protect(hm_alloc *a, uint64_t p0, uint64_t p1, int lprot, int gua
     sigset_t saved;
     lock(&saved);
     int err = apply(s, p0, p1, lprot, guard, -1);
-    if (!err)
-        for (uint64_t p = p0; p < p1; p++) {
-            s->prot[p] = (uint8_t)lprot;
-            if (guard >= 0 && bit(s->guard, p) != (bool)guard) {
-                set_bit(s->guard, p, guard);
-                s->guards += guard ? 1 : (uint32_t)-1;
-            }
-        }
+    if (!err) {
+        set_prot(s, p0, p1, lprot);
+        if (guard > 0) s->guards += (uint32_t)set_bits(s->guard, p0, p1, true);
+        if (guard == 0 && s->guards) s->guards -= (uint32_t)set_bits(s->guard, p0, p1, false);
+    }
     unlock(&saved);
     return err;
 }
@@ -309,14 +423,9 @@ void hm_special_decommit(hm_alloc *a, uint64_t p0, uint64_t p1)
     if (!s) return;
     sigset_t saved;
     lock(&saved);
-    for (uint64_t p = p0; p < p1; p++) {
-        s->prot[p] = 0;
-        if (bit(s->guard, p)) {
-            set_bit(s->guard, p, false);
-            s->guards--;
-        }
-        if (s->written) set_bit(s->written, p, false);
-    }
+    set_prot(s, p0, p1, 0);
+    if (s->guards) s->guards -= (uint32_t)set_bits(s->guard, p0, p1, false);
+    if (s->written) set_bits(s->written, p0, p1, false);
     unlock(&saved);
     /* the kernel forgot the pages' writes with their contents; a reset rebuilds what it needs
      * (dirty.h, "Transparent huge pages") and cannot fail in a way that would list a page */
@@ -330,7 +439,7 @@ bool hm_special_guarded(hm_alloc *a, uint64_t p0, uint64_t p1)
     bool any = false;
     sigset_t saved;
     lock(&saved);
-    for (uint64_t p = p0; p < p1 && s->guards && !any; p++) any = bit(s->guard, p);
+    if (s->guards) any = bits_until(s->guard, p0, p1, false) < p1;
     unlock(&saved);
     return any;
 }
@@ -340,7 +449,7 @@ int hm_special_expected(hm_alloc *a, uint64_t p, int lprot)
     hm_special *s = rec(a);
     sigset_t saved;
     lock(&saved);
-    int k = s->prot[p] != lprot || (!lprot && bit(s->guard, p)) ? -1 : page_prot(s, p);
+    int k = get_prot(s, p) != lprot || (!lprot && bit(s->guard, p)) ? -1 : page_prot(s, p);
     unlock(&saved);
     return k;
 }
@@ -354,12 +463,7 @@ bool hm_special_guard_run(hm_alloc *a, uint64_t p, uint64_t *end, bool *guarded)
     bool ok = s->alloc == a && p < s->npages && *end <= s->npages;
     if (ok) {
         bool g = bit(s->guard, p);
-        uint64_t q = p + 1;
-        if (g || s->guards)
-            while (q < *end && bit(s->guard, q) == g) q++;
-        else
-            q = *end;
-        *end = q;
+        *end = g || s->guards ? bits_until(s->guard, p + 1, *end, g) : *end;
         *guarded = g;
     }
     unlock(&saved);
@@ -420,8 +524,7 @@ int hm_special_watch_reset(hm_alloc *a, uint64_t p0, uint64_t p1)
         lock(&saved);
         uint64_t stop = p + 4096 < p1 ? p + 4096 : p1;
         /* as in the scan: pages that cannot be protected again stay written (listed, never lost) */
-        if (apply(s, p, stop, -1, -1, 0) == 0)
-            for (uint64_t q = p; q < stop; q++) set_bit(s->written, q, false);
+        if (apply(s, p, stop, -1, -1, 0) == 0) set_bits(s->written, p, stop, false);
         p = stop;
         unlock(&saved);
     }

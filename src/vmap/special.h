@@ -13,7 +13,9 @@
  *
  * An allocation that has such pages carries a record (hm_special, a->special): per page the Linux
  * protection of its base value (0 when reserved), a guard bit, and a written bit (fallback). The
- * record's arrays live in one metadata mapping of their own.
+ * record's arrays live in one metadata mapping of their own (NORESERVE: untouched parts cost no
+ * memory). Every operation on a range works a 4096-page block or a 64-page bitmap word at a time
+ * where the pages agree, so its cost follows the pages whose state differs, not the range's size.
  *
  * Concurrency. The fault handler runs in signal context, on any thread, possibly while that thread
  * or another is inside hostmem. It takes no mutex: it takes the trap lock, a spinlock that guards
@@ -32,6 +34,8 @@
 #include "vmap.h"
 
 enum { HM_WATCH_NONE = 0, HM_WATCH_KERNEL = 1, HM_WATCH_FALLBACK = 2 };
+#define HM_SPECIAL_BLOCK_SHIFT 12 /* pages per bprot entry: 4096 */
+#define HM_SPECIAL_MIXED 0xFFu
 
 typedef struct hm_special {
     hm_meta_hdr hdr;
@@ -40,7 +44,12 @@ typedef struct hm_special {
     uint64_t npages;
     uint32_t watch;                /* HM_WATCH_* */
     uint32_t guards;               /* armed guard pages */
-    uint8_t *prot;                 /* per page: Linux protection of its base value, 0 when reserved */
+    uint8_t *prot;                 /* per page: Linux protection of its base value, 0 when reserved;
+                                      read only in blocks that bprot marks mixed */
+    uint8_t *bprot;                /* per block of 4096 pages (16 MiB): the protection of all its pages,
+                                      or HM_SPECIAL_MIXED (see prot[]). So that committing or
+                                      decommitting a huge watched range costs a store per block, and
+                                      prot[] is touched (made resident) only where protections differ */
     uint64_t *guard;               /* bit per page: PAGE_GUARD armed */
     uint64_t *written;             /* bit per page: written since the last reset (fallback only) */
     void *mem;                     /* the mapping holding the three arrays */
