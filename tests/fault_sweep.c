@@ -56,13 +56,6 @@
  * fixed; "*" matches anything in a field, and a plain call kind also covers its persistent ("mprotect+")
  * and other-errno ("mprotect:EACCES") sweeps. Delete a line once its defect is fixed. */
 static const char *const known_defects[] = {
-    "alloc small (new segment)|*|*|mprotect", /* the new segment stays (header charged) when its first page's commit fails */
-    "release (write-watched)|*|-|munmap",     /* special.c hm_special_detach drops the munmap of the record's bitmaps */
-    "release (write-watched)|*|-|uffd",       /* special.c hm_special_detach drops the uffd unregister's status */
-    "manager destroy|*|-|munmap",             /* the same, through hm_vmap_release_all */
-    "manager destroy|*|-|uffd",               /* the same, through hm_vmap_release_all */
-    "manager destroy|*|-|mprotect",           /* release_all goes on after a refusal: the manager is not "still whole" */
-    "manager destroy|*|-|madvise",            /* the same */
     NULL,
 };
 
@@ -990,14 +983,19 @@ static void post_memory_load(fx *f)
  *     again next time, never lost (special.c watch scan and reset): mprotect. (So a ResetWriteWatch
  *     that says HM_OK may leave pages listed, which hostmem.h's "no page of the range counts as
  *     written afterwards" does not foresee: reported, not failed.)
+ *   S (a write-watched allocation's record goes): after the release, a refused munmap of the record's
+ *     arrays or a refused end of the kernel's write tracking is kept and retried at the next attach or
+ *     detach (special.c stale_retry); neither is in any manager's books: munmap, uffd.
  *   R (MEM_RESET): without pagemap every page counts as populated (reset.c): procfs.
  *   C (manager create): /proc and /sys only resolve defaults and percentages; the limit is explicit and
  *     physical memory falls back to sysconf: procfs.
  *   L (memory load): the system's share of the load comes from /proc or the cgroup; unreadable, the
  *     load is the manager's own: procfs.
  * Not all-or-nothing by design (OPF_PARTIAL): trim ("what the kernel refuses to give back stays
- * cached (the books stay exact) and trim says so", heap.c hm_heap_trim), and a heap's destruction
- * ("a refusal stops here with what is left still recorded, so that destroy can be called again"). */
+ * cached (the books stay exact) and trim says so", heap.c hm_heap_trim), a heap's destruction ("a
+ * refusal stops here with what is left still recorded, so that destroy can be called again"), and a
+ * manager's (what it could release went, the rest stays recorded; destroy may be called again). */
+#define A_S (K(HM_OS_MUNMAP) | K(HM_OS_UFFD))
 #define A_P (K(HM_OS_MPROTECT) | K(HM_OS_MADVISE))
 #define A_G K(HM_OS_MPROTECT)
 #define A_O (K(HM_OS_MUNMAP) | K(HM_OS_MPROTECT) | K(HM_OS_MADVISE))
@@ -1032,7 +1030,7 @@ static const opdef ops[] = {
     {"decommit", FX_VM, NULL, op_decommit, post_decommit, 0, 0, 0},
     {"decommit (write-watched)", FX_VM, NULL, op_decommit_ww, post_decommit_ww, 0, K(HM_OS_UFFD), 0},
     {"release", FX_VM, NULL, op_release, post_release, 0, 0, 0},
-    {"release (write-watched)", FX_VM, NULL, op_release_ww, post_release_ww, 0, 0, 0},
+    {"release (write-watched)", FX_VM, NULL, op_release_ww, post_release_ww, 0, A_S, 0},
     {"protect", FX_VM, NULL, op_protect, post_protect, 0, 0, 0},
     {"protect (write-watched)", FX_VM, NULL, op_protect_ww, post_protect_ww, 0, 0, 0},
     {"reset", FX_VM, NULL, op_reset, post_reset, 0, K(HM_OS_PROCFS), 0},
@@ -1041,7 +1039,7 @@ static const opdef ops[] = {
     {"GetWriteWatch with reset", FX_VM, NULL, op_getww_reset, post_getww_reset, 0, K(HM_OS_MPROTECT), 0},
     {"ResetWriteWatch", FX_VM, NULL, op_resetww, post_resetww, 0, K(HM_OS_MPROTECT), 0},
     {"manager create", FX_VM, NULL, op_mgr_create, post_mgr_create, 1, K(HM_OS_PROCFS), OPF_RESULT},
-    {"manager destroy", FX_SECOND, NULL, op_mgr_destroy, post_mgr_destroy, 1, 0, OPF_STATE},
+    {"manager destroy", FX_SECOND, NULL, op_mgr_destroy, post_mgr_destroy, 1, A_S, OPF_STATE | OPF_PARTIAL},
     {"manager get memory load", FX_VM, NULL, op_memory_load, post_memory_load, 0, K(HM_OS_PROCFS), 0},
 };
 #define NOPS (sizeof ops / sizeof ops[0])

@@ -165,7 +165,8 @@ HM_API hm_status hm_manager_create(const char *options, hm_manager **out);
  * its memory. A second shutdown is HM_E_HOST_CLRNOTAVAILABLE. */
 HM_API hm_status hm_manager_shutdown(hm_manager *m);
 /* Shuts down (if running), releases every allocation of the manager and frees it. The default
- * manager cannot be destroyed. */
+ * manager cannot be destroyed. If the kernel refuses a release, the call fails with what it could not
+ * release still recorded (the charge and statistics exact) and the manager shut down: call it again. */
 HM_API hm_status hm_manager_destroy(hm_manager *m);
 
 typedef enum hm_manager_state {

@@ -350,9 +350,31 @@ static bool refused_give_back(hm_heap *h, hm_status st)
     return kept || any;
 }
 
+/* A segment made for a page whose commit was then refused goes again, unless another thread took a
+ * page of it while the lock was dropped (lock held). A refused release keeps it: empty, reusable. */
+static void segment_drop(hm_heap *h, hm_segment *s)
+{
+    for (size_t i = 1; i < HM_SEG_PAGES; i++)
+        if (s->page[i].committed || BS(&s->page[i])) return;
+    hm_segment **at = &h->segments;
+    while (*at && *at != s) at = &(*at)->next;
+    if (!*at) return;
+    hm_segmap_set((uintptr_t)s, false);
+    int fd = s->fd;
+    uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
+    hm_segment *next = s->next;
+    if (hm_manager_free(h->m, s, 0, HM_MEM_RELEASE) != HM_OK) {
+        hm_segmap_set((uintptr_t)s, true);
+        return;
+    }
+    *at = next;
+    if (h->dual) views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+}
+
 static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
+    bool fresh = false; /* pg is the first page of a segment made by this call */
     if (pg) {
         empty_del(h, pg);
         (void)purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
@@ -367,6 +389,7 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
         if (!pg) {
             hm_segment *s;
             hm_heap_unlock(h);
+            fresh = true;
             hm_status st = segment_new(h, level, &s);
             hm_heap_lock(h);
             if (refused_give_back(h, st)) { /* once more */
@@ -402,6 +425,7 @@ static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned
         }
         if (st) {
             for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
+            if (fresh) segment_drop(h, seg_of(pg));          /* ... and so does the segment made for them */
             return st;
         }
         for (size_t k = 0; k < n; k++) pg[k].committed = 1;
@@ -529,9 +553,10 @@ static hm_status take_one(hm_heap *h, hm_hpage *pg, uintptr_t *out)
     return HM_OK;
 }
 
-uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want)
+uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want, hm_status *st)
 {
     uint32_t n = 0;
+    *st = HM_OK;
     while (n < want) {
         hm_hpage *pg = lists->avail[cls];
         if (!pg) break;
@@ -539,7 +564,7 @@ uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *
             move(pg, 2);
             continue;
         }
-        if (take_one(h, pg, &out[n])) break;
+        if ((*st = take_one(h, pg, &out[n]))) break; /* (corrupted: the manager failed) */
         n++;
     }
     return n;
@@ -573,7 +598,9 @@ static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
 hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out)
 {
     for (;;) {
-        if (hm_heap_take(h, lists, cls, out, 1)) return HM_OK;
+        hm_status st;
+        if (hm_heap_take(h, lists, cls, out, 1, &st)) return HM_OK;
+        if (st) return st;
         if (lists != &h->own) {
             if (adopt(h, lists, cls)) continue;
         } else {
@@ -581,8 +608,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
             if (lists->avail[cls]) continue;
         }
         hm_hpage *pg;
-        hm_status st = page_new(h, lists, cls, level, &pg);
-        if (st) return st;
+        if ((st = page_new(h, lists, cls, level, &pg))) return st;
     }
 }
 
@@ -1334,6 +1360,9 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (!out) return HM_E_POINTER;
     if (!p) return hm_heap_alloc(h, size, level, out);
     *out = NULL;
+    if (!h) return HM_E_POINTER;
+    hm_status gate = hm_manager_enter(h->m); /* SPEC 3.4, before anything is looked at or kept */
+    if (gate) return gate;
     hm_vmap_info info;
     size_t have = usable(h, p, false, &info); /* (the caller holds p: no other thread releases it) */
     if (!have) { /* says why without touching anything: another heap's live block, or no block */

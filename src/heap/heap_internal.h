@@ -38,8 +38,9 @@ void hm_heap_unlock(hm_heap *h);
 /* Page ownership (heap.h): "the owner of lists" is the thread whose cache they are, or whoever holds
  * the heap lock for the heap's own lists. */
 /* By the owner of lists: up to want blocks of class cls from its pages (other threads' frees
- * collected on the way), into out; their live bits set. No lock, no system call. */
-uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want);
+ * collected on the way), into out; their live bits set. No lock, no system call. *st: HM_E_FAIL if a
+ * corrupted free list stopped it (the manager has failed). */
+uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want, hm_status *st);
 /* By the owner of lists: full pages of class cls that other threads freed blocks into get them back
  * and return to the avail list. */
 void hm_heap_collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls);

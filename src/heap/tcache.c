@@ -195,14 +195,16 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
             atomic_fetch_and_explicit(&c->xpending, ~bit, memory_order_relaxed);
             hm_heap_collect_full(h, &c->lists, cls);
         }
-        n = hm_heap_take(h, &c->lists, cls, bin->slot, want);
-        if (!n) { /* a page from the heap (adopted or new), admitted at this request's level */
+        n = hm_heap_take(h, &c->lists, cls, bin->slot, want, &st);
+        if (!n && !st) { /* a page from the heap (adopted or new), admitted at this request's level */
             hm_heap_lock(h);
             st = hm_heap_small_alloc(h, &c->lists, cls, level, &bin->slot[0]);
             hm_heap_unlock(h);
             if (st) return st;
-            n = 1 + hm_heap_take(h, &c->lists, cls, bin->slot + 1, want - 1);
+            n = 1 + hm_heap_take(h, &c->lists, cls, bin->slot + 1, want - 1, &st);
         }
+        set_n(bin, n); /* (what was taken stays cached, also when a corrupted list stopped the refill) */
+        if (st) return st;
         /* (the blocks carry the cache tag already: take_one sets it before their live bits) */
     }
     uintptr_t b = bin->slot[--n];

@@ -148,7 +148,8 @@ hm_status hm_manager_destroy(hm_manager *m)
         hm_os_yield();
     }
     hm_status st = hm_vmap_release_all(&m->acct);
-    if (st) return st; /* still whole, but shut down: the caller may try again */
+    if (st) return st; /* shut down; what could not be released stays recorded (the books exact): the
+                          caller may try again */
     pthread_mutex_destroy(&m->wait_lock);
     pthread_mutex_destroy(&m->va_lock);
     pthread_mutex_destroy(&m->notify.lock);

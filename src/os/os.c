@@ -298,6 +298,14 @@ static int advise(void *addr, size_t size, int advice)
 
 int hm_os_discard(void *addr, size_t size) { return advise(addr, size, MADV_DONTNEED); }
 int hm_os_lazy_free(void *addr, size_t size) { return advise(addr, size, MADV_FREE); }
+#ifndef MADV_COLD
+#define MADV_COLD 20
+#endif
+int hm_os_cold(void *addr, size_t size)
+{
+    int err = advise(addr, size, MADV_COLD);
+    return err == EINVAL ? 0 : err; /* (before Linux 5.4: the advice is not known, and only advice) */
+}
 int hm_os_hugepage_hint(void *addr, size_t size) { return advise(addr, size, MADV_HUGEPAGE); }
 
 void hm_os_name(void *addr, size_t size, const char *name)

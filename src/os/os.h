@@ -65,6 +65,9 @@ int hm_os_protect(void *addr, size_t size, int prot);
 int hm_os_discard(void *addr, size_t size);
 /* Contents may be dropped lazily by the kernel (MADV_FREE). */
 int hm_os_lazy_free(void *addr, size_t size);
+/* Contents are kept, but the pages are the first the kernel reclaims (swaps out) under pressure
+ * (MADV_COLD; a kernel without it ignores the advice). */
+int hm_os_cold(void *addr, size_t size);
 /* Ask for transparent huge pages over the range (MADV_HUGEPAGE). */
 int hm_os_hugepage_hint(void *addr, size_t size);
 /* Names the mapping in /proc/PID/maps ("[anon:hostmem]"); best effort, never fails. */

@@ -12,7 +12,14 @@
  * the word still holds w, which a page dropped and refaulted as zero does not. A page that reads all
  * zero cannot be told apart from a dropped one, and a page without write access cannot be written:
  * both make the undo fail (it fails only too often, never too rarely). Flags are cleared on success
- * only, so a failed undo keeps failing. */
+ * only, so a failed undo keeps failing.
+ *
+ * Write-watched allocations under the kernel mechanism are the exception: which pages were written
+ * lives in their page-table entries (dirty.h), and a page the kernel drops after MADV_FREE takes its
+ * entry with it, so a write would vanish from GetWriteWatch (SPEC 2.6: only decommit clears the watch
+ * state). There MEM_RESET marks the pages cold instead (MADV_COLD): the kernel reclaims them first
+ * under pressure, by swapping, which keeps both their data and their written state; nothing is lost,
+ * so they carry no reset flag and MEM_RESET_UNDO succeeds without writing them. */
 #include <errno.h>
 #include <stdatomic.h>
 
@@ -79,6 +86,12 @@ hm_status hm_vmap_reset(hm_account *acct, uintptr_t start, uintptr_t end, void *
     hm_runs *old = hm_alloc_runs(a);
     *out = (void *)start;
     if (!hm_committed_span(old, npages, p0, p1, &clo, &chi)) return HM_OK; /* only reserved pages */
+    bool watched = (atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_WATCH) && hm_watch_mode() == HM_WATCH_KERNEL;
+    if (watched) {
+        int err = hm_os_cold((void *)(base + clo * PAGE), (chi - clo) * PAGE);
+        if (err) *out = NULL;
+        return err ? hm_errno_status(err, "MEM_RESET") : HM_OK;
+    }
     hm_runs *next = NULL;
     if (populated_span(base, clo, chi, &lo, &hi)) {
         int err = 0;

@@ -232,12 +232,57 @@ const char *hm_write_watch_describe(void) { return hm_dirty_describe(); }
 
 static hm_special *rec(hm_alloc *a) { return (hm_special *)atomic_load_explicit(&a->special, memory_order_relaxed); }
 
+/* What a record leaves behind when the kernel refuses to let it go (hm_map_lock held throughout):
+ * array mappings whose munmap failed, linked through their own first two words (next, size), and
+ * ranges whose write tracking could not be ended. Both are retried at every later attach and detach,
+ * before anything new is registered: a leftover registration must be gone before its addresses are
+ * watched again. They are outside every manager's books (metadata, kernel state), so a refusal here
+ * never fails the release that caused it. */
+static void *stale_mem;
+#define STALE_RANGES 64
+static struct { uintptr_t base; size_t size; } stale_range[STALE_RANGES];
+static unsigned nstale_range;
+static unsigned long stale_dropped; /* leftover registrations that found no slot (never expected) */
+
+static void mem_unmap(void *mem, size_t bytes)
+{
+    if (!hm_os_unmap(mem, bytes)) return;
+    ((void **)mem)[0] = stale_mem;
+    ((size_t *)mem)[1] = bytes;
+    stale_mem = mem;
+}
+
+static void unregister(uintptr_t base, size_t size)
+{
+    if (!hm_dirty_unregister((void *)base, size)) return;
+    if (nstale_range == STALE_RANGES) {
+        stale_dropped++;
+        return;
+    }
+    stale_range[nstale_range].base = base;
+    stale_range[nstale_range].size = size;
+    nstale_range++;
+}
+
+static void stale_retry(void)
+{
+    for (void **at = &stale_mem; *at;) {
+        void *m = *at, *next = ((void **)m)[0];
+        if (hm_os_unmap(m, ((size_t *)m)[1])) at = (void **)m;
+        else *at = next;
+    }
+    for (unsigned i = 0; i < nstale_range;)
+        if (hm_dirty_unregister((void *)stale_range[i].base, stale_range[i].size)) i++;
+        else stale_range[i] = stale_range[--nstale_range];
+}
+
 int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
 {
     /* the fault handler serves guard pages and the fallback's write faults, not the kernel's watch */
     bool trap = guards || watch == HM_WATCH_FALLBACK;
     hm_special *s = rec(a);
     if (s) return trap ? hm_trap_install(on_fault) : 0;
+    stale_retry();
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
     uint64_t words = (npages + 63) / 64, nblocks = (npages + BLOCK - 1) / BLOCK;
@@ -248,13 +293,21 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
     if (err) return err;
     if ((trap && (err = hm_trap_install(on_fault))) || /* (installed for good: nothing to undo) */
         (watch == HM_WATCH_KERNEL && (err = hm_dirty_register((void *)base, npages * PAGE)))) {
-        (void)hm_os_unmap(mem, bytes);
+        mem_unmap(mem, bytes);
         return err;
+    }
+    if (watch == HM_WATCH_KERNEL) { /* its range's registration is this record's now, not a leftover */
+        for (unsigned i = 0; i < nstale_range;) {
+            if (stale_range[i].base < base + npages * PAGE && base < stale_range[i].base + stale_range[i].size)
+                stale_range[i] = stale_range[--nstale_range];
+            else
+                i++;
+        }
     }
     s = hm_pool_alloc(&special_pool, &err);
     if (!s) {
-        if (watch == HM_WATCH_KERNEL) (void)hm_dirty_unregister((void *)base, npages * PAGE);
-        (void)hm_os_unmap(mem, bytes);
+        if (watch == HM_WATCH_KERNEL) unregister(base, npages * PAGE);
+        mem_unmap(mem, bytes);
         return err;
     }
     sigset_t saved;
@@ -289,7 +342,8 @@ void hm_special_detach(hm_alloc *a)
 {
     hm_special *s = rec(a);
     if (!s) return;
-    if (s->watch == HM_WATCH_KERNEL) (void)hm_dirty_unregister((void *)s->base, s->npages * PAGE);
+    stale_retry();
+    if (s->watch == HM_WATCH_KERNEL) unregister(s->base, s->npages * PAGE);
     sigset_t saved;
     lock(&saved);
     atomic_store_explicit(&a->special, 0, memory_order_release);
@@ -299,7 +353,7 @@ void hm_special_detach(hm_alloc *a)
     s->prot = s->bprot = NULL;
     s->guard = s->written = NULL;
     unlock(&saved);
-    (void)hm_os_unmap(mem, bytes);
+    mem_unmap(mem, bytes);
     hm_pool_free(&special_pool, &s->hdr);
 }
 
