@@ -33,10 +33,11 @@ tsan: deps
 	ctest --test-dir $(BUILD)/tsan --output-on-failure -L threads --timeout 600
 
 fuzz:
-	@HM_EXTRA_PACKAGES="clang libclang-rt-14-dev" ./scripts/deps.sh
+	@HM_EXTRA_PACKAGES="clang" ./scripts/deps.sh
+	@HM_EXTRA_PACKAGES="libclang-rt-$$(clang -dumpversion | cut -d. -f1)-dev" ./scripts/deps.sh
 	CC=clang cmake -S . -B $(BUILD)/fuzz -DCMAKE_BUILD_TYPE=Debug -DHM_FUZZ=ON -DHM_SANITIZE=address,undefined -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/fuzz -j $(JOBS)
-	./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+	FUZZ_FLAGS="$(FUZZ_FLAGS)" ./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench:
 	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4" ./scripts/deps.sh

@@ -162,7 +162,10 @@ typedef enum hm_level {
 HM_API hm_status hm_manager_create(const char *options, hm_manager **out);
 /* Shuts the manager down (SPEC 3.4): every request waiting for memory returns HM_E_HOST_ABANDONED at
  * once, every later call HM_E_HOST_CLRNOTAVAILABLE. Nothing is unmapped: the runtime may still touch
- * its memory. A second shutdown is HM_E_HOST_CLRNOTAVAILABLE. */
+ * its memory. A second shutdown is HM_E_HOST_CLRNOTAVAILABLE. Calls that only report and change
+ * nothing still answer, so that a host can see what a stopped (or failed) manager holds:
+ * hm_manager_get_stats (its state says which), hm_heap_get_stats, hm_heap_sites,
+ * hm_heap_usable_size, hm_heap_writable; and a heap's Free(NULL) is S_OK (SPEC 1.1). Destroy works. */
 HM_API hm_status hm_manager_shutdown(hm_manager *m);
 /* Shuts down (if running), releases every allocation of the manager and frees it. The default
  * manager cannot be destroyed. If the kernel refuses a release, the call fails with what it could not

@@ -330,8 +330,9 @@ static bool large_flush(hm_heap *h, hm_tcache *c)
 
 void hm_tcache_large_drain(hm_heap *h)
 {
-    hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id) return;
+    hm_tcache *c = hm_thread_caches; /* this thread's cache of h, wherever it stands in its list */
+    while (c && c->heap_id != h->id) c = c->thread_next;
+    if (!c) return;
     hm_heap_lock(h);
     (void)large_flush(h, c);
     hm_heap_unlock(h);

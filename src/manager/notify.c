@@ -91,11 +91,14 @@ void hm_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
 
 /* ---- state ---------------------------------------------------------------------------------------- */
 
-/* Moves the state to s and queues the change for delivery. */
-static void set_state(hm_manager *m, int s)
+/* Moves the state to s (from_band: to the band as it is under the lock) and queues the change for
+ * delivery. Reading the band under the lock matters when two evaluations cross it at once: the one
+ * that takes the lock last sets the state the band has then, never a stale one. */
+static void move_state(hm_manager *m, int s, bool from_band)
 {
     hm_notifier *n = &m->notify;
     pthread_mutex_lock(&n->lock);
+    if (from_band) s = atomic_load_explicit(&n->band, memory_order_relaxed);
     if (atomic_load_explicit(&n->state, memory_order_relaxed) != s) {
         atomic_store_explicit(&n->state, s, memory_order_relaxed);
         atomic_fetch_add_explicit(&n->changes, 1, memory_order_relaxed);
@@ -122,12 +125,12 @@ static void evaluate(hm_manager *m)
     int band = own < sys ? own : sys;
     int old = atomic_load_explicit(&m->notify.band, memory_order_relaxed);
     if (band == old || !atomic_compare_exchange_strong(&m->notify.band, &old, band)) return;
-    set_state(m, band);
+    move_state(m, band, true);
 }
 
 void hm_notify_charge_changed(hm_manager *m) { evaluate(m); }
 
-void hm_notify_refused(hm_manager *m) { set_state(m, HM_MEMORY_LOW); }
+void hm_notify_refused(hm_manager *m) { move_state(m, HM_MEMORY_LOW, false); }
 
 /* ---- delivery ------------------------------------------------------------------------------------- */
 
