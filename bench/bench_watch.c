@@ -6,6 +6,9 @@
  *             again after a reset (every page write-protected again: the first write to each pays once)
  *   scan      GetWriteWatch with WRITE_WATCH_FLAG_RESET over the 1 GiB with 1 % and with 50 % of its
  *             pages written (spread evenly), and ResetWriteWatch of the whole range
+ *   huge      MEM_RESERVE|MEM_COMMIT of 256 GiB with write watch against the same without, then the
+ *             release: the bookkeeping of a watched range must not cost per page (a manager of its
+ *             own with a 2 TiB limit; nothing is touched)
  *
  * The mechanism is chosen once per process, so the program runs itself twice: once as the machine
  * allows (the kernel's uffd-wp + PAGEMAP_SCAN where available) and once with
@@ -124,6 +127,26 @@ static void child(void)
                "          so the fallback counts whole 64-page blocks as written)\n", m, (unsigned long)listed50, pages / 2);
     printf("%-8s  ResetWriteWatch of %zu MiB (50%% written): %.2f ms\n", m, bytes >> 20, median(reset_all, rounds) / 1e6);
     free(out);
+
+    /* huge: reserve+commit+release, watched against unwatched, alternating */
+    hm_manager *big;
+    CHECK(hm_manager_create("limit=2T", &big));
+    size_t hsize = (size_t)256 << 30;
+    double huge_w[16], huge_p[16];
+    for (int r = 0; r < rounds; r++)
+        for (int k = 0; k < 2; k++) {
+            bool w = (k + r) % 2;
+            void *q;
+            double t0 = now_ns();
+            CHECK(hm_virtual_alloc(big, NULL, hsize, HM_MEM_RESERVE | HM_MEM_COMMIT | (w ? HM_MEM_WRITE_WATCH : 0),
+                                   HM_PAGE_READWRITE, &q));
+            CHECK(hm_release(big, q));
+            (w ? huge_w : huge_p)[r] = now_ns() - t0;
+        }
+    double hw = median(huge_w, rounds) / 1e3, hp = median(huge_p, rounds) / 1e3;
+    printf("%-8s  reserve+commit+release of %zu GiB: %.1f us watched, %.1f us unwatched: ratio %.2f\n", m,
+           hsize >> 30, hw, hp, hw / hp);
+    CHECK(hm_manager_destroy(big));
 }
 
 int main(int argc, char **argv)
