@@ -896,8 +896,8 @@ static uint32_t site_hash(const char *file, int line)
     return x;
 }
 
-/* The index of (file, line) in h's table, made if new; HM_MAX_SITES when the table is full (the
- * blocks still work, they are counted under the last entry). */
+/* The index of (file, line) in h's table, made if new; HM_MAX_SITES when the table is full or cannot
+ * be made (the blocks still work; they are in no site's counts). */
 static uint32_t site_of(hm_heap *h, const char *file, int line)
 {
     if (!h->sites && !(h->sites = pool_get(&site_pool))) return HM_MAX_SITES;
