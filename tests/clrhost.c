@@ -391,12 +391,30 @@ static void test_out_pointers_when_stopped(void **state)
     IHostControl_Release(hc);
 }
 
+/* SPEC 3.6: a recorded mapping counts against va.limit; one that claims to run past the user address
+ * space is refused (its size once wrapped the count around, and Needs... said yes to anything). */
+static void test_va_record_wrap(void **state)
+{
+    (void)state;
+    IHostControl *hc;
+    IHostMemoryManager *mm = acquire("limit=64M,va.limit=64M", &hc);
+    assert_int_equal(IHostMemoryManager_AcquiredVirtualAddressSpace(mm, (void *)0x600000000000, 64 * KIB), S_OK);
+    assert_int_equal(IHostMemoryManager_AcquiredVirtualAddressSpace(mm, (void *)0x610000000000, (SIZE_T)-1), E_INVALIDARG);
+    assert_int_equal(IHostMemoryManager_AcquiredVirtualAddressSpace(mm, (void *)0x7fffffff0000, 0x20000), E_INVALIDARG);
+    assert_int_equal(IHostMemoryManager_NeedsVirtualAddressSpace(mm, NULL, 64 * 1024 * KIB), E_OUTOFMEMORY);
+    assert_int_equal(IHostMemoryManager_NeedsVirtualAddressSpace(mm, NULL, 64 * 1024 * KIB - 64 * KIB), S_OK);
+    assert_int_equal(IHostMemoryManager_ReleasedVirtualAddressSpace(mm, (void *)0x600000000000), S_OK);
+    IHostMemoryManager_Release(mm);
+    IHostControl_Release(hc);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_values),       cmocka_unit_test(test_acquisition),   cmocka_unit_test(test_virtual_methods),
         cmocka_unit_test(test_timeout),      cmocka_unit_test(test_create_malloc), cmocka_unit_test(test_load_notify_va),
         cmocka_unit_test(test_out_pointers_when_stopped),
+        cmocka_unit_test(test_va_record_wrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,6 +1,7 @@
 /* va.c — address space handed out elsewhere (SPEC 3.6): the runtime maps file views outside the
  * manager and tells it, so that va.limit covers them together with the manager's reservations. The
  * records live in a fixed table in the manager (no malloc). */
+#include "../os/os.h"
 #include "../vmap/vmap.h"
 #include "manager.h"
 
@@ -19,6 +20,14 @@ hm_status hm_manager_va_acquired(hm_manager *m, void *start, uint64_t size)
 {
     if (!start || !size) {
         hm_detail_set("AcquiredVirtualAddressSpace: a NULL start or a size of 0");
+        return HM_E_INVALIDARG;
+    }
+    /* No mapping runs past the user address space: so the records (at most HM_VA_MAX_RECORDS of at
+     * most 2^47 bytes) and the reservations never wrap va_used. */
+    uintptr_t top = hm_os_init()->max_address;
+    if ((uintptr_t)start > top || size > top + 1 - (uintptr_t)start) {
+        hm_detail_set("AcquiredVirtualAddressSpace(%p, %#lx): the range runs past the user address space", start,
+                      (unsigned long)size);
         return HM_E_INVALIDARG;
     }
     hm_status st = HM_OK;
