@@ -154,4 +154,15 @@ static inline void tu_hostmem_faults_first(void)
     sigaction(SIGSEGV, &sa, &tu_cmocka_segv);
 }
 
+/* Coverage builds (scripts/coverage.sh defines HM_COVERAGE): gcov writes a process's counters at
+ * exit, so a forked child that leaves by _exit or dies of a signal loses them. Such a child calls
+ * this last, where it still runs code worth counting (before _exit, before its deliberate fatal
+ * fault). Counters are written once per process: whatever runs after the call is not counted. */
+#ifdef HM_COVERAGE
+extern void __gcov_dump(void);
+static inline void tu_coverage_dump(void) { __gcov_dump(); }
+#else
+static inline void tu_coverage_dump(void) {}
+#endif
+
 #endif

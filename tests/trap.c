@@ -1,15 +1,19 @@
 /* trap.c — the platform layer's memory-access trap (src/os/trap.h): the policy's RETRY path and the
  * access kinds; chaining to the program's handler as the kernel would deliver it (SA_SIGINFO or not,
  * sa_mask, SA_NODEFER, SA_RESETHAND, a handler that returns and one that leaves by siglongjmp);
- * hm_trap_handle for a handler installed after hostmem; SIG_DFL and SIG_IGN; SIGBUS; sent signals;
- * a stack overflow on the alternate stack; AddressSanitizer's report through the chain; concurrent
- * installs and faults.
+ * hm_trap_handle for a handler installed after hostmem; SIG_DFL and SIG_IGN (the process dies; and,
+ * seen from inside, the action put back and the access run again, a sent signal queued again);
+ * SIGBUS; sent signals; a stack overflow on the alternate stack; AddressSanitizer's report through the
+ * chain; concurrent installs and faults.
  *
  * The handler is process-wide and installed for good, and a case may kill its process, so every case
  * runs in a forked child: the test process itself never calls hm_trap_install. A child starts from
  * the SIGSEGV/SIGBUS actions the program had before cmocka put its own (AddressSanitizer's handler
  * in an ASan build, SIG_DFL otherwise), reports a failed check on stderr with its line and exits 99;
- * the parent checks how it ended and what it wrote. */
+ * the parent checks how it ended and what it wrote. In a coverage build a child writes its gcov
+ * counters before _exit, or just before the access or signal that is meant to kill it
+ * (tu_coverage_dump): nothing of the test's runs after that, and the default action's own lines are
+ * counted by the cases that see it from inside. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <signal.h>
@@ -102,6 +106,7 @@ static NO_UBSAN int load_null(void) { return *(volatile int *)null_ptr; }
  * instruction fetch) and `hole` (an unmapped page: maps it back). Everything else: PASS. It sets
  * errno on purpose; the handler must restore it. */
 static char *page, *hole;
+static char *volatile pass_fix; /* made accessible, and the fault still passed: see retried_with */
 static volatile sig_atomic_t policy_calls;
 static void *volatile last_addr;
 static volatile hm_trap_access last_access;
@@ -123,6 +128,7 @@ static hm_trap_action policy(void *addr, hm_trap_access access, void *uc)
     if (hole && a >= hole && a < hole + PS)
         return mmap(hole, PS, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == hole
                    ? HM_TRAP_RETRY : HM_TRAP_PASS;
+    if (pass_fix && a >= pass_fix && a < pass_fix + PS) (void)mprotect(pass_fix, PS, PROT_READ | PROT_WRITE);
     return HM_TRAP_PASS;
 }
 
@@ -222,6 +228,7 @@ static void run(void (*body)(void))
         sigaction(SIGBUS, &initial[1], NULL);
         alarm(10); /* a fault retried for ever ends as SIGALRM, not as a hung test */
         body();
+        tu_coverage_dump();
         _exit(0);
     }
     close(er[1]);
@@ -400,6 +407,7 @@ static void child_chain_resethand(void)
     CHECK(prog_calls == 1);
     CHECK(load(page) == 0 && hm_trap_handled() == 1);
     say("reset-ok\n");
+    tu_coverage_dump();
     (void)load(other);
     CHECK(!"survived a fault after SA_RESETHAND");
 }
@@ -448,6 +456,7 @@ static void fault_with(void (*disp)(int))
     CHECK(hm_trap_install(policy) == 0);
     CHECK(load(page) == 0); /* hostmem's own page works */
     say("faulting\n");
+    tu_coverage_dump();
     (void)load(other);
     CHECK(!"survived the fault");
 }
@@ -466,6 +475,40 @@ static void test_previous_ign(void **state)
 {
     (void)state;
     expect_killed(child_ign, SIGSEGV, "faulting");
+}
+
+/* The same way to the default action, seen from inside: the policy makes the page accessible and
+ * still passes (it is not hostmem's). hostmem puts SIG_DFL back, its handler gone for SIGSEGV, and
+ * lets the access run again, which now goes through (where it would have faulted again and killed the
+ * process); the interrupted errno survives. */
+static void retried_with(void (*disp)(int))
+{
+    char *other = map_page(PROT_NONE);
+    signal(SIGSEGV, disp);
+    CHECK(hm_trap_install(policy) == 0);
+    pass_fix = other;
+    errno = 31;
+    CHECK(load(other + 7) == 0);
+    CHECK(errno == 31);
+    CHECK(policy_calls == 1 && last_addr == other + 7 && hm_trap_passed() == 1 && hm_trap_handled() == 0);
+    struct sigaction now;
+    memset(&now, 0, sizeof now);
+    CHECK(sigaction(SIGSEGV, NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) && now.sa_handler == SIG_DFL);
+}
+
+static void child_dfl_retried(void) { retried_with(SIG_DFL); }
+static void child_ign_retried(void) { retried_with(SIG_IGN); }
+
+static void test_previous_dfl_retried(void **state)
+{
+    (void)state;
+    expect_ok(child_dfl_retried);
+}
+
+static void test_previous_ign_retried(void **state)
+{
+    (void)state;
+    expect_ok(child_ign_retried);
 }
 
 /* ---- SIGBUS ---------------------------------------------------------------------------------- */
@@ -506,6 +549,7 @@ static void child_sigbus_dfl(void)
     signal(SIGBUS, SIG_DFL);
     CHECK(hm_trap_install(policy) == 0);
     say("faulting\n");
+    tu_coverage_dump();
     (void)load(p);
 }
 
@@ -543,6 +587,7 @@ static void child_sent_dfl(void)
     signal(SIGSEGV, SIG_DFL);
     CHECK(hm_trap_install(policy) == 0);
     say("raising\n");
+    tu_coverage_dump();
     raise(SIGSEGV);
     CHECK(!"survived SIGSEGV under SIG_DFL");
 }
@@ -551,6 +596,42 @@ static void test_sent_dfl(void **state)
 {
     (void)state;
     expect_killed(child_sent_dfl, SIGSEGV, "raising");
+}
+
+/* The same, seen from inside: a sent signal to SIG_DFL is queued again to the thread, same siginfo,
+ * with SIG_DFL back in place. Delivered in sigsuspend while the thread otherwise blocks SIGSEGV, the
+ * handler returns to that mask, so the signal queued again stays pending instead of ending the
+ * process: sigtimedwait takes it, and it is the one sent. */
+static void child_sent_dfl_pending(void)
+{
+    signal(SIGSEGV, SIG_DFL);
+    CHECK(hm_trap_install(policy) == 0);
+    sigset_t segv, old, none;
+    sigemptyset(&segv);
+    sigaddset(&segv, SIGSEGV);
+    sigemptyset(&none);
+    CHECK(pthread_sigmask(SIG_BLOCK, &segv, &old) == 0);
+    union sigval v = {.sival_int = 4321};
+    CHECK(sigqueue(getpid(), SIGSEGV, v) == 0);
+    CHECK(sigsuspend(&none) == -1 && errno == EINTR);
+    CHECK(hm_trap_passed() == 1 && policy_calls == 0);
+    struct sigaction now;
+    memset(&now, 0, sizeof now);
+    CHECK(sigaction(SIGSEGV, NULL, &now) == 0 && !(now.sa_flags & SA_SIGINFO) && now.sa_handler == SIG_DFL);
+    sigset_t pending;
+    CHECK(sigpending(&pending) == 0 && sigismember(&pending, SIGSEGV) == 1);
+    siginfo_t si;
+    memset(&si, 0, sizeof si);
+    struct timespec zero = {0, 0};
+    CHECK(sigtimedwait(&segv, &si, &zero) == SIGSEGV);
+    CHECK(si.si_code == SI_QUEUE && si.si_value.sival_int == 4321 && si.si_pid == getpid());
+    CHECK(pthread_sigmask(SIG_SETMASK, &old, NULL) == 0);
+}
+
+static void test_sent_dfl_pending(void **state)
+{
+    (void)state;
+    expect_ok(child_sent_dfl_pending);
 }
 
 /* A sent signal to SIG_IGN is discarded, as the kernel does. */
@@ -635,6 +716,7 @@ static void child_null(void)
     CHECK(hm_trap_install(policy) == 0);
     CHECK(load(page) == 0);
     say("faulting\n");
+    tu_coverage_dump();
     (void)load_null();
     CHECK(!"a null load went through");
 }
@@ -744,10 +826,13 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_handle_first),
         cmocka_unit_test(test_previous_dfl),
         cmocka_unit_test(test_previous_ign),
+        cmocka_unit_test(test_previous_dfl_retried),
+        cmocka_unit_test(test_previous_ign_retried),
         cmocka_unit_test(test_sigbus_chained),
         cmocka_unit_test(test_sigbus_dfl),
         cmocka_unit_test(test_sent_not_asked),
         cmocka_unit_test(test_sent_dfl),
+        cmocka_unit_test(test_sent_dfl_pending),
         cmocka_unit_test(test_sent_ign),
         cmocka_unit_test(test_overflow_altstack),
         cmocka_unit_test(test_null_reaches_first_handler),

@@ -7,9 +7,15 @@
  * different ranges need no lock, and calls on the same range are ordered by the kernel's locks.
  *
  * Every public call saves errno, checks its arguments, asks the fault-injection seam once (os.c,
- * kind HM_OS_UFFD: an injected failure makes no kernel call at all), and restores errno. Calls made
- * to roll back a failure are not counted, like os.c's own cleanups. No memory is allocated: the
- * scan's page_region vector is a bounded array on the stack, refilled in a loop. */
+ * kind HM_OS_UFFD: an injected failure makes no kernel call at all), and restores errno. The probe
+ * asks it before each of its own kernel calls instead, so that a test can refuse any one of them
+ * (in a fresh process: the answer is kept for good): HM_OS_UFFD for the userfaultfd system call, the
+ * open of /dev/userfaultfd and every ioctl (the self-test's register, scans and write-protect: one
+ * count each), HM_OS_PROCFS for the open of /proc/self/pagemap, HM_OS_MMAP for the scratch mapping;
+ * an injected failure skips that call and the probe ends as on the kernel's refusal. Calls made to
+ * roll back a failure (close, munmap, UFFDIO_UNREGISTER) are not counted, like os.c's own cleanups.
+ * No memory is allocated: the scan's page_region vector is a bounded array on the stack, refilled in
+ * a loop. */
 #define _GNU_SOURCE
 #include "dirty.h"
 #include "os.h"
@@ -274,27 +280,32 @@ static int k_clean(uintptr_t a, size_t len)
 
 /* ---- probe ---------------------------------------------------------------------------------- */
 
+/* Each attempt asks the seam first (HM_OS_UFFD): the system call, the open of the device, its ioctl. */
 static int open_uffd(void)
 {
     int flags = O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY, e1 = ENOSYS, e2;
 #ifdef SYS_userfaultfd
-    int fd = (int)syscall(SYS_userfaultfd, flags);
-    if (fd >= 0) return fd;
-    e1 = errno;
+    if (!(e1 = hm_os_fault_check(HM_OS_UFFD))) {
+        int fd = (int)syscall(SYS_userfaultfd, flags);
+        if (fd >= 0) return fd;
+        e1 = errno;
+    }
 #endif
-    int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+    int dev = -1;
+    if (!(e2 = hm_os_fault_check(HM_OS_UFFD)) && (dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC)) < 0) e2 = errno;
     if (dev >= 0) {
-        int f = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
-        e2 = f < 0 ? errno : 0;
+        int f = -1;
+        if (!(e2 = hm_os_fault_check(HM_OS_UFFD)) && (f = ioctl(dev, USERFAULTFD_IOC_NEW, flags)) < 0) e2 = errno;
         close(dev);
         if (f >= 0) return f;
-    } else {
-        e2 = errno;
     }
     snprintf(reason, sizeof reason, "userfaultfd: %s (%d); /dev/userfaultfd: %s (%d)", errname(e1), e1, errname(e2),
              e2);
     return -1;
 }
+
+/* The self-test's kernel calls ask the seam first, one count each (HM_OS_UFFD). */
+static int step(void) { return hm_os_fault_check(HM_OS_UFFD); }
 
 /* The scratch cycle: every page listed must be exactly what was written, reset must reset, and both
  * clean-ups (scan and UFFDIO_WRITEPROTECT) must work. 0 or the reason's text. */
@@ -302,37 +313,41 @@ static const char *self_test(void)
 {
     enum { NP = 8 };
     size_t len = NP * page;
-    char *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) return "scratch mapping: mmap failed";
+    int err = hm_os_fault_check(HM_OS_MMAP);
+    char *m = err ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        if (!err) err = errno;
+        snprintf(reason, sizeof reason, "scratch mapping: mmap: %s (%d)", errname(err), err);
+        return reason;
+    }
     uintptr_t a = (uintptr_t)m, got[NP];
     size_t n;
     const char *why = NULL;
     m[0] = 1; /* written before registration: must not count */
-    int err = k_register(a, len);
-    if (err) {
+    if ((err = step()) || (err = k_register(a, len))) {
         snprintf(reason, sizeof reason, "UFFDIO_REGISTER (write-protect mode): %s (%d)", errname(err), err);
         munmap(m, len);
         return reason;
     }
-    if ((err = k_scan(a, len, NULL, SIZE_MAX, true, &n))) goto scan_failed;
+    if ((err = step()) || (err = k_scan(a, len, NULL, SIZE_MAX, true, &n))) goto scan_failed;
     m[1 * page] = 1;
     m[3 * page] = 1;
     m[4 * page] = 1;
     (void)*(volatile char *)(m + 6 * page); /* a read: must not count */
-    if ((err = k_scan(a, len, got, NP, false, &n))) goto scan_failed;
+    if ((err = step()) || (err = k_scan(a, len, got, NP, false, &n))) goto scan_failed;
     if (n != 3 || got[0] != a + page || got[1] != a + 3 * page || got[2] != a + 4 * page) goto wrong;
-    if ((err = k_scan(a, len, got, 2, true, &n))) goto scan_failed; /* max: pages 1 and 3 only */
+    if ((err = step()) || (err = k_scan(a, len, got, 2, true, &n))) goto scan_failed; /* max: pages 1 and 3 only */
     if (n != 2 || got[1] != a + 3 * page) goto wrong;
-    if ((err = k_scan(a, len, got, NP, true, &n))) goto scan_failed;
+    if ((err = step()) || (err = k_scan(a, len, got, NP, true, &n))) goto scan_failed;
     if (n != 1 || got[0] != a + 4 * page) goto wrong;
     m[2 * page] = 1;
-    if ((err = k_protect(a, len))) {
+    if ((err = step()) || (err = k_protect(a, len))) {
         snprintf(reason, sizeof reason, "UFFDIO_WRITEPROTECT: %s (%d)", errname(err), err);
         why = reason;
         goto out;
     }
     m[5 * page] = 1;
-    if ((err = k_scan(a, len, got, NP, true, &n))) goto scan_failed;
+    if ((err = step()) || (err = k_scan(a, len, got, NP, true, &n))) goto scan_failed;
     if (n != 1 || got[0] != a + 5 * page) goto wrong;
     goto out;
 scan_failed:
@@ -361,8 +376,9 @@ static void probe(void)
     int fd = open_uffd();
     if (fd < 0) goto out;
     struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_WP_ASYNC | UFFD_FEATURE_WP_UNPOPULATED};
-    if (ioctl(fd, UFFDIO_API, &api) != 0) {
-        int e = errno;
+    int e = hm_os_fault_check(HM_OS_UFFD);
+    if (e || ioctl(fd, UFFDIO_API, &api) != 0) {
+        if (!e) e = errno;
         snprintf(reason, sizeof reason, "UFFDIO_API: %s (%d)%s", errname(e), e,
                  e == EINVAL ? " (no WP_ASYNC: Linux older than 6.7?)" : "");
         close(fd);
@@ -375,9 +391,9 @@ static void probe(void)
         close(fd);
         goto out;
     }
-    int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (pm < 0) {
-        int e = errno;
+    int pm = -1;
+    if (!(e = hm_os_fault_check(HM_OS_PROCFS)) && (pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) e = errno;
+    if (e) {
         snprintf(reason, sizeof reason, "/proc/self/pagemap: %s (%d)", errname(e), e);
         close(fd);
         goto out;

@@ -58,8 +58,11 @@
  * and runs the whole cycle on a scratch mapping (register, write, scan, reset, scan). Both
  * descriptors are close-on-exec and kept for the process's life. True if the mechanism works.
  * HOSTMEM_WRITE_WATCH=fallback in the environment (read once, here) makes it answer false without
- * trying, so that tests can run both ways. The probe's own kernel calls are not counted by fault
- * injection (its answer is kept for good; an injected failure would stick). */
+ * trying, so that tests can run both ways. Each of the probe's own kernel calls passes the fault
+ * seam (HM_OS_UFFD for userfaultfd and its ioctls, HM_OS_PROCFS for pagemap, HM_OS_MMAP for the scratch
+ * mapping): its answer is kept for good, so an injected failure sticks — a test that injects faults
+ * into other calls probes first (hm_write_watch_mechanism()), and tests/dirty_probe.c refuses each
+ * probe step in a child process of its own. */
 bool hm_dirty_available(void);
 /* Why not ("userfaultfd: EPERM; /dev/userfaultfd: EACCES", "UFFDIO_API: EINVAL (no WP_ASYNC: Linux
  * older than 6.7?)", "PAGEMAP_SCAN: ENOTTY", "forced by HOSTMEM_WRITE_WATCH=fallback"...), or the

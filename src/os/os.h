@@ -23,7 +23,8 @@ typedef enum hm_os_call {
     HM_OS_MPROTECT,
     HM_OS_MADVISE,   /* discard (DONTNEED), lazy free (FREE), huge-page hint */
     HM_OS_PROCFS,    /* reads of /proc and /sys, pagemap included */
-    HM_OS_UFFD,      /* write tracking (dirty.h): userfaultfd ioctls and PAGEMAP_SCAN, one count per call */
+    HM_OS_UFFD,      /* write tracking (dirty.h): the userfaultfd system call or /dev/userfaultfd, its
+                        ioctls and PAGEMAP_SCAN, one count per call */
     HM_OS_CALL_COUNT
 } hm_os_call_t;
 
