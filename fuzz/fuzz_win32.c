@@ -143,11 +143,12 @@ static int pfd[2] = {-1, -1}; /* the probe pipe (non-blocking) */
 
 /* Known divergences of the library that the model can accept, chosen by HM_FUZZ_TOLERATE (a list of
  * names; unset: "undo-watch"):
- *   undo-watch   MEM_RESET_UNDO's proof writes one word of each reset page (reset.c), so GetWriteWatch
- *                may list pages the program did not write (Windows would not; conservative for a
- *                collector);
- *   reset-watch  under the kernel mechanism, a written page that MEM_RESET gave up and the kernel then
- *                reclaimed is no longer listed (a write lost; the fallback lists it). */
+ *   undo-watch   under the fallback, MEM_RESET_UNDO's proof writes one word of each reset page
+ *                (reset.c), so GetWriteWatch may list pages the program did not write (Windows would
+ *                not; conservative for a collector). Under the kernel mechanism MEM_RESET keeps the
+ *                data of watched pages (MADV_COLD) and the undo writes nothing;
+ *   reset-watch  (fixed: kept so that old command lines work) a written page that MEM_RESET gave up
+ *                and the kernel reclaimed was no longer listed under the kernel mechanism. */
 static bool tol_undo_watch, tol_reset_watch;
 static bool watch_kernel; /* the kernel write-watch mechanism is in use */
 
