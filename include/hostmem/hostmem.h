@@ -255,7 +255,9 @@ HM_API hm_status hm_release(hm_manager *m, void *base);
  * flags, size 0, or a range outside one write-watched allocation. */
 HM_API hm_status hm_get_write_watch(hm_manager *m, uint32_t flags, void *base, size_t size, void **addresses,
                                     uintptr_t *count, uint32_t *granularity);
-/* ResetWriteWatch: no page of the range counts as written afterwards. */
+/* ResetWriteWatch: no page of the range counts as written afterwards. (Under the fallback, a page the
+ * kernel refuses to write-protect again, past vm.max_map_count, stays counted as written: listed again
+ * later, never a write lost. The same holds for GetWriteWatch with WRITE_WATCH_FLAG_RESET.) */
 HM_API hm_status hm_reset_write_watch(hm_manager *m, void *base, size_t size);
 /* The write-watch mechanism this process uses: "kernel" (userfaultfd write-protection in asynchronous
  * mode with the PAGEMAP_SCAN ioctl: the writer never takes a signal) or "fallback" (pages are
