@@ -234,10 +234,8 @@ static HRESULT STDMETHODCALLTYPE mm_VirtualProtect(IHostMemoryManager *This, voi
     if (!pflOldProtect) return E_POINTER;
     *pflOldProtect = 0;
     ENTER(o);
-    DWORD old = 0;
-    hm_status st = hm_manager_leave(o->m, hm_vmap_protect(&o->m->acct, lpAddress, dwSize, flNewProtect, &old));
-    if (!st) *pflOldProtect = old;
-    return hr_of(st);
+    /* (hm_vmap_protect writes the old protection only when it succeeds) */
+    return hr_of(hm_manager_leave(o->m, hm_vmap_protect(&o->m->acct, lpAddress, dwSize, flNewProtect, pflOldProtect)));
 }
 
 static HRESULT STDMETHODCALLTYPE mm_GetMemoryLoad(IHostMemoryManager *This, DWORD *pMemoryLoad, SIZE_T *pAvailableBytes)

@@ -224,7 +224,7 @@ static void view_forget(hm_heap *h, hm_view *v)
  * is destroyed. */
 static void drop_reservation(hm_heap *h, void *base)
 {
-    if (hm_manager_free(h->m, base, 0, HM_MEM_RELEASE) != HM_OK) return; /* kept, as said above */
+    (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE); /* (a refusal keeps it recorded, as said above) */
 }
 
 /* A new segment, its header committed at level. Makes system calls and may wait for memory: the
@@ -350,6 +350,18 @@ static bool refused_give_back(hm_heap *h, hm_status st)
     return kept || any;
 }
 
+/* Releases segment s (not linked any more, or about to be unlinked by the caller) and then a dual
+ * heap's read-write view and memfd of it, which its header names: read before the release. A
+ * refusal changes nothing. */
+static hm_status segment_release(hm_heap *h, hm_segment *s)
+{
+    int fd = s->fd;
+    uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
+    hm_status st = hm_manager_free(h->m, s, 0, HM_MEM_RELEASE);
+    if (!st && h->dual) views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+    return st;
+}
+
 /* A segment made for a page whose commit was then refused goes again, unless another thread took a
  * page of it while the lock was dropped (lock held). A refused release keeps it: empty, reusable. */
 static void segment_drop(hm_heap *h, hm_segment *s)
@@ -360,15 +372,12 @@ static void segment_drop(hm_heap *h, hm_segment *s)
     while (*at && *at != s) at = &(*at)->next;
     if (!*at) return;
     hm_segmap_set((uintptr_t)s, false);
-    int fd = s->fd;
-    uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
     hm_segment *next = s->next;
-    if (hm_manager_free(h->m, s, 0, HM_MEM_RELEASE) != HM_OK) {
+    if (segment_release(h, s)) {
         hm_segmap_set((uintptr_t)s, true);
         return;
     }
     *at = next;
-    if (h->dual) views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
 }
 
 static hm_status page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
@@ -988,20 +997,10 @@ hm_status hm_heap_destroy(hm_heap *h)
      * its header names), and a dual heap's large blocks too: a refusal stops here with what is left
      * still recorded, so that destroy can be called again. */
     while (h->segments && !st) {
-        hm_segment *s = h->segments, *next = s->next;
-        int fd = s->fd;
-        uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
-        if ((st = hm_manager_free(m, s, 0, HM_MEM_RELEASE))) break;
-        h->segments = next;
-        if (h->dual) views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+        hm_segment *next = h->segments->next;
+        if (!(st = segment_release(h, h->segments))) h->segments = next;
     }
-    while (h->views && !st) {
-        hm_view *v = h->views;
-        if ((st = hm_manager_free(m, (void *)v->base, 0, HM_MEM_RELEASE))) break;
-        h->views = v->next;
-        views_close(h, v->fd, v->rw, v->room);
-        pool_put(&view_pool, v);
-    }
+    while (h->views && !st) st = large_release(h, h->views->base); /* (which unlinks its views) */
     /* every other large block of this heap at once; the charge goes back with them */
     if (!st) st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
     hm_manager_memory_returned(m);
@@ -1361,8 +1360,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (!p) return hm_heap_alloc(h, size, level, out);
     *out = NULL;
     if (!h) return HM_E_POINTER;
-    hm_status gate = hm_manager_enter(h->m); /* SPEC 3.4, before anything is looked at or kept */
-    if (gate) return gate;
+    if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* SPEC 3.4, before anything is kept (as Free) */
     hm_vmap_info info;
     size_t have = usable(h, p, false, &info); /* (the caller holds p: no other thread releases it) */
     if (!have) { /* says why without touching anything: another heap's live block, or no block */

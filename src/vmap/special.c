@@ -242,7 +242,6 @@ static void *stale_mem;
 #define STALE_RANGES 64
 static struct { uintptr_t base; size_t size; } stale_range[STALE_RANGES];
 static unsigned nstale_range;
-static unsigned long stale_dropped; /* leftover registrations that found no slot (never expected) */
 
 static void mem_unmap(void *mem, size_t bytes)
 {
@@ -254,14 +253,21 @@ static void mem_unmap(void *mem, size_t bytes)
 
 static void unregister(uintptr_t base, size_t size)
 {
-    if (!hm_dirty_unregister((void *)base, size)) return;
-    if (nstale_range == STALE_RANGES) {
-        stale_dropped++;
-        return;
-    }
+    if (!hm_dirty_unregister((void *)base, size) || nstale_range == STALE_RANGES) return; /* (full: never seen) */
     stale_range[nstale_range].base = base;
     stale_range[nstale_range].size = size;
     nstale_range++;
+}
+
+/* Leftovers inside [base, base+size) are forgotten: a new record has registered that range itself. */
+static void stale_forget(uintptr_t base, uint64_t size)
+{
+    for (unsigned i = 0; i < nstale_range;) {
+        if (stale_range[i].base < base + size && base < stale_range[i].base + stale_range[i].size)
+            stale_range[i] = stale_range[--nstale_range];
+        else
+            i++;
+    }
 }
 
 static void stale_retry(void)
@@ -296,14 +302,7 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
         mem_unmap(mem, bytes);
         return err;
     }
-    if (watch == HM_WATCH_KERNEL) { /* its range's registration is this record's now, not a leftover */
-        for (unsigned i = 0; i < nstale_range;) {
-            if (stale_range[i].base < base + npages * PAGE && base < stale_range[i].base + stale_range[i].size)
-                stale_range[i] = stale_range[--nstale_range];
-            else
-                i++;
-        }
-    }
+    if (watch == HM_WATCH_KERNEL) stale_forget(base, npages * PAGE);
     s = hm_pool_alloc(&special_pool, &err);
     if (!s) {
         if (watch == HM_WATCH_KERNEL) unregister(base, npages * PAGE);
