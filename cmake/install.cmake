@@ -8,6 +8,7 @@ install(TARGETS hostmem hostmem_static EXPORT hostmemTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS hostmem_cli RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+install(TARGETS hostmem_malloc LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 
 install(EXPORT hostmemTargets NAMESPACE hostmem:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/hostmem)
 configure_package_config_file(cmake/hostmemConfig.cmake.in
@@ -21,3 +22,5 @@ install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hostmemConfig.cmake
 
 configure_file(cmake/hostmem.pc.in ${CMAKE_CURRENT_BINARY_DIR}/hostmem.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hostmem.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+configure_file(cmake/hostmem-malloc.pc.in ${CMAKE_CURRENT_BINARY_DIR}/hostmem-malloc.pc @ONLY)
+install(FILES ${CMAKE_CURRENT_BINARY_DIR}/hostmem-malloc.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -542,7 +542,7 @@ static void op_alloc(reader *r, int hs, int kind, bool big)
             size = size > 64 * KiB ? size % (64 * KiB) : size;
         }
     } else if (kind == K_ALIGNED) {
-        static const size_t bad[] = {0, 3, 24, 48, 8192, SIZE_MAX, (size_t)1 << 63};
+        static const size_t bad[] = {0, 3, 24, 48, 12288, SIZE_MAX, (size_t)1 << 63};
         unsigned v = r8(r) % 20;
         align = v <= 12 ? (size_t)1 << v : bad[v - 13];
     } else if (kind == K_DEBUG) {
@@ -552,7 +552,7 @@ static void op_alloc(reader *r, int hs, int kind, bool big)
     }
     bool overflow = kind == K_CALLOC && size && count > SIZE_MAX / size;
     size_t req = overflow ? SIZE_MAX : count * size;
-    bool align_ok = align && !(align & (align - 1)) && align <= 4096;
+    bool align_ok = align && !(align & (align - 1)) && align <= ((size_t)1 << 40);
     note("%s heap %d (flags %u) size %zu x %zu align %zu level %d", kind_name[kind], hs, hp->flags, count, size, align, (int)lv);
     hm_manager_stats before = mstats(hp->mgr);
     void *p = NULL;

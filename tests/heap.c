@@ -514,8 +514,8 @@ static void test_invalid_level(void **state)
     destroy_mgr(m);
 }
 
-/* hm_heap_alloc_aligned: every power of two 16..4096 gives an aligned block with usable >= size;
- * other alignments are E_INVALIDARG. */
+/* hm_heap_alloc_aligned: every power of two 16..4096 gives an aligned block with usable >= size, and
+ * so do the larger ones up to 1 GiB (blocks of their own); other alignments are E_INVALIDARG. */
 static void test_aligned(void **state)
 {
     (void)state;
@@ -545,9 +545,23 @@ static void test_aligned(void **state)
         assert_int_equal((uintptr_t)p % 16, 0);
         free_ok(h, p);
     }
+    for (size_t a = 8192; a <= ((size_t)1 << 30); a *= 4) {
+        const size_t sizes[] = {1, a, 3 * a + 5};
+        void *q[3];
+        for (size_t k = 0; k < 3; k++) {
+            q[k] = NULL;
+            size_t want = sizes[k] > ((size_t)64 << 20) ? 4096 : sizes[k]; /* (the budget: 256M) */
+            hm_status st = hm_heap_alloc_aligned(h, want, a, HM_LEVEL_TASK, &q[k]);
+            if (st != HM_OK) fail_msg("aligned(%zu, %zu) = %#x: %s", want, a, (unsigned)st, hm_last_detail());
+            if ((uintptr_t)q[k] % a) fail_msg("aligned(%zu, %zu) = %p: misaligned", want, a, q[k]);
+            if (hm_heap_usable_size(h, q[k]) < want) fail_msg("aligned(%zu, %zu): usable too small", want, a);
+            memset(q[k], 0x5a, want);
+        }
+        for (size_t k = 0; k < 3; k++) free_ok(h, q[k]);
+    }
     for (size_t i = 0; i < n; i++) check_fill(blk[i], usz[i], (uint32_t)i);
     hm_heap_stats s0 = hstats(h);
-    const size_t bad[] = {3, 5, 12, 24, 48, 96, 3000, 8192, 65536, (size_t)1 << 20, SIZE_MAX, (size_t)1 << 63};
+    const size_t bad[] = {3, 5, 12, 24, 48, 96, 3000, 12288, 65537, ((size_t)1 << 40) * 2, SIZE_MAX, (size_t)1 << 63};
     char wrong[1024] = "";
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         void *p = (void *)1;

@@ -4,9 +4,11 @@
  *                  a report, and the charge timeline as an SVG picture (simulate.c)
  *   hostmem map    reserve, commit and protect a demonstration layout, print its region map as
  *                  VirtualQuery reports it, then release it
- *   hostmem info   the system as hostmem sees it (GetSystemInfo, map statistics) */
+ *   hostmem info   the system as hostmem sees it (GetSystemInfo, map statistics)
+ *   hostmem run    a program on the drop-in malloc under options, with a report at its exit (run.c) */
 #include <hostmem/hostmem.h>
 
+#include "run.h"
 #include "simulate.h"
 
 #include <stdio.h>
@@ -158,7 +160,9 @@ static void usage(FILE *f)
                "         prints a report and writes the charge timeline as SVG (default hostmem-simulate.svg)\n"
                "         OPTIONS: key=value,... as in HOSTMEM_OPTIONS (limit, reserve.appdomain, ...)\n"
                "  map    reserve, commit and protect a demonstration layout and print its region map\n"
-               "  info   show the system as hostmem sees it\n");
+               "  info   show the system as hostmem sees it\n"
+               "  run [-o OPTIONS] [--report FILE] [--report-format text|json] -- PROGRAM [ARGS...]\n"
+               "         run PROGRAM with hostmem as its malloc under OPTIONS; a report at its exit\n");
 }
 
 static int cmd_simulate(int argc, char **argv)
@@ -194,6 +198,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "simulate")) return cmd_simulate(argc, argv);
     if (!strcmp(cmd, "map")) return cmd_map();
     if (!strcmp(cmd, "info")) return cmd_info();
+    if (!strcmp(cmd, "run")) return hm_run(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

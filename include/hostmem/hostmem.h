@@ -310,7 +310,8 @@ HM_API hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **o
 HM_API hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const char *file, int line,
                                      void **out);
 HM_API hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, void **out);
-/* align: a power of two up to the page size (4096). */
+/* align: any power of two up to 2^40 (1 TiB). Up to 32 KiB small blocks serve it; beyond, a block of
+ * its own at a reservation aligned so (64 KiB is every reservation's alignment anyway). */
 HM_API hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out);
 /* realloc: p NULL allocates; the contents up to the smaller size are kept; on failure p is untouched. */
 HM_API hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void **out);
@@ -351,6 +352,16 @@ typedef struct hm_heap_site {
 HM_API hm_status hm_heap_sites(hm_heap *h, void (*fn)(const hm_heap_site *site, void *arg), void *arg);
 
 /* ---- introspection ------------------------------------------------------------------------ */
+
+/* The process's report, as the drop-in malloc prints it at exit (option stats=on, `hostmem run`):
+ * wall time since the library was loaded, the process-default manager's limit and reserves, peak and
+ * final charge, resident memory as the kernel counts it (peak and now: memory hostmem does not see
+ * shows as the difference), requests granted, refused, waited and timed out by level, and the heaps
+ * that serve malloc by size class. HM_REPORT_JSON gives the same as one JSON object (README, "The
+ * report"). Writes at most cap bytes into buf, NUL-terminated when cap > 0, and returns the length
+ * the whole report needs, as snprintf does (0 if the default manager cannot start). */
+typedef enum hm_report_format { HM_REPORT_TEXT = 0, HM_REPORT_JSON = 1 } hm_report_format;
+HM_API size_t hm_report(hm_report_format format, char *buf, size_t cap);
 
 typedef struct hm_vm_stats {
     size_t allocations;        /* live allocations */

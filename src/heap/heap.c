@@ -18,6 +18,7 @@
 #define BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
 #define EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
 #define SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
+#define GRANULE ((size_t)64 << 10) /* the map's allocation granularity: every reservation base is so aligned */
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the two pools below */
 /* A heap stands 64 bytes into its pool object (the header, then padding): objects are carved from
@@ -785,7 +786,7 @@ static hm_status lcache_drain(hm_heap *h, bool *any)
 /* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
  * wait). reserve > size asks for address space to grow into in place (realloc); only size is
  * committed and usable. */
-static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned level, uintptr_t *out)
+static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, size_t align, unsigned level, uintptr_t *out)
 {
     size_t bytes = (size + 4095) & ~(size_t)4095;
     if (bytes < size) return HM_E_OUTOFMEMORY;
@@ -796,9 +797,12 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
      * request, committing only the difference, where a fresh block would fault in all of it. */
     if (room == bytes && bytes <= HM_LCACHE_BYTES / 4 && h->m->acct.va_limit == UINT64_MAX && !h->dual) room = 2 * bytes;
     hm_lblock blk;
-    bool cached = h->cached && hm_tcache_large_take(h, bytes, &blk);
+    /* a block is its reservation's base: 64 KiB aligned; more is asked of the map, and the caches'
+     * blocks (no better than 64 KiB aligned for sure) are not looked at */
+    bool more = align > GRANULE;
+    bool cached = !more && h->cached && hm_tcache_large_take(h, bytes, &blk);
     if (cached) ((uint64_t *)blk.base)[1] = 0; /* (this thread's own, no lock) */
-    if (!cached) {
+    if (!cached && !more) {
         hm_heap_lock(h);
         cached = h->nlcache && lcache_take(h, bytes, true, &blk);
         hm_heap_unlock(h);
@@ -821,7 +825,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, unsigned l
         return HM_OK;
     }
     void *base, *b;
-    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, (size_t)64 << 10, (uintptr_t)h | 1u,
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, room, more ? align : GRANULE, (uintptr_t)h | 1u,
                                           h->dual ? HM_RESERVE_OWN : 0, &base);
     if (st) return st == HM_E_INVALID_PARAMETER ? HM_E_OUTOFMEMORY : st;
     hm_view *v = NULL;
@@ -894,6 +898,24 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     r.block = b;
     r.size = bs;
     return r;
+}
+
+/* ---- fork ------------------------------------------------------------------------------------- */
+
+void hm_heap_fork_prepare(hm_heap *h)
+{
+    hm_tcache_fork_lock(true);
+    hm_heap_lock(h);
+    hm_tcache_fork_lock(false);
+    pthread_mutex_lock(&pool_lock);
+}
+
+void hm_heap_fork_after(hm_heap *h)
+{
+    pthread_mutex_unlock(&pool_lock);
+    hm_tcache_fork_unlock(false);
+    hm_heap_unlock(h);
+    hm_tcache_fork_unlock(true);
 }
 
 /* ---- debug sites ------------------------------------------------------------------------------ */
@@ -1029,7 +1051,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
         if (align > 16) /* every class is a multiple of 16; for more, the first class whose blocks are aligned */
             while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
     }
-    if (cls == HM_NCLASS) return large_alloc(h, size, size, level, out);
+    if (cls == HM_NCLASS) return large_alloc(h, size, size, align, level, out);
     if (cached && h->cached) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, &h->own, cls, level, out);
@@ -1056,8 +1078,8 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
     *out = NULL;
     hm_status st = check_level(h, level);
     if (st) return st;
-    if (!align || (align & (align - 1)) || align > 4096) {
-        hm_detail_set("alignment %zu: a power of two up to 4096", align);
+    if (!align || (align & (align - 1)) || align > HM_HEAP_MAX_ALIGN) {
+        hm_detail_set("alignment %zu: a power of two up to 2^40", align);
         return HM_E_INVALIDARG;
     }
     if (align < 16) align = 16;
@@ -1383,7 +1405,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (size > HM_SMALL_MAX) { /* a large block, with room to grow into in place next time */
         size_t room = size <= SIZE_MAX / 2 ? size * 2 : size;
         if ((st = check_level(h, level))) return st;
-        st = large_alloc(h, size, room, (unsigned)level, &nb);
+        st = large_alloc(h, size, room, 16, (unsigned)level, &nb);
         st = hm_manager_leave(h->m, st);
     } else {
         st = hm_heap_alloc(h, size, level, (void **)&nb);
@@ -1459,6 +1481,31 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
     out->cached_large_bytes = h->lcache_bytes + h->parked_bytes + cached_large;
     hm_heap_unlock(h);
+    return HM_OK;
+}
+
+hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
+{
+    if (!h || !out) return HM_E_POINTER;
+    memset(out, 0, sizeof(hm_heap_class_stat) * HM_NCLASS);
+    hm_heap_lock(h);
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            uint32_t bs = BS(pg);
+            if (!bs || pg->cls >= HM_NCLASS) continue;
+            hm_heap_class_stat *c = &out[pg->cls];
+            uint64_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) -
+                            atomic_load_explicit(&pg->xcount, memory_order_relaxed);
+            c->pages++;
+            c->blocks += used;
+            c->free_bytes += HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
+        }
+    hm_heap_unlock(h);
+    for (unsigned k = 0; k < HM_NCLASS; k++) {
+        out[k].block_size = hm_heap_class_size(k);
+        out[k].bytes = out[k].blocks * out[k].block_size;
+    }
     return HM_OK;
 }
 

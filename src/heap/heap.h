@@ -93,6 +93,7 @@
 #define HM_HPAGE_SIZE ((size_t)64 << 10)
 #define HM_SEG_PAGES (HM_SEG_SIZE / HM_HPAGE_SIZE)
 #define HM_SMALL_MAX ((size_t)32 << 10)
+#define HM_HEAP_MAX_ALIGN ((size_t)1 << 40) /* the largest alignment hm_heap_alloc_aligned takes */
 #define HM_NCLASS 40
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
@@ -221,5 +222,20 @@ struct hm_heap {
     uint64_t parked_bytes;
     hm_view *stale;                  /* read-write views whose munmap was refused (heap.c: views_close) */
 };
+
+/* fork (src/preload/init.c): before fork, takes h's locks and the heaps' global ones in their order
+ * (the caches' list, h, then the pools); after it, in parent and child alike, releases them. The
+ * child's copies of other threads' caches stay as they were: their blocks remain allocated. */
+void hm_heap_fork_prepare(hm_heap *h);
+void hm_heap_fork_after(hm_heap *h);
+
+/* A heap's small blocks by size class (the report, src/core/report.c): blocks in use (thread caches'
+ * free blocks count as in use: they are not on the pages' free lists), and the bytes of the class's
+ * pages no block in use holds. A racy snapshot while other threads run. */
+typedef struct hm_heap_class_stat {
+    uint32_t block_size;
+    uint64_t pages, blocks, bytes, free_bytes;
+} hm_heap_class_stat;
+hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS]);
 
 #endif

@@ -192,5 +192,8 @@ void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes, uint64_t *l
 /* The heap is going away: its caches forget it (their blocks go with its segments). */
 void hm_tcache_heap_gone(hm_heap *h);
 uint64_t hm_tcache_new_heap_id(void);
+/* fork: the caches' global locks (outer: the list of heaps' caches; else the caches' pool). */
+void hm_tcache_fork_lock(bool outer);
+void hm_tcache_fork_unlock(bool outer);
 
 #endif

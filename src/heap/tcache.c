@@ -86,11 +86,16 @@ void hm_tcache_notify(hm_pagelists *lists, unsigned cls)
 
 static bool large_flush(hm_heap *h, hm_tcache *c);
 
+/* After thread_exit, a thread runs without caches: other libraries' thread-local destructors that run
+ * after it still allocate and free (DROPIN-NOTES 5), and a cache made for them would be lost. */
+static _Thread_local bool thread_gone __attribute__((tls_model("initial-exec")));
+
 static void thread_exit(void *arg)
 {
     (void)arg;
     hm_tcache *c = hm_thread_caches;
     hm_thread_caches = NULL;
+    thread_gone = true;
     while (c) {
         hm_tcache *next = c->thread_next;
         pthread_mutex_lock(&heaps_lock);
@@ -116,6 +121,18 @@ static void thread_exit(void *arg)
 }
 
 static void make_key(void) { (void)pthread_key_create(&exit_key, thread_exit); }
+
+/* fork (heap.h, "fork"): heaps_lock before any heap's lock, the pool lock (a leaf) after. */
+void hm_tcache_fork_lock(bool outer)
+{
+    pthread_mutex_lock(outer ? &heaps_lock : &pool_lock);
+}
+
+void hm_tcache_fork_unlock(bool outer)
+{
+    pthread_mutex_unlock(outer ? &heaps_lock : &pool_lock);
+}
+
 
 /* This thread's cache of h, made on first use and moved to the front of the thread's list; NULL if
  * no memory for one (the caller goes locked). */
@@ -147,6 +164,7 @@ static hm_tcache *my_cache(hm_heap *h)
         }
         prev = c;
     }
+    if (thread_gone) return NULL; /* (the locked path) */
     pthread_once(&key_once, make_key);
     int err = 0;
     pthread_mutex_lock(&pool_lock);

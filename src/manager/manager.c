@@ -1,4 +1,5 @@
 /* manager.c — creating, resolving and destroying managers (manager.h). */
+#define _GNU_SOURCE /* secure_getenv */
 #include "manager.h"
 
 #include <pthread.h>
@@ -23,7 +24,7 @@ static pthread_once_t default_once = PTHREAD_ONCE_INIT;
 static hm_status parse(hm_options *o, const char *options, char *err, size_t errlen)
 {
     hm_options_defaults(o);
-    hm_status st = hm_options_apply(o, getenv("HOSTMEM_OPTIONS"), err, errlen);
+    hm_status st = hm_options_apply(o, secure_getenv("HOSTMEM_OPTIONS"), err, errlen);
     if (st) {
         char inner[200];
         snprintf(inner, sizeof inner, "%s", err);
@@ -193,4 +194,23 @@ hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out)
     int state = atomic_load_explicit(&m->state, memory_order_relaxed);
     out->state = state == HM_MGR_RUNNING ? HM_MANAGER_RUNNING : state == HM_MGR_SHUTDOWN ? HM_MANAGER_SHUT_DOWN : HM_MANAGER_FAILED;
     return HM_OK;
+}
+
+/* fork (manager.h): the manager's locks in their order, then the map's, then the notifier's. */
+void hm_manager_fork_prepare(hm_manager *m)
+{
+    pthread_mutex_lock(&m->wait_lock);
+    pthread_mutex_lock(&m->va_lock);
+    pthread_mutex_lock(&hm_manager_lock);
+    hm_vmap_fork_lock();
+    hm_notify_fork_lock(m);
+}
+
+void hm_manager_fork_after(hm_manager *m, bool child)
+{
+    hm_notify_fork_unlock(m, child);
+    hm_vmap_fork_unlock();
+    pthread_mutex_unlock(&hm_manager_lock);
+    pthread_mutex_unlock(&m->va_lock);
+    pthread_mutex_unlock(&m->wait_lock);
 }

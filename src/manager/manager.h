@@ -103,4 +103,14 @@ hm_status hm_manager_va_released(hm_manager *m, void *start);
 /* Wakes every waiter to return HOST_E_ABANDONED (after state left RUNNING). */
 void hm_manager_abandon_waiters(hm_manager *m);
 
+/* fork (src/preload/init.c): before fork, takes m's locks and those of the layers below in their
+ * order (wait_lock, va_lock, the managers' pool, the map, the notifier); after it, releases them. In
+ * the child, a notification thread that ran in the parent is started again. Waiters of other threads
+ * do not exist in the child; none is left queued only if none waited at fork (the drop-in's manager
+ * has no waits unless wait.* is set). */
+void hm_manager_fork_prepare(hm_manager *m);
+void hm_manager_fork_after(hm_manager *m, bool child);
+/* Sets the bytes kept for unwinding (account.h) of m. */
+static inline void hm_manager_set_unwind(hm_manager *m, uint64_t bytes) { m->acct.unwind = bytes; }
+
 #endif

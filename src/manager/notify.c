@@ -227,6 +227,18 @@ hm_status hm_manager_get_memory_load(hm_manager *m, uint32_t *load, uint64_t *av
     return HM_OK;
 }
 
+void hm_notify_fork_lock(hm_manager *m) { pthread_mutex_lock(&m->notify.lock); }
+
+void hm_notify_fork_unlock(hm_manager *m, bool child)
+{
+    hm_notifier *n = &m->notify;
+    if (child && n->running) { /* the thread was not copied: a new one delivers the child's changes */
+        n->running = false;
+        if (pthread_create(&n->thread, NULL, notify_thread, m) == 0) n->running = true;
+    }
+    pthread_mutex_unlock(&n->lock);
+}
+
 bool hm_notify_on_thread(hm_manager *m)
 {
     hm_notifier *n = &m->notify;

@@ -60,6 +60,9 @@ void hm_notify_refused(struct hm_manager *m);
 void hm_notify_stop(struct hm_manager *m);
 /* The load now (reads the system's numbers) and the bytes still available. */
 void hm_memory_load(struct hm_manager *m, uint32_t *load, uint64_t *available);
+/* fork: the notifier's lock (innermost); in the child, a new notification thread where one ran. */
+void hm_notify_fork_lock(struct hm_manager *m);
+void hm_notify_fork_unlock(struct hm_manager *m, bool child);
 /* Whether the calling thread is m's notification thread (inside a callback). */
 bool hm_notify_on_thread(struct hm_manager *m);
 

@@ -19,6 +19,8 @@ void hm_options_defaults(hm_options *o)
     o->notify_high = 90;
     o->va_limit = UINT64_MAX;
     o->win32_level = 2; /* eProcessCritical */
+    o->malloc_level = 2;
+    o->unwind_ms = 500;
     snprintf(o->cgroup_root, sizeof o->cgroup_root, "/sys/fs/cgroup");
     snprintf(o->proc_root, sizeof o->proc_root, "/proc");
 }
@@ -189,6 +191,31 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else if (!strcmp(key, "win32.level")) {
             what = "task, appdomain or process";
             ok = parse_level(v, vlen, &o->win32_level);
+        } else if (!strcmp(key, "malloc.level")) {
+            what = "task, appdomain or process";
+            ok = parse_level(v, vlen, &o->malloc_level);
+        } else if (!strcmp(key, "malloc.invalid_free")) {
+            what = "abort or ignore";
+            ok = (vlen == 5 && !strncasecmp(v, "abort", 5)) || (vlen == 6 && !strncasecmp(v, "ignore", 6));
+            if (ok) o->malloc_ignore_invalid = vlen == 6;
+        } else if (!strcmp(key, "malloc.unwind")) {
+            what = "a size (bytes with K/M/G/T, or N%)";
+            ok = parse_size(v, vlen, &o->unwind_opt);
+            o->unwind_set = true;
+        } else if (!strcmp(key, "malloc.unwind_time")) {
+            what = "a duration (milliseconds, or with ms or s)";
+            ok = parse_duration(v, vlen, &o->unwind_ms);
+        } else if (!strcmp(key, "stats")) {
+            what = "on or off";
+            ok = parse_switch(v, vlen, &o->stats);
+        } else if (!strcmp(key, "report")) {
+            what = "a path shorter than 256 bytes";
+            ok = vlen > 0 && vlen < sizeof o->report && !memchr(v, 0, vlen);
+            if (ok) memcpy(o->report, v, vlen), o->report[vlen] = 0;
+        } else if (!strcmp(key, "report.format")) {
+            what = "text or json";
+            ok = (vlen == 4 && !strncasecmp(v, "text", 4)) || (vlen == 4 && !strncasecmp(v, "json", 4));
+            if (ok) o->report_json = !strncasecmp(v, "json", 4);
         } else if (!strcmp(key, "heap.guard")) {
             what = "on or off";
             ok = parse_switch(v, vlen, &o->heap_guard);
@@ -202,7 +229,8 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
             return bad(err, errlen,
                        "unknown option key '%s' (known: limit, reserve.appdomain, reserve.process, wait.task, "
                        "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, heap.guard, "
-                       "cgroup.root, proc.root)", key);
+                       "cgroup.root, proc.root, malloc.level, malloc.invalid_free, malloc.unwind, "
+                       "malloc.unwind_time, stats, report, report.format)", key);
         }
         if (!ok) return bad(err, errlen, "option '%s': '%.*s' is not %s", key, (int)vlen, v, what);
         s += len;
@@ -311,5 +339,14 @@ hm_status hm_options_resolve(hm_options *o, char *err, size_t errlen)
     if (o->notify_low >= o->notify_high)
         return bad(err, errlen, "option 'notify.low' (%u) must be below 'notify.high' (%u)", o->notify_low, o->notify_high);
     if (o->va_limit == 0) return bad(err, errlen, "option 'va.limit': resolves to 0 bytes");
+    o->malloc_unwind = resolve_size(&o->unwind_opt, memory);
+    if (!o->unwind_set) { /* 1/32 of the limit, at most 16 MiB (src/preload/dropin.h, "Room to unwind") */
+        o->malloc_unwind = o->limit / 32;
+        if (o->malloc_unwind > ((uint64_t)16 << 20)) o->malloc_unwind = (uint64_t)16 << 20;
+        if (o->malloc_unwind >= o->limit - o->reserve_appdomain - o->reserve_process) o->malloc_unwind = 0;
+    }
+    if (o->malloc_unwind >= o->limit - o->reserve_appdomain - o->reserve_process)
+        return bad(err, errlen, "option 'malloc.unwind' (%" PRIu64 ") must be below 'limit' less the reserves (%" PRIu64 ")",
+                   o->malloc_unwind, o->limit - o->reserve_appdomain - o->reserve_process);
     return HM_OK;
 }

@@ -36,6 +36,16 @@ typedef struct hm_options {
     char cgroup_root[128];      /* where cgroup files are read (tests point it at fixtures) */
     char proc_root[128];        /* where /proc files are read */
     bool limit_set, va_limit_set; /* written by a string, not left to the system */
+    /* Read by the drop-in malloc (src/preload/) only; a manager ignores them. */
+    uint32_t malloc_level;      /* malloc.level: the level of the program's requests */
+    bool malloc_ignore_invalid; /* malloc.invalid_free=ignore (default abort) */
+    hm_size_opt unwind_opt;     /* malloc.unwind as written */
+    uint64_t malloc_unwind;     /* bytes kept below each level's threshold for unwinding (resolved) */
+    bool unwind_set;
+    uint32_t unwind_ms;         /* malloc.unwind_time: how long after a refusal a thread may use them */
+    bool stats;                 /* stats: print the report at exit */
+    bool report_json;           /* report.format=json */
+    char report[256];           /* report: where the report goes (a path; empty: stderr) */
 } hm_options;
 
 /* The defaults, before any string is applied. */

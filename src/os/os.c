@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sched.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -440,4 +441,22 @@ void hm_os_yield(void)
     int saved = errno;
     sched_yield();
     errno = saved;
+}
+
+void hm_os_resident(uint64_t *peak, uint64_t *now)
+{
+    char buf[4096];
+    size_t len;
+    *peak = *now = 0;
+    if (hm_os_read_text("/proc/self/status", buf, sizeof buf, &len) != 0) return;
+    const char *p = strstr(buf, "VmHWM:"), *q = strstr(buf, "VmRSS:");
+    if (p) *peak = strtoull(p + 6, NULL, 10) * 1024;
+    if (q) *now = strtoull(q + 6, NULL, 10) * 1024;
+}
+
+uint64_t hm_os_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

@@ -108,6 +108,11 @@ void hm_os_yield(void);
 uint64_t hm_os_physical_memory(void);
 /* The soft RLIMIT_AS in bytes, or UINT64_MAX when unlimited. */
 uint64_t hm_os_address_space_limit(void);
+/* Resident memory as the kernel counts it: the process's high-water mark (VmHWM) and now (VmRSS),
+ * bytes; 0 where unknown. */
+void hm_os_resident(uint64_t *peak, uint64_t *now);
+/* CLOCK_MONOTONIC in nanoseconds. */
+uint64_t hm_os_now_ns(void);
 
 /* Reads a small text file (from /proc or /sys) into buf, NUL-terminated; *len gets its length. */
 int hm_os_read_text(const char *path, char *buf, size_t cap, size_t *len);

@@ -24,7 +24,13 @@ typedef struct hm_account {
     uint64_t va_limit;            /* UINT64_MAX: unlimited */
     _Atomic uint64_t granted[3];  /* admitted requests that raised the charge, by level */
     _Atomic uint64_t refused[3];  /* refused ones */
+    uint64_t unwind;              /* bytes below each threshold that only a thread unwinding from a
+                                     refusal may take (0 but in the drop-in malloc's manager) */
 } hm_account;
+
+/* Set by the drop-in malloc (src/preload/) on a thread for a short while after a refusal: its requests
+ * may then take an account's `unwind` bytes. */
+extern _Thread_local bool hm_account_unwinding __attribute__((tls_model("initial-exec")));
 
 /* Admits a request of `level` that raises the charge by `bytes`, and charges it; false (nothing
  * charged) if charge + bytes would pass the level's threshold. bytes 0 is always admitted. */
@@ -32,6 +38,7 @@ static inline bool hm_account_admit(hm_account *a, uint64_t bytes, unsigned leve
 {
     if (bytes == 0) return true;
     uint64_t limit = a->threshold[level > 2 ? 2 : level];
+    if (a->unwind && !hm_account_unwinding) limit = limit > a->unwind ? limit - a->unwind : 0;
     uint64_t c = atomic_load_explicit(&a->charge, memory_order_relaxed);
     do {
         if (c > limit || bytes > limit - c) { /* no overflow: subtract on the limit side */

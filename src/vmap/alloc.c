@@ -168,9 +168,10 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     } else {
         /* Big: its own mapping, aligned so that the radix tree stores it in few slots. */
         size_t big_align = bytes >= ((uint64_t)128 << 30) ? ((size_t)16 << 30) : ((size_t)32 << 20);
+        if (big_align < align) big_align = align;
         void *p;
         err = hm_os_reserve(NULL, bytes, big_align, &p);
-        if (err) err = hm_os_reserve(NULL, bytes, GRAN, &p);
+        if (err) err = hm_os_reserve(NULL, bytes, align > GRAN ? align : GRAN, &p);
         if (!err) hm_os_name(p, bytes, "hostmem");
         base = (uintptr_t)p;
         flags |= HM_AF_DIRECT;
@@ -310,10 +311,12 @@ hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, ui
     *base = NULL;
     hm_status st = hm_vmap_init();
     if (st) return st;
-    /* (above HM_ARENA_DIRECT_MIN a reservation gets a mapping of its own, 32 MiB aligned anyway) */
-    if (!size || size > hm_os_cfg()->max_address || align < GRAN || align > ((size_t)32 << 20) ||
+    /* (above HM_ARENA_DIRECT_MIN a reservation gets a mapping of its own, 32 MiB aligned anyway; the
+     * arena's chunks are aligned to 32 MiB at most, so a larger alignment takes a mapping of its own) */
+    if (!size || size > hm_os_cfg()->max_address || align < GRAN || align > hm_os_cfg()->max_address / 4 ||
         (align & (align - 1)) || !tag)
         return HM_E_INVALID_PARAMETER;
+    if (align > ((size_t)32 << 20)) how |= HM_RESERVE_OWN;
     pthread_mutex_lock(&hm_map_lock);
     st = reserve(acct, 2, 0, size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, align, tag, how, base);
     pthread_mutex_unlock(&hm_map_lock);

@@ -30,6 +30,7 @@ hm_pool hm_alloc_pool = HM_POOL_INIT("allocation", sizeof(hm_alloc), 64 * 1024);
 /* ---- failure detail --------------------------------------------------------------------------- */
 
 static _Thread_local char detail[256];
+_Thread_local bool hm_account_unwinding __attribute__((tls_model("initial-exec")));
 
 void hm_detail_set(const char *fmt, ...)
 {
@@ -126,6 +127,14 @@ void hm_map_quiesce(void)
 {
     while (nbusy) pthread_cond_wait(&map_idle, &hm_map_lock);
 }
+
+void hm_vmap_fork_lock(void)
+{
+    pthread_mutex_lock(&hm_map_lock);
+    hm_map_quiesce(); /* no allocation busy in a system call: the child's map is whole */
+}
+
+void hm_vmap_fork_unlock(void) { pthread_mutex_unlock(&hm_map_lock); }
 
 /* A one-run table stands inline in the record (vmap.h); writers see it through this scratch table,
  * valid until the calling thread's next call. Per thread: a writer keeps using it across a system

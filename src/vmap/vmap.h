@@ -109,4 +109,8 @@ void hm_vmap_reset_peak(void);
 void hm_detail_set(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *hm_detail_get(void);
 
+/* fork: the map's lock, taken once no allocation is busy in a system call (vmap.c), and released. */
+void hm_vmap_fork_lock(void);
+void hm_vmap_fork_unlock(void);
+
 #endif

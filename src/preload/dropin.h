@@ -1,0 +1,84 @@
+/* dropin.h — the drop-in malloc (libhostmem-malloc.so): its one state and the calls between its files.
+ *
+ * Every malloc-family call and every C++ operator new/delete is served by one thread-safe hm_heap of
+ * the process-default manager (options from HOSTMEM_OPTIONS, read with secure_getenv: ignored in
+ * setuid/setgid programs), at the level of the calling thread (hostmem/malloc.h) or else the option
+ * malloc.level.
+ *
+ * Start. The first call makes the heap (init.c). It may come before any constructor has run (the
+ * dynamic loader and libc allocate early) and on any thread; making the heap calls no malloc, but in
+ * case something on that path does (a libc function on an unusual system), a call that arrives on the
+ * initialising thread while it initialises is served from a static bootstrap area (boot_*) whose
+ * blocks are never given back; other threads wait. No thread starts and no signal handler is
+ * installed until a feature that needs it is used (a notification callback, write watch).
+ *
+ * fork. pthread_atfork handlers, registered at start, take the heap's lock and every lock of the
+ * layers below in their order before fork and release them in both processes after it, so the child
+ * finds no lock held by a thread that does not exist there (init.c). Other threads' caches are left
+ * as they were in the child: their blocks stay allocated (the child's copies of those threads' blocks
+ * are the program's to free, and a free reaches the heap from any thread).
+ *
+ * Room to unwind. A request the budget refuses starts, on its thread, a window of malloc.unwind_time
+ * (default 500 ms) in which that thread's requests may also use the last malloc.unwind bytes below
+ * their level's threshold (default 1/32 of the limit, at most 16 MiB), which no other request may
+ * take (hm_account_unwinding, account.h): the program that was just refused can still build its
+ * error and unwind. The refused request itself stays refused.
+ *
+ * Invalid frees (a double free, a pointer malloc never returned, an interior pointer) are told apart
+ * by the heap without changing it; the drop-in writes what happened to stderr and then, by
+ * malloc.invalid_free, aborts (the default, as glibc does) or returns leaving everything as it was. */
+#ifndef HM_DROPIN_H
+#define HM_DROPIN_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hostmem/hostmem.h>
+
+#include "../manager/options.h"
+
+#define HM_DROPIN_API __attribute__((visibility("default")))
+
+typedef struct hm_dropin {
+    _Atomic(hm_heap *) heap; /* NULL until made; then fixed for the life of the process */
+    hm_manager *m;           /* the process-default manager */
+    hm_options opts;         /* its options (the malloc.*, stats and report keys are the drop-in's) */
+    uint32_t level;          /* malloc.level */
+} hm_dropin;
+
+extern hm_dropin hm_dropin_state;
+
+/* The level this thread's requests use: set by hm_malloc_level_set, else -1 (malloc.level). */
+extern _Thread_local int hm_dropin_thread_level __attribute__((tls_model("initial-exec")));
+/* When this thread's window to unwind ends (CLOCK_MONOTONIC, ms); meaningful while
+ * hm_account_unwinding is set. */
+extern _Thread_local uint64_t hm_dropin_unwind_until __attribute__((tls_model("initial-exec")));
+
+/* The heap, made on first use; NULL while this thread is making it (use the bootstrap area then). */
+hm_heap *hm_dropin_start(void);
+
+static inline hm_heap *hm_dropin_heap(void)
+{
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    return __builtin_expect(h != NULL, 1) ? h : hm_dropin_start();
+}
+
+/* The bootstrap area (init.c): blocks for calls made while the heap is being made. */
+void *hm_dropin_boot_alloc(size_t size, size_t align);
+bool hm_dropin_is_boot(const void *p);
+size_t hm_dropin_boot_size(const void *p);
+
+/* The allocation paths every entry point shares (malloc.c). NULL with errno ENOMEM on refusal. */
+void *hm_dropin_alloc(size_t size);
+void *hm_dropin_alloc_aligned(size_t size, size_t align);
+void hm_dropin_free(void *p);
+/* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
+void hm_dropin_invalid(const char *fn, void *p, hm_status st);
+
+/* The report (report.c): written at exit when the options ask for it; malloc_stats prints it. */
+void hm_dropin_report_at_exit(void);
+void hm_dropin_report_to(int fd, bool json);
+
+#endif

@@ -1,0 +1,213 @@
+/* run.c — `hostmem run`: a program on the drop-in malloc (libhostmem-malloc.so), under options.
+ *
+ *   hostmem run [-o OPTIONS] [--report FILE] [--report-format text|json] -- PROGRAM [ARGS...]
+ *
+ * The options are checked here first (a bad one is a message naming it and status 2, before the
+ * program starts), then handed to the program in HOSTMEM_OPTIONS after any it already had, with the
+ * library prepended to LD_PRELOAD. The program's own exit status comes back: 128+N for signal N, 127
+ * when it cannot be found, 126 when it cannot be run. HOSTMEM_RUN_PID names the program's process,
+ * so that it alone writes FILE (or to stderr) and the processes it starts write FILE.PID. */
+#define _GNU_SOURCE
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <hostmem/hostmem.h>
+
+#ifndef HM_LIBDIR
+#define HM_LIBDIR "/usr/local/lib"
+#endif
+#define LIBNAME "libhostmem-malloc.so"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: hostmem run [-o OPTIONS] [--report FILE] [--report-format text|json] -- PROGRAM [ARGS...]\n"
+               "  runs PROGRAM with hostmem as its malloc, under OPTIONS (key=value,... as in HOSTMEM_OPTIONS:\n"
+               "  limit, malloc.level, malloc.invalid_free, malloc.unwind, ...), and prints a report at its exit\n"
+               "  (stderr, or FILE)\n");
+}
+
+static bool readable(const char *path) { return access(path, R_OK) == 0; }
+
+/* The drop-in library: $HOSTMEM_MALLOC_LIB, next to this program (a build tree), ../lib* beside it
+ * (an installation), or the configured library directory. */
+static bool find_library(char *out, size_t cap)
+{
+    const char *env = getenv("HOSTMEM_MALLOC_LIB");
+    if (env && *env) {
+        snprintf(out, cap, "%s", env);
+        return readable(out);
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = 0;
+        char *slash = strrchr(exe, '/');
+        if (slash) {
+            *slash = 0;
+            static const char *const rel[] = {"", "/../lib", "/../lib64", "/../lib/x86_64-linux-gnu", "/../lib/aarch64-linux-gnu"};
+            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
+                int l = snprintf(out, cap, "%s%s/" LIBNAME, exe, rel[i]);
+                if (l > 0 && (size_t)l < cap && readable(out)) return true;
+            }
+        }
+    }
+    snprintf(out, cap, "%s/" LIBNAME, HM_LIBDIR);
+    return readable(out);
+}
+
+/* "a" + "," + "b", either possibly empty. */
+static char *join(const char *a, const char *b, char sep)
+{
+    size_t la = a ? strlen(a) : 0, lb = b ? strlen(b) : 0;
+    char *s = malloc(la + lb + 2);
+    if (!s) return NULL;
+    size_t n = 0;
+    if (la) memcpy(s, a, la), n = la;
+    if (la && lb) s[n++] = sep;
+    if (lb) memcpy(s + n, b, lb), n += lb;
+    s[n] = 0;
+    return s;
+}
+
+int hm_run(int argc, char **argv)
+{
+    const char *options = NULL, *report = NULL, *format = NULL;
+    int i = 2;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--")) {
+            i++;
+            break;
+        }
+        if ((!strcmp(a, "-o") || !strcmp(a, "--options")) && i + 1 < argc) {
+            char *o = join(options, argv[++i], ',');
+            if (!o) return 2;
+            options = o;
+        } else if (!strcmp(a, "--report") && i + 1 < argc) {
+            report = argv[++i];
+        } else if (!strcmp(a, "--report-format") && i + 1 < argc) {
+            format = argv[++i];
+            if (strcmp(format, "text") && strcmp(format, "json")) {
+                fprintf(stderr, "hostmem run: --report-format wants text or json, not '%s'\n", format);
+                return 2;
+            }
+        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            return 0;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "hostmem run: unknown argument '%s'\n", a);
+            usage(stderr);
+            return 2;
+        } else {
+            break; /* the program (no "--") */
+        }
+    }
+    if (i >= argc) {
+        fprintf(stderr, "hostmem run: no program to run\n");
+        usage(stderr);
+        return 2;
+    }
+    char lib[PATH_MAX];
+    if (!find_library(lib, sizeof lib)) {
+        fprintf(stderr, "hostmem run: cannot find " LIBNAME " (looked beside %s and in " HM_LIBDIR
+                        "; HOSTMEM_MALLOC_LIB names it)\n", "this program");
+        return 2;
+    }
+
+    /* What the program gets: its HOSTMEM_OPTIONS, then ours, then the report's settings. */
+    char extra[PATH_MAX + 64] = "stats=on";
+    if (report) {
+        const char *given = report;
+        char abs[PATH_MAX];
+        if (report[0] != '/') {
+            char cwd[PATH_MAX];
+            if (!getcwd(cwd, sizeof cwd)) {
+                perror("hostmem run: getcwd");
+                return 2;
+            }
+            int l = snprintf(abs, sizeof abs, "%s/%s", cwd, report);
+            if (l < 0 || (size_t)l >= sizeof abs) abs[0] = 0, report = NULL;
+        } else {
+            snprintf(abs, sizeof abs, "%s", report);
+        }
+        if (!report || strlen(abs) >= 256 || strchr(abs, ',')) {
+            fprintf(stderr, "hostmem run: --report: the path must be shorter than 256 bytes, without commas: %s\n", given);
+            return 2;
+        }
+        snprintf(extra, sizeof extra, "report=%s", abs);
+    }
+    if (format) {
+        size_t l = strlen(extra);
+        snprintf(extra + l, sizeof extra - l, ",report.format=%s", format);
+    }
+    char *mine = join(options, extra, ',');
+    char *all = mine ? join(getenv("HOSTMEM_OPTIONS"), mine, ',') : NULL;
+    char *preload = join(lib, getenv("LD_PRELOAD"), ':');
+    if (!all || !preload) return 2;
+
+    /* Checked as the program's process will read them: a manager made from them (and dropped). */
+    hm_manager *check;
+    if (setenv("HOSTMEM_OPTIONS", all, 1) != 0) return 2;
+    hm_status st = hm_manager_create(NULL, &check);
+    if (HM_FAILED(st)) {
+        fprintf(stderr, "hostmem run: bad options: %s\n", hm_last_detail());
+        return 2;
+    }
+    (void)hm_manager_destroy(check);
+    if (setenv("LD_PRELOAD", preload, 1) != 0) return 2;
+    fflush(NULL);
+
+    int pipefd[2]; /* the child tells an exec failure through it (close-on-exec: silence is success) */
+    if (pipe2(pipefd, O_CLOEXEC) != 0) {
+        perror("hostmem run: pipe");
+        return 2;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("hostmem run: fork");
+        return 2;
+    }
+    if (pid == 0) {
+        close(pipefd[0]);
+        char me[32];
+        snprintf(me, sizeof me, "%d", (int)getpid());
+        setenv("HOSTMEM_RUN_PID", me, 1);
+        execvp(argv[i], argv + i);
+        int e = errno;
+        ssize_t w = write(pipefd[1], &e, sizeof e);
+        (void)w;
+        _exit(127);
+    }
+    close(pipefd[1]);
+    /* the terminal's ^C and ^\ are the program's to act on; its status tells what happened */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGQUIT, SIG_IGN);
+    int e = 0;
+    ssize_t r;
+    do r = read(pipefd[0], &e, sizeof e);
+    while (r < 0 && errno == EINTR);
+    close(pipefd[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) {
+            perror("hostmem run: waitpid");
+            return 2;
+        }
+    if (r == (ssize_t)sizeof e) {
+        fprintf(stderr, "hostmem run: %s: %s\n", argv[i], e == ENOENT ? "command not found" : strerror(e));
+        return e == ENOENT ? 127 : 126;
+    }
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
+    return 2;
+}
