@@ -21,7 +21,11 @@ run: deps
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/hostmem simulate
 
+# what the drop-in malloc's tests run on it (tests/dropin, tests/programs)
+DROPIN_PACKAGES = g++ python3 sqlite3 lua5.4 git redis-server redis-tools libpython3.11-testsuite
+
 test: deps
+	@HM_EXTRA_PACKAGES="$(DROPIN_PACKAGES)" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=address,undefined -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/asan -j $(JOBS)
 	ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS) --timeout 600

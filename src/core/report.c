@@ -151,7 +151,7 @@ size_t hm_report(hm_report_format format, char *buf, size_t cap)
                 human(hs.cached_large_bytes, c, sizeof c), hs.segments, hs.committed_pages);
             bool any = false;
             for (unsigned k = 0; k < HM_NCLASS; k++) {
-                if (!cs[k].pages) continue;
+                if (!cs[k].blocks) continue; /* (JSON lists every class with pages) */
                 if (!any) put(&o, "    %10s %8s %12s %14s %14s\n", "block size", "pages", "blocks", "bytes", "free bytes");
                 any = true;
                 put(&o, "    %10u %8" PRIu64 " %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", cs[k].block_size,

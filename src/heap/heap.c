@@ -1501,6 +1501,13 @@ hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
             c->blocks += used;
             c->free_bytes += HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
         }
+    for (hm_tcache *c = h->caches; c; c = c->next) /* blocks threads' caches hold are free */
+        for (unsigned k = 0; k < HM_NCLASS; k++) {
+            uint64_t n = atomic_load_explicit(&c->bin[k].n, memory_order_relaxed);
+            if (n > out[k].blocks) n = out[k].blocks;
+            out[k].blocks -= n;
+            out[k].free_bytes += n * hm_heap_class_size(k);
+        }
     hm_heap_unlock(h);
     for (unsigned k = 0; k < HM_NCLASS; k++) {
         out[k].block_size = hm_heap_class_size(k);

@@ -229,9 +229,9 @@ struct hm_heap {
 void hm_heap_fork_prepare(hm_heap *h);
 void hm_heap_fork_after(hm_heap *h);
 
-/* A heap's small blocks by size class (the report, src/core/report.c): blocks in use (thread caches'
- * free blocks count as in use: they are not on the pages' free lists), and the bytes of the class's
- * pages no block in use holds. A racy snapshot while other threads run. */
+/* A heap's small blocks by size class (the report, src/core/report.c): blocks in use (not free on
+ * their pages, in other threads' frees not yet collected, or in a thread's cache), and the bytes of
+ * the class's pages no block in use holds. A racy snapshot while other threads run. */
 typedef struct hm_heap_class_stat {
     uint32_t block_size;
     uint64_t pages, blocks, bytes, free_bytes;

@@ -21,6 +21,7 @@ void hm_options_defaults(hm_options *o)
     o->win32_level = 2; /* eProcessCritical */
     o->malloc_level = 2;
     o->unwind_ms = 500;
+    o->malloc_mmap = true;
     snprintf(o->cgroup_root, sizeof o->cgroup_root, "/sys/fs/cgroup");
     snprintf(o->proc_root, sizeof o->proc_root, "/proc");
 }
@@ -205,6 +206,9 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else if (!strcmp(key, "malloc.unwind_time")) {
             what = "a duration (milliseconds, or with ms or s)";
             ok = parse_duration(v, vlen, &o->unwind_ms);
+        } else if (!strcmp(key, "malloc.mmap")) {
+            what = "on or off";
+            ok = parse_switch(v, vlen, &o->malloc_mmap);
         } else if (!strcmp(key, "stats")) {
             what = "on or off";
             ok = parse_switch(v, vlen, &o->stats);
@@ -230,7 +234,7 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
                        "unknown option key '%s' (known: limit, reserve.appdomain, reserve.process, wait.task, "
                        "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, heap.guard, "
                        "cgroup.root, proc.root, malloc.level, malloc.invalid_free, malloc.unwind, "
-                       "malloc.unwind_time, stats, report, report.format)", key);
+                       "malloc.unwind_time, malloc.mmap, stats, report, report.format)", key);
         }
         if (!ok) return bad(err, errlen, "option '%s': '%.*s' is not %s", key, (int)vlen, v, what);
         s += len;

@@ -19,6 +19,7 @@
 #define _GNU_SOURCE
 #include "dirty.h"
 #include "os.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -314,7 +315,7 @@ static const char *self_test(void)
     enum { NP = 8 };
     size_t len = NP * page;
     int err = hm_os_fault_check(HM_OS_MMAP);
-    char *m = err ? MAP_FAILED : mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *m = err ? MAP_FAILED : hm_sys_mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) {
         if (!err) err = errno;
         snprintf(reason, sizeof reason, "scratch mapping: mmap: %s (%d)", errname(err), err);
@@ -326,7 +327,7 @@ static const char *self_test(void)
     m[0] = 1; /* written before registration: must not count */
     if ((err = step()) || (err = k_register(a, len))) {
         snprintf(reason, sizeof reason, "UFFDIO_REGISTER (write-protect mode): %s (%d)", errname(err), err);
-        munmap(m, len);
+        hm_sys_munmap(m, len);
         return reason;
     }
     if ((err = step()) || (err = k_scan(a, len, NULL, SIZE_MAX, true, &n))) goto scan_failed;
@@ -358,7 +359,7 @@ wrong:
     why = "PAGEMAP_SCAN: wrong pages listed on the scratch mapping";
 out:
     (void)k_unregister(a, len);
-    munmap(m, len);
+    hm_sys_munmap(m, len);
     return why;
 }
 

@@ -5,6 +5,7 @@
  * that hostmem, used as a process's allocator, never disturbs the caller's errno. */
 #define _GNU_SOURCE
 #include "os.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -178,7 +179,7 @@ const hm_os_config *hm_os_cfg(void) { return &cfg; }
 /* mmap that returns 0 or errno (errno itself is left to the caller to restore). */
 static int map(void *addr, size_t size, int prot, int flags, void **out)
 {
-    void *p = mmap(addr, size, prot, flags, -1, 0);
+    void *p = hm_sys_mmap(addr, size, prot, flags, -1, 0);
     if (p == MAP_FAILED) return errno;
     *out = p;
     return 0;
@@ -195,8 +196,8 @@ static int map_aligned(size_t size, size_t align, int prot, int flags, void **ou
     if (err) return err;
     uintptr_t start = ((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
     size_t head = start - (uintptr_t)p, tail = over - head - size;
-    if (head) munmap(p, head);
-    if (tail) munmap((void *)(start + size), tail);
+    if (head) hm_sys_munmap(p, head);
+    if (tail) hm_sys_munmap((void *)(start + size), tail);
     *out = (void *)start;
     return 0;
 }
@@ -216,7 +217,7 @@ int hm_os_reserve(void *hint, size_t size, size_t align, void **out)
             errno = saved;
             return 0;
         }
-        munmap(p, size); /* an old kernel took it as a plain hint */
+        hm_sys_munmap(p, size); /* an old kernel took it as a plain hint */
     }
     err = map_aligned(size, align, PROT_NONE, RESERVE_FLAGS, out);
     errno = saved;
@@ -230,7 +231,7 @@ int hm_os_reserve_at(void *addr, size_t size)
     void *p = NULL;
     err = map(addr, size, PROT_NONE, RESERVE_FLAGS | MAP_FIXED_NOREPLACE, &p);
     if (!err && p != addr) { /* kernel without MAP_FIXED_NOREPLACE: it was only a hint */
-        munmap(p, size);
+        hm_sys_munmap(p, size);
         err = EEXIST;
     }
     errno = saved;
@@ -255,7 +256,7 @@ int hm_os_map_meta(size_t size, void **out)
     void *p = NULL;
     if (size >= HUGE_2M) {
         err = map_aligned(size, HUGE_2M, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &p);
-        if (!err) (void)madvise(p, size, MADV_HUGEPAGE); /* a hint; failure is fine */
+        if (!err) (void)hm_sys_madvise(p, size, MADV_HUGEPAGE); /* a hint; failure is fine */
     } else {
         err = map(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, &p);
     }
@@ -274,7 +275,7 @@ int hm_os_unmap(void *addr, size_t size)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MUNMAP))) return err;
-    err = rc_errno(munmap(addr, size));
+    err = rc_errno(hm_sys_munmap(addr, size));
     errno = saved;
     return err;
 }
@@ -283,7 +284,7 @@ int hm_os_protect(void *addr, size_t size, int prot)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MPROTECT))) return err;
-    err = rc_errno(mprotect(addr, size, prot));
+    err = rc_errno(hm_sys_mprotect(addr, size, prot));
     errno = saved;
     return err;
 }
@@ -292,7 +293,7 @@ static int advise(void *addr, size_t size, int advice)
 {
     int saved = errno, err;
     if ((err = fault_check(HM_OS_MADVISE))) return err;
-    err = rc_errno(madvise(addr, size, advice));
+    err = rc_errno(hm_sys_madvise(addr, size, advice));
     errno = saved;
     return err;
 }

@@ -4,6 +4,7 @@
  * code, and a read-write view where it writes it. Part of the platform layer (os.h's contract). */
 #define _GNU_SOURCE
 #include "os.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -33,10 +34,10 @@ static void probe_wx(void)
     const char *v = getenv("HOSTMEM_EXEC_VIEWS");
     if (v && !strcmp(v, "dual")) return; /* forced: behave as under W^X */
     int saved = errno;
-    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void *p = hm_sys_mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p != MAP_FAILED) {
-        wx_allowed = mprotect(p, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
-        munmap(p, 4096);
+        wx_allowed = hm_sys_mprotect(p, 4096, PROT_READ | PROT_WRITE | PROT_EXEC) == 0;
+        hm_sys_munmap(p, 4096);
     }
     errno = saved;
 }
@@ -68,7 +69,7 @@ int hm_os_map_shared_at(void *addr, size_t size, int fd, uint64_t off, int prot)
 {
     int saved = errno, err;
     if ((err = hm_os_fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(addr, size, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
+    void *p = hm_sys_mmap(addr, size, prot, MAP_SHARED | MAP_FIXED, fd, (off_t)off);
     err = p == MAP_FAILED ? errno : 0;
     errno = saved;
     return err;
@@ -78,7 +79,7 @@ int hm_os_map_shared(size_t size, int fd, uint64_t off, int prot, void **out)
 {
     int saved = errno, err;
     if ((err = hm_os_fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(NULL, size, prot, MAP_SHARED, fd, (off_t)off);
+    void *p = hm_sys_mmap(NULL, size, prot, MAP_SHARED, fd, (off_t)off);
     if (p == MAP_FAILED) {
         err = errno;
     } else {
@@ -102,7 +103,7 @@ int hm_os_rereserve(void *addr, size_t size)
 {
     int saved = errno, err;
     if ((err = hm_os_fault_check(HM_OS_MMAP))) return err;
-    void *p = mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+    void *p = hm_sys_mmap(addr, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
     err = p == MAP_FAILED ? errno : 0;
     errno = saved;
     return err;

@@ -74,6 +74,10 @@ size_t hm_dropin_boot_size(const void *p);
 void *hm_dropin_alloc(size_t size);
 void *hm_dropin_alloc_aligned(size_t size, size_t align);
 void hm_dropin_free(void *p);
+/* The level of this thread's requests now; a budget refusal's consequences (errno ENOMEM, the window
+ * to unwind) for a request made elsewhere (mmap.c). */
+unsigned hm_dropin_level(void);
+void hm_dropin_refused(void);
 /* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
 void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 

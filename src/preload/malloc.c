@@ -57,6 +57,9 @@ static __attribute__((noinline)) void *refused(hm_status st)
     return NULL;
 }
 
+unsigned hm_dropin_level(void) { return level_now(); }
+void hm_dropin_refused(void) { (void)refused(HM_E_COMMITMENT_LIMIT); }
+
 void *hm_dropin_alloc(size_t size)
 {
     hm_heap *h = hm_dropin_heap();

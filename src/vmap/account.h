@@ -7,7 +7,7 @@
  * thresholds and reads the numbers; it never keeps a second copy of them.
  *
  * Invariant (checked by hm_vmap_check): charge = bytes of committed pages of the account's
- * allocations; va_used = bytes of its allocations + va_recorded. */
+ * allocations + outside; va_used = bytes of its allocations + va_recorded. */
 #ifndef HM_ACCOUNT_H
 #define HM_ACCOUNT_H
 
@@ -24,6 +24,8 @@ typedef struct hm_account {
     uint64_t va_limit;            /* UINT64_MAX: unlimited */
     _Atomic uint64_t granted[3];  /* admitted requests that raised the charge, by level */
     _Atomic uint64_t refused[3];  /* refused ones */
+    _Atomic uint64_t outside;     /* of charge: mappings made outside the map, charged by the drop-in
+                                     malloc's mmap (src/preload/mmap.c) */
     uint64_t unwind;              /* bytes below each threshold that only a thread unwinding from a
                                      refusal may take (0 but in the drop-in malloc's manager) */
 } hm_account;

@@ -168,7 +168,8 @@ hm_status hm_vmap_check(bool with_kernel)
     }
     for (size_t k = 0; !st && k < naccts; k++) {
         hm_account *ac = accts[k].acct;
-        uint64_t charge = atomic_load_explicit(&ac->charge, memory_order_relaxed);
+        uint64_t charge = atomic_load_explicit(&ac->charge, memory_order_relaxed) -
+                          atomic_load_explicit(&ac->outside, memory_order_relaxed);
         uint64_t va = atomic_load_explicit(&ac->va_used, memory_order_relaxed);
         uint64_t recorded = atomic_load_explicit(&ac->va_recorded, memory_order_relaxed);
         if (charge != accts[k].committed || va != accts[k].reserved + recorded) {
