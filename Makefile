@@ -22,7 +22,7 @@ run: deps
 	./$(BUILD)/release/hostmem simulate
 
 # what the drop-in malloc's tests run on it (tests/dropin, tests/programs)
-DROPIN_PACKAGES = g++ python3 sqlite3 lua5.4 git redis-server redis-tools libpython3.11-testsuite
+DROPIN_PACKAGES = g++ valgrind python3 sqlite3 lua5.4 git redis-server redis-tools libpython3.11-testsuite
 
 test: deps
 	@HM_EXTRA_PACKAGES="$(DROPIN_PACKAGES)" ./scripts/deps.sh

@@ -12,6 +12,7 @@
 #include "../os/os.h"
 #include "../vmap/meta.h"
 #include "../vmap/vmap.h"
+#include "track.h"
 
 #define DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
 #define LCACHE_MAGIC 0x6c63616368656421ull /* mixed into a cached large block's tag */
@@ -275,6 +276,8 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
  * level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
  * meanwhile so that no other thread takes it. */
+uint32_t hm_heap_empty_delay_ms = HM_EMPTY_DELAY_MS;
+
 static uint64_t now_ms(void)
 {
     struct timespec t;
@@ -303,7 +306,7 @@ static void empty_del(hm_heap *h, hm_hpage *pg)
 /* Whether pg sits in the empty cache and has waited long enough (or force). */
 static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
 {
-    return pg->in_empty && (force || now - pg->empty_since >= HM_EMPTY_DELAY_MS);
+    return pg->in_empty && (force || now - pg->empty_since >= hm_heap_empty_delay_ms);
 }
 
 /* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
@@ -340,6 +343,7 @@ static hm_status purge(hm_heap *h, bool force)
 
 static hm_status lcache_drain(hm_heap *h, bool *any);
 static hm_status large_release(hm_heap *h, uintptr_t base);
+static bool find(const void *p, hm_vmap_info *info);
 
 /* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
  * go first, and the caller tries once more; true if any went. Lock held. */
@@ -348,7 +352,9 @@ static bool refused_give_back(hm_heap *h, hm_status st)
     if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
     bool any = h->cached && hm_tcache_large_drain_all(h), kept;
     (void)lcache_drain(h, &kept); /* (what it cannot release stays cached: the retry may still pass) */
-    return kept || any;
+    uint32_t before = h->nempty; /* and the empty pages, however recently emptied */
+    (void)purge(h, true);
+    return kept || any || h->nempty < before;
 }
 
 /* Releases segment s (not linked any more, or about to be unlinked by the caller) and then a dual
@@ -356,6 +362,7 @@ static bool refused_give_back(hm_heap *h, hm_status st)
  * refusal changes nothing. */
 static hm_status segment_release(hm_heap *h, hm_segment *s)
 {
+    if (h->tracked) hm_track_clear(s, HM_SEG_SIZE); /* (before: the header is read below) */
     int fd = s->fd;
     uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
     hm_status st = hm_manager_free(h->m, s, 0, HM_MEM_RELEASE);
@@ -485,6 +492,7 @@ static void page_retire(hm_heap *h, hm_hpage *pg)
     SET(pg->extent, 0);
     pg->free = 0;
     seg_of(pg)->pages_in_use--;
+    if (h->tracked) hm_track_clear((void *)page_addr(pg), HM_HPAGE_SIZE); /* (carved afresh next time) */
     empty_push(h, pg);
 }
 static void page_empty(hm_heap *h, hm_hpage *pg)
@@ -730,6 +738,8 @@ static bool lcache_put(hm_heap *h, hm_lblock blk)
  * held. A refusal changes nothing: the block stays whole, committed and charged. */
 static hm_status large_release(hm_heap *h, uintptr_t base)
 {
+    hm_vmap_info info;
+    if (h->tracked && find((void *)base, &info)) hm_track_clear((void *)base, info.size);
     hm_view *v = h->dual ? view_of(h, base) : NULL;
     hm_status st = hm_manager_free(h->m, (void *)base, 0, HM_MEM_RELEASE);
     if (st == HM_OK && v) view_forget(h, v);
@@ -775,6 +785,7 @@ static hm_status lcache_drain(hm_heap *h, bool *any)
 {
     *any = h->nlcache != 0 || h->parked;
     while (h->nlcache) {
+        if (h->tracked) hm_track_clear((void *)h->lcache[h->nlcache - 1].base, h->lcache[h->nlcache - 1].room);
         hm_status st = hm_manager_free(h->m, (void *)h->lcache[h->nlcache - 1].base, 0, HM_MEM_RELEASE);
         if (st) return st;
         h->lcache_bytes -= h->lcache[h->nlcache - 1].size;
@@ -790,6 +801,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, size_t ali
 {
     size_t bytes = (size + 4095) & ~(size_t)4095;
     if (bytes < size) return HM_E_OUTOFMEMORY;
+    if (!bytes) bytes = 4096; /* (size 0 at an alignment only a block of its own serves) */
     size_t room = (reserve + 4095) & ~(size_t)4095;
     if (room < bytes) room = bytes;
     /* A block the caches may keep reserves twice its size while the address-space budget is
@@ -969,6 +981,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     h->flags = flags;
     h->dual = (flags & HM_HEAP_EXECUTABLE) && !hm_os_wx_allowed();
     h->cached = (flags & HM_HEAP_THREADSAFE) && !h->dual;
+    h->tracked = hm_track_wanted();
     h->readable = h->cached && !m->opts.heap_guard; /* (segment_new) */
     h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
     struct timespec t;
@@ -1072,7 +1085,7 @@ static hm_status check_level(hm_heap *h, hm_level level)
     return HM_OK;
 }
 
-hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out)
+static hm_status alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out)
 {
     if (!out) return HM_E_POINTER;
     *out = NULL;
@@ -1089,6 +1102,19 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
     return hm_manager_leave(h->m, st);
 }
 
+/* A block the program gets: described to the checkers (track.h). */
+static __attribute__((noinline)) void lend(hm_heap *h, void *p, size_t size)
+{
+    hm_track_lend(h, p, size, hm_heap_usable_size(h, p));
+}
+
+hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level level, void **out)
+{
+    hm_status st = alloc_aligned(h, size, align, level, out);
+    if (!st && h->tracked) lend(h, *out, size);
+    return st;
+}
+
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first: a thread-safe heap's small block from this thread's cache */
@@ -1097,6 +1123,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
         uintptr_t b = hm_tcache_pop(h, hm_heap_class_of(size));
         if (b) {
             *out = (void *)b;
+            if (__builtin_expect(h->tracked, 0)) lend(h, *out, size);
             return HM_OK;
         }
     }
@@ -1130,6 +1157,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         *out = (void *)(b + HM_DEBUG_HDR);
     }
     hm_heap_unlock(h);
+    if (!st && h->tracked) lend(h, *out, size);
     return hm_manager_leave(h->m, st);
 }
 
@@ -1303,11 +1331,31 @@ static __attribute__((noinline)) hm_status already_freed(void *p)
     return HM_E_HOST_INVALIDOPERATION;
 }
 
+static hm_status free_untracked(hm_heap *h, void *p)
+{
+    hm_status st;
+    if (h->cached && free_fast(h, (uintptr_t)p, &st))
+        return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
+    return free_general(h, p);
+}
+
+/* Free under a checker: the block's size is taken first (it is told to the checker after). */
+static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
+{
+    /* told before the block goes: once it is back, another thread may hand it out again */
+    size_t u = hm_heap_usable_size(h, p);
+    if (u) hm_track_return(h, p, u);
+    hm_status st = free_untracked(h, p);
+    if (st && u) hm_track_lend(h, p, u, u); /* (still the program's) */
+    return st;
+}
+
 hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
     if (!p) return HM_OK;
     if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+    if (__builtin_expect(h->tracked, 0)) return free_tracked(h, p);
     hm_status st;
     if (h->cached && free_fast(h, (uintptr_t)p, &st))
         return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
@@ -1394,11 +1442,13 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     /* shrinking within the same class, or growing within the block: keep it */
     if (size <= have && (size > HM_SMALL_MAX || hm_heap_class_of(size ? size : 1) == hm_heap_class_of(have) || size * 2 > have)) {
         *out = p;
+        if (h->tracked) hm_track_resize(h, p, size, have);
         return HM_OK;
     }
     hm_status st;
     if (have > HM_SMALL_MAX && size > have && (st = grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
         *out = p;
+        if (h->tracked) hm_track_resize(h, p, size, hm_heap_usable_size(h, p));
         return HM_OK;
     }
     uintptr_t nb;

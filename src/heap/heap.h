@@ -200,6 +200,7 @@ struct hm_heap {
     bool dual;                       /* executable under W^X: two views of its memory (see below) */
     bool cached;                     /* thread caches serve it: MALLOC_THREADSAFE, not dual */
     bool readable;                   /* its segments' reserved pages read as zeros (cached, no guards) */
+    bool tracked;                    /* its blocks are described to Valgrind or ASan (track.h) */
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */

@@ -33,6 +33,9 @@ static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_siz
  * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
 static inline uint32_t hm_heap_block_index(uintptr_t off, uint32_t inv) { return (uint32_t)(((uint64_t)off * inv) >> 32); }
 static inline uint32_t hm_heap_inverse(uint32_t bs) { return (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs); }
+/* How long an empty page stays committed (HM_EMPTY_DELAY_MS); tests that compare runs set it beyond
+ * reach, so that no page is decommitted by the clock. */
+extern uint32_t hm_heap_empty_delay_ms;
 void hm_heap_lock(hm_heap *h);
 void hm_heap_unlock(hm_heap *h);
 /* Page ownership (heap.h): "the owner of lists" is the thread whose cache they are, or whoever holds
@@ -131,6 +134,7 @@ static inline uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls)
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (!n) return 0;
     uintptr_t b = bin->slot[--n];
+    bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the cache must not see the block) */
     atomic_store_explicit(&bin->n, n, memory_order_relaxed);
     atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
     return b;

@@ -226,6 +226,7 @@ hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *o
         /* (the blocks carry the cache tag already: take_one sets it before their live bits) */
     }
     uintptr_t b = bin->slot[--n];
+    bin->slot[n] = 0; /* (as hm_tcache_pop) */
     set_n(bin, n);
     atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
     *out = b;
