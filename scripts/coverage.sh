@@ -28,7 +28,7 @@ fi
 # -fprofile-update=atomic: the tests run threads, and racing plain counter updates get lost, which
 # leaves gcov with negative branch counts that gcovr cannot read.
 CC=gcc cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE= -DHM_FUZZ=OFF -DHM_BUILD_TESTS=ON \
-  -DHM_BUILD_BENCH=OFF "-DCMAKE_C_FLAGS=--coverage -fprofile-update=atomic -DHM_COVERAGE" -DCMAKE_EXE_LINKER_FLAGS=--coverage \
+  -DHM_BUILD_BENCH=OFF "-DCMAKE_C_FLAGS=--coverage -fprofile-update=atomic -DHM_COVERAGE" -DCMAKE_EXE_LINKER_FLAGS=--coverage -DCMAKE_SHARED_LINKER_FLAGS=--coverage \
   -DCMAKE_SHARED_LINKER_FLAGS=--coverage >/dev/null
 cmake --build "$build" -j "$jobs"
 
