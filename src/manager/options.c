@@ -206,6 +206,11 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else if (!strcmp(key, "malloc.unwind_time")) {
             what = "a duration (milliseconds, or with ms or s)";
             ok = parse_duration(v, vlen, &o->unwind_ms);
+        } else if (!strcmp(key, "malloc.sites")) {
+            what = "a number of stack frames from 0 to 32";
+            uint64_t d = 0;
+            ok = parse_uint(v, vlen, &d) && d <= 32;
+            if (ok) o->malloc_sites = (uint32_t)d;
         } else if (!strcmp(key, "malloc.mmap")) {
             what = "on or off";
             ok = parse_switch(v, vlen, &o->malloc_mmap);
@@ -234,7 +239,7 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
                        "unknown option key '%s' (known: limit, reserve.appdomain, reserve.process, wait.task, "
                        "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, heap.guard, "
                        "cgroup.root, proc.root, malloc.level, malloc.invalid_free, malloc.unwind, "
-                       "malloc.unwind_time, malloc.mmap, stats, report, report.format)", key);
+                       "malloc.unwind_time, malloc.sites, malloc.mmap, stats, report, report.format)", key);
         }
         if (!ok) return bad(err, errlen, "option '%s': '%.*s' is not %s", key, (int)vlen, v, what);
         s += len;

@@ -43,6 +43,7 @@ typedef struct hm_options {
     uint64_t malloc_unwind;     /* bytes kept below each level's threshold for unwinding (resolved) */
     bool unwind_set;
     uint32_t unwind_ms;         /* malloc.unwind_time: how long after a refusal a thread may use them */
+    uint32_t malloc_sites;      /* malloc.sites: frames of the allocating stack kept per block (0: off) */
     bool malloc_mmap;           /* malloc.mmap: the program's own anonymous mappings are charged (on) */
     bool stats;                 /* stats: print the report at exit */
     bool report_json;           /* report.format=json */

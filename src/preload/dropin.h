@@ -43,6 +43,7 @@
 
 typedef struct hm_dropin {
     _Atomic(hm_heap *) heap; /* NULL until made; then fixed for the life of the process */
+    bool sites;              /* malloc.sites: blocks carry their allocating stack (sites.c) */
     hm_manager *m;           /* the process-default manager */
     hm_options opts;         /* its options (the malloc.*, stats and report keys are the drop-in's) */
     uint32_t level;          /* malloc.level */
@@ -80,6 +81,17 @@ unsigned hm_dropin_level(void);
 void hm_dropin_refused(void);
 /* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
 void hm_dropin_invalid(const char *fn, void *p, hm_status st);
+
+/* Sites (sites.c): started with the heap when malloc.sites asks; a block whose allocating stack is
+ * recorded (st: the heap's status); the sites file for `hostmem run`. */
+void hm_dropin_sites_start(void);
+void *hm_dropin_alloc_site(hm_heap *h, size_t size, unsigned level, hm_status *st);
+void hm_dropin_sites_write(const char *dir);
+/* While on, this thread's blocks carry no site (the drop-in's own allocations, through libc). */
+void hm_dropin_sites_quiet(bool on);
+/* The timeline for `hostmem run --plot` (timeline.c). */
+void hm_dropin_timeline_start(void);
+void hm_dropin_timeline_write(const char *dir);
 
 /* The report (report.c): written at exit when the options ask for it; malloc_stats prints it. */
 void hm_dropin_report_at_exit(void);

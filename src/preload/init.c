@@ -109,6 +109,7 @@ hm_heap *hm_dropin_start(void)
         hm_heap *h;
         if ((st = hm_heap_create(m, HM_HEAP_THREADSAFE, &h))) cannot_start("its heap", st);
         hm_report_register_heap(h, "malloc");
+        hm_dropin_state.sites = m->opts.malloc_sites != 0;
         atomic_store_explicit(&hm_dropin_state.heap, h, memory_order_release);
         /* registered now, early: their prepare runs after those registered later (by libraries the
          * program loads), which may allocate in theirs; their child handler runs first */
@@ -128,7 +129,12 @@ hm_heap *hm_dropin_start(void)
 
 /* Started before main at the latest, so that the report's clock and the fork handlers do not wait
  * for the program's first allocation. */
-static __attribute__((constructor)) void dropin_constructor(void) { (void)hm_dropin_heap(); }
+static __attribute__((constructor)) void dropin_constructor(void)
+{
+    (void)hm_dropin_heap();
+    hm_dropin_sites_start();
+    hm_dropin_timeline_start();
+}
 
 /* Run after the program's atexit handlers and destructors (the loader finalises a preloaded library
  * after the program); what runs later may still allocate and free: nothing is torn down. */

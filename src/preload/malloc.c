@@ -65,7 +65,9 @@ void *hm_dropin_alloc(size_t size)
     hm_heap *h = hm_dropin_heap();
     if (__builtin_expect(!h, 0)) return hm_dropin_boot_alloc(size, 16);
     void *p;
-    hm_status st = hm_heap_alloc(h, size, (hm_level)level_now(), &p);
+    hm_status st;
+    if (__builtin_expect(hm_dropin_state.sites, 0)) p = hm_dropin_alloc_site(h, size, level_now(), &st);
+    else st = hm_heap_alloc(h, size, (hm_level)level_now(), &p);
     return __builtin_expect(st == HM_OK, 1) ? p : refused(st);
 }
 
@@ -153,6 +155,11 @@ API void *calloc(size_t n, size_t size)
     }
     hm_heap *h = hm_dropin_heap();
     if (!h) return hm_dropin_boot_alloc(bytes, 16); /* (static memory: zero) */
+    if (hm_dropin_state.sites) {
+        void *q = hm_dropin_alloc(bytes);
+        if (q) memset(q, 0, bytes);
+        return q;
+    }
     void *p;
     hm_status st = hm_heap_calloc(h, n, size, (hm_level)level_now(), &p);
     return st == HM_OK ? p : refused(st);
@@ -175,6 +182,19 @@ API void *realloc(void *p, size_t size)
         return q;
     }
     void *q;
+    if (hm_dropin_state.sites) { /* the new block's site is this caller's */
+        size_t have = hm_heap_usable_size(h, p);
+        if (!have) {
+            hm_dropin_invalid("realloc", p, HM_E_HOST_INVALIDOPERATION);
+            errno = EINVAL;
+            return NULL;
+        }
+        if ((q = hm_dropin_alloc(size))) {
+            memcpy(q, p, have < size ? have : size);
+            hm_dropin_free(p);
+        }
+        return q;
+    }
     hm_status st = hm_heap_realloc(h, p, size, (hm_level)level_now(), &q);
     if (__builtin_expect(st == HM_OK, 1)) return q;
     if (st == HM_E_HOST_INVALIDOPERATION || st == HM_E_HOST_NOT_OWNER) {

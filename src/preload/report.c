@@ -39,8 +39,20 @@ void hm_dropin_report_at_exit(void)
 {
     const hm_options *o = &hm_dropin_state.opts;
     if (!hm_dropin_state.m || (!o->stats && !o->report[0])) return;
-    const char *run = secure_getenv("HOSTMEM_RUN_PID");
+    const char *run = secure_getenv("HOSTMEM_RUN_PID"), *dir = secure_getenv("HOSTMEM_RUN_DIR");
     bool first = !run || atoi(run) == (int)getpid();
+    if (run && first && dir && dir[0] == '/' && strlen(dir) < 400) { /* `hostmem run` finishes the report */
+        char path[512];
+        snprintf(path, sizeof path, "%s/report", dir);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd >= 0) {
+            hm_dropin_report_to(fd, o->report_json);
+            close(fd);
+        }
+        hm_dropin_sites_write(dir);
+        hm_dropin_timeline_write(dir);
+        return;
+    }
     if (!o->report[0]) {
         if (first) hm_dropin_report_to(2, o->report_json);
         return;

@@ -1,0 +1,24 @@
+/* run_prog.c — the program run_cli.sh runs under `hostmem run`: it keeps a 1 MiB block from a
+ * function of its own (a site --sites must name), asks for more than the limit once, and starts a
+ * child process (whose report must not overwrite the program's). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+__attribute__((noinline)) static void *keep_a_mebibyte(void)
+{
+    void *p = malloc(1 << 20);
+    if (p) memset(p, 1, 1 << 20);
+    return p;
+}
+
+int main(int argc, char **argv)
+{
+    static void *kept;
+    kept = keep_a_mebibyte();
+    void *big = malloc((size_t)200 << 20); /* over a 64M limit: refused */
+    printf("kept %s, big %s\n", kept ? "yes" : "no", big ? "yes" : "no");
+    fflush(stdout);
+    if (argc > 1 && !strcmp(argv[1], "child") && system("/bin/true") != 0) return 3;
+    return argc > 2 ? atoi(argv[2]) : 0;
+}
