@@ -1434,6 +1434,39 @@ static void test_executable(void **state)
 }
 
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+/* Under AddressSanitizer a freed small block is poisoned past the 16 bytes the heap keeps in it, and a
+ * block handed out is the program's up to its usable size (src/heap/track.h), small and large. */
+static void test_asan_poison(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=256M");
+    for (int f = 0; f < 2; f++) {
+        hm_heap *h = mk_heap(m, f ? HM_HEAP_THREADSAFE : 0);
+        const size_t sizes[] = {24, 256, 5000, 30000, 100000, 3 << 20};
+        for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
+            char *p = NULL;
+            assert_int_equal(hm_heap_alloc(h, sizes[i], HM_LEVEL_PROCESS, (void **)&p), HM_OK);
+            size_t u = hm_heap_usable_size(h, p);
+            assert_true(u >= sizes[i]);
+            assert_null(__asan_region_is_poisoned(p, u));
+            memset(p, 7, u);
+            free_ok(h, p);
+            assert_false(__asan_address_is_poisoned(p + 15));
+            if (u <= (32 << 10) && !__asan_address_is_poisoned(p + 16))
+                fail_msg("size %zu: a freed block of %zu usable bytes is not poisoned", sizes[i], u);
+            char *q = NULL; /* the same size again: maybe the same block, unpoisoned again */
+            assert_int_equal(hm_heap_alloc(h, sizes[i], HM_LEVEL_PROCESS, (void **)&q), HM_OK);
+            assert_null(__asan_region_is_poisoned(q, hm_heap_usable_size(h, q)));
+            free_ok(h, q);
+        }
+        assert_int_equal(hm_heap_destroy(h), HM_OK);
+    }
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+#endif
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1447,6 +1480,9 @@ int main(void)
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_invalid_level),
         cmocka_unit_test(test_aligned),
+#if defined(__SANITIZE_ADDRESS__)
+        cmocka_unit_test(test_asan_poison),
+#endif
         cmocka_unit_test(test_heap_calloc),
         cmocka_unit_test(test_heap_realloc),
         cmocka_unit_test(test_free_errors),

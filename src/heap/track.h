@@ -17,9 +17,13 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* HM_TRACK_ASAN (poisoning under AddressSanitizer) is not switched on yet: freed blocks' poison must
- * be lifted on every path that hands their memory to the heap's own words again (xfree collection,
- * page reuse across classes, large-block caches), and that is not done everywhere. */
+#if defined(__SANITIZE_ADDRESS__)
+#define HM_TRACK_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define HM_TRACK_ASAN 1
+#endif
+#endif
 #ifdef HM_TRACK_ASAN
 #include <sanitizer/asan_interface.h>
 #endif
@@ -32,7 +36,9 @@
 
 #define HM_TRACK_KEEP 16
 /* ASan poisons freed small blocks only: a large block's pages go back to the kernel or wait in a
- * cache that hands them out again at another size. */
+ * cache that hands them out again at another size. A small block is poisoned before Free gives it
+ * back (once back, another thread may hand it out again), and its page is cleared of poison when it
+ * empties (page_retire), before it serves another size class. */
 #define HM_TRACK_POISON_MAX ((size_t)32 << 10)
 
 /* Whether heaps made now are to be tracked. */
