@@ -79,6 +79,8 @@ void hm_dropin_free(void *p);
  * to unwind) for a request made elsewhere (mmap.c). */
 unsigned hm_dropin_level(void);
 void hm_dropin_refused(void);
+/* Whether p lies in the brk heap (init.c): libc's own malloc's memory, never hostmem's. */
+bool hm_dropin_in_brk(const void *p);
 /* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
 void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 

@@ -29,6 +29,15 @@ _Thread_local int hm_dropin_thread_level __attribute__((tls_model("initial-exec"
 _Thread_local uint64_t hm_dropin_unwind_until __attribute__((tls_model("initial-exec")));
 
 static _Atomic int starting;          /* 0: not started, 1: starting, 2: started */
+static uintptr_t brk_start;           /* the program break when the drop-in started */
+
+/* Whether p lies between the program break at start and now: the brk heap, which only libc's own
+ * malloc (or the program's sbrk) grows. */
+bool hm_dropin_in_brk(const void *p)
+{
+    uintptr_t now = (uintptr_t)sbrk(0);
+    return brk_start && (uintptr_t)p >= brk_start && (uintptr_t)p < now;
+}
 static _Atomic(pthread_t) starter;    /* the thread that starts (valid while starting == 1) */
 
 /* ---- bootstrap area: a bump allocator over static memory, never given back ---------------------- */
@@ -99,6 +108,7 @@ hm_heap *hm_dropin_start(void)
     int s = 0;
     if (atomic_compare_exchange_strong_explicit(&starting, &s, 1, memory_order_acq_rel, memory_order_acquire)) {
         atomic_store_explicit(&starter, pthread_self(), memory_order_release);
+        brk_start = (uintptr_t)sbrk(0);
         hm_status st = HM_OK;
         hm_manager *m = hm_manager_default(&st);
         if (!m) cannot_start("the process-default manager (HOSTMEM_OPTIONS)", st);

@@ -119,7 +119,10 @@ void hm_dropin_invalid(const char *fn, void *p, hm_status st)
     PUT("(");
     PUT(addr);
     PUT("): ");
-    if (st == HM_E_HOST_INVALIDOPERATION)
+    if (st == HM_E_HOST_INVALIDOPERATION && hm_dropin_in_brk(p))
+        PUT("invalid pointer: it lies in the brk heap, which hostmem never uses: memory from libc's own "
+            "malloc (a library loaded with RTLD_DEEPBIND binds to it, or one that brings a static copy)");
+    else if (st == HM_E_HOST_INVALIDOPERATION)
         PUT("invalid pointer: not a block malloc returned, or already freed (a double free, an interior "
             "pointer, or memory from another allocator)");
     else if (st == HM_E_HOST_NOT_OWNER)

@@ -66,5 +66,12 @@ grep -q "process refusal" "$dir/p.svg" 2>/dev/null || bad "--plot: the refusal i
 LD_PRELOAD=$(dirname "$hm")/libhostmem-malloc.so HOSTMEM_OPTIONS=stats=on "$prog" >/dev/null 2>"$dir/err"
 grep -q "^hostmem report: run_prog" "$dir/err" || bad "stats=on: no report"
 
+# a block of libc's own malloc freed through the drop-in: named as such
+"$hm" run -o malloc.invalid_free=ignore -- "$prog" libc >/dev/null 2>"$dir/err"; s=$?
+[ $s -eq 0 ] || bad "libc's block, ignored: status $s"
+grep -q "brk heap, which hostmem never uses" "$dir/err" || bad "libc's block: not named: $(cat "$dir/err")"
+"$hm" run -- "$prog" libc >/dev/null 2>&1; s=$?
+[ $s -eq 134 ] || bad "libc's block, default: status $s, not 134 (SIGABRT)"
+
 [ $fail -eq 0 ] && echo "hostmem run: all checks passed"
 exit $fail
