@@ -797,8 +797,10 @@ static hm_status lcache_drain(hm_heap *h, bool *any)
 /* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
  * wait). reserve > size asks for address space to grow into in place (realloc); only size is
  * committed and usable. */
-static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, size_t align, unsigned level, uintptr_t *out)
+static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, size_t align, unsigned level, uintptr_t *out,
+                             bool *zero)
 {
+    if (zero) *zero = false;
     size_t bytes = (size + 4095) & ~(size_t)4095;
     if (bytes < size) return HM_E_OUTOFMEMORY;
     if (!bytes) bytes = 4096; /* (size 0 at an alignment only a block of its own serves) */
@@ -874,6 +876,7 @@ static hm_status large_alloc(hm_heap *h, size_t size, size_t reserve, size_t ali
     }
     large_count(h, (int64_t)bytes, 1);
     *out = (uintptr_t)base;
+    if (zero) *zero = true; /* (a new reservation's committed pages read as zero) */
     return HM_OK;
 }
 
@@ -1064,7 +1067,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
         if (align > 16) /* every class is a multiple of 16; for more, the first class whose blocks are aligned */
             while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
     }
-    if (cls == HM_NCLASS) return large_alloc(h, size, size, align, level, out);
+    if (cls == HM_NCLASS) return large_alloc(h, size, size, align, level, out, NULL);
     if (cached && h->cached) return hm_tcache_alloc(h, cls, level, out);
     hm_heap_lock(h);
     st = hm_heap_small_alloc(h, &h->own, cls, level, out);
@@ -1168,8 +1171,22 @@ hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, 
         hm_detail_set("calloc: %zu x %zu overflows", count, size);
         return HM_E_OUTOFMEMORY;
     }
-    hm_status st = hm_heap_alloc(h, count * size, level, out);
-    if (!st) memset((void *)wr_locked(h, (uintptr_t)*out), 0, count * size);
+    size_t n = count * size;
+    if (n > HM_SMALL_MAX && h && out) { /* a large block: a fresh one is zero already (no memset, no faults) */
+        *out = NULL;
+        hm_status st = check_level(h, level);
+        if (st) return st;
+        uintptr_t b;
+        bool zero;
+        st = hm_manager_leave(h->m, large_alloc(h, n, n, 16, (unsigned)level, &b, &zero));
+        if (st) return st;
+        if (!zero) memset((void *)wr_locked(h, b), 0, n);
+        *out = (void *)b;
+        if (h->tracked) lend(h, *out, n);
+        return HM_OK;
+    }
+    hm_status st = hm_heap_alloc(h, n, level, out);
+    if (!st) memset((void *)wr_locked(h, (uintptr_t)*out), 0, n);
     return st;
 }
 
@@ -1455,7 +1472,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     if (size > HM_SMALL_MAX) { /* a large block, with room to grow into in place next time */
         size_t room = size <= SIZE_MAX / 2 ? size * 2 : size;
         if ((st = check_level(h, level))) return st;
-        st = large_alloc(h, size, room, 16, (unsigned)level, &nb);
+        st = large_alloc(h, size, room, 16, (unsigned)level, &nb, NULL);
         st = hm_manager_leave(h->m, st);
     } else {
         st = hm_heap_alloc(h, size, level, (void **)&nb);
