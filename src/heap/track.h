@@ -3,8 +3,7 @@
  * Valgrind (memcheck): live blocks are described as malloc-like blocks (VALGRIND_MALLOCLIKE_BLOCK and
  * friends), so leaks and uses after free through the hm_heap_* API are reported. (Blocks still live
  * when their heap is destroyed are not told one by one: memcheck reports them as leaked.) The client
- * requests are a few no-op instructions outside Valgrind, and are
- * made only while RUNNING_ON_VALGRIND said yes when the heap was made (h->tracked).
+ * requests are made only when the heap was made under memcheck (h->tracked).
  * AddressSanitizer (the library built with -fsanitize=address): a freed small block is poisoned, so
  * an access to it is reported; a block handed out is unpoisoned up to its usable size (the program may
  * use all of it: hm_heap_usable_size).
@@ -16,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__SANITIZE_ADDRESS__)
 #define HM_TRACK_ASAN 1
@@ -47,7 +48,9 @@ static inline bool hm_track_wanted(void)
 #ifdef HM_TRACK_ASAN
     return true;
 #elif defined(HM_TRACK_VALGRIND)
-    return RUNNING_ON_VALGRIND != 0;
+    /* memcheck only (its preload is in LD_PRELOAD): cachegrind and callgrind count what runs untracked */
+    const char *pre = RUNNING_ON_VALGRIND ? getenv("LD_PRELOAD") : NULL;
+    return pre && strstr(pre, "vgpreload_memcheck");
 #else
     return false;
 #endif

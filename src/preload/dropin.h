@@ -67,8 +67,13 @@ static inline hm_heap *hm_dropin_heap(void)
 }
 
 /* The bootstrap area (init.c): blocks for calls made while the heap is being made. */
+#define HM_DROPIN_BOOT_BYTES (256 << 10)
+extern unsigned char hm_dropin_boot[HM_DROPIN_BOOT_BYTES];
 void *hm_dropin_boot_alloc(size_t size, size_t align);
-bool hm_dropin_is_boot(const void *p);
+static inline bool hm_dropin_is_boot(const void *p)
+{
+    return (uintptr_t)p - (uintptr_t)hm_dropin_boot < HM_DROPIN_BOOT_BYTES;
+}
 size_t hm_dropin_boot_size(const void *p);
 
 /* The allocation paths every entry point shares (malloc.c). NULL with errno ENOMEM on refusal. */

@@ -42,8 +42,9 @@ static _Atomic(pthread_t) starter;    /* the thread that starts (valid while sta
 
 /* ---- bootstrap area: a bump allocator over static memory, never given back ---------------------- */
 
-#define BOOT_BYTES (256 << 10)
-static _Alignas(4096) unsigned char boot[BOOT_BYTES];
+_Alignas(4096) unsigned char hm_dropin_boot[HM_DROPIN_BOOT_BYTES];
+#define boot hm_dropin_boot
+#define BOOT_BYTES HM_DROPIN_BOOT_BYTES
 static _Atomic size_t boot_used;
 
 /* Each block is preceded by 16 bytes whose first word holds its size. */
@@ -62,8 +63,6 @@ void *hm_dropin_boot_alloc(size_t size, size_t align)
     ((size_t *)(boot + at))[-2] = size;
     return boot + at;
 }
-
-bool hm_dropin_is_boot(const void *p) { return (const unsigned char *)p >= boot && (const unsigned char *)p < boot + BOOT_BYTES; }
 
 size_t hm_dropin_boot_size(const void *p) { return ((const size_t *)p)[-2]; }
 

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "../heap/heap.h"
+#include "../heap/heap_internal.h"
 #include "../vmap/account.h"
 #include "dropin.h"
 
@@ -88,10 +89,16 @@ void *hm_dropin_alloc_aligned(size_t size, size_t align)
 
 void hm_dropin_free(void *p)
 {
-    if (!p || hm_dropin_is_boot(p)) return; /* (bootstrap blocks stay) */
-    int e = errno;
-    hm_status st = hm_heap_free(hm_dropin_heap(), p);
-    if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
+    if (__builtin_expect(!p || hm_dropin_is_boot(p), 0)) return; /* (bootstrap blocks stay) */
+    hm_heap *h = hm_dropin_heap();
+    if (__builtin_expect(hm_segmap_get(p) != NULL, 1)) { /* a small block: no system call, errno stays */
+        hm_status st = hm_heap_free(h, p);
+        if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
+        return;
+    }
+    int e = errno; /* (a large block's release may change it; free must not) */
+    hm_status st = hm_heap_free(h, p);
+    if (st != HM_OK) hm_dropin_invalid("free", p, st);
     errno = e;
 }
 
