@@ -73,7 +73,11 @@ static uint64_t default_va;   /* va.limit when not written */
 /* ---- the model ------------------------------------------------------------------------------------ */
 
 typedef enum { V_BAD, V_OK, V_UNSURE } verdict;
-typedef enum { T_SIZE, T_SIZE_NONZERO, T_DURATION, T_PERCENT, T_LEVEL, T_SWITCH, T_PATH } vtype;
+typedef enum {
+    T_SIZE, T_SIZE_NONZERO, T_DURATION, T_PERCENT, T_LEVEL, T_SWITCH, T_PATH,
+    /* the drop-in malloc's keys (src/preload): checked, changing nothing a manager's stats show */
+    T_MLEVEL, T_INVALID_FREE, T_MDURATION, T_SITES, T_REPORT, T_FORMAT, T_UNSURE
+} vtype;
 
 typedef struct size_val {
     uint64_t bytes;
@@ -87,7 +91,10 @@ typedef struct model {
     uint32_t wait_ms[3], notify_low, notify_high, level;
 } model;
 
-enum { K_LIMIT, K_RA, K_RP, K_VA, K_WT, K_WA, K_WP, K_NL, K_NH, K_LEVEL, K_GUARD, K_CGROUP, K_PROC, K_COUNT };
+enum {
+    K_LIMIT, K_RA, K_RP, K_VA, K_WT, K_WA, K_WP, K_NL, K_NH, K_LEVEL, K_GUARD, K_CGROUP, K_PROC,
+    K_MLEVEL, K_MINVALID, K_MUNWIND, K_MUNWIND_TIME, K_MSITES, K_MMMAP, K_STATS, K_REPORT, K_RFORMAT, K_COUNT
+};
 static const struct {
     const char *name;
     vtype type;
@@ -99,6 +106,12 @@ static const struct {
     [K_NH] = {"notify.high", T_PERCENT},     [K_LEVEL] = {"win32.level", T_LEVEL},
     [K_GUARD] = {"heap.guard", T_SWITCH},    [K_CGROUP] = {"cgroup.root", T_PATH},
     [K_PROC] = {"proc.root", T_PATH},
+    [K_MLEVEL] = {"malloc.level", T_MLEVEL}, [K_MINVALID] = {"malloc.invalid_free", T_INVALID_FREE},
+    /* (an explicit malloc.unwind must stay below limit less the reserves: left to the unit tests) */
+    [K_MUNWIND] = {"malloc.unwind", T_UNSURE}, [K_MUNWIND_TIME] = {"malloc.unwind_time", T_MDURATION},
+    [K_MSITES] = {"malloc.sites", T_SITES},  [K_MMMAP] = {"malloc.mmap", T_SWITCH},
+    [K_STATS] = {"stats", T_SWITCH},         [K_REPORT] = {"report", T_REPORT},
+    [K_RFORMAT] = {"report.format", T_FORMAT},
 };
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -254,6 +267,37 @@ static verdict judge_item(const char *s, size_t n, model *m, const char **name, 
         else r = vn < 100 ? V_OK : V_UNSURE; /* the length bound is the implementation's */
         m->roots_set = true;                 /* either way the memory seen may change */
         break;
+    case T_MLEVEL: {
+        static const char *const levels[] = {"task", "appdomain", "process"};
+        size_t which = 0;
+        r = judge_word(v, vn, levels, 3, &which);
+        break;
+    }
+    case T_INVALID_FREE: {
+        static const char *const words[] = {"abort", "ignore"};
+        size_t which = 0;
+        r = judge_word(v, vn, words, 2, &which);
+        break;
+    }
+    case T_FORMAT: {
+        static const char *const words[] = {"text", "json"};
+        size_t which = 0;
+        r = judge_word(v, vn, words, 2, &which);
+        break;
+    }
+    case T_MDURATION: {
+        uint32_t ms;
+        r = judge_duration(v, vn, &ms);
+        break;
+    }
+    case T_SITES: { /* frames: 0 to 32 */
+        uint64_t d;
+        size_t nd;
+        r = number(v, vn, &d, &nd);
+        if (r != V_BAD && (nd != vn || d > 32)) r = V_BAD;
+        break;
+    }
+    case T_REPORT: r = vn == 0 ? V_BAD : vn < 256 ? V_OK : V_UNSURE; break; /* (the bound is ours) */
     default: r = V_UNSURE; break;
     }
     return r;
