@@ -3,7 +3,8 @@
  *
  * Written with write(2) from a static buffer: no stdio, no allocation (DROPIN-NOTES 10). With
  * report=FILE, the process `hostmem run` started (HOSTMEM_RUN_PID) writes FILE and every other process
- * that inherited the options (its children, forks) writes FILE.PID, so none overwrites another's.
+ * that inherited the options (its children, forks) writes FILE.PID, so none overwrites another's
+ * (unless FILE is no regular file, /dev/null say: then they write nothing).
  * Without a file the report goes to stderr, from the process `hostmem run` started only (or from every
  * process when there is no `hostmem run`: stats=on in HOSTMEM_OPTIONS). */
 #define _GNU_SOURCE
@@ -11,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/report.h"
@@ -58,6 +60,8 @@ void hm_dropin_report_at_exit(void)
         return;
     }
     char path[sizeof o->report + 16];
+    struct stat st;
+    if (!first && stat(o->report, &st) == 0 && !S_ISREG(st.st_mode)) return; /* (/dev/null.PID: no) */
     if (first) snprintf(path, sizeof path, "%s", o->report);
     else snprintf(path, sizeof path, "%s.%d", o->report, (int)getpid());
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
