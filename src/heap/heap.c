@@ -719,9 +719,12 @@ static bool lcache_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out)
 static bool lcache_put(hm_heap *h, hm_lblock blk)
 {
     uint64_t size = blk.size;
+    /* at most HM_LCACHE_BYTES, and an eighth of the limit: a budgeted program's freed memory goes back */
+    uint64_t cap = h->m->acct.threshold[HM_LEVEL_PROCESS] / 8;
+    if (cap > HM_LCACHE_BYTES) cap = HM_LCACHE_BYTES;
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. */
-    if (size > HM_LCACHE_BYTES / 4 || !hm_heap_may_keep(h) || h->dual) return false;
-    while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > HM_LCACHE_BYTES)) {
+    if (size > cap / 4 || !hm_heap_may_keep(h) || h->dual) return false;
+    while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > cap)) {
         if (large_release(h, h->lcache[0].base) != HM_OK) return false;
         h->lcache_bytes -= h->lcache[0].size;
         memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);

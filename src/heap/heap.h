@@ -13,8 +13,8 @@
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
- * fits (up to HM_LBLOCK_SLACK times its size) without a system call; the cache is bounded (HM_LCACHE_N blocks,
- * HM_LCACHE_BYTES), its oldest block is released beyond that, and all of it when a commit is refused.
+ * fits (up to HM_LBLOCK_SLACK times its size) without a system call; the cache is bounded (HM_LCACHE_N
+ * blocks, HM_LCACHE_BYTES and an eighth of the limit), its oldest block is released beyond that, and all of it when a commit is refused.
  * Each thread keeps a few freed large blocks of its own (HM_TCACHE_LARGE of at most
  * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, taken without the
  * heap lock (a Free looks at a large block under it: a freed one may be released by another thread).
@@ -102,7 +102,7 @@
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
 #define HM_LCACHE_N 1024                   /* freed large blocks a heap keeps committed for reuse */
-#define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them */
+#define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them (and limit/8) */
 
 /* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
  * thread allocates from it, takes blocks back onto its free list, and moves it between lists, all
