@@ -14,7 +14,6 @@
 #include "../vmap/vmap.h"
 #include "track.h"
 
-#define DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
 #define LCACHE_MAGIC 0x6c63616368656421ull /* mixed into a cached large block's tag */
 #define BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
 #define EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
@@ -88,7 +87,7 @@ static inline void set_live(hm_hpage *pg, uintptr_t b, bool on)
     atomic_store_explicit(&pg->live[g / 64], on ? w | m : w & ~m, memory_order_relaxed);
 }
 
-static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ DEBUG_MAGIC; }
+static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return hm_heap_debug_tag(h, block); }
 
 /* Whether h's manager runs, for the fast paths: no manager has stopped since h last saw its own
  * running (manager.h, hm_manager_stops), or it runs now (looked at, and remembered). */
@@ -1282,17 +1281,7 @@ static hm_status foreign(const hm_vmap_info *info, const void *p)
  * take the general path (which also gives the exact answer for everything else). */
 static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_t p, hm_status *st)
 {
-    hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || s->heap != h) return false;
-    hm_hpage *pg = &s->page[(p - (uintptr_t)s) / HM_HPAGE_SIZE];
-    /* A live block starts at p (heap_internal.h: its granule's bit; pages not in use have none). The
-     * live bit comes first: a refill tags a block before it sets the bit, so a Free that sees the
-     * bit sees the tag (hm_tcache_push), and a double Free racing the refill is caught. */
-    if ((p & 15) || !hm_heap_live(pg, p)) return false;
-    if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == debug_tag(h, p))
-        return false; /* a debug block's start */
-    *st = hm_tcache_push(h, pg, p);
-    return true;
+    return hm_heap_free_cached(h, p, st);
 }
 
 /* Everything but the common case (hm_heap_free): out of line, so that the common case needs no

@@ -2,6 +2,7 @@
 #ifndef HM_HEAP_INTERNAL_H
 #define HM_HEAP_INTERNAL_H
 
+#include "../manager/manager.h"
 #include "../vmap/vmap.h"
 #include "heap.h"
 
@@ -199,5 +200,43 @@ uint64_t hm_tcache_new_heap_id(void);
 /* fork: the caches' global locks (outer: the list of heaps' caches; else the caches' pool). */
 void hm_tcache_fork_lock(bool outer);
 void hm_tcache_fork_unlock(bool outer);
+
+
+/* ---- the fast paths, shared with the drop-in malloc (src/preload/malloc.c) --------------------- */
+
+#define HM_DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
+static inline uint64_t hm_heap_debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ HM_DEBUG_MAGIC; }
+
+/* Whether h's manager is known to run without asking it (heap.c: running; false: ask, the slow way). */
+static inline bool hm_heap_running_fast(const hm_heap *h)
+{
+    return atomic_load_explicit(&hm_manager_stops, memory_order_acquire) ==
+           atomic_load_explicit(&((hm_heap *)h)->stops_seen, memory_order_relaxed);
+}
+
+/* A thread-cached heap's small block for size from this thread's cache, or 0 (then the full path).
+ * pre: h->cached, hm_heap_running_fast(h), no checker tracks h. */
+static inline uintptr_t hm_heap_alloc_cached(hm_heap *h, size_t size)
+{
+    return size <= HM_SMALL_MAX ? hm_tcache_pop(h, hm_heap_class_of(size)) : 0;
+}
+
+/* Free of p when it is a small block of a thread-cached heap h: true with *st its status (a block
+ * already freed: HM_E_HOST_INVALIDOPERATION, nothing changed); false when p is anything else (the
+ * full path tells what). pre: h->cached, h running. */
+static inline __attribute__((always_inline)) bool hm_heap_free_cached(hm_heap *h, uintptr_t p, hm_status *st)
+{
+    hm_segment *s = hm_segmap_get((void *)p);
+    if (!s || s->heap != h) return false;
+    hm_hpage *pg = &s->page[(p - (uintptr_t)s) / HM_HPAGE_SIZE];
+    /* A live block starts at p (heap_internal.h: its granule's bit; pages not in use have none). The
+     * live bit comes first: a refill tags a block before it sets the bit, so a Free that sees the
+     * bit sees the tag (hm_tcache_push), and a double Free racing the refill is caught. */
+    if ((p & 15) || !hm_heap_live(pg, p)) return false;
+    if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == hm_heap_debug_tag(h, p))
+        return false; /* a debug block's start */
+    *st = hm_tcache_push(h, pg, p);
+    return true;
+}
 
 #endif

@@ -44,6 +44,8 @@
 typedef struct hm_dropin {
     _Atomic(hm_heap *) heap; /* NULL until made; then fixed for the life of the process */
     bool sites;              /* malloc.sites: blocks carry their allocating stack (sites.c) */
+    bool fast;               /* the heap's thread-cache paths serve malloc and free directly (no
+                                checker tracks the heap, no sites): malloc.c */
     hm_manager *m;           /* the process-default manager */
     hm_options opts;         /* its options (the malloc.*, stats and report keys are the drop-in's) */
     uint32_t level;          /* malloc.level */

@@ -152,9 +152,30 @@ void hm_dropin_invalid(const char *fn, void *p, hm_status st)
 
 /* ---- the C and POSIX functions ---------------------------------------------------------------- */
 
-API void *malloc(size_t size) { return hm_dropin_alloc(size); }
+/* The common case first, inline: a small block from or to this thread's cache (heap_internal.h),
+ * with every check Free makes; anything else takes the full path. */
+API void *malloc(size_t size)
+{
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+        uintptr_t b = hm_heap_alloc_cached(h, size);
+        if (__builtin_expect(b != 0, 1)) return (void *)b;
+    }
+    return hm_dropin_alloc(size);
+}
 
-API void free(void *p) { hm_dropin_free(p); }
+API void free(void *p)
+{
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+        hm_status st;
+        if (__builtin_expect(hm_heap_free_cached(h, (uintptr_t)p, &st), 1)) {
+            if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
+            return;
+        }
+    }
+    hm_dropin_free(p);
+}
 
 API void *calloc(size_t n, size_t size)
 {
