@@ -6,6 +6,7 @@
  * change is where each request is refused, which the threshold lines and the refusal marks show. */
 #define _GNU_SOURCE
 #include "plot.h"
+#include "svg.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -105,16 +106,9 @@ int hm_plot_write(const char *timeline, const char *svg, const char *title)
                 total[l] += p[i].refused[l] - before;
             }
         }
-    /* memory state band */
-    for (size_t i = 0; i + 1 < n; i++) {
-        const char *c2 = p[i].state == HM_MEMORY_LOW ? "#e74c3c" : p[i].state == HM_MEMORY_NEUTRAL ? "#f1c40f" : "#2ecc71";
-        fprintf(f, "<rect x='%.1f' y='%.1f' width='%.2f' height='8' fill='%s'/>\n", X(p[i].t), T + ph + 22,
-                X(p[i + 1].t) - X(p[i].t) + 0.3, c2);
-    }
-    fprintf(f, "<text x='%.1f' y='%.1f'>memory state: green High, yellow Neutral, red Low</text>\n", L, T + ph + 46);
-    /* axes and legend */
-    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", L, L + pw, T + ph, T + ph);
-    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", L, L, T, T + ph);
+    for (size_t i = 0; i + 1 < n; i++) hm_svg_state_rect(f, X(p[i].t), X(p[i + 1].t), T + ph + 22, p[i].state);
+    hm_svg_state_legend(f, L, T + ph + 46);
+    hm_svg_axes(f, L, T, pw, ph);
     for (int i = 0; i <= 4; i++) {
         double v = (double)lim * i / 4;
         fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.1f MiB</text>\n", L - 6, Y(v) + 4, v / mib);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 
 #include "simulate.h"
+#include "svg.h"
 
 #define W 960.0
 #define H 480.0
@@ -57,16 +58,9 @@ int hm_simulate_svg(const char *path, const hm_sim_sample *s, size_t n, const hm
                    "<text x='%.1f' y='%.1f' fill='%s'>%s %.0f MiB</text>\n",
                 L, L + pw, Y(lines[i].y), Y(lines[i].y), lines[i].color, L + pw + 6, Y(lines[i].y) + 4,
                 lines[i].color, lines[i].label, lines[i].y / 1024);
-    /* memory state band */
-    for (size_t i = 0; i + 1 < n; i++) {
-        const char *c = s[i].state == HM_MEMORY_LOW ? "#e74c3c" : s[i].state == HM_MEMORY_NEUTRAL ? "#f1c40f" : "#2ecc71";
-        fprintf(f, "<rect x='%.1f' y='%.1f' width='%.2f' height='8' fill='%s'/>\n", X(s[i].t), T + ph + 22,
-                X(s[i + 1].t) - X(s[i].t) + 0.3, c);
-    }
-    fprintf(f, "<text x='%.1f' y='%.1f'>memory state: green High, yellow Neutral, red Low</text>\n", L, T + ph + 46);
-    /* axes */
-    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", L, L + pw, T + ph, T + ph);
-    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", L, L, T, T + ph);
+    for (size_t i = 0; i + 1 < n; i++) hm_svg_state_rect(f, X(s[i].t), X(s[i + 1].t), T + ph + 22, s[i].state);
+    hm_svg_state_legend(f, L, T + ph + 46);
+    hm_svg_axes(f, L, T, pw, ph);
     for (int i = 0; i <= 4; i++) {
         double v = ymax / 1.08 * i / 4;
         fprintf(f, "<text x='%.1f' y='%.1f' text-anchor='end'>%.0f MiB</text>\n", L - 6, Y(v) + 4, v / 1024);
@@ -79,4 +73,21 @@ int hm_simulate_svg(const char *path, const hm_sim_sample *s, size_t n, const hm
                 L + pw + 6, T + ph - 70 + i * 18.0, fill[i], L + pw + 22, T + ph - 60 + i * 18.0, name[i]);
     fprintf(f, "</svg>\n");
     return fclose(f) == 0 ? 0 : -1;
+}
+
+void hm_svg_state_rect(FILE *f, double x0, double x1, double y, int state)
+{
+    const char *c = state == HM_MEMORY_LOW ? "#e74c3c" : state == HM_MEMORY_NEUTRAL ? "#f1c40f" : "#2ecc71";
+    fprintf(f, "<rect x='%.1f' y='%.1f' width='%.2f' height='8' fill='%s'/>\n", x0, y, x1 - x0 + 0.3, c);
+}
+
+void hm_svg_state_legend(FILE *f, double x, double y)
+{
+    fprintf(f, "<text x='%.1f' y='%.1f'>memory state: green High, yellow Neutral, red Low</text>\n", x, y);
+}
+
+void hm_svg_axes(FILE *f, double l, double t, double pw, double ph)
+{
+    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", l, l + pw, t + ph, t + ph);
+    fprintf(f, "<line x1='%.1f' x2='%.1f' y1='%.1f' y2='%.1f' stroke='black'/>\n", l, l, t, t + ph);
 }

@@ -87,7 +87,6 @@ static inline void set_live(hm_hpage *pg, uintptr_t b, bool on)
     atomic_store_explicit(&pg->live[g / 64], on ? w | m : w & ~m, memory_order_relaxed);
 }
 
-static inline uint64_t debug_tag(const hm_heap *h, uintptr_t block) { return hm_heap_debug_tag(h, block); }
 
 /* Whether h's manager runs, for the fast paths: no manager has stopped since h last saw its own
  * running (manager.h, hm_manager_stops), or it runs now (looked at, and remembered). */
@@ -890,8 +889,8 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
         uintptr_t b = info->base;
         if (!info->committed) return r; /* a reservation a failed Alloc could not give back (unreadable) */
         if (p == b) r.kind = LARGE;
-        else if (p == b + HM_DEBUG_HDR && *(const uint64_t *)b == debug_tag(h, b)) r.kind = LARGE_DEBUG;
-        if (r.kind == LARGE && *(const uint64_t *)b == debug_tag(h, b)) r.kind = NOT_A_BLOCK;
+        else if (p == b + HM_DEBUG_HDR && *(const uint64_t *)b == hm_heap_debug_tag(h, b)) r.kind = LARGE_DEBUG;
+        if (r.kind == LARGE && *(const uint64_t *)b == hm_heap_debug_tag(h, b)) r.kind = NOT_A_BLOCK;
         if (r.kind == LARGE && ((const uint64_t *)b)[1] == lcache_tag(h, b)) r.kind = NOT_A_BLOCK; /* freed, cached */
         r.block = b;
         r.size = info->committed; /* (a large block's pages are committed from its base on) */
@@ -908,7 +907,7 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     uint32_t i = (uint32_t)(off / bs);
     uintptr_t b = base + (uintptr_t)i * bs;
     if (i >= EXTENT(pg) || !hm_heap_live(pg, b)) return r;
-    bool dbg = *(const uint64_t *)b == debug_tag(h, b);
+    bool dbg = *(const uint64_t *)b == hm_heap_debug_tag(h, b);
     if (off % bs == 0 && !dbg) r.kind = SMALL;
     else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
     r.page = pg;
@@ -1151,8 +1150,8 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         uint32_t site = site_of(h, file, line);
         uint64_t *hdr = (uint64_t *)wr(h, b);
         hm_segment *s = hm_segmap_get((void *)b);
-        if (s) SET(s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE].has_debug, 1); /* (free_fast looks) */
-        hdr[0] = debug_tag(h, b);
+        if (s) SET(s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE].has_debug, 1); /* (hm_heap_free_cached looks) */
+        hdr[0] = hm_heap_debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
         if (site < HM_MAX_SITES) {
             h->sites[site].live_bytes += size;
@@ -1279,10 +1278,6 @@ static hm_status foreign(const hm_vmap_info *info, const void *p)
 /* The common Free of a thread-safe heap: a plain small block in one of its own segments, checked and
  * put into this thread's cache without building the general path's records. false: not that case,
  * take the general path (which also gives the exact answer for everything else). */
-static inline __attribute__((always_inline)) bool free_fast(hm_heap *h, uintptr_t p, hm_status *st)
-{
-    return hm_heap_free_cached(h, p, st);
-}
 
 /* Everything but the common case (hm_heap_free): out of line, so that the common case needs no
  * stack frame. */
@@ -1343,7 +1338,7 @@ static __attribute__((noinline)) hm_status already_freed(void *p)
 static hm_status free_untracked(hm_heap *h, void *p)
 {
     hm_status st;
-    if (h->cached && free_fast(h, (uintptr_t)p, &st))
+    if (h->cached && hm_heap_free_cached(h, (uintptr_t)p, &st))
         return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
     return free_general(h, p);
 }
@@ -1366,7 +1361,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
     if (__builtin_expect(h->tracked, 0)) return free_tracked(h, p);
     hm_status st;
-    if (h->cached && free_fast(h, (uintptr_t)p, &st))
+    if (h->cached && hm_heap_free_cached(h, (uintptr_t)p, &st))
         return st == HM_E_HOST_INVALIDOPERATION ? already_freed(p) : st;
     return free_general(h, p);
 }

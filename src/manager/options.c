@@ -117,12 +117,12 @@ static bool parse_percent(const char *s, size_t n, uint32_t *pct)
     return true;
 }
 
-static bool parse_level(const char *s, size_t n, uint32_t *level)
+/* One of nwords words, any case: its index in *which. */
+static bool parse_word(const char *s, size_t n, const char *const *words, uint32_t nwords, uint32_t *which)
 {
-    static const char *names[] = {"task", "appdomain", "process"};
-    for (uint32_t i = 0; i < 3; i++)
-        if (strlen(names[i]) == n && !strncasecmp(s, names[i], n)) {
-            *level = i;
+    for (uint32_t i = 0; i < nwords; i++)
+        if (strlen(words[i]) == n && !strncasecmp(s, words[i], n)) {
+            *which = i;
             return true;
         }
     return false;
@@ -130,13 +130,19 @@ static bool parse_level(const char *s, size_t n, uint32_t *level)
 
 static bool parse_switch(const char *s, size_t n, bool *out)
 {
-    static const char *on[] = {"on", "true", "yes", "1"}, *off[] = {"off", "false", "no", "0"};
-    for (int i = 0; i < 4; i++) {
-        if (strlen(on[i]) == n && !strncasecmp(s, on[i], n)) return *out = true, true;
-        if (strlen(off[i]) == n && !strncasecmp(s, off[i], n)) return *out = false, true;
-    }
-    return false;
+    static const char *const words[] = {"on", "off", "true", "false", "yes", "no", "1", "0"};
+    uint32_t i;
+    if (!parse_word(s, n, words, 8, &i)) return false;
+    *out = i % 2 == 0;
+    return true;
 }
+
+static bool parse_level(const char *s, size_t n, uint32_t *level)
+{
+    static const char *const names[] = {"task", "appdomain", "process"};
+    return parse_word(s, n, names, 3, level);
+}
+
 
 static bool parse_path(const char *s, size_t n, char *dst, size_t cap)
 {
@@ -196,9 +202,11 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
             what = "task, appdomain or process";
             ok = parse_level(v, vlen, &o->malloc_level);
         } else if (!strcmp(key, "malloc.invalid_free")) {
+            static const char *const modes[] = {"abort", "ignore"};
+            uint32_t m = 0;
             what = "abort or ignore";
-            ok = (vlen == 5 && !strncasecmp(v, "abort", 5)) || (vlen == 6 && !strncasecmp(v, "ignore", 6));
-            if (ok) o->malloc_ignore_invalid = vlen == 6;
+            ok = parse_word(v, vlen, modes, 2, &m);
+            if (ok) o->malloc_ignore_invalid = m == 1;
         } else if (!strcmp(key, "malloc.unwind")) {
             what = "a size (bytes with K/M/G/T, or N%)";
             ok = parse_size(v, vlen, &o->unwind_opt);
@@ -222,9 +230,11 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
             ok = vlen > 0 && vlen < sizeof o->report && !memchr(v, 0, vlen);
             if (ok) memcpy(o->report, v, vlen), o->report[vlen] = 0;
         } else if (!strcmp(key, "report.format")) {
+            static const char *const formats[] = {"text", "json"};
+            uint32_t f = 0;
             what = "text or json";
-            ok = (vlen == 4 && !strncasecmp(v, "text", 4)) || (vlen == 4 && !strncasecmp(v, "json", 4));
-            if (ok) o->report_json = !strncasecmp(v, "json", 4);
+            ok = parse_word(v, vlen, formats, 2, &f);
+            if (ok) o->report_json = f == 1;
         } else if (!strcmp(key, "heap.guard")) {
             what = "on or off";
             ok = parse_switch(v, vlen, &o->heap_guard);

@@ -37,6 +37,7 @@
 
 #include <hostmem/hostmem.h>
 
+#include "../heap/heap_internal.h"
 #include "../manager/options.h"
 
 #define HM_DROPIN_API __attribute__((visibility("default")))
@@ -79,17 +80,43 @@ static inline bool hm_dropin_is_boot(const void *p)
 size_t hm_dropin_boot_size(const void *p);
 
 /* The allocation paths every entry point shares (malloc.c). NULL with errno ENOMEM on refusal. */
-void *hm_dropin_alloc(size_t size);
+void *hm_dropin_alloc_slow(size_t size);
+void hm_dropin_free_slow(void *p);
+/* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
+void hm_dropin_invalid(const char *fn, void *p, hm_status st);
+
+/* The common case first, inline in every entry point (malloc, free, new, delete, calloc, realloc):
+ * a small block from or to this thread's cache (heap_internal.h), with every check Free makes;
+ * anything else takes the slow path. */
+static inline void *hm_dropin_alloc(size_t size)
+{
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+        uintptr_t b = hm_heap_alloc_cached(h, size);
+        if (__builtin_expect(b != 0, 1)) return (void *)b;
+    }
+    return hm_dropin_alloc_slow(size);
+}
+
+static inline void hm_dropin_free(void *p)
+{
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+        hm_status st;
+        if (__builtin_expect(hm_heap_free_cached(h, (uintptr_t)p, &st), 1)) {
+            if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
+            return;
+        }
+    }
+    hm_dropin_free_slow(p);
+}
 void *hm_dropin_alloc_aligned(size_t size, size_t align);
-void hm_dropin_free(void *p);
 /* The level of this thread's requests now; a budget refusal's consequences (errno ENOMEM, the window
  * to unwind) for a request made elsewhere (mmap.c). */
 unsigned hm_dropin_level(void);
 void hm_dropin_refused(void);
 /* Whether p lies in the brk heap (init.c): libc's own malloc's memory, never hostmem's. */
 bool hm_dropin_in_brk(const void *p);
-/* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
-void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 
 /* Sites (sites.c): started with the heap when malloc.sites asks; a block whose allocating stack is
  * recorded (st: the heap's status); the sites file for `hostmem run`. */

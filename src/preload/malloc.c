@@ -61,7 +61,7 @@ static __attribute__((noinline)) void *refused(hm_status st)
 unsigned hm_dropin_level(void) { return level_now(); }
 void hm_dropin_refused(void) { (void)refused(HM_E_COMMITMENT_LIMIT); }
 
-void *hm_dropin_alloc(size_t size)
+void *hm_dropin_alloc_slow(size_t size)
 {
     hm_heap *h = hm_dropin_heap();
     if (__builtin_expect(!h, 0)) return hm_dropin_boot_alloc(size, 16);
@@ -87,95 +87,46 @@ void *hm_dropin_alloc_aligned(size_t size, size_t align)
     return st == HM_OK ? p : refused(st);
 }
 
-void hm_dropin_free(void *p)
+void hm_dropin_free_slow(void *p)
 {
-    if (__builtin_expect(!p || hm_dropin_is_boot(p), 0)) return; /* (bootstrap blocks stay) */
-    hm_heap *h = hm_dropin_heap();
-    if (__builtin_expect(hm_segmap_get(p) != NULL, 1)) { /* a small block: no system call, errno stays */
-        hm_status st = hm_heap_free(h, p);
-        if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
-        return;
-    }
+    if (!p || hm_dropin_is_boot(p)) return; /* (bootstrap blocks stay) */
     int e = errno; /* (a large block's release may change it; free must not) */
-    hm_status st = hm_heap_free(h, p);
+    hm_status st = hm_heap_free(hm_dropin_heap(), p);
     if (st != HM_OK) hm_dropin_invalid("free", p, st);
     errno = e;
 }
 
 void hm_dropin_invalid(const char *fn, void *p, hm_status st)
 {
-    /* one write, no stdio, no allocation: this may run while the program's state is broken */
-    static const char hex[] = "0123456789abcdef";
-    char buf[512];
-    size_t n = 0;
-#define PUT(s)                                                                                     \
-    do {                                                                                           \
-        size_t l_ = strlen(s);                                                                     \
-        if (l_ > sizeof buf - n - 1) l_ = sizeof buf - n - 1;                                      \
-        memcpy(buf + n, s, l_);                                                                    \
-        n += l_;                                                                                   \
-    } while (0)
-    char addr[2 + 16 + 1] = "0x";
-    uintptr_t v = (uintptr_t)p;
-    int digits = 1;
-    while (digits < 16 && (v >> (4 * digits))) digits++;
-    for (int i = 0; i < digits; i++) addr[2 + i] = hex[(v >> (4 * (digits - 1 - i))) & 15];
-    addr[2 + digits] = 0;
-    PUT("hostmem: ");
-    PUT(fn);
-    PUT("(");
-    PUT(addr);
-    PUT("): ");
-    if (st == HM_E_HOST_INVALIDOPERATION && hm_dropin_in_brk(p))
-        PUT("invalid pointer: it lies in the brk heap, which hostmem never uses: memory from libc's own "
-            "malloc (a library loaded with RTLD_DEEPBIND binds to it, or one that brings a static copy)");
-    else if (st == HM_E_HOST_INVALIDOPERATION)
-        PUT("invalid pointer: not a block malloc returned, or already freed (a double free, an interior "
-            "pointer, or memory from another allocator)");
-    else if (st == HM_E_HOST_NOT_OWNER)
-        PUT("invalid pointer: a block of another hostmem heap, not of malloc's");
-    else
-        PUT(hm_status_message(st));
+    /* one write(2), snprintf into the stack, no stdio stream, no allocation: the program's state may
+     * be broken already */
+    const char *what = st == HM_E_HOST_INVALIDOPERATION && hm_dropin_in_brk(p)
+                           ? "invalid pointer: it lies in the brk heap, which hostmem never uses: memory from libc's "
+                             "own malloc (a library loaded with RTLD_DEEPBIND binds to it, or one that brings a "
+                             "static copy)"
+                       : st == HM_E_HOST_INVALIDOPERATION
+                           ? "invalid pointer: not a block malloc returned, or already freed (a double free, an "
+                             "interior pointer, or memory from another allocator)"
+                       : st == HM_E_HOST_NOT_OWNER ? "invalid pointer: a block of another hostmem heap, not of malloc's"
+                                                   : hm_status_message(st);
     const char *d = hm_last_detail();
-    if (d && *d) {
-        PUT(" [");
-        PUT(d);
-        PUT("]");
+    bool ignore = hm_dropin_state.opts.malloc_ignore_invalid;
+    char buf[512];
+    int n = snprintf(buf, sizeof buf, "hostmem: %s(%p): %s%s%s%s; %s\n", fn, p, what, d && *d ? " [" : "",
+                     d && *d ? d : "", d && *d ? "]" : "",
+                     ignore ? "ignored (malloc.invalid_free=ignore)" : "aborting (malloc.invalid_free=abort)");
+    if (n > 0) {
+        ssize_t w = write(2, buf, (size_t)n < sizeof buf ? (size_t)n : sizeof buf - 1);
+        (void)w;
     }
-    if (!hm_dropin_state.opts.malloc_ignore_invalid) PUT("; aborting (malloc.invalid_free=abort)\n");
-    else PUT("; ignored (malloc.invalid_free=ignore)\n");
-#undef PUT
-    ssize_t w = write(2, buf, n);
-    (void)w;
-    if (!hm_dropin_state.opts.malloc_ignore_invalid && st != HM_E_HOST_CLRNOTAVAILABLE) abort();
+    if (!ignore && st != HM_E_HOST_CLRNOTAVAILABLE) abort();
 }
 
 /* ---- the C and POSIX functions ---------------------------------------------------------------- */
 
-/* The common case first, inline: a small block from or to this thread's cache (heap_internal.h),
- * with every check Free makes; anything else takes the full path. */
-API void *malloc(size_t size)
-{
-    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
-    if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        uintptr_t b = hm_heap_alloc_cached(h, size);
-        if (__builtin_expect(b != 0, 1)) return (void *)b;
-    }
-    return hm_dropin_alloc(size);
-}
+API void *malloc(size_t size) { return hm_dropin_alloc(size); }
 
-API void free(void *p)
-{
-    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
-    if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        hm_status st;
-        if (__builtin_expect(hm_heap_free_cached(h, (uintptr_t)p, &st), 1)) {
-            if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
-            return;
-        }
-    }
-    hm_dropin_free(p);
-}
+API void free(void *p) { hm_dropin_free(p); }
 
 API void *calloc(size_t n, size_t size)
 {

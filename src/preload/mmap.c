@@ -99,10 +99,13 @@ static uint64_t overlap(uintptr_t lo, uintptr_t hi, bool want)
     return n;
 }
 
-/* Room for two more ranges (a split adds one, an insert one); false without memory for it. */
+/* Room for the ranges one call may add: each forget or mark splits at most one range into two at
+ * either end (mremap with MREMAP_FIXED forgets two places and records one); false without memory for
+ * it, and the call then fails with ENOMEM before the kernel is asked, as the kernel's own calls do
+ * when a split would pass its limit on mappings. */
 static bool reserve_slots(void)
 {
-    if (nmaps + 2 <= capmaps) return true;
+    if (nmaps + 4 <= capmaps) return true;
     size_t cap = capmaps ? capmaps * 2 : 1024;
     range *m = hm_sys_mmap(NULL, cap * sizeof *m, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (m == MAP_FAILED) return false;
@@ -195,9 +198,9 @@ API int munmap(void *addr, size_t len)
     if (!len || !on()) return hm_sys_munmap(addr, len);
     uintptr_t lo = (uintptr_t)addr & ~(uintptr_t)(PAGE - 1), hi = up((uintptr_t)addr + len);
     pthread_mutex_lock(&lock);
-    int r;
-    if (!reserve_slots()) { /* (a split needs a slot: without one, the kernel's answer but no books) */
-        r = hm_sys_munmap(addr, len);
+    int r = -1;
+    if (!reserve_slots()) {
+        errno = ENOMEM;
     } else {
         uint64_t old = overlap(lo, hi, true);
         r = hm_sys_munmap(addr, len);

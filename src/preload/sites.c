@@ -98,7 +98,8 @@ void *hm_dropin_alloc_site(hm_heap *h, size_t size, unsigned level, hm_status *s
     int id = stack_id();
     char name[16];
     snprintf(name, sizeof name, "#%d", id);
-    *st = hm_heap_alloc_debug(h, size, (hm_level)level, id < 0 ? "#other" : name, 0, &p);
+    /* (a stack the table has no room for gets a site no '#' names: counted in the totals only) */
+    *st = hm_heap_alloc_debug(h, size, (hm_level)level, id < 0 ? "(stack table full)" : name, 0, &p);
     return p;
 }
 
