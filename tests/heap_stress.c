@@ -213,12 +213,12 @@ static void test_dead_heap_caches_freed(void **state)
                  (after - before) / sizeof(hm_tcache), after - before);
 }
 
-/* ---- 3. a double free racing the owner's refill ----------------------------------------------- */
+/* ---- 3. a double free racing the owner's allocation ------------------------------------------- */
 
 /* Blocks that the program freed are never its again until an allocation returns them: a second
- * Free of one must be HOST_E_INVALIDOPERATION whatever the heap does with it meanwhile, here while
- * the owner refills its cache from the page that holds it (tcache.c: the refill sets the blocks'
- * live bits before it tags them as cached). */
+ * Free of one (from another thread: the foreign path, which reads the block's tag and then its live
+ * bit) must be HOST_E_INVALIDOPERATION whatever the heap does with it meanwhile, here while the
+ * owner allocates from the free list of the page that holds it. */
 #define RF_N 512 /* blocks the owner cycles through */
 
 static struct {
@@ -226,7 +226,7 @@ static struct {
     uintptr_t blk[RF_N];
     atomic_int freed[RF_N];   /* 1: the program freed it and no allocation has returned it since */
     atomic_int go, round, stop, done, started;
-    uintptr_t target[64];     /* the head of the owner's free list: what its refill takes first */
+    uintptr_t target[64];     /* the head of the owner's free list: what its allocation takes first */
     int ntarget;
     atomic_ulong tries, hits;
     uintptr_t bad_block;
@@ -280,7 +280,7 @@ static void test_double_free_during_refill(void **state)
     (void)state;
     hm_manager *m = make("limit=256M");
     rf.h = mk_heap(m, HM_HEAP_THREADSAFE);
-    const unsigned cls = 0; /* 16-byte blocks: a cache holds 128, a refill takes 64 */
+    const unsigned cls = 0; /* 16-byte blocks */
     void *p[RF_N];
     for (int i = 0; i < RF_N; i++) {
         assert_int_equal(hm_heap_alloc(rf.h, 16, HM_LEVEL_TASK, &p[i]), HM_OK);
@@ -294,23 +294,13 @@ static void test_double_free_during_refill(void **state)
     double deadline = now_s() + 2 * scale();
     uint64_t seed = 88172645463325252ull;
     for (r = 1; r <= rounds && now_s() < deadline && !atomic_load(&rf.hits) && !atomic_load(&any_failed); r++) {
-        /* free a random half of the live blocks: the cache fills and gives its oldest back to the page */
+        /* free a random half of the live blocks: onto the page's free list */
         for (int i = 0; i < RF_N; i++)
             if (live[i] && (next_rand(&seed) & 1)) {
                 assert_int_equal(hm_heap_free(rf.h, (void *)rf.blk[i]), HM_OK);
                 live[i] = false;
                 atomic_store(&rf.freed[i], 1);
             }
-        /* empty this thread's bin: the next allocation refills from the page's free list */
-        hm_tcache_bin *bin = &hm_thread_caches->bin[cls];
-        while (atomic_load(&bin->n)) {
-            void *q;
-            assert_int_equal(hm_heap_alloc(rf.h, 16, HM_LEVEL_TASK, &q), HM_OK);
-            int i = rf_index((uintptr_t)q);
-            assert_true(i >= 0);
-            atomic_store(&rf.freed[i], 0);
-            live[i] = true;
-        }
         int freed = 0;
         for (int i = 0; i < RF_N; i++) freed += !live[i];
         if (freed < 64) continue;
@@ -321,7 +311,7 @@ static void test_double_free_during_refill(void **state)
         rf.ntarget = 0;
         for (uintptr_t b = pg->free; b && rf.ntarget < 64; b = *(uintptr_t *)b ^ rf.h->key ^ b)
             rf.target[rf.ntarget++] = b;
-        /* the race: one allocation (a refill of up to 64 blocks) while the other thread frees again */
+        /* the race: one allocation (the free list's head) while the other thread frees again */
         atomic_store(&rf.go, 1);
         atomic_store(&rf.round, r);
         while (atomic_load(&rf.started) != r) sched_yield();
@@ -336,7 +326,7 @@ static void test_double_free_during_refill(void **state)
         if (atomic_load(&rf.freed[qi]) == 2) { /* freed again after this thread got it back: not a verdict */
             atomic_store(&rf.hits, atomic_load(&rf.hits) - 1);
             atomic_store(&rf.freed[qi], 0);
-            live[qi] = false; /* it is in the other thread's cache now */
+            live[qi] = false; /* freed by the other thread now */
             continue;
         }
         atomic_store(&rf.freed[qi], 0);
@@ -349,9 +339,9 @@ static void test_double_free_during_refill(void **state)
     check_failed();
     if (atomic_load(&rf.hits))
         fail_msg("round %d: a second Free of %#lx (freed by the program, never returned by an allocation since) "
-                 "returned HM_OK while the owner refilled its cache: the block is now in two threads' caches",
+                 "returned HM_OK while the owner allocated: the block is now free twice",
                  rf.bad_round, (unsigned long)rf.bad_block);
-    /* no teardown through the heap: its blocks may be in two caches; destroy takes everything */
+    /* no teardown through the heap: its blocks may be free twice; destroy takes everything */
     assert_int_equal(hm_heap_destroy(rf.h), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
@@ -425,11 +415,11 @@ static void test_double_free_racing_release(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
-/* ---- 3d. a second Free of a cached small block racing its page's decommit --------------------- */
+/* ---- 3d. a second Free of a small block racing its page's decommit ---------------------------- */
 
 static struct {
     hm_heap *h;
-    uintptr_t blk[HM_TCACHE_N];
+    uintptr_t blk[128];
     int nblk;
     atomic_int ready, go, active, idle, stop, armed;
     atomic_ulong tries, paused;
@@ -452,9 +442,8 @@ static void *dc_owner(void *arg)
     for (int i = 0; i < N; i++)
         if (hm_heap_alloc(dc.h, 16, HM_LEVEL_TASK, &p[i])) bad("decommit race: alloc refused");
     for (int i = 0; i < N; i++) (void)hm_heap_free(dc.h, p[i]);
-    hm_tcache_bin *bin = &hm_thread_caches->bin[0]; /* freed, still in this thread's cache (live, tagged) */
-    dc.nblk = (int)atomic_load(&bin->n);
-    memcpy(dc.blk, bin->slot, (size_t)dc.nblk * sizeof dc.blk[0]);
+    dc.nblk = 128; /* freed, on this thread's page, which its exit gives up */
+    memcpy(dc.blk, p, (size_t)dc.nblk * sizeof dc.blk[0]);
     atomic_store(&dc.ready, round);
     while (atomic_load(&dc.go) != round) sched_yield();
     return NULL; /* its exit gives the blocks back: the page empties */
@@ -479,9 +468,9 @@ static void *dc_doubler(void *arg)
     return NULL;
 }
 
-/* Free checks a small block's live bit, then reads the block's words (free_fast: the debug tag, the
- * cache tag). If the thread is preempted in between (here a signal handler that sleeps 3 ms stands in
- * for the scheduler), the block's cache may give it back, its page empty, and the page be decommitted
+/* Another thread's Free reads a small block's words (its xfree tag, the debug tag) and its live bit
+ * (page.c). If the thread is preempted in between (here a signal handler that sleeps 3 ms stands in
+ * for the scheduler), the block's page may empty when its owner exits and the page be decommitted
  * (at once while memory is Low, or by hm_heap_trim, or after 100 ms). A second Free of a freed block
  * must still say HOST_E_INVALIDOPERATION: the page reads as zeros (segments are reserved readable)
  * and the live bit is looked at again after the reads. Before that, the read faulted. */
@@ -783,12 +772,17 @@ static void mt_free(mthread *w, mslot *sl)
     if (!mt_intact(sl)) return;
     void *p = sl->p;
     hlock(hi);
+    /* A second Free at once, of a block that no other thread can have been handed meanwhile: a plain
+     * small block of a page this thread owns (back on its free list, which only this thread takes
+     * from), or any block of the single-threaded heap, whose lock this thread holds. (A block of
+     * another thread's page goes to its xfree, whose owner may collect it and hand it out at once:
+     * test_second_free_in_xfree covers those.) */
+    bool small = sl->usable <= HM_SMALL_MAX;
+    bool mine = hi == MT_ST || (small && !sl->debug && hm_segmap_get(p) &&
+                                HM_OWNER(hm_page_of((uintptr_t)p)) == hm_self());
     expect(hm_heap_free(h, p), HM_OK, "Free", p, hi);
-    /* a second Free at once: the block is in this thread's cache (a thread-safe heap's plain small
-     * block) or on its page's free list (the single-threaded heap, whose lock this thread holds) */
     if (next_rand(&w->rng) % 4 == 0) {
-        bool small = sl->usable <= HM_SMALL_MAX;
-        if (hi == MT_ST || (small && !sl->debug)) {
+        if (mine) {
             hm_status st = hm_heap_free(h, p);
             if (!(st == HM_E_HOST_INVALIDOPERATION || (hi == MT_ST && !small && st == HM_E_HOST_NOT_OWNER)))
                 bad("second Free of %p (heap %d, %zu bytes%s) = %s", p, hi, sl->usable, sl->debug ? ", debug" : "",
@@ -926,7 +920,7 @@ static bool in_xfree(hm_heap *h, uintptr_t b)
  * freed block's, poisoned (src/heap/track.h). */
 __attribute__((no_sanitize("address"))) static uint64_t peek_word1(uintptr_t b)
 {
-    return atomic_load(hm_tcache_word1(b));
+    return atomic_load(hm_word1(b));
 }
 
 static bool in_use_page(const void *p)
@@ -971,7 +965,7 @@ static void mt_check(bool books)
         hm_status want_st = f ? HM_E_HOST_NOT_OWNER : HM_E_HOST_INVALIDOPERATION;
         if (!f && hi != MT_ST) {
             if (in_xfree(mt.h[hi], (uintptr_t)p)) atomic_fetch_add(&mt.ring_xfree, 1);
-            else if (in_use_page(p) && peek_word1((uintptr_t)p) == hm_tcache_tag(mt.h[hi], (uintptr_t)p))
+            else if (in_use_page(p) && peek_word1((uintptr_t)p) == hm_xfree_tag(mt.h[hi], (uintptr_t)p))
                 atomic_fetch_add(&mt.ring_cached, 1);
         }
         expect(hm_heap_free(mt.h[hi], p), want_st, "Free of a recently freed pointer", p, hi);
@@ -1184,7 +1178,7 @@ static void *xr_producer(void *arg)
 
 static void *xr_consumer(void *arg)
 {
-    xr_arg *a = arg;
+    (void)arg;
     for (;;) {
         int i = atomic_fetch_add(&xr.qtake, 1);
         if (i >= xr.total || atomic_load(&any_failed)) break;
@@ -1196,11 +1190,9 @@ static void *xr_consumer(void *arg)
         if (!xr_give(p, xr.q[i].size)) break;
         hm_status st = hm_heap_free(xr.h, p);
         if (st) bad("consumer: Free(%p) = %s", p, sname(st));
-        if (next_rand(&a->rng) % 8 == 0) { /* still in this thread's cache */
-            st = hm_heap_free(xr.h, p);
-            if (st != HM_E_HOST_INVALIDOPERATION) bad("consumer: second Free(%p) = %s", p, sname(st));
-            atomic_fetch_add(&xr.dfrees, 1);
-        }
+        /* (no second Free here: once in xfree, the block may be collected and handed out again to
+         * another thread at once, and a second Free would then free that thread's block; see
+         * test_second_free_in_xfree) */
         atomic_fetch_add(&xr.frees, 1);
     }
     return NULL;
@@ -1291,8 +1283,8 @@ static void test_exit_races(void **state)
                      " segments (a block lost in some page?)", r, s.committed_pages, s.segments);
         assert_int_equal(charge(m), heap_charge(xr.h));
     }
-    print_message("exit races: %d rounds, %lu cross-thread frees (%lu second frees), %lu blocks adopters got\n", rounds,
-                  (unsigned long)xr.frees, (unsigned long)xr.dfrees, (unsigned long)xr.adopted);
+    print_message("exit races: %d rounds, %lu cross-thread frees, %lu blocks adopters got\n", rounds,
+                  (unsigned long)xr.frees, (unsigned long)xr.adopted);
     check_failed();
     check_books();
     assert_int_equal(hm_heap_destroy(xr.h), HM_OK);
@@ -1477,6 +1469,67 @@ static void test_budget_pressure(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* ---- 7. a second Free of a block in xfree ------------------------------------------------------ */
+
+/* Blocks another thread freed wait in their page's xfree (page.c) until the owner collects them, live
+ * to the page's bits but tagged. A second Free of one, by that thread, a third or the owner (whose
+ * fast path must see the non-empty xfree and look), is HOST_E_INVALIDOPERATION and changes nothing;
+ * their usable size is 0; the owner's next allocations collect and hand them out again, once each. */
+enum { SX_N = 300 };
+static struct {
+    hm_heap *h;
+    void *p[SX_N];
+} sx;
+
+static void *sx_free_all(void *arg)
+{
+    bool second = arg != NULL;
+    for (int i = 0; i < SX_N; i++) {
+        hm_status st = hm_heap_free(sx.h, sx.p[i]);
+        if (st != (second ? HM_E_HOST_INVALIDOPERATION : HM_OK))
+            bad("%s Free(%p) by another thread = %s", second ? "second" : "first", sx.p[i], sname(st));
+    }
+    return NULL;
+}
+
+static void test_second_free_in_xfree(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=64M");
+    sx.h = mk_heap(m, HM_HEAP_THREADSAFE);
+    for (int i = 0; i < SX_N; i++) assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &sx.p[i]), HM_OK);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sx_free_all, NULL), 0); /* into xfree */
+    pthread_join(t, NULL);
+    assert_int_equal(pthread_create(&t, NULL, sx_free_all, (void *)1), 0); /* a third thread, again */
+    pthread_join(t, NULL);
+    check_failed();
+    for (int i = 0; i < SX_N; i++) {
+        assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION); /* the owner, again */
+        assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
+    }
+    hm_heap_stats s = hstats(sx.h);
+    assert_int_equal(s.live_blocks, 0);
+    /* the owner's allocations collect them (after the carved blocks its page still has): each handed
+     * out once */
+    enum { QN = SX_N + 64 };
+    void *q[QN];
+    int found = 0;
+    for (int i = 0; i < QN; i++) {
+        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
+        for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
+        for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
+    }
+    assert_int_equal(found, SX_N);
+    for (int i = 0; i < QN; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
+    for (int i = 0; i < QN; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_E_HOST_INVALIDOPERATION);
+    s = hstats(sx.h);
+    assert_int_equal(s.live_blocks, 0);
+    check_books();
+    assert_int_equal(hm_heap_destroy(sx.h), HM_OK);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
 /* ---- 7. a heap destroyed while other threads' caches hold its blocks ------------------------- */
 
 #define DT_T 3
@@ -1607,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_model_threads),
         cmocka_unit_test(test_exit_races),
         cmocka_unit_test(test_budget_pressure),
+        cmocka_unit_test(test_second_free_in_xfree),
         cmocka_unit_test(test_destroy_under_caches),
     };
     /* HM_STRESS_ONLY=<substring>: only the tests whose name holds it */

@@ -49,36 +49,35 @@
  * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
  *
  * Invariants of a page in use (block_size != 0):
- *   used = bits set in live[]; blocks [0, extent) have been handed out at least once;
+ *   used = bits set in its live bits; blocks [0, extent) have been carved (the rest never touched);
  *   the free list holds exactly the blocks below extent whose live bit is clear;
- *   a block with its live bit set is the program's, or freed but not yet back on the free list: in a
- *   thread cache or in xfree, and then its second word holds the cache tag (tcache.c);
- *   the page is on its home's avail list when it has a free block (free list or extent < capacity),
- *   else on its full list (where blocks may arrive in xfree: the owner is told, tcache.c).
- * The live bitmap makes Free exact: one bit per 16-byte granule, set where a live block starts, so a
+ *   a block with its live bit set is the program's, or freed by a thread that does not own the page
+ *   and not yet collected: then it is in xfree and its second word holds the xfree tag (page.c);
+ *   the page is on its home's avail list when it has a free block (free list, untouched room or
+ *   xfree) or is the first there, else on its full list (where blocks may arrive in xfree: the owner
+ *   is told through its lists' xpending).
+ * The live bits make Free exact: one bit per 16-byte granule, set where a live block starts, so a
  * pointer is a live block iff it is 16-aligned in a page in use, its granule's bit is set, and the
- * block does not carry the cache tag. Anything else (interior,
- * already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes nothing.
+ * block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
+ * else (interior, already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes
+ * nothing. The owner's Free reads no word of the block: it clears the bit and writes the link.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
  * does not hand out an arbitrary address: a decoded link outside its page is reported as corruption.
  *
  * Debug blocks (DebugAlloc) carry a 16-byte header before the caller's pointer: a tag derived from
  * the heap's key and the address, the site's index, the size. Sites are counted per heap.
  *
- * Locking: a single-threaded heap takes no lock. A MALLOC_THREADSAFE heap keeps, for every thread
- * that uses it, a cache of free blocks per size class (tcache.c): the common allocation and free
- * touch only the calling thread's cache, with no lock and no atomic read-modify-write; a free from
- * another thread goes into the freeing thread's cache and never touches the allocating one. Caches
- * are refilled from pages that the thread owns (hm_hpage, "home"): two threads never get blocks of
- * one page, so their blocks never share a cache line. A refill and the return of a full cache's
- * blocks to the thread's own pages take no lock either; blocks of other threads' pages go onto
- * those pages' xfree stacks (one CAS each), and the owner takes them back when it runs short. The
- * heap's mutex is taken only to get a page (adopted from the heap's ownerless ones, from the empty
- * cache, or committed anew), to give up an empty one, for large and debug blocks, and by a thread
- * that exits (its pages become ownerless). A cached block keeps its live bit (the heap lent it to
- * the cache) and carries a tag in its second word, so that a second free of it is recognised; so
- * does a block in xfree. Lock order: heaps_lock (tcache.c), then the heap lock, then the manager's
- * locks (manager.h). */
+ * Locking: a single-threaded heap takes no lock: its caller owns the heap's own pages, and allocation
+ * and Free take the same inline paths as a thread's (heap_internal.h) with no atomic read-modify-write.
+ * A MALLOC_THREADSAFE heap gives every thread that uses it pages of its own (tcache.c): allocation
+ * pops the free list of the thread's first page of the class, and a Free of a block of one of the
+ * thread's pages pushes onto that page's list, with no lock and no atomic read-modify-write; two
+ * threads never get blocks of one page, so their blocks never share a cache line. A free from another
+ * thread goes onto the page's xfree stack (one CAS), and the owner takes the blocks back when it runs
+ * short. The heap's mutex is taken only to get a page (adopted from the heap's ownerless ones, from
+ * the empty cache, or committed anew), to give up an empty one, for large and debug blocks, and by a
+ * thread that exits (its pages become ownerless). Lock order: heaps_lock (tcache.c), then the heap
+ * lock, then the manager's locks (manager.h). */
 #ifndef HM_HEAP_H
 #define HM_HEAP_H
 
@@ -105,52 +104,68 @@
 #define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them (and limit/8) */
 
 /* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
- * thread allocates from it, takes blocks back onto its free list, and moves it between lists, all
- * without the lock) or the heap's own (ownerless: the same under the heap lock). Any other thread
- * that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no lock), which
- * the owner collects when it runs out of free blocks.
+ * thread allocates from it, frees onto its free list, and moves it between lists, all without the
+ * lock) or the heap's own (the same under the heap lock; no thread owns them in a thread-safe heap,
+ * and the caller, who serialises every call, owns them in a heap without HM_HEAP_THREADSAFE). Any
+ * other thread that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no
+ * lock), which the owner collects when it runs out of free blocks.
  *
- * block_size, extent, used and the live bits are atomics because Free and statistics read them
- * without the owner's knowledge; each has one writer at a time (relaxed load and store, no RMW). */
+ * owner is the home's owner token (hm_pagelists.owner), what the free fast path compares with the
+ * caller's: it needs neither the home nor the thread's cache. The record is 128 bytes (a power of two:
+ * a page's record is found with a shift), the fields the fast paths touch in its first line.
+ * block_size, extent, used, has_debug, owner and xfree are atomics because Free and statistics read
+ * them without the owner's knowledge; all but xfree have one writer at a time (relaxed load and
+ * store). */
 typedef struct hm_hpage {
-    /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes, the
-     * live bits of one and the header of the next, must not share a line) */
-    _Alignas(64) _Atomic uint32_t block_size; /* 0: the page is not in use */
-    uint16_t cls;
-    uint8_t committed;               /* the page is committed (heap lock) */
-    uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
-                                        neighbours of a page, which other threads may own) */
-    uint32_t capacity;               /* blocks that fit */
-    _Atomic uint32_t used;           /* blocks not on its free list (live, in caches, or in xfree) */
-    _Atomic uint32_t extent;         /* blocks handed out at least once (the rest were never touched) */
-    uint32_t list;                   /* on its home's avail list (1: it has a free block or untouched
-                                        room), full list (2), or none (0) */
-    uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
+    /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
+     * share a line) */
+    _Alignas(64) uintptr_t free;     /* encoded free list (its owner); never-handed-out blocks past extent are not on it */
+    _Atomic uint32_t used;           /* blocks not on its free list (live, or in xfree) */
     _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
-    uintptr_t free;                  /* encoded free list (home's owner) */
+    _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
+    _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
+    uint32_t list;                   /* on its home's avail list (1: it has a free block, untouched
+                                        room, or is its class's current page), full list (2), or none (0) */
+    uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
-    uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
-    _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
+    _Atomic uint32_t block_size;     /* 0: the page is not in use */
+    _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
+    uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
-    _Atomic uint64_t live[HM_LIVE_WORDS]; /* bit g: a live block starts at granule g (16 bytes; heap_internal.h) */
+    uint16_t cls;
+    uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
+    uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
+                                        neighbours of a page, which other threads may own) */
+    uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
 } hm_hpage;
+_Static_assert(sizeof(hm_hpage) == 128, "page records are 128 bytes: found with a shift");
 
-/* A home's page lists by class: pages with a free block, and pages without one. */
+/* A home's page lists by class: pages with a free block (the first is where allocation takes from),
+ * and pages without one. owner: the token its pages carry (tcache.c: the owning thread's; the heap's
+ * own lists: HM_OWNER_CALLER without HM_HEAP_THREADSAFE, else 0). xpending, bit c: another thread
+ * freed into a full page of class c (tcache.c looks at its full pages at its next refill). */
 typedef struct hm_pagelists {
     hm_hpage *avail[HM_NCLASS];
     hm_hpage *full[HM_NCLASS];
+    uintptr_t owner;
+    _Atomic uint64_t xpending;
 } hm_pagelists;
+#define HM_OWNER_CALLER ((uintptr_t)1) /* never a thread's token (those are addresses) */
 
 typedef struct hm_segment {
     _Atomic uint64_t cookie;         /* heap key ^ address: a segment header of a live heap */
     struct hm_heap *heap;
     intptr_t rw_delta;               /* two-view heaps: a block's writable alias is block + rw_delta */
     int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
-    struct hm_segment *next;
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
+    struct hm_segment *next;
     hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
+    /* live[i]: page i's live bits (heap_internal.h), written by the page's owner only; apart from the
+     * records, so that a record stays one line and a free touches one word of these */
+    _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
 } hm_segment;
+_Static_assert(sizeof(hm_segment) <= HM_HPAGE_SIZE, "a segment's header fits its page 0");
 
 typedef struct hm_site {
     char file[56];
@@ -201,6 +216,7 @@ struct hm_heap {
     bool cached;                     /* thread caches serve it: MALLOC_THREADSAFE, not dual */
     bool readable;                   /* its segments' reserved pages read as zeros (cached, no guards) */
     bool tracked;                    /* its blocks are described to Valgrind or ASan (track.h) */
+    bool fast;                       /* the inline paths serve it (heap_internal.h): not dual, not tracked */
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */

@@ -1,21 +1,31 @@
-/* heap_internal.h — what heap.c shares with tcache.c; nothing outside src/heap uses it. */
+/* heap_internal.h — what the files of src/heap share; nothing outside src/heap uses it, except the
+ * drop-in malloc (src/preload), which inlines the fast paths at the end.
+ *
+ * Who owns what (each file's first comment says more):
+ *   class.c     size classes          pools.c    metadata objects, the heap lock
+ *   views.c     two-view heaps        segment.c  segments, the empty-page cache, purging, new pages
+ *   page.c      blocks of a page      large.c    large blocks and their caches
+ *   classify.c  what a pointer is     sites.c    debug sites
+ *   tcache.c    threads' page lists   stats.c    statistics, fork
+ *   heap.c      the API (heap.h)      segmap.c   the segment bitmap
+ * heap.c calls into the others; tcache.c calls page.c, segment.c, large.c and pools.c, never heap.c. */
 #ifndef HM_HEAP_INTERNAL_H
 #define HM_HEAP_INTERNAL_H
 
 #include "../manager/manager.h"
+#include "../vmap/meta.h"
 #include "../vmap/vmap.h"
 #include "heap.h"
 
-/* What a pointer is to a heap (heap.c: hm_heap_classify). */
-typedef enum { NOT_A_BLOCK, SMALL, SMALL_DEBUG, LARGE, LARGE_DEBUG } block_kind;
+#define HM_BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
+#define HM_EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
+#define HM_SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
+#define HM_GRANULE ((size_t)64 << 10) /* the map's allocation granularity: every reservation base is so aligned */
+#define HM_LCACHE_MAGIC 0x6c63616368656421ull /* mixed into a freed large block's tag */
+#define HM_XFREE_MAGIC 0x7463616368656421ull  /* mixed into the tag of a small block in xfree */
+#define HM_DEBUG_MAGIC 0x6462676865617021ull  /* mixed into a debug block's tag */
 
-typedef struct block_ref {
-    block_kind kind;
-    hm_hpage *page;
-    uintptr_t block;   /* block start (small) or allocation base (large) */
-    uint64_t size;     /* block size, or a large block's committed (usable) bytes */
-    uint64_t room;     /* a large block's reservation */
-} block_ref;
+/* ---- class.c ------------------------------------------------------------------------------------ */
 
 /* Size classes (heap.h): 16-byte steps to 128, then four per doubling. Up to 1 KiB (most requests)
  * a table indexed by ceil(size / 16) answers in one load; above, the formula. */
@@ -34,35 +44,192 @@ static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_siz
  * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
 static inline uint32_t hm_heap_block_index(uintptr_t off, uint32_t inv) { return (uint32_t)(((uint64_t)off * inv) >> 32); }
 static inline uint32_t hm_heap_inverse(uint32_t bs) { return (uint32_t)((((uint64_t)1 << 32) + bs - 1) / bs); }
+
+/* ---- pools.c ------------------------------------------------------------------------------------ */
+
+void hm_heap_lock(hm_heap *h);
+void hm_heap_unlock(hm_heap *h);
+hm_heap *hm_heap_obj_get(void);
+void hm_heap_obj_put(hm_heap *h);
+hm_site *hm_heap_sites_get(void);     /* HM_MAX_SITES of them */
+void hm_heap_sites_put(hm_site *s);
+hm_view *hm_heap_view_get(void);
+void hm_heap_view_put(hm_view *v);
+void hm_heap_pools_fork_lock(bool lock);
+
+/* ---- addresses ---------------------------------------------------------------------------------- */
+
+static inline hm_segment *hm_seg_of(const void *p) { return (hm_segment *)((uintptr_t)p & ~(uintptr_t)(HM_SEG_SIZE - 1)); }
+static inline size_t hm_page_index(const hm_hpage *pg) { return (size_t)(pg - hm_seg_of(pg)->page); }
+static inline uintptr_t hm_page_addr(const hm_hpage *pg) { return (uintptr_t)hm_seg_of(pg) + hm_page_index(pg) * HM_HPAGE_SIZE; }
+static inline hm_hpage *hm_page_of(uintptr_t b) { return &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)]; }
+_Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
+
+/* Live bits (heap.h): one per 16-byte granule of a page, set where a live block starts. Every class
+ * size is a multiple of 16, so an address is the start of a live block of its page exactly when it
+ * is 16-aligned and its granule's bit is set: no division by the block size, and pages not in use
+ * (the header's page[0] among them) have no bit set. One writer per page at a time, its owner:
+ * load and store, no read-modify-write; anyone may read. */
+static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
+{
+    uint32_t g = (uint32_t)((b & (HM_HPAGE_SIZE - 1)) >> 4);
+    *mask = (uint64_t)1 << (g % 64);
+    return &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][g / 64];
+}
+static inline bool hm_heap_live(uintptr_t b)
+{
+    uint64_t m;
+    return atomic_load_explicit(hm_live_word(b, &m), memory_order_relaxed) & m;
+}
+static inline void hm_set_live(uintptr_t b, bool on)
+{
+    uint64_t m;
+    _Atomic uint64_t *w = hm_live_word(b, &m);
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    atomic_store_explicit(w, on ? v | m : v & ~m, memory_order_relaxed);
+}
+
+/* Tags in a block's words: a small block in xfree (second word), a freed large block (second word),
+ * a debug block (first word). Derived from the heap's secret, so that program data matches one with
+ * a chance of 2^-64. */
+static inline uint64_t hm_xfree_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_XFREE_MAGIC; }
+static inline uint64_t hm_lcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_LCACHE_MAGIC; }
+static inline uint64_t hm_heap_debug_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_DEBUG_MAGIC; }
+static inline _Atomic uint64_t *hm_word1(uintptr_t b) { return (_Atomic uint64_t *)(b + 8); }
+/* A free block's first word, its encoded link (next ^ key ^ b). Relaxed atomics: a second Free from
+ * another thread racing the owner's allocation of the block writes it while the owner reads it (the
+ * program's race, which must not be the heap's undefined behaviour). Plain moves on x86-64. */
+static inline uintptr_t hm_link_get(uintptr_t b) { return __atomic_load_n((uintptr_t *)b, __ATOMIC_RELAXED); }
+static inline void hm_link_set(uintptr_t b, uintptr_t v) { __atomic_store_n((uintptr_t *)b, v, __ATOMIC_RELAXED); }
+#define HM_OWNER(pg) atomic_load_explicit(&(pg)->owner, memory_order_relaxed)
+
+/* Doubly linked page lists (a home's, the heap's empty cache), through next and prev. */
+static inline void hm_list_add(hm_hpage **head, hm_hpage *pg)
+{
+    pg->prev = NULL;
+    pg->next = *head;
+    if (*head) (*head)->prev = pg;
+    *head = pg;
+}
+static inline void hm_list_del(hm_hpage **head, hm_hpage *pg)
+{
+    if (pg->prev) pg->prev->next = pg->next;
+    else *head = pg->next;
+    if (pg->next) pg->next->prev = pg->prev;
+    pg->next = pg->prev = NULL;
+}
+
+/* ---- views.c ------------------------------------------------------------------------------------ */
+
+/* Where the heap (or the program) writes the byte at b of a block of h: b itself, or its alias in
+ * the read-write view of a dual heap (heap.h, "Executable heaps"). */
+uintptr_t hm_heap_wr_dual(const hm_heap *h, uintptr_t b);
+static inline uintptr_t hm_heap_wr(const hm_heap *h, uintptr_t b) { return h->dual ? hm_heap_wr_dual(h, b) : b; }
+#define HM_W64(h, b, i) ((uint64_t *)hm_heap_wr((h), (b)))[i]
+uintptr_t hm_heap_wr_locked(hm_heap *h, uintptr_t b); /* the same, for a caller without the lock */
+int hm_views_new(uintptr_t base, size_t size, int *fd, uintptr_t *rw);
+void hm_views_close(hm_heap *h, int fd, uintptr_t rw, size_t size);
+void hm_views_retry(hm_heap *h);
+hm_view *hm_view_of(const hm_heap *h, uintptr_t b);
+void hm_view_forget(hm_heap *h, hm_view *v);
+
+/* ---- segment.c ---------------------------------------------------------------------------------- */
+
 /* How long an empty page stays committed (HM_EMPTY_DELAY_MS); tests that compare runs set it beyond
  * reach, so that no page is decommitted by the clock. */
 extern uint32_t hm_heap_empty_delay_ms;
-void hm_heap_lock(hm_heap *h);
-void hm_heap_unlock(hm_heap *h);
-/* Page ownership (heap.h): "the owner of lists" is the thread whose cache they are, or whoever holds
- * the heap lock for the heap's own lists. */
-/* By the owner of lists: up to want blocks of class cls from its pages (other threads' frees
- * collected on the way), into out; their live bits set. No lock, no system call. *st: HM_E_FAIL if a
- * corrupted free list stopped it (the manager has failed). */
-uint32_t hm_heap_take(hm_heap *h, hm_pagelists *lists, unsigned cls, uintptr_t *out, uint32_t want, hm_status *st);
-/* By the owner of lists: full pages of class cls that other threads freed blocks into get them back
- * and return to the avail list. */
-void hm_heap_collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls);
-/* Heap lock held, and by the owner of lists: one block of class cls admitted at level; when lists has
- * none, it adopts an ownerless page or a new one (committed at level, the lock dropped meanwhile). */
+/* Heap lock held: a page for class cls on home's avail list (first), its owner token home's: an
+ * empty committed one, an unused slot committed now at level, or one of a new segment (the lock is
+ * dropped around commits, which may wait for memory). */
+hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out);
+/* Heap lock held: empty pages that waited long enough (or all, with force) are decommitted. */
+hm_status hm_heap_purge(hm_heap *h, bool force);
+void hm_heap_empty_push(hm_heap *h, hm_hpage *pg);
+/* A commit was refused (st): the caches' freed large blocks and the empty pages go back, so that the
+ * caller may try once more; true if anything went. Lock held. */
+bool hm_heap_refused_give_back(hm_heap *h, hm_status st);
+hm_status hm_heap_segment_release(hm_heap *h, hm_segment *s);
+void hm_heap_drop_reservation(hm_heap *h, void *base);
+
+/* ---- page.c ------------------------------------------------------------------------------------- */
+
+/* Lists: the owner of the lists (or the heap lock for the heap's own). */
+void hm_page_move(hm_hpage *pg, uint32_t to); /* to its home's list 0 none, 1 avail, 2 full */
+/* By the owner of lists: a block of class cls admitted at level, from the first avail page; other
+ * threads' frees are collected, untouched room carved, an ownerless page adopted or a new one made
+ * (under the heap lock, taken here unless lists is the heap's own, whose caller holds it). */
 hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out);
 /* A freed small block b of page pg goes back: onto pg's free list when mine is pg's home (the
- * caller owns it), else onto pg's xfree (any thread, no lock; b gets the cache tag). true: pg has no
+ * caller owns it), else onto pg's xfree (any thread, no lock; b gets the xfree tag). true: pg has no
  * block in use any more, and the caller must give it up (hm_heap_page_empty, under the heap lock). */
 bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b);
+/* Heap lock held: a page without blocks goes to the empty cache (and due pages are purged). */
 void hm_heap_page_empty(hm_heap *h, hm_hpage *pg);
+void hm_heap_page_retire(hm_heap *h, hm_hpage *pg);
+/* The owner's Free left pg empty or off its avail list: it moves there, and an empty page that is
+ * not its class's only one with room is given up (the heap lock taken for that). */
+void hm_heap_settle(hm_heap *h, hm_hpage *pg);
+/* Free of the live small block b of page pg by a thread-cached heap's caller (no lock): checked
+ * against a block already in xfree, then onto pg's list (the caller owns pg) or its xfree. */
+hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Heap lock held: hm_heap_give from the heap's own lists, emptied pages given up at once. */
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
+/* Other threads' frees of pg go back onto its free list (its owner); false if a link was overwritten. */
+bool hm_heap_collect(hm_heap *h, hm_hpage *pg);
 /* A thread cache's pages lose their owner: they join the heap's own lists (lock held, by the owner). */
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists);
-block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
+/* Whether the live small block b of a thread-cached heap sits in xfree (freed, from the caller's
+ * view): its tag, looked at whatever the page's xfree says (a collect may have emptied it and not yet
+ * reached b). */
+static inline bool hm_heap_in_xfree(const hm_heap *h, uintptr_t b)
+{
+    return atomic_load_explicit(hm_word1(b), memory_order_relaxed) == hm_xfree_tag(h, b);
+}
 
-/* segmap.c: the segment holding an address, or NULL (then ask the map). set: mark seg live or not. */
+/* ---- large.c ------------------------------------------------------------------------------------ */
+
+/* A block of its own from the map, or a cached one (no lock held; the commit may wait). reserve >
+ * size asks for room to grow in place; *zero (if asked): its bytes read zero. */
+hm_status hm_heap_large_alloc(hm_heap *h, size_t size, size_t reserve, size_t align, unsigned level, uintptr_t *out, bool *zero);
+/* Heap lock held: a freed large block goes to the heap's cache, else is released, else parked. */
+void hm_heap_large_return(hm_heap *h, hm_lblock blk);
+bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk);
+hm_status hm_heap_large_release(hm_heap *h, uintptr_t base);
+void hm_heap_park(hm_heap *h, hm_lblock blk);
+hm_status hm_heap_lcache_drain(hm_heap *h, bool *any);
+/* Whether a large block may be kept committed now (not when memory is short). */
+bool hm_heap_may_keep(const hm_heap *h);
+void hm_heap_large_count(hm_heap *h, int64_t bytes, int64_t blocks);
+hm_status hm_heap_grow_in_place(hm_heap *h, uintptr_t p, const hm_vmap_info *info, size_t have, size_t size, hm_level level);
+
+/* ---- classify.c --------------------------------------------------------------------------------- */
+
+/* What a pointer is to a heap. */
+typedef enum { NOT_A_BLOCK, SMALL, SMALL_DEBUG, LARGE, LARGE_DEBUG } block_kind;
+typedef struct block_ref {
+    block_kind kind;
+    hm_hpage *page;
+    uintptr_t block;   /* block start (small) or allocation base (large) */
+    uint64_t size;     /* block size, or a large block's committed (usable) bytes */
+    uint64_t room;     /* a large block's reservation */
+} block_ref;
+block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t p);
+/* The heap allocation (segment or large block) holding p; false if p is in no heap's memory. */
+bool hm_heap_find(const void *p, hm_vmap_info *info);
+block_ref hm_heap_classify_large(hm_heap *h, const void *p, hm_vmap_info *info);
+/* Free of p, which the map says belongs to another heap (or to no heap's block): SPEC 4. */
+hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p);
+/* The usable size of p, 0 if no live block of h (guarded: a large block looked at under the lock). */
+size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out);
+
+/* ---- sites.c ------------------------------------------------------------------------------------ */
+
+uint32_t hm_heap_site_of(hm_heap *h, const char *file, int line);
+void hm_heap_site_forget(hm_heap *h, uint64_t info);
+void hm_heap_leak_report(hm_heap *h);
+
+/* ---- segmap.c: the segment holding an address, or NULL (then ask the map) ----------------------- */
+
 #define HM_SEGMAP_SHIFT 22 /* log2 HM_SEG_SIZE */
 #define HM_SEGMAP_WORDS (((size_t)1 << (47 - HM_SEGMAP_SHIFT)) / 64)
 _Static_assert(((size_t)1 << HM_SEGMAP_SHIFT) == HM_SEG_SIZE, "one bit per segment");
@@ -76,136 +243,53 @@ static inline hm_segment *hm_segmap_get(const void *p)
     return (w >> (i & 63)) & 1 ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
-/* tcache.c: per-thread caches of a thread-safe heap (the file's comment tells the rules). */
-#define HM_TCACHE_N 128
-#define HM_TCACHE_BYTES ((size_t)512 << 10)
-#define HM_TCACHE_MAGIC 0x7463616368656421ull
+/* ---- tcache.c: threads' caches of a thread-safe heap (the file's comment tells the rules) -------- */
+
 #define HM_TCACHE_LARGE 32                       /* freed large blocks a thread keeps */
 #define HM_TCACHE_LARGE_MAX ((uint64_t)1 << 20)  /* ... of at most this size each */
 #define HM_TCACHE_LARGE_BYTES ((uint64_t)8 << 20) /* ... and this many bytes in all */
 
-typedef struct hm_tcache_bin {
-    _Atomic uint32_t n;               /* blocks held; written by the owning thread only */
-    uint32_t cap;                     /* at most this many (HM_TCACHE_N, fewer for big blocks) */
-    uintptr_t slot[HM_TCACHE_N];
-} hm_tcache_bin;
-
 typedef struct hm_tcache {
+    hm_pagelists lists;               /* the pages this thread owns (its thread only); first: the
+                                         fast path's lists are the cache's address */
     uint64_t heap_id;                 /* the heap's id while attached; 0 never matches a live heap */
     _Atomic(hm_heap *) heap;          /* NULL once the heap is destroyed (heaps_lock) */
     struct hm_tcache *next;           /* in the heap's list (heap lock) */
     struct hm_tcache *thread_next;    /* in its thread's list (its thread only) */
-    hm_pagelists lists;               /* the pages this thread owns (its thread only) */
-    _Atomic uint64_t xpending;        /* bit c: a full page of class c got blocks from another thread */
     atomic_flag large_lock;           /* nlarge and large[]: its thread, or a drain from another thread
                                          (lock order: the heap lock, then this) */
     uint32_t nlarge;                  /* freed large blocks kept, oldest first */
     hm_lblock large[HM_TCACHE_LARGE];
     _Atomic uint64_t large_bytes;     /* their bytes (statistics; written by its thread only) */
-    hm_tcache_bin bin[HM_NCLASS];
 } hm_tcache;
 
-/* Another thread pushed the first block onto the xfree of a page of class cls whose home is lists, a
- * thread cache's: its owner looks at its full pages of that class at its next refill. */
-void hm_tcache_notify(hm_pagelists *lists, unsigned cls);
-
-/* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). */
+/* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). Its
+ * address is the thread's owner token (hm_self): distinct for every live thread, never 0 or 1. */
 extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
+static inline uintptr_t hm_self(void) { return (uintptr_t)&hm_thread_caches; }
 
-/* Live bits (heap.h): one per 16-byte granule of a page, set where a live block (handed out, or held
- * in a cache) starts. Every class size is a multiple of 16, so an address is the start of a live
- * block of pg exactly when it is 16-aligned and its granule's bit is set: no division by the block
- * size, and pages not in use (the header's page[0] among them) have no bit set. */
-static inline bool hm_heap_live(const hm_hpage *pg, uintptr_t b)
-{
-    uint32_t g = (uint32_t)((b & (HM_HPAGE_SIZE - 1)) >> 4);
-    return (atomic_load_explicit(&((hm_hpage *)pg)->live[g / 64], memory_order_relaxed) >> (g % 64)) & 1u;
-}
-
-static inline uint64_t hm_tcache_tag(const hm_heap *h, uintptr_t b) { return h->key ^ b ^ HM_TCACHE_MAGIC; }
-static inline _Atomic uint64_t *hm_tcache_word1(uintptr_t b) { return (_Atomic uint64_t *)(b + 8); }
-
-/* The allocation fast path: a block of class cls if this thread's most recent cache is h's and holds
- * one; 0 otherwise (then hm_tcache_alloc). */
-static inline uintptr_t hm_tcache_pop(hm_heap *h, unsigned cls)
-{
-    hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id) return 0;
-    hm_tcache_bin *bin = &c->bin[cls];
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-    if (!n) return 0;
-    uintptr_t b = bin->slot[--n];
-    bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the cache must not see the block) */
-    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
-    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
-    return b;
-}
-/* A block of class cls from this thread's cache (refilled under the lock when empty). */
-hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out);
-/* The same for block b (index in page pg), known to be a live small block: the general case. */
-hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b);
-/* Takes the live small block b (index in page pg) into this thread's cache; HM_E_HOST_INVALIDOPERATION
- * if it is cached already or no longer live (a double free). The common case inline: room in this
- * thread's bin. */
-static inline hm_status hm_tcache_push(hm_heap *h, hm_hpage *pg, uintptr_t b)
-{
-    _Atomic uint64_t *w1 = hm_tcache_word1(b);
-    uint64_t t = hm_tcache_tag(h, b);
-    atomic_thread_fence(memory_order_acquire); /* the caller saw b live: it sees the tag set before (take_one) */
-    if (atomic_load_explicit(w1, memory_order_relaxed) == t) return HM_E_HOST_INVALIDOPERATION;
-    /* A second Free racing the first may have seen b live just before its cache gave it back, its
-     * page emptied and the page was decommitted: b's words then read zero (a heap's segments are
-     * readable when reserved, HM_AF_READABLE), and its live bit, cleared before the page emptied,
-     * says so when looked at again after them. A live block's bit stays set meanwhile. */
-    atomic_thread_fence(memory_order_acquire);
-    if (!hm_heap_live(pg, b)) return HM_E_HOST_INVALIDOPERATION;
-    hm_tcache *c = hm_thread_caches;
-    if (c && c->heap_id == h->id) {
-        hm_tcache_bin *bin = &c->bin[pg->cls];
-        uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-        if (n < bin->cap) {
-            atomic_store_explicit(w1, t, memory_order_relaxed);
-            bin->slot[n] = b;
-            atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
-            return HM_OK;
-        }
-    }
-    return hm_tcache_push_slow(h, pg, b);
-}
-/* Large blocks in this thread's cache (tcache.c): take one that holds bytes (hm_lblock_fit, no
- * growth) into *out, false if none; keep the freed block blk (already tagged freed by the caller: once
- * in, another thread's drain may hand it on), false if it does not fit (then it goes to the heap).
- * No heap lock. */
+/* This thread's lists of h, made on first use; NULL if none can be made (the caller goes locked). */
+hm_pagelists *hm_tcache_lists(hm_heap *h);
+/* Large blocks in this thread's cache: take one that holds bytes (hm_lblock_fit, no growth) into
+ * *out, false if none; keep the freed block blk (already tagged freed by the caller: once in,
+ * another thread's drain may hand it on), false if it does not fit (then it goes to the heap). */
 bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out);
 bool hm_tcache_large_put(hm_heap *h, hm_lblock blk);
 /* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
  * by an idle thread must not starve a busy one). Heap lock held; true if any went. */
 bool hm_tcache_large_drain_all(hm_heap *h);
-/* Gives this thread's cached large blocks of h back to the heap (hm_heap_trim; takes the heap lock). */
+/* Gives this thread's cached large blocks of h back to the heap (takes the heap lock). */
 void hm_tcache_large_drain(hm_heap *h);
-/* The same with the heap lock held; false if it had none. */
-/* heap.c: a large block leaves a thread's cache for the heap's (or is released), lock held. */
-void hm_heap_large_return(hm_heap *h, hm_lblock blk);
-/* heap.c: whether a large block may be kept committed now (not when memory is short). */
-bool hm_heap_may_keep(const hm_heap *h);
-
-/* Whether the live SMALL block at b sits in some thread's cache (freed, from the caller's view). */
-bool hm_tcache_holds(const hm_heap *h, uintptr_t b);
-/* Blocks and bytes sitting in the caches of h, and their large blocks' bytes (for statistics; racy
- * reads of the counts). Lock held. */
-void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes, uint64_t *large_bytes);
-/* The heap is going away: its caches forget it (their blocks go with its segments). */
+/* Bytes of large blocks in the caches of h (statistics; racy reads). Lock held. */
+uint64_t hm_tcache_large_cached(hm_heap *h);
+/* The heap is going away: its caches forget it (their pages go with its segments). */
 void hm_tcache_heap_gone(hm_heap *h);
 uint64_t hm_tcache_new_heap_id(void);
 /* fork: the caches' global locks (outer: the list of heaps' caches; else the caches' pool). */
 void hm_tcache_fork_lock(bool outer);
 void hm_tcache_fork_unlock(bool outer);
 
-
-/* ---- the fast paths, shared with the drop-in malloc (src/preload/malloc.c) --------------------- */
-
-#define HM_DEBUG_MAGIC 0x6462676865617021ull /* mixed into a debug block's tag */
-static inline uint64_t hm_heap_debug_tag(const hm_heap *h, uintptr_t block) { return h->key ^ block ^ HM_DEBUG_MAGIC; }
+/* ---- the fast paths, shared with the drop-in malloc (src/preload/dropin.h) ---------------------- */
 
 /* Whether h's manager is known to run without asking it (heap.c: running; false: ask, the slow way). */
 static inline bool hm_heap_running_fast(const hm_heap *h)
@@ -214,28 +298,63 @@ static inline bool hm_heap_running_fast(const hm_heap *h)
            atomic_load_explicit(&((hm_heap *)h)->stops_seen, memory_order_relaxed);
 }
 
-/* A thread-cached heap's small block for size from this thread's cache, or 0 (then the full path).
- * pre: h->cached, hm_heap_running_fast(h), no checker tracks h. */
-static inline uintptr_t hm_heap_alloc_cached(hm_heap *h, size_t size)
+/* The calling thread's page lists of h when the fast paths may use them: the heap's own for a heap
+ * without HM_HEAP_THREADSAFE (its caller owns them), else the thread's cache if its most recent one
+ * is h's; NULL otherwise (the slow path finds or makes it). */
+static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h)
 {
-    return size <= HM_SMALL_MAX ? hm_tcache_pop(h, hm_heap_class_of(size)) : 0;
+    if (!h->cached) return &h->own;
+    hm_tcache *c = hm_thread_caches;
+    return c && c->heap_id == h->id ? &c->lists : NULL;
 }
 
-/* Free of p when it is a small block of a thread-cached heap h: true with *st its status (a block
- * already freed: HM_E_HOST_INVALIDOPERATION, nothing changed); false when p is anything else (the
- * full path tells what). pre: h->cached, h running. */
-static inline __attribute__((always_inline)) bool hm_heap_free_cached(hm_heap *h, uintptr_t p, hm_status *st)
+/* A block of class cls from the first avail page of lists, or 0 (then hm_heap_small_alloc, which
+ * also reports a corrupted link: here one only sends the caller there). pre: h->fast, the caller
+ * owns lists. */
+static inline uintptr_t hm_heap_pop(hm_heap *h, hm_pagelists *lists, unsigned cls)
+{
+    hm_hpage *pg = lists->avail[cls];
+    if (!pg) return 0;
+    uintptr_t b = pg->free;
+    if (!b) return 0;
+    uintptr_t next = hm_link_get(b) ^ h->key ^ b;
+    if (next && (((next ^ b) >> 16) | (next & 15))) return 0; /* out of the page, or no block's start: corrupted */
+    pg->free = next;
+    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
+    hm_set_live(b, true);
+    return b;
+}
+
+/* A small block for size, or 0 (then the full path). pre: h->fast, hm_heap_running_fast(h). */
+static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
+{
+    hm_pagelists *lists;
+    if (size > HM_SMALL_MAX || !(lists = hm_heap_fast_lists(h))) return 0;
+    return hm_heap_pop(h, lists, hm_heap_class_of(size));
+}
+
+/* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree
+ * and no debug block carved from it: true, freed (the page settled out of line when it emptied or
+ * was full). false: p is anything else, and nothing changed (the full path tells what). The block
+ * itself is only written. pre: h->fast, h running. */
+static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return false;
-    hm_hpage *pg = &s->page[(p - (uintptr_t)s) / HM_HPAGE_SIZE];
-    /* A live block starts at p (heap_internal.h: its granule's bit; pages not in use have none). The
-     * live bit comes first: a refill tags a block before it sets the bit, so a Free that sees the
-     * bit sees the tag (hm_tcache_push), and a double Free racing the refill is caught. */
-    if ((p & 15) || !hm_heap_live(pg, p)) return false;
-    if (atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && *(const uint64_t *)p == hm_heap_debug_tag(h, p))
-        return false; /* a debug block's start */
-    *st = hm_tcache_push(h, pg, p);
+    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
+    if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
+    uint64_t m;
+    _Atomic uint64_t *w = hm_live_word(p, &m);
+    uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
+    if ((p & 15) || !(live & m)) return false;
+    if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) || atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
+        return false;
+    atomic_store_explicit(w, live & ~m, memory_order_relaxed);
+    hm_link_set(p, pg->free ^ h->key ^ p);
+    pg->free = p;
+    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
+    HM_SET(pg->used, used);
+    if (__builtin_expect(!used || pg->list != 1, 0)) hm_heap_settle(h, pg);
     return true;
 }
 

@@ -1,26 +1,22 @@
-/* tcache.c — per-thread caches of free blocks for thread-safe heaps (heap.h, "Locking").
+/* tcache.c — a thread's share of a thread-safe heap (heap.h, "Locking"): the page lists it owns,
+ * and a few freed large blocks it keeps.
  *
  * A thread has one cache per thread-safe heap it has used, found through a thread-local list (the
- * most recent first). A cache holds up to cap(cls) free blocks per size class: HM_TCACHE_N small
- * ones, fewer big ones (HM_TCACHE_BYTES of them at most), so that caches pin little memory. Allocation pops
- * from the calling thread's bin; free pushes onto it, whichever thread allocated the block. An empty
- * bin is refilled, a full one flushed, half its capacity at a time under the heap's lock.
- *
- * A cached block is free for the program but live for the heap: its bit stays set and its second
- * word holds tag(b) = key ^ b ^ CACHED_MAGIC, cleared when the block is handed out again. Free of a
- * block whose second word holds its tag is a double free. (A live block whose data happens to hold
- * exactly that 64-bit secret-derived value would be refused: a chance of 2^-64.)
- *
- * A bin's count is an atomic that only its thread writes (load and store, no read-modify-write), so
- * statistics can sum the caches from any thread. A cache also owns pages (heap.h, "Locking"): its
- * refills come from them, and they go back to the heap's own lists when the thread exits.
+ * most recent first). Its pages are its own: it allocates from them and frees its blocks onto them
+ * with no lock (page.c, and the inline paths of heap_internal.h); other threads' frees of their
+ * blocks arrive in the pages' xfree. When the thread exits, its pages become the heap's (ownerless:
+ * other threads adopt those with free blocks), its empty ones go to the heap's empty cache, and its
+ * large blocks to the heap's cache.
  *
  * Lifetime: a cache is made on a thread's first use of a heap and linked into the heap's list (heap
- * lock). At thread exit its blocks go back to the heap and it is freed; if the heap was destroyed
+ * lock). At thread exit its pages go back to the heap and it is freed; if the heap was destroyed
  * first, it only is freed, at the thread's exit or when the thread next looks through its caches
  * for one (my_cache), whichever comes first. heaps_lock orders the two: destroy marks the heap's
- * caches orphaned under it, the exit destructor flushes only caches still attached under it. Heap
- * ids tell a destroyed heap from a new one at the same address. */
+ * caches orphaned under it, the exit destructor gives back only caches still attached under it. Heap
+ * ids tell a destroyed heap from a new one at the same address. Caches come from a pool and stay
+ * caches (type-stable): a thread that read a page's home just before its owner exited may still set
+ * a bit of the old cache's xpending (page.c, hm_heap_give), at worst a needless look for the cache
+ * now at that address. */
 #include <pthread.h>
 #include <stddef.h>
 #include <string.h>
@@ -28,13 +24,6 @@
 #include "../os/os.h"
 #include "../vmap/meta.h"
 #include "heap_internal.h"
-
-/* Blocks a bin of block size bs holds; it moves half that at a time. */
-static inline uint32_t cap_of(size_t bs)
-{
-    size_t n = HM_TCACHE_BYTES / bs;
-    return n > HM_TCACHE_N ? HM_TCACHE_N : n < 4 ? 4 : (uint32_t)n;
-}
 
 static pthread_mutex_t heaps_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -45,44 +34,6 @@ _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec
 static _Atomic uint64_t next_heap_id = 1;
 
 uint64_t hm_tcache_new_heap_id(void) { return atomic_fetch_add(&next_heap_id, 1); }
-
-static inline uint32_t nof(hm_tcache_bin *bin) { return atomic_load_explicit(&bin->n, memory_order_relaxed); }
-static inline void set_n(hm_tcache_bin *bin, uint32_t n) { atomic_store_explicit(&bin->n, n, memory_order_relaxed); }
-
-static inline hm_hpage *page_of(uintptr_t b)
-{
-    hm_segment *s = (hm_segment *)(b & ~(uintptr_t)(HM_SEG_SIZE - 1));
-    return &s->page[(b - (uintptr_t)s) / HM_HPAGE_SIZE];
-}
-
-/* Gives the n oldest blocks of bin back to their pages: this thread's own pages take them at once,
- * other threads' pages through their xfree; no lock unless a page empties (locked: the caller holds
- * the heap lock already). */
-static void flush(hm_heap *h, hm_tcache *c, unsigned cls, uint32_t n, bool locked)
-{
-    hm_tcache_bin *bin = &c->bin[cls];
-    for (uint32_t k = 0; k < n; k++) {
-        uintptr_t b = bin->slot[k];
-        hm_hpage *pg = page_of(b);
-        if (hm_heap_give(h, &c->lists, pg, b)) {
-            if (!locked) hm_heap_lock(h);
-            hm_heap_page_empty(h, pg);
-            if (!locked) hm_heap_unlock(h);
-        }
-    }
-    uint32_t left = nof(bin) - n;
-    memmove(bin->slot, bin->slot + n, left * sizeof bin->slot[0]);
-    set_n(bin, left);
-}
-
-void hm_tcache_notify(hm_pagelists *lists, unsigned cls)
-{
-    hm_tcache *c = (hm_tcache *)((char *)lists - offsetof(hm_tcache, lists));
-    /* c may have gone with its thread meanwhile: caches are type-stable (a pool), so the worst is a
-     * needless look by the cache now at that address */
-    if (!(atomic_load_explicit(&c->xpending, memory_order_relaxed) & ((uint64_t)1 << cls)))
-        atomic_fetch_or_explicit(&c->xpending, (uint64_t)1 << cls, memory_order_relaxed);
-}
 
 static bool large_flush(hm_heap *h, hm_tcache *c);
 
@@ -102,7 +53,6 @@ static void thread_exit(void *arg)
         hm_heap *h = atomic_load_explicit(&c->heap, memory_order_relaxed);
         if (h && h->id == c->heap_id) { /* still attached: give the blocks and pages back, leave the list */
             hm_heap_lock(h);
-            for (unsigned cls = 0; cls < HM_NCLASS; cls++) flush(h, c, cls, nof(&c->bin[cls]), true);
             large_flush(h, c);
             hm_heap_disown(h, &c->lists);
             for (hm_tcache **p = &h->caches; *p; p = &(*p)->next)
@@ -173,14 +123,14 @@ static hm_tcache *my_cache(hm_heap *h)
     if (!m) return NULL;
     hm_tcache *c = (hm_tcache *)(m + 1);
     /* all but xpending, which a thread that read a page's home before its previous owner exited may
-     * still be setting (hm_tcache_notify): an atomic store for it, so that the two never race (a bit
-     * that lands after it only costs a needless look) */
-    size_t xp = offsetof(hm_tcache, xpending), after = xp + sizeof c->xpending;
+     * still be setting (page.c, hm_heap_give): an atomic store for it, so that the two never race (a
+     * bit that lands after it only costs a needless look) */
+    size_t xp = offsetof(hm_tcache, lists.xpending), after = xp + sizeof c->lists.xpending;
     memset(c, 0, xp);
-    atomic_store_explicit(&c->xpending, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->lists.xpending, 0, memory_order_relaxed);
     memset((char *)c + after, 0, sizeof *c - after);
     atomic_flag_clear_explicit(&c->large_lock, memory_order_relaxed);
-    for (unsigned cls = 0; cls < HM_NCLASS; cls++) c->bin[cls].cap = cap_of(hm_heap_class_size(cls));
+    c->lists.owner = hm_self();
     atomic_store_explicit(&c->heap, h, memory_order_relaxed);
     c->heap_id = h->id;
     hm_heap_lock(h);
@@ -193,82 +143,17 @@ static hm_tcache *my_cache(hm_heap *h)
     return c;
 }
 
-hm_status hm_tcache_alloc(hm_heap *h, unsigned cls, unsigned level, uintptr_t *out)
+hm_pagelists *hm_tcache_lists(hm_heap *h)
 {
     hm_tcache *c = my_cache(h);
-    hm_status st = HM_OK;
-    if (!c) { /* no cache: the locked path, from the heap's own pages */
-        hm_heap_lock(h);
-        st = hm_heap_small_alloc(h, &h->own, cls, level, out);
-        hm_heap_unlock(h);
-        if (!st) atomic_store_explicit(hm_tcache_word1(*out), 0, memory_order_relaxed); /* the program's now */
-        return st;
-    }
-    hm_tcache_bin *bin = &c->bin[cls];
-    uint32_t n = nof(bin);
-    if (!n) { /* refill a batch from this thread's pages: no lock while they have free blocks */
-        uint32_t want = bin->cap / 2;
-        uint64_t bit = (uint64_t)1 << cls;
-        if (atomic_load_explicit(&c->xpending, memory_order_relaxed) & bit) {
-            atomic_fetch_and_explicit(&c->xpending, ~bit, memory_order_relaxed);
-            hm_heap_collect_full(h, &c->lists, cls);
-        }
-        n = hm_heap_take(h, &c->lists, cls, bin->slot, want, &st);
-        if (!n && !st) { /* a page from the heap (adopted or new), admitted at this request's level */
-            hm_heap_lock(h);
-            st = hm_heap_small_alloc(h, &c->lists, cls, level, &bin->slot[0]);
-            hm_heap_unlock(h);
-            if (st) return st;
-            n = 1 + hm_heap_take(h, &c->lists, cls, bin->slot + 1, want - 1, &st);
-        }
-        set_n(bin, n); /* (what was taken stays cached, also when a corrupted list stopped the refill) */
-        if (st) return st;
-        /* (the blocks carry the cache tag already: take_one sets it before their live bits) */
-    }
-    uintptr_t b = bin->slot[--n];
-    bin->slot[n] = 0; /* (as hm_tcache_pop) */
-    set_n(bin, n);
-    atomic_store_explicit(hm_tcache_word1(b), 0, memory_order_relaxed);
-    *out = b;
-    return HM_OK;
+    return c ? &c->lists : NULL;
 }
 
-hm_status hm_tcache_push_slow(hm_heap *h, hm_hpage *pg, uintptr_t b)
+uint64_t hm_tcache_large_cached(hm_heap *h)
 {
-    if (atomic_load_explicit(hm_tcache_word1(b), memory_order_relaxed) == hm_tcache_tag(h, b))
-        return HM_E_HOST_INVALIDOPERATION;
-    hm_tcache *c = my_cache(h);
-    if (!c) {
-        hm_heap_lock(h);
-        hm_heap_small_free(h, pg, b);
-        hm_heap_unlock(h);
-        return HM_OK;
-    }
-    hm_tcache_bin *bin = &c->bin[pg->cls];
-    if (nof(bin) >= bin->cap) flush(h, c, pg->cls, bin->cap / 2, false);
-    uint32_t n = nof(bin);
-    atomic_store_explicit(hm_tcache_word1(b), hm_tcache_tag(h, b), memory_order_relaxed);
-    bin->slot[n] = b;
-    set_n(bin, n + 1);
-    return HM_OK;
-}
-
-bool hm_tcache_holds(const hm_heap *h, uintptr_t b)
-{
-    return atomic_load_explicit(hm_tcache_word1(b), memory_order_relaxed) == hm_tcache_tag(h, b);
-}
-
-void hm_tcache_cached(hm_heap *h, uint64_t *blocks, uint64_t *bytes, uint64_t *large_bytes)
-{
-    *blocks = *bytes = *large_bytes = 0;
-    for (hm_tcache *c = h->caches; c; c = c->next) {
-        *large_bytes += atomic_load_explicit(&c->large_bytes, memory_order_relaxed);
-        for (unsigned cls = 0; cls < HM_NCLASS; cls++) {
-            uint64_t n = nof(&c->bin[cls]);
-            *blocks += n;
-            *bytes += n * hm_heap_class_size(cls);
-        }
-    }
+    uint64_t n = 0;
+    for (hm_tcache *c = h->caches; c; c = c->next) n += atomic_load_explicit(&c->large_bytes, memory_order_relaxed);
+    return n;
 }
 
 static inline void large_count(hm_tcache *c, int64_t d)

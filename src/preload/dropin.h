@@ -86,13 +86,13 @@ void hm_dropin_free_slow(void *p);
 void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 
 /* The common case first, inline in every entry point (malloc, free, new, delete, calloc, realloc):
- * a small block from or to this thread's cache (heap_internal.h), with every check Free makes;
- * anything else takes the slow path. */
+ * a small block from or to this thread's pages (heap_internal.h), with every check Free makes;
+ * anything else takes the slow path (which gives the exact answer). */
 static inline void *hm_dropin_alloc(size_t size)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
     if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        uintptr_t b = hm_heap_alloc_cached(h, size);
+        uintptr_t b = hm_heap_alloc_fast(h, size);
         if (__builtin_expect(b != 0, 1)) return (void *)b;
     }
     return hm_dropin_alloc_slow(size);
@@ -102,11 +102,7 @@ static inline void hm_dropin_free(void *p)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
     if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        hm_status st;
-        if (__builtin_expect(hm_heap_free_cached(h, (uintptr_t)p, &st), 1)) {
-            if (__builtin_expect(st != HM_OK, 0)) hm_dropin_invalid("free", p, st);
-            return;
-        }
+        if (__builtin_expect(hm_heap_free_fast(h, (uintptr_t)p), 1)) return;
     }
     hm_dropin_free_slow(p);
 }

@@ -1,0 +1,302 @@
+/* page.c — the small blocks of a page: its free list, the blocks other threads free into it
+ * (xfree), carving untouched room, the home's lists a page moves between, and how a block goes back.
+ *
+ * A page's free list, live bits and lists are its owner's (heap.h, "A page belongs to one set of
+ * page lists"): the thread whose cache the home is, or the heap lock's holder for the heap's own
+ * lists. Other threads only push onto xfree (CAS), after tagging the block in its second word. The
+ * order of those steps is what makes a second Free exact without a lock:
+ *   a foreign Free reads the tag first, then (after an acquire fence) the live bit; it is refused if
+ *   the tag is there or the bit is clear;
+ *   collect clears a block's live bit first, then (after a release fence) its tag;
+ * so a Free that sees no tag sees the bit cleared by the collect that removed it. */
+#include <string.h>
+
+#include "heap_internal.h"
+#include "track.h"
+
+/* Second in the list: the first is the page allocation takes from, which keeps its place. */
+static void list_add_second(hm_hpage **head, hm_hpage *pg)
+{
+    hm_hpage *first = *head;
+    if (!first) {
+        hm_list_add(head, pg);
+        return;
+    }
+    pg->prev = first;
+    pg->next = first->next;
+    if (first->next) first->next->prev = pg;
+    first->next = pg;
+}
+
+static inline hm_hpage **list_of(hm_hpage *pg, uint32_t which)
+{
+    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    return which == 1 ? &home->avail[pg->cls] : &home->full[pg->cls];
+}
+
+void hm_page_move(hm_hpage *pg, uint32_t to)
+{
+    if (pg->list == to) return;
+    if (pg->list) hm_list_del(list_of(pg, pg->list), pg);
+    pg->list = to;
+    if (to) hm_list_add(list_of(pg, to), pg);
+}
+
+static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
+{
+    hm_detail_set("heap %p: %s at %#lx: its metadata was overwritten", (void *)h, what, (unsigned long)at);
+    hm_manager_fail(h->m); /* SPEC 3.4: books no longer trustworthy */
+    return HM_E_FAIL;
+}
+
+/* Whether b may be a block of pg below its extent (a decoded link is checked with this). */
+static inline bool in_page(const hm_hpage *pg, uintptr_t b)
+{
+    uintptr_t base = hm_page_addr(pg);
+    if (b < base || b >= base + HM_HPAGE_SIZE) return false;
+    uint32_t i = hm_heap_block_index(b - base, pg->inv);
+    return i < HM_EXTENT(pg) && base + (uintptr_t)i * HM_BS(pg) == b;
+}
+
+/* ---- giving pages up ---------------------------------------------------------------------------- */
+
+void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
+{
+    hm_page_move(pg, 0);
+    atomic_store_explicit(&pg->home, NULL, memory_order_relaxed);
+    HM_SET(pg->owner, 0);
+    HM_SET(pg->block_size, 0);
+    HM_SET(pg->extent, 0);
+    pg->free = 0;
+    hm_seg_of(pg)->pages_in_use--;
+    if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), HM_HPAGE_SIZE); /* (carved afresh next time) */
+    hm_heap_empty_push(h, pg);
+}
+
+void hm_heap_page_empty(hm_heap *h, hm_hpage *pg)
+{
+    hm_heap_page_retire(h, pg);
+    (void)hm_heap_purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
+}
+
+/* ---- taking blocks ------------------------------------------------------------------------------ */
+
+bool hm_heap_collect(hm_heap *h, hm_hpage *pg)
+{
+    uintptr_t b = atomic_exchange_explicit(&pg->xfree, 0, memory_order_acquire);
+    uint32_t n = 0;
+    bool ok = true;
+    while (b) {
+        uintptr_t next = hm_link_get(b) ^ h->key ^ b;
+        hm_set_live(b, false);
+        atomic_thread_fence(memory_order_release); /* the bit before the tag (this file's comment) */
+        atomic_store_explicit(hm_word1(hm_heap_wr(h, b)), 0, memory_order_relaxed);
+        hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b);
+        pg->free = b;
+        n++;
+        if (next && !in_page(pg, next)) {
+            (void)corrupted(h, "cross-thread free-list link", b);
+            ok = false;
+            break;
+        }
+        b = next;
+    }
+    atomic_fetch_sub_explicit(&pg->xcount, n, memory_order_relaxed);
+    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) - n);
+    return ok;
+}
+
+/* Carves the next blocks of pg's untouched room onto its (empty) free list: about a 4 KiB page's
+ * worth, so that a page's memory is faulted in as it is used, not at once. */
+static void carve(hm_heap *h, hm_hpage *pg)
+{
+    uint32_t e = HM_EXTENT(pg), bs = HM_BS(pg), n = 4096 / bs;
+    if (!n) n = 1;
+    if (n > pg->capacity - e) n = pg->capacity - e;
+    uintptr_t base = hm_page_addr(pg), head = pg->free;
+    for (uint32_t i = e + n; i-- > e;) {
+        uintptr_t b = base + (uintptr_t)i * bs;
+        hm_link_set(hm_heap_wr(h, b), head ^ h->key ^ b);
+        head = b;
+    }
+    pg->free = head;
+    HM_SET(pg->extent, e + n);
+}
+
+/* The head of pg's free list, every link checked (the fast path checks less, and sends the caller
+ * here when in doubt). */
+static hm_status pop_checked(hm_heap *h, hm_hpage *pg, uintptr_t *out)
+{
+    uintptr_t b = pg->free;
+    uintptr_t next = hm_link_get(b) ^ h->key ^ b;
+    if (next && (!in_page(pg, next) || hm_heap_live(next))) return corrupted(h, "free-list link", b);
+    pg->free = next;
+    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
+    hm_set_live(b, true);
+    *out = b;
+    return HM_OK;
+}
+
+/* Full pages of class cls that other threads freed blocks into take them back and return to the
+ * avail list (behind the first). */
+static bool collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls)
+{
+    for (hm_hpage *pg = lists->full[cls], *next; pg; pg = next) {
+        next = pg->next;
+        if (!atomic_load_explicit(&pg->xfree, memory_order_relaxed)) continue;
+        if (!hm_heap_collect(h, pg)) return false;
+        if (pg->free) {
+            hm_list_del(&lists->full[cls], pg);
+            pg->list = 1;
+            list_add_second(&lists->avail[cls], pg);
+        }
+    }
+    return true;
+}
+
+/* Adopts an ownerless page of class cls with a free block into lists (heap lock held); false if none. */
+static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
+{
+    hm_hpage *pg = h->own.avail[cls];
+    if (!pg) { /* an ownerless full page that other threads freed blocks into */
+        if (!collect_full(h, &h->own, cls)) return false;
+        pg = h->own.avail[cls];
+    }
+    if (!pg) return false;
+    hm_page_move(pg, 0);
+    HM_SET(pg->owner, lists->owner);
+    atomic_store_explicit(&pg->home, lists, memory_order_seq_cst); /* (hm_heap_give reads it after its push) */
+    hm_page_move(pg, 1);
+    return true;
+}
+
+hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out)
+{
+    bool own = lists == &h->own; /* (its caller holds the heap lock) */
+    uint64_t bit = (uint64_t)1 << cls;
+    for (;;) {
+        hm_hpage *pg = lists->avail[cls];
+        if (pg) {
+            if (pg->free) return pop_checked(h, pg, out);
+            if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
+                if (!hm_heap_collect(h, pg)) return HM_E_FAIL;
+                continue;
+            }
+            if (HM_EXTENT(pg) < pg->capacity) {
+                carve(h, pg);
+                continue;
+            }
+            hm_page_move(pg, 2); /* out of blocks: it waits on the full list for frees */
+            continue;
+        }
+        if (atomic_load_explicit(&lists->xpending, memory_order_relaxed) & bit) {
+            atomic_fetch_and_explicit(&lists->xpending, ~bit, memory_order_relaxed);
+            if (!collect_full(h, lists, cls)) return HM_E_FAIL;
+            if (lists->avail[cls]) continue;
+        }
+        hm_status st = HM_OK;
+        if (!own) hm_heap_lock(h);
+        if (own) {
+            if (!collect_full(h, lists, cls)) st = HM_E_FAIL;
+            else if (!lists->avail[cls]) st = hm_heap_page_new(h, lists, cls, level, &pg);
+        } else if (!adopt(h, lists, cls)) {
+            st = atomic_load_explicit(&h->m->state, memory_order_relaxed) == HM_MGR_FAILED ? HM_E_FAIL
+                                                                                              : hm_heap_page_new(h, lists, cls, level, &pg);
+        }
+        if (!own) hm_heap_unlock(h);
+        if (st) return st;
+    }
+}
+
+/* ---- giving blocks back ------------------------------------------------------------------------- */
+
+bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
+{
+    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    if (home != mine) { /* another thread's page (or an ownerless one, the lock not held): its xfree */
+        atomic_store_explicit(hm_word1(hm_heap_wr(h, b)), hm_xfree_tag(h, b), memory_order_relaxed);
+        uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+        do hm_link_set(hm_heap_wr(h, b), old ^ h->key ^ b);
+        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_seq_cst, memory_order_relaxed));
+        atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
+        if (!old) { /* the first since the owner looked: tell it; the home read after the push, as the
+                     * page may have been adopted meanwhile. Homes are type-stable (the heap, or a
+                     * cache from a pool): at worst a cache now at that address looks needlessly. */
+            home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
+            uint64_t bit = (uint64_t)1 << pg->cls;
+            if (home && home != &h->own && !(atomic_load_explicit(&home->xpending, memory_order_relaxed) & bit))
+                atomic_fetch_or_explicit(&home->xpending, bit, memory_order_relaxed);
+        }
+        return false;
+    }
+    hm_set_live(b, false);
+    hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b); /* encoded link */
+    pg->free = b;
+    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
+    HM_SET(pg->used, used);
+    hm_page_move(pg, 1);
+    /* an empty page goes, unless it is its class's only page with room: a program that frees and
+     * allocates around one page's worth would otherwise decommit and commit it again and again */
+    return !used && (pg->next || pg->prev);
+}
+
+void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
+{
+    if (hm_heap_give(h, &h->own, pg, b)) hm_heap_page_empty(h, pg);
+}
+
+void hm_heap_settle(hm_heap *h, hm_hpage *pg)
+{
+    if (pg->list != 1) { /* it was full: it has room again, behind the page allocation takes from */
+        hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+        if (pg->list) hm_list_del(&home->full[pg->cls], pg);
+        pg->list = 1;
+        list_add_second(&home->avail[pg->cls], pg);
+    }
+    if (!atomic_load_explicit(&pg->used, memory_order_relaxed) && (pg->next || pg->prev)) {
+        hm_heap_lock(h);
+        hm_heap_page_empty(h, pg);
+        hm_heap_unlock(h);
+    }
+}
+
+hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
+{
+    /* Refused if in xfree already (its tag), or no longer live: the tag first, then the bit (this
+     * file's comment). A second Free racing a decommit of b's emptied page reads zeros here (a
+     * thread-cached heap's segments are readable while reserved) and then sees the bit clear. */
+    if (atomic_load_explicit(hm_word1(b), memory_order_relaxed) == hm_xfree_tag(h, b)) return HM_E_HOST_INVALIDOPERATION;
+    atomic_thread_fence(memory_order_acquire);
+    if (!hm_heap_live(b)) return HM_E_HOST_INVALIDOPERATION;
+    if (HM_OWNER(pg) != hm_self()) {
+        (void)hm_heap_give(h, NULL, pg, b); /* (NULL is nobody's home: always its xfree) */
+        return HM_OK;
+    }
+    hm_set_live(b, false);
+    hm_link_set(b, pg->free ^ h->key ^ b);
+    pg->free = b;
+    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) - 1);
+    hm_heap_settle(h, pg);
+    return HM_OK;
+}
+
+void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
+{
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) continue;
+            if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) (void)hm_heap_collect(h, pg);
+            uint32_t to = pg->list;
+            hm_page_move(pg, 0);
+            HM_SET(pg->owner, h->own.owner);
+            atomic_store_explicit(&pg->home, &h->own, memory_order_relaxed);
+            if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) {
+                pg->list = 0;
+                hm_heap_page_retire(h, pg);
+            } else {
+                hm_page_move(pg, pg->free || HM_EXTENT(pg) < pg->capacity ? 1 : to ? to : 2);
+            }
+        }
+    (void)hm_heap_purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
+}

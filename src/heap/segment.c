@@ -1,0 +1,258 @@
+/* segment.c — a heap's segments and the pages in them: making and releasing segments, committing
+ * pages for a size class (ahead, while the budget has room), the cache of empty committed pages and
+ * its purge (decommit after HM_EMPTY_DELAY_MS, at once while memory is short), and what a refused
+ * commit gives back first. Everything here runs under the heap lock, which page_new drops around
+ * commits (they may wait for memory, SPEC 3.3). */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "../os/os.h"
+#include "heap_internal.h"
+#include "track.h"
+
+/* Gives back a reservation of h's that nothing was committed in or handed out from, after a failed
+ * step of creating a segment or a large block. The release of pages never committed makes no system
+ * call that can fail, except the munmap of a mapping of its own; if that is refused, the reservation
+ * stays in the map under h's tag (the books stay exact: it is reserved address space) and goes when h
+ * is destroyed. */
+void hm_heap_drop_reservation(hm_heap *h, void *base)
+{
+    (void)hm_manager_free(h->m, base, 0, HM_MEM_RELEASE); /* (a refusal keeps it recorded, as said above) */
+}
+
+/* A new segment, its header committed at level. Makes system calls and may wait for memory: the
+ * heap's lock is NOT held; the caller links the segment in under it. */
+static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
+{
+    void *base;
+    /* Reserved pages of a thread-cached heap's segment read as zeros: a second Free racing the first
+     * reads a freed block's words without the lock, and its page may be decommitted meanwhile
+     * (hm_heap_small_free_cached looks at the live bit again afterwards). Not with guard pages (which must fault
+     * on a read too), nor for the heaps whose every Free runs under the lock (no purge meanwhile). */
+    hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h,
+                                          h->readable ? HM_RESERVE_READABLE : h->dual ? HM_RESERVE_OWN : 0, &base);
+    if (st) return st;
+    size_t hdr = (sizeof(hm_segment) + 4095) & ~(size_t)4095;
+    int fd = -1;
+    uintptr_t rw = 0, blocks = (uintptr_t)base + HM_HPAGE_SIZE;
+    if (h->dual) {
+        int err = hm_views_new(blocks, HM_SEG_SIZE - HM_HPAGE_SIZE, &fd, &rw);
+        if (err) {
+            hm_heap_drop_reservation(h, base);
+            hm_detail_set("executable heap: two views of a segment: %s", strerror(err));
+            return HM_E_OUTOFMEMORY;
+        }
+    }
+    void *b;
+    st = hm_manager_alloc(h->m, level, base, hdr, HM_MEM_COMMIT, HM_PAGE_READWRITE, &b);
+    if (st) {
+        hm_heap_drop_reservation(h, base);
+        if (h->dual) {
+            hm_heap_lock(h);
+            hm_views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+            hm_heap_unlock(h);
+        }
+        return st;
+    }
+    hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
+    atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
+    s->heap = h;
+    s->fd = fd;
+    s->rw_delta = (intptr_t)rw - (intptr_t)blocks;
+    *out = s;
+    return HM_OK;
+}
+
+uint32_t hm_heap_empty_delay_ms = HM_EMPTY_DELAY_MS;
+
+static uint64_t now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* The empty cache: a list, newest first (reused first: its memory is the warmest), oldest last
+ * (decommitted first). Lock held. */
+void hm_heap_empty_push(hm_heap *h, hm_hpage *pg)
+{
+    pg->empty_since = now_ms();
+    pg->in_empty = 1;
+    hm_list_add(&h->empty, pg);
+    if (!h->empty_tail) h->empty_tail = pg;
+    h->nempty++;
+}
+static void empty_del(hm_heap *h, hm_hpage *pg)
+{
+    if (h->empty_tail == pg) h->empty_tail = pg->prev;
+    hm_list_del(&h->empty, pg);
+    pg->in_empty = 0;
+    h->nempty--;
+}
+
+/* Whether pg sits in the empty cache and has waited long enough (or force). */
+static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
+{
+    return pg->in_empty && (force || now - pg->empty_since >= hm_heap_empty_delay_ms);
+}
+
+/* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
+ * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
+ * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
+ * and cached: the books stay exact; its status is returned (trim reports it, the others go on). */
+hm_status hm_heap_purge(hm_heap *h, bool force)
+{
+    if (!h->empty_tail) return HM_OK;
+    if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
+    uint64_t now = force ? 0 : now_ms();
+    while (h->empty_tail && purgeable(h->empty_tail, force, now)) {
+        hm_hpage *pg = h->empty_tail, *page = hm_seg_of(pg)->page;
+        size_t lo = hm_page_index(pg), hi = lo + 1;
+        while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
+        while (hi < HM_SEG_PAGES && purgeable(&page[hi], force, now)) hi++;
+        /* The memfd keeps what a shared view drops: a dual heap's pages are punched first (they hold no
+         * block, so nothing is lost if the decommit is then refused: they stay committed, empty and
+         * zero), which also keeps a refused punch from leaving old words under a later commit. */
+        int err = h->dual ? hm_os_punch(hm_seg_of(pg)->fd, (lo - 1) * HM_HPAGE_SIZE, (hi - lo) * HM_HPAGE_SIZE) : 0;
+        if (err) {
+            hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
+            return HM_E_OUTOFMEMORY;
+        }
+        hm_status st = hm_manager_free(h->m, (void *)hm_page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
+        if (st) return st;
+        for (size_t i = lo; i < hi; i++) {
+            empty_del(h, &page[i]);
+            page[i].committed = 0;
+        }
+    }
+    return HM_OK;
+}
+
+/* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
+ * go first, and the caller tries once more; true if any went. Lock held. */
+bool hm_heap_refused_give_back(hm_heap *h, hm_status st)
+{
+    if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
+    bool any = h->cached && hm_tcache_large_drain_all(h), kept;
+    (void)hm_heap_lcache_drain(h, &kept); /* (what it cannot release stays cached: the retry may still pass) */
+    uint32_t before = h->nempty; /* and the empty pages, however recently emptied */
+    (void)hm_heap_purge(h, true);
+    return kept || any || h->nempty < before;
+}
+
+/* Releases segment s (not linked any more, or about to be unlinked by the caller) and then a dual
+ * heap's read-write view and memfd of it, which its header names: read before the release. A
+ * refusal changes nothing. */
+hm_status hm_heap_segment_release(hm_heap *h, hm_segment *s)
+{
+    if (h->tracked) hm_track_clear(s, HM_SEG_SIZE); /* (before: the header is read below) */
+    int fd = s->fd;
+    uintptr_t rw = (uintptr_t)((intptr_t)s + HM_HPAGE_SIZE + s->rw_delta);
+    hm_status st = hm_manager_free(h->m, s, 0, HM_MEM_RELEASE);
+    if (!st && h->dual) hm_views_close(h, fd, rw, HM_SEG_SIZE - HM_HPAGE_SIZE);
+    return st;
+}
+
+/* A segment made for a page whose commit was then refused goes again, unless another thread took a
+ * page of it while the lock was dropped (lock held). A refused release keeps it: empty, reusable. */
+static void segment_drop(hm_heap *h, hm_segment *s)
+{
+    for (size_t i = 1; i < HM_SEG_PAGES; i++)
+        if (s->page[i].committed || HM_BS(&s->page[i])) return;
+    hm_segment **at = &h->segments;
+    while (*at && *at != s) at = &(*at)->next;
+    if (!*at) return;
+    hm_segmap_set((uintptr_t)s, false);
+    hm_segment *next = s->next;
+    if (hm_heap_segment_release(h, s)) {
+        hm_segmap_set((uintptr_t)s, true);
+        return;
+    }
+    *at = next;
+}
+
+/* A page for class cls, first on home's avail list: an empty committed one from the cache, else an unused slot committed now
+ * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
+ * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
+ * meanwhile so that no other thread takes it. */
+hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
+{
+    hm_hpage *pg = h->empty;
+    bool fresh = false; /* pg is the first page of a segment made by this call */
+    if (pg) {
+        empty_del(h, pg);
+        (void)hm_heap_purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */
+    } else {
+        size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
+        for (hm_segment *s = h->segments; s && !pg; s = s->next)
+            for (size_t i = 1; i < last; i++)
+                if (!HM_BS(&s->page[i]) && !s->page[i].committed) {
+                    pg = &s->page[i];
+                    break;
+                }
+        if (!pg) {
+            hm_segment *s;
+            hm_heap_unlock(h);
+            fresh = true;
+            hm_status st = segment_new(h, level, &s);
+            hm_heap_lock(h);
+            if (hm_heap_refused_give_back(h, st)) { /* once more */
+                hm_heap_unlock(h);
+                st = segment_new(h, level, &s);
+                hm_heap_lock(h);
+            }
+            if (st) return st;
+            s->next = h->segments;
+            h->segments = s;
+            hm_segmap_set((uintptr_t)s, true); /* before any of its blocks is handed out */
+            pg = &s->page[1];
+        }
+        /* With room to spare in the budget (the task level's threshold twice over), the unused slots
+         * that follow are committed in the same call and wait in the empty cache: a growing heap
+         * makes one system call per HM_COMMIT_AHEAD pages instead of one per page. */
+        size_t n = 1, first = hm_page_index(pg);
+        hm_account *acct = &h->m->acct;
+        if (atomic_load_explicit(&acct->charge, memory_order_relaxed) + 2 * HM_COMMIT_AHEAD * HM_HPAGE_SIZE <=
+                acct->threshold[HM_LEVEL_TASK] / 2 &&
+            atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_LOW &&
+            !atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
+            while (n < HM_COMMIT_AHEAD && first + n < last && !HM_BS(&pg[n]) && !pg[n].committed) n++;
+        for (size_t k = 0; k < n; k++) pg[k].committed = 2; /* claimed */
+        void *b;
+        hm_heap_unlock(h);
+        hm_status st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+        hm_heap_lock(h);
+        if (hm_heap_refused_give_back(h, st)) { /* once more */
+            hm_heap_unlock(h);
+            st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+            hm_heap_lock(h);
+        }
+        if (st) {
+            for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
+            if (fresh) segment_drop(h, hm_seg_of(pg));          /* ... and so does the segment made for them */
+            return st;
+        }
+        for (size_t k = 0; k < n; k++) pg[k].committed = 1;
+        for (size_t k = n; k-- > 1;) hm_heap_empty_push(h, &pg[k]);
+    }
+    size_t bs = hm_heap_class_size(cls);
+    HM_SET(pg->block_size, (uint32_t)bs);
+    pg->cls = (uint16_t)cls;
+    pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
+    pg->inv = hm_heap_inverse((uint32_t)bs);
+    HM_SET(pg->has_debug, 0);
+    HM_SET(pg->used, 0);
+    HM_SET(pg->extent, 0);
+    pg->free = 0;
+    atomic_store_explicit(&pg->xfree, 0, memory_order_relaxed);
+    atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
+    hm_seg_of(pg)->pages_in_use++;
+    HM_SET(pg->owner, home->owner);
+    atomic_store_explicit(&pg->home, home, memory_order_relaxed);
+    hm_list_add(&home->avail[cls], pg);
+    pg->list = 1;
+    *out = pg;
+    return HM_OK;
+}
+

@@ -1,0 +1,77 @@
+/* stats.c — a heap's figures (hm_heap_get_stats, the report's per-class table) and its locks around
+ * fork (src/preload/init.c). */
+#include <string.h>
+
+#include "heap_internal.h"
+
+void hm_heap_fork_prepare(hm_heap *h)
+{
+    hm_tcache_fork_lock(true);
+    hm_heap_lock(h);
+    hm_tcache_fork_lock(false);
+    hm_heap_pools_fork_lock(true);
+}
+
+void hm_heap_fork_after(hm_heap *h)
+{
+    hm_heap_pools_fork_lock(false);
+    hm_tcache_fork_unlock(false);
+    hm_heap_unlock(h);
+    hm_tcache_fork_unlock(true);
+}
+
+hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
+{
+    if (!h || !out) return HM_E_POINTER;
+    memset(out, 0, sizeof *out);
+    hm_heap_lock(h);
+    /* small blocks: what the pages hand out, less what is back in xfree (racy reads of the owners'
+     * counts: exact when no other thread is running) */
+    uint64_t blocks = atomic_load_explicit(&h->live_blocks, memory_order_relaxed),
+             bytes = atomic_load_explicit(&h->live_bytes, memory_order_relaxed);
+    for (hm_segment *s = h->segments; s; s = s->next) {
+        out->segments++;
+        out->committed_pages++; /* the header page */
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            out->committed_pages += pg->committed;
+            uint32_t bs = HM_BS(pg);
+            if (!bs) continue;
+            uint64_t n = atomic_load_explicit(&pg->used, memory_order_relaxed) - atomic_load_explicit(&pg->xcount, memory_order_relaxed);
+            blocks += n;
+            bytes += n * bs;
+        }
+    }
+    out->live_bytes = bytes;
+    out->live_blocks = blocks;
+    out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
+    out->cached_large_bytes = h->lcache_bytes + h->parked_bytes + hm_tcache_large_cached(h);
+    hm_heap_unlock(h);
+    return HM_OK;
+}
+
+hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
+{
+    if (!h || !out) return HM_E_POINTER;
+    memset(out, 0, sizeof(hm_heap_class_stat) * HM_NCLASS);
+    hm_heap_lock(h);
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t i = 1; i < HM_SEG_PAGES; i++) {
+            hm_hpage *pg = &s->page[i];
+            uint32_t bs = HM_BS(pg);
+            if (!bs || pg->cls >= HM_NCLASS) continue;
+            hm_heap_class_stat *c = &out[pg->cls];
+            uint64_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) -
+                            atomic_load_explicit(&pg->xcount, memory_order_relaxed);
+            c->pages++;
+            c->blocks += used;
+            c->free_bytes += HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
+        }
+    hm_heap_unlock(h);
+    for (unsigned k = 0; k < HM_NCLASS; k++) {
+        out[k].block_size = hm_heap_class_size(k);
+        out[k].bytes = out[k].blocks * out[k].block_size;
+    }
+    return HM_OK;
+}
+
