@@ -44,13 +44,14 @@ fuzz:
 	FUZZ_FLAGS="$(FUZZ_FLAGS)" ./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench:
-	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 time python3 lua5.4 sqlite3 redis-server redis-tools" ./scripts/deps.sh
+	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 valgrind time python3 lua5.4 sqlite3 redis-server redis-tools" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=ON >/dev/null
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/bench/bench_vm
 	./$(BUILD)/release/bench/bench_manager
 	./$(BUILD)/release/bench/bench_dirty
 	./$(BUILD)/release/bench/bench_alloc
+	./$(BUILD)/release/bench/bench_small
 	./$(BUILD)/release/bench/bench_watch
 	./bench/bench_dropin.sh $(BUILD)/release
 
