@@ -161,13 +161,26 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
     return st;
 }
 
+/* The caller's first page of class cls had no free block: the page lists' slow path (other threads'
+ * frees collected, room carved, another page), with the manager known to run. */
+static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *lists, unsigned cls, hm_level level, void **out)
+{
+    uintptr_t b = 0;
+    hm_status st = hm_heap_small_alloc(h, lists, cls, (unsigned)level, &b);
+    *out = (void *)b;
+    return hm_manager_leave(h->m, st);
+}
+
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first: a small block from the caller's first page of its class */
-    if (h && out && h->fast && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h)) {
+    if (__builtin_expect(h && out && h->fast && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS, 1) &&
+        running(h)) {
         hm_pagelists *lists = hm_heap_fast_lists(h);
-        uintptr_t b = lists ? hm_heap_pop(h, lists, hm_heap_class_of(size)) : 0;
-        if (b) {
+        if (lists) {
+            unsigned cls = hm_heap_class_of(size);
+            uintptr_t b = hm_heap_pop(h, lists, cls);
+            if (__builtin_expect(!b, 0)) return alloc_more(h, lists, cls, level, out);
             *out = (void *)b;
             return HM_OK;
         }
@@ -327,8 +340,8 @@ hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
     if (!p) return HM_OK;
-    if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
-    if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
+    if (__builtin_expect(!running(h), 0)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+    if (__builtin_expect(h->fast, 1) && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
     if (__builtin_expect(h->tracked, 0)) return free_tracked(h, p);
     return free_general(h, p);
 }

@@ -121,9 +121,12 @@ typedef struct hm_hpage {
      * share a line) */
     _Alignas(64) uintptr_t free;     /* encoded free list (its owner); never-handed-out blocks past extent are not on it */
     _Atomic uint32_t used;           /* blocks not on its free list (live, or in xfree) */
-    _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
+    uint32_t wake;                   /* the owner's Free that leaves used at this settles the page (page.c,
+                                        hm_heap_settle): 0 on the avail list, most of capacity on the full
+                                        list, none (UINT32_MAX) for an empty page kept as its class's only one */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
+    _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
     uint32_t list;                   /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */

@@ -17,6 +17,8 @@
 #include "../vmap/vmap.h"
 #include "heap.h"
 
+#include <stddef.h>
+
 #define HM_BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
 #define HM_EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
 #define HM_SET(field, v) atomic_store_explicit(&(field), (v), memory_order_relaxed)
@@ -72,10 +74,12 @@ _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
  * load and store, no read-modify-write; anyone may read. */
 static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
 {
-    uint32_t g = (uint32_t)((b & (HM_HPAGE_SIZE - 1)) >> 4);
-    *mask = (uint64_t)1 << (g % 64);
-    return &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][g / 64];
+    /* live[page][word]: page (b >> 16) & 63, word (b >> 10) & 63, so the word's byte offset in the
+     * array is ((b >> 10) & 0xfff) * 8; the bit is granule (b >> 4) % 64 */
+    *mask = (uint64_t)1 << ((b >> 4) & 63);
+    return (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) + ((b >> 7) & 0x7ff8));
 }
+_Static_assert(HM_SEG_PAGES == 64 && HM_LIVE_WORDS == 64, "hm_live_word's arithmetic");
 static inline bool hm_heap_live(uintptr_t b)
 {
     uint64_t m;
@@ -155,6 +159,8 @@ void hm_heap_drop_reservation(hm_heap *h, void *base);
 
 /* Lists: the owner of the lists (or the heap lock for the heap's own). */
 void hm_page_move(hm_hpage *pg, uint32_t to); /* to its home's list 0 none, 1 avail, 2 full */
+/* pg (on no list) first on lists' avail list of its class. */
+void hm_page_avail_first(hm_pagelists *lists, hm_hpage *pg);
 /* By the owner of lists: a block of class cls admitted at level, from the first avail page; other
  * threads' frees are collected, untouched room carved, an ownerless page adopted or a new one made
  * (under the heap lock, taken here unless lists is the heap's own, whose caller holds it). */
@@ -166,8 +172,9 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b);
 /* Heap lock held: a page without blocks goes to the empty cache (and due pages are purged). */
 void hm_heap_page_empty(hm_heap *h, hm_hpage *pg);
 void hm_heap_page_retire(hm_heap *h, hm_hpage *pg);
-/* The owner's Free left pg empty or off its avail list: it moves there, and an empty page that is
- * not its class's only one with room is given up (the heap lock taken for that). */
+/* The owner's Free left pg's used count at its wake (heap.h): a full page with enough free blocks
+ * moves to the avail list, and an empty page that is not its class's only one there is given up (the
+ * heap lock taken for that). */
 void hm_heap_settle(hm_heap *h, hm_hpage *pg);
 /* Free of the live small block b of page pg by a thread-cached heap's caller (no lock): checked
  * against a block already in xfree, then onto pg's list (the caller owns pg) or its xfree. */
@@ -340,22 +347,23 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || s->heap != h) return false;
-    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
+    if (!s || (p & 15) || s->heap != h) return false;
+    /* the page record and live word by offsets from s: (p >> 16) & 63 records of 128 bytes */
+    hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
-    uint64_t m;
-    _Atomic uint64_t *w = hm_live_word(p, &m);
-    uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
-    if ((p & 15) || !(live & m)) return false;
-    if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) || atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
+    _Atomic uint64_t *w = (_Atomic uint64_t *)((char *)s + offsetof(hm_segment, live) + ((p >> 7) & 0x7ff8));
+    uint64_t m = (uint64_t)1 << ((p >> 4) & 63), live = atomic_load_explicit(w, memory_order_relaxed);
+    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed) ||
+        atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
         return false;
     atomic_store_explicit(w, live & ~m, memory_order_relaxed);
     hm_link_set(p, pg->free ^ h->key ^ p);
     pg->free = p;
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     HM_SET(pg->used, used);
-    if (__builtin_expect(!used || pg->list != 1, 0)) hm_heap_settle(h, pg);
+    if (__builtin_expect(used == pg->wake, 0)) hm_heap_settle(h, pg);
     return true;
 }
+_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic");
 
 #endif

@@ -14,10 +14,36 @@
 #include "heap_internal.h"
 #include "track.h"
 
+/* The wake of a page on the full list: it comes back to the avail list once an eighth of its blocks
+ * (at least one) are free again, so that the allocation that finds the first page drained finds the
+ * next with a run of blocks, instead of a list move on every Free into a full page and another on
+ * every allocation after it. */
+static inline uint32_t full_wake(const hm_hpage *pg)
+{
+    uint32_t k = pg->capacity / 8;
+    return pg->capacity - (k ? k : 1);
+}
+
+/* A page joins an avail list: the first there no longer is its class's only one. */
+static void avail_joined(hm_hpage *first, hm_hpage *pg)
+{
+    pg->wake = 0;
+    if (first && first->wake == UINT32_MAX) first->wake = 0;
+}
+
+void hm_page_avail_first(hm_pagelists *lists, hm_hpage *pg)
+{
+    hm_hpage **head = &lists->avail[pg->cls];
+    avail_joined(*head, pg);
+    hm_list_add(head, pg);
+    pg->list = 1;
+}
+
 /* Second in the list: the first is the page allocation takes from, which keeps its place. */
 static void list_add_second(hm_hpage **head, hm_hpage *pg)
 {
     hm_hpage *first = *head;
+    avail_joined(first, pg);
     if (!first) {
         hm_list_add(head, pg);
         return;
@@ -39,6 +65,8 @@ void hm_page_move(hm_hpage *pg, uint32_t to)
     if (pg->list == to) return;
     if (pg->list) hm_list_del(list_of(pg, pg->list), pg);
     pg->list = to;
+    if (to == 1) avail_joined(*list_of(pg, 1), pg);
+    pg->wake = to == 2 ? full_wake(pg) : 0;
     if (to) hm_list_add(list_of(pg, to), pg);
 }
 
@@ -247,16 +275,21 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
 
 void hm_heap_settle(hm_heap *h, hm_hpage *pg)
 {
-    if (pg->list != 1) { /* it was full: it has room again, behind the page allocation takes from */
+    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed);
+    if (pg->list != 1) { /* it was full: back behind the page allocation takes from, once it has room */
+        if (used > full_wake(pg)) return;
         hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
         if (pg->list) hm_list_del(&home->full[pg->cls], pg);
         pg->list = 1;
         list_add_second(&home->avail[pg->cls], pg);
     }
-    if (!atomic_load_explicit(&pg->used, memory_order_relaxed) && (pg->next || pg->prev)) {
+    if (used) return;
+    if (pg->next || pg->prev) {
         hm_heap_lock(h);
         hm_heap_page_empty(h, pg);
         hm_heap_unlock(h);
+    } else {
+        pg->wake = UINT32_MAX; /* its class's only page with room stays; no more settling until another joins */
     }
 }
 
@@ -275,8 +308,9 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     hm_set_live(b, false);
     hm_link_set(b, pg->free ^ h->key ^ b);
     pg->free = b;
-    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) - 1);
-    hm_heap_settle(h, pg);
+    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
+    HM_SET(pg->used, used);
+    if (used == pg->wake) hm_heap_settle(h, pg);
     return HM_OK;
 }
 

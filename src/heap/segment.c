@@ -250,8 +250,7 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     hm_seg_of(pg)->pages_in_use++;
     HM_SET(pg->owner, home->owner);
     atomic_store_explicit(&pg->home, home, memory_order_relaxed);
-    hm_list_add(&home->avail[cls], pg);
-    pg->list = 1;
+    hm_page_avail_first(home, pg);
     *out = pg;
     return HM_OK;
 }
