@@ -56,9 +56,9 @@
  *   the page is on its home's avail list when it has a free block (free list, untouched room or
  *   xfree) or is the first there, else on its full list (where blocks may arrive in xfree: the owner
  *   is told through its lists' xpending).
- * The live bits make Free exact: one bit per 16-byte granule, set where a live block starts, so a
- * pointer is a live block iff it is 16-aligned in a page in use, its granule's bit is set, and the
- * block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
+ * The live bits make Free exact: one bit per block of the page, set while it is live, so a pointer
+ * is a live block iff it is a block's start (offset = index x size) in a page in use, its bit is set,
+ * and the block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
  * else (interior, already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes
  * nothing. The owner's Free reads no word of the block: it clears the bit and writes the link.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
@@ -127,12 +127,10 @@ typedef struct hm_hpage {
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
+    uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
+    _Atomic uint32_t block_size;     /* 0: the page is not in use */
     uint32_t list;                   /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
-    uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
-    _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
-    struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
-    _Atomic uint32_t block_size;     /* 0: the page is not in use */
     _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
@@ -140,6 +138,9 @@ typedef struct hm_hpage {
     uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
+    /* (the fast paths' fields above: the first cache line) */
+    _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
+    struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
 } hm_hpage;
 _Static_assert(sizeof(hm_hpage) == 128, "page records are 128 bytes: found with a shift");
@@ -164,8 +165,9 @@ typedef struct hm_segment {
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
     struct hm_segment *next;
     hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
-    /* live[i]: page i's live bits (heap_internal.h), written by the page's owner only; apart from the
-     * records, so that a record stays one line and a free touches one word of these */
+    /* live[i]: page i's live bits, one per block index (heap_internal.h), written by the page's owner
+     * only; apart from the records (a record's hot fields stay one line), dense (a page of big blocks
+     * uses a few of its words: the lines a program's frees touch stay few, and cached) */
     _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
 } hm_segment;
 _Static_assert(sizeof(hm_segment) <= HM_HPAGE_SIZE, "a segment's header fits its page 0");

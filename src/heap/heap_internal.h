@@ -67,19 +67,16 @@ static inline uintptr_t hm_page_addr(const hm_hpage *pg) { return (uintptr_t)hm_
 static inline hm_hpage *hm_page_of(uintptr_t b) { return &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)]; }
 _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
 
-/* Live bits (heap.h): one per 16-byte granule of a page, set where a live block starts. Every class
- * size is a multiple of 16, so an address is the start of a live block of its page exactly when it
- * is 16-aligned and its granule's bit is set: no division by the block size, and pages not in use
- * (the header's page[0] among them) have no bit set. One writer per page at a time, its owner:
- * load and store, no read-modify-write; anyone may read. */
+/* Live bits (heap.h): one per block of a page, by its index (offset x inv, exact below 64 KiB), set
+ * while the block is live; a page not in use has none set. One writer per page at a time, its owner:
+ * load and store, no read-modify-write; anyone may read. b must be a block's start in a page in use. */
 static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
 {
-    /* live[page][word]: page (b >> 16) & 63, word (b >> 10) & 63, so the word's byte offset in the
-     * array is ((b >> 10) & 0xfff) * 8; the bit is granule (b >> 4) % 64 */
-    *mask = (uint64_t)1 << ((b >> 4) & 63);
-    return (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) + ((b >> 7) & 0x7ff8));
+    hm_hpage *pg = hm_page_of(b);
+    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
+    *mask = (uint64_t)1 << (i % 64);
+    return &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][i / 64];
 }
-_Static_assert(HM_SEG_PAGES == 64 && HM_LIVE_WORDS == 64, "hm_live_word's arithmetic");
 static inline bool hm_heap_live(uintptr_t b)
 {
     uint64_t m;
@@ -328,7 +325,9 @@ static inline uintptr_t hm_heap_pop(hm_heap *h, hm_pagelists *lists, unsigned cl
     if (next && (((next ^ b) >> 16) | (next & 15))) return 0; /* out of the page, or no block's start: corrupted */
     pg->free = next;
     HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
-    hm_set_live(b, true);
+    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
+    _Atomic uint64_t *w = &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][i / 64];
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
     return b;
 }
 
@@ -347,12 +346,14 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || (p & 15) || s->heap != h) return false;
-    /* the page record and live word by offsets from s: (p >> 16) & 63 records of 128 bytes */
+    if (!s || s->heap != h) return false;
+    /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
-    _Atomic uint64_t *w = (_Atomic uint64_t *)((char *)s + offsetof(hm_segment, live) + ((p >> 7) & 0x7ff8));
-    uint64_t m = (uint64_t)1 << ((p >> 4) & 63), live = atomic_load_explicit(w, memory_order_relaxed);
+    uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
+    if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off) return false; /* not a block's start */
+    _Atomic uint64_t *w = (_Atomic uint64_t *)((char *)s + offsetof(hm_segment, live) + ((p >> 7) & 0x7e00) + (i / 64) * 8);
+    uint64_t m = (uint64_t)1 << (i % 64), live = atomic_load_explicit(w, memory_order_relaxed);
     if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed) ||
         atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
         return false;
@@ -364,6 +365,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     if (__builtin_expect(used == pg->wake, 0)) hm_heap_settle(h, pg);
     return true;
 }
-_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic");
+_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64 && HM_LIVE_WORDS * 8 == 512,
+               "hm_heap_free_fast's arithmetic: records of 128 bytes, a page's live words 512 bytes apart");
 
 #endif
