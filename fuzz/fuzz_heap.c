@@ -43,6 +43,7 @@
 #include <hostmem/hostmem.h>
 
 #include "heap/heap.h"
+#include "heap/track.h"
 #include "os/os.h"
 #include "vmap/vmap.h"
 
@@ -826,7 +827,9 @@ static hm_status heap_new(int hs, int mi, uint32_t flags)
 {
     heap_slot *hp = &S.hp[hs];
     *hp = (heap_slot){NULL, mi, flags, 0, false};
+    hm_heap_untracked = hs & 1; /* odd slots: the inline fast paths, also in sanitizer builds (track.h) */
     hm_status st = hm_heap_create(S.mg[mi].m, flags, &hp->h);
+    hm_heap_untracked = false;
     note("create heap %d in manager %d flags %u = %s", hs, mi, flags, sn(st));
     if (st && !(S.mg[mi].shut && st == HM_E_HOST_CLRNOTAVAILABLE)) fail("hm_heap_create(flags %u) = %s", flags, sn(st));
     return st;

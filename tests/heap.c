@@ -12,6 +12,7 @@
 #include <hostmem/clrhost.h>
 
 #include "heap/heap_internal.h"
+#include "heap/track.h"
 #include "testutil.h"
 #include "heap_testutil.h"
 #include "vmap/vmap.h"
@@ -1441,6 +1442,7 @@ static void test_executable(void **state)
 static void test_asan_poison(void **state)
 {
     (void)state;
+    if (hm_heap_untracked) skip(); /* (heaps described to no checker) */
     hm_manager *m = make("limit=256M");
     for (int f = 0; f < 2; f++) {
         hm_heap *h = mk_heap(m, f ? HM_HEAP_THREADSAFE : 0);
@@ -1469,6 +1471,7 @@ static void test_asan_poison(void **state)
 
 int main(void)
 {
+    hm_heap_untracked = getenv("HM_TEST_UNTRACKED") != NULL; /* (src/heap/track.h; the *_untracked tests) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_create),
         cmocka_unit_test(test_alloc_zero_one),

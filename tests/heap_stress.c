@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "heap/heap_internal.h"
+#include "heap/track.h"
 #include "manager/manager.h"
 #include "testutil.h"
 #include "heap_testutil.h"
@@ -1649,6 +1650,7 @@ static void test_destroy_under_caches(void **state)
 
 int main(void)
 {
+    hm_heap_untracked = getenv("HM_TEST_UNTRACKED") != NULL; /* (src/heap/track.h; the *_untracked tests) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ownerless_pages_trimmed),
         cmocka_unit_test(test_dead_heap_caches_freed),

@@ -1,6 +1,9 @@
 /* pools.c — where a heap's own objects come from (heap records, debug-site tables, view records): the
  * map's metadata pools (vmap/meta.h), never malloc, under one leaf lock; and the heap lock. */
 #include "heap_internal.h"
+#include "track.h"
+
+bool hm_heap_untracked;
 
 static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER; /* the three pools below (a leaf) */
 /* A heap stands 64 bytes into its pool object (the header, then padding): objects are carved from

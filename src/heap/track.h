@@ -42,9 +42,14 @@
  * empties (page_retire), before it serves another size class. */
 #define HM_TRACK_POISON_MAX ((size_t)32 << 10)
 
+/* Tests: heaps made while this is set are described to no checker, so that an ASan build runs the
+ * inline fast paths (which tracked heaps leave) as a release build does (pools.c). */
+extern bool hm_heap_untracked;
+
 /* Whether heaps made now are to be tracked. */
 static inline bool hm_track_wanted(void)
 {
+    if (hm_heap_untracked) return false;
 #ifdef HM_TRACK_ASAN
     return true;
 #elif defined(HM_TRACK_VALGRIND)
