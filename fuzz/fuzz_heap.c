@@ -164,7 +164,8 @@ static uint64_t rbytes(reader *r, int n)
     return v;
 }
 
-/* Sizes: mostly small, some large (over HM_SMALL_MAX: a mapping of their own), a few of several
+/* Sizes: mostly small, some medium (a span of pages), some large (over HM_MEDIUM_MAX: a mapping of
+ * their own), a few of several
  * MiB, and hostile ones that no budget admits. */
 static size_t pick_size(reader *r, uint64_t limit)
 {
@@ -454,7 +455,7 @@ NO_COVERAGE static void check_all(const char *when, bool full)
             uint64_t bsize = x->usable + (x->debug ? HM_DEBUG_HDR : 0); /* the block's size (heap.h) */
             blocks++;
             bytes += bsize;
-            if (bsize > HM_SMALL_MAX) large += bsize;
+            if (bsize > HM_MEDIUM_MAX) large += bsize;
             dbg += x->debug;
         }
         hm_heap_stats s;

@@ -78,12 +78,12 @@ static void assert_refusal(hm_status st, const char *what)
     assert_int_equal(hm_status_hresult(st), HM_E_OUTOFMEMORY);
 }
 
-/* The size-class boundaries of heap.h: 16..128 step 16, then four per doubling to 32 KiB. */
+/* The size-class boundaries of heap.h: 16..128 step 16, then four per doubling to 512 KiB. */
 static size_t boundaries(size_t *out)
 {
     size_t n = 0;
     for (size_t s = 16; s <= 128; s += 16) out[n++] = s;
-    for (size_t b = 128; b < 32768; b *= 2)
+    for (size_t b = 128; b < HM_MEDIUM_MAX; b *= 2)
         for (size_t k = 1; k <= 4; k++) out[n++] = b + k * (b / 4);
     return n;
 }
@@ -208,12 +208,15 @@ static void test_block_index(void **state)
         uint32_t bs = (uint32_t)hm_heap_class_size(cls), inv = hm_heap_inverse(bs);
         assert_int_equal(hm_heap_class_of(bs), cls);
         assert_int_equal(hm_heap_class_of(bs + 1), cls + 1 < HM_NCLASS ? cls + 1 : hm_heap_class_of(bs + 1));
+        /* a medium class's span holds whole blocks exactly (heap.h) */
+        assert_int_equal(hm_heap_class_span[cls] * HM_HPAGE_SIZE % bs, bs > HM_SMALL_MAX ? 0 : HM_HPAGE_SIZE % bs);
+        if (bs > HM_SMALL_MAX) continue; /* (its index is a division: hm_page_block_index) */
         for (uintptr_t off = 0; off < HM_HPAGE_SIZE; off++)
             if (hm_heap_block_index(off, inv) != off / bs) fail_msg("class %u (%u B): offset %lu", cls, bs, (unsigned long)off);
     }
     /* every small size (0 counts as 1) gets the smallest class that holds it: the table up to 1 KiB
      * and the formula above agree with the class sizes */
-    for (size_t size = 0, cls = 0; size <= HM_SMALL_MAX; size++) {
+    for (size_t size = 0, cls = 0; size <= HM_MEDIUM_MAX; size++) {
         while (hm_heap_class_size((unsigned)cls) < (size ? size : 1)) cls++;
         if (hm_heap_class_of(size) != cls) fail_msg("size %zu: class %u, expected %zu", size, hm_heap_class_of(size), cls);
     }
@@ -226,8 +229,8 @@ static void test_size_classes(void **state)
     hm_heap *h = mk_heap(m, 0);
     size_t b[64];
     size_t nb = boundaries(b);
-    assert_int_equal(nb, 40); /* heap.h: 40 classes */
-    assert_int_equal(b[nb - 1], 32768);
+    assert_int_equal(nb, HM_NCLASS); /* heap.h: 56 classes */
+    assert_int_equal(b[nb - 1], HM_MEDIUM_MAX);
     typedef struct { void *p; size_t req, usable; uint32_t seed; } blk;
     blk *bl = calloc(nb * 3 + 4000, sizeof *bl);
     assert_non_null(bl);
@@ -238,9 +241,10 @@ static void test_size_classes(void **state)
             void *p = alloc_ok(h, req, HM_LEVEL_TASK);
             size_t u = hm_heap_usable_size(h, p);
             if (u < req) fail_msg("usable_size(%zu-byte block) = %zu", req, u);
-            if (req <= HM_SMALL_MAX && req > 128 && u > req + req / 4)
+            if (req <= HM_MEDIUM_MAX && req > 128 && u > req + req / 4)
                 fail_msg("usable_size(%zu) = %zu: more than 25%% waste (heap.h)", req, u);
-            if (req > HM_SMALL_MAX) assert_int_equal((uintptr_t)p % PAGE, 0); /* large: page aligned */
+            if (req > HM_MEDIUM_MAX) assert_int_equal((uintptr_t)p % PAGE, 0); /* large: page aligned */
+            else if (req > HM_SMALL_MAX) assert_int_equal((uintptr_t)p % (8 * KiB), 0); /* medium: 8 KiB multiples */
             fill(p, u, (uint32_t)n);
             bl[n] = (blk){p, req, u, (uint32_t)n};
             n++;
@@ -338,7 +342,94 @@ static void test_large_cache_grows(void **state)
     destroy_mgr(m);
 }
 
-/* SPEC 4: blocks above 32 KiB are large: page aligned, charged exactly, given back on Free. */
+/* heap.h, "Size classes": a medium class's blocks come from a span of pages in the heap's segments
+ * (no mapping of their own): usable size the class's, 8 KiB aligned, never overlapping, charged as
+ * the span's committed pages; interior pointers (also in the span's later pages) and second frees
+ * are refused; emptied spans go back to the empty cache and serve small classes and other spans. */
+static void test_medium(void **state)
+{
+    (void)state;
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
+        hm_manager *m = make("limit=512M");
+        hm_heap *h = mk_heap(m, flags);
+        enum { PER = 20 };
+        static void *p[HM_NCLASS][PER];
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++) {
+            size_t bs = hm_heap_class_size(c);
+            for (int i = 0; i < PER; i++) {
+                size_t req = bs - (size_t)i * 7;
+                p[c][i] = alloc_ok(h, req, HM_LEVEL_TASK);
+                assert_int_equal((uintptr_t)p[c][i] % (8 * KiB), 0);
+                assert_int_equal(hm_heap_usable_size(h, p[c][i]), bs);
+                fill(p[c][i], bs, c * PER + (uint32_t)i);
+            }
+        }
+        hm_heap_stats s = hstats(h);
+        assert_int_equal(s.large_bytes, 0); /* none is a large block */
+        assert_int_equal(s.live_blocks, (HM_NCLASS - HM_NSMALL) * PER);
+        assert_int_equal(charge(m), heap_charge(h));
+        check_books();
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++) {
+            size_t bs = hm_heap_class_size(c);
+            for (int i = 0; i < PER; i++) {
+                check_fill(p[c][i], bs, c * PER + (uint32_t)i);
+                char *q = p[c][i];
+                size_t in[] = {8, 16, 4096, bs / 2 + 16, bs - 16}; /* interior, some in a later page of the span */
+                for (size_t k = 0; k < sizeof in / sizeof in[0]; k++) {
+                    assert_int_equal(hm_heap_usable_size(h, q + in[k]), 0);
+                    assert_int_equal(hm_heap_free(h, q + in[k]), HM_E_HOST_INVALIDOPERATION);
+                }
+            }
+        }
+        /* every other one freed, then a second time; the rest still intact */
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
+            for (int i = 0; i < PER; i += 2) {
+                free_ok(h, p[c][i]);
+                assert_int_equal(hm_heap_free(h, p[c][i]), HM_E_HOST_INVALIDOPERATION);
+                assert_int_equal(hm_heap_usable_size(h, p[c][i]), 0);
+            }
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
+            for (int i = 1; i < PER; i += 2) check_fill(p[c][i], hm_heap_class_size(c), c * PER + (uint32_t)i);
+        /* small blocks and other spans reuse what went back */
+        static void *sm[2000];
+        for (int i = 0; i < 2000; i++) sm[i] = alloc_ok(h, 16 + (size_t)(i % 64) * 48, HM_LEVEL_TASK);
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
+            for (int i = 0; i < PER; i += 2) p[c][i] = alloc_ok(h, hm_heap_class_size(HM_NCLASS - 1 - (c - HM_NSMALL)), HM_LEVEL_TASK);
+        assert_int_equal(charge(m), heap_charge(h));
+        check_books();
+        for (int i = 0; i < 2000; i++) free_ok(h, sm[i]);
+        for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
+            for (int i = 0; i < PER; i++) {
+                if (i % 2) check_fill(p[c][i], hm_heap_class_size(c), c * PER + (uint32_t)i);
+                free_ok(h, p[c][i]);
+            }
+        s = hstats(h);
+        assert_int_equal(s.live_blocks, 0);
+        assert_int_equal(s.live_bytes, 0);
+        assert_int_equal(hm_heap_trim(h), HM_OK);
+        s = hstats(h);
+        if (s.committed_pages != s.segments)
+            fail_msg("flags %u: trimmed with nothing live, %" PRIu64 " pages stay committed in %" PRIu64 " segments", flags,
+                     s.committed_pages, s.segments);
+        assert_int_equal(charge(m), heap_charge(h));
+        /* realloc through the medium classes, keeping the bytes */
+        void *r = alloc_ok(h, 1000, HM_LEVEL_TASK);
+        fill(r, 1000, 99);
+        for (size_t n = 2000; n <= 2 * MiB; n = n * 3 / 2) {
+            void *q;
+            assert_int_equal(hm_heap_realloc(h, r, n, HM_LEVEL_TASK, &q), HM_OK);
+            check_fill(q, 1000, 99);
+            r = q;
+        }
+        free_ok(h, r);
+        check_books();
+        destroy_heap(h);
+        assert_int_equal(charge(m), 0);
+        destroy_mgr(m);
+    }
+}
+
+/* SPEC 4: blocks above 512 KiB are large: page aligned, charged exactly, given back on Free. */
 /* Freed large blocks stay committed in caches (the thread's own, then the heap's) and serve the next
  * large request; hm_heap_trim gives them back, with the heap's empty pages. */
 static void test_large_cache_and_trim(void **state)
@@ -348,25 +439,25 @@ static void test_large_cache_and_trim(void **state)
     for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
         hm_manager *m = make("limit=256M");
         hm_heap *h = mk_heap(m, flags);
-        void *a = alloc_ok(h, 200 * KiB, HM_LEVEL_TASK), *b = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK);
-        memset(a, 1, 200 * KiB);
+        void *a = alloc_ok(h, 700 * KiB, HM_LEVEL_TASK), *b = alloc_ok(h, 900 * KiB, HM_LEVEL_TASK);
+        memset(a, 1, 700 * KiB);
         free_ok(h, a);
         free_ok(h, b);
         hm_heap_stats st = hstats(h);
         assert_int_equal(st.live_blocks, 0);
-        assert_int_equal(st.cached_large_bytes, 800 * KiB);
+        assert_int_equal(st.cached_large_bytes, 1600 * KiB);
         assert_int_equal(charge(m), heap_charge(h));
-        void *c = alloc_ok(h, 150 * KiB, HM_LEVEL_TASK); /* the 200 KiB block, still committed */
+        void *c = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK); /* the 700 KiB block, still committed */
         assert_ptr_equal(c, a);
-        assert_int_equal(hm_heap_usable_size(h, c), 200 * KiB);
+        assert_int_equal(hm_heap_usable_size(h, c), 700 * KiB);
         assert_int_equal(((unsigned char *)c)[4096], 1); /* reused, not remapped */
-        assert_int_equal(hstats(h).cached_large_bytes, 600 * KiB);
+        assert_int_equal(hstats(h).cached_large_bytes, 900 * KiB);
         free_ok(h, c);
         uint64_t before = charge(m);
         assert_int_equal(hm_heap_trim(h), HM_OK);
         st = hstats(h);
         assert_int_equal(st.cached_large_bytes, 0);
-        assert_int_equal(charge(m), before - 800 * KiB);
+        assert_int_equal(charge(m), before - 1600 * KiB);
         assert_int_equal(charge(m), heap_charge(h));
         assert_int_equal(hm_heap_free(h, c), HM_E_HOST_INVALIDOPERATION); /* gone for good */
         check_books();
@@ -381,7 +472,7 @@ static void test_large(void **state)
     (void)state;
     hm_manager *m = make("limit=256M");
     hm_heap *h = mk_heap(m, HM_HEAP_THREADSAFE);
-    const size_t sizes[] = {32 * KiB + 1, 36 * KiB, 64 * KiB, 64 * KiB + 1, 100000, MiB, 3 * MiB + 5, 17 * MiB};
+    const size_t sizes[] = {HM_MEDIUM_MAX + 1, 576 * KiB, 640 * KiB, 640 * KiB + 1, 700000, MiB, 3 * MiB + 5, 17 * MiB};
     enum { NS = sizeof sizes / sizeof sizes[0] };
     void *p[NS];
     uint64_t c0 = charge(m), bytes = 0;
@@ -408,7 +499,7 @@ static void test_large(void **state)
     assert_true(s.cached_large_bytes <= bytes);
     assert_int_equal(charge(m), c0 + s.cached_large_bytes);
     if (s.cached_large_bytes) { /* a cached block serves the next request it fits, with no new charge */
-        void *again = alloc_ok(h, 64 * KiB, HM_LEVEL_TASK);
+        void *again = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK);
         assert_true(charge(m) <= c0 + s.cached_large_bytes);
         free_ok(h, again);
     }
@@ -1477,6 +1568,7 @@ int main(void)
         cmocka_unit_test(test_alloc_zero_one),
         cmocka_unit_test(test_block_index),
         cmocka_unit_test(test_size_classes),
+        cmocka_unit_test(test_medium),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_large_cache_and_trim),
         cmocka_unit_test(test_large_cache_grows),

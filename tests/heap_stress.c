@@ -535,8 +535,8 @@ static void test_small_refused_while_large_cached(void **state)
                       where ? "thread-safe" : "single-threaded", s.cached_large_bytes >> 10, charge(m) >> 10);
         /* one block of each small class: a page each, 64 KiB: 40 pages, 2.5 MiB */
         int refused = 0;
-        void *p[HM_NCLASS];
-        for (unsigned c = 0; c < HM_NCLASS; c++) {
+        void *p[HM_NSMALL];
+        for (unsigned c = 0; c < HM_NSMALL; c++) {
             hm_status st = hm_heap_alloc(h, hm_heap_class_size(c), HM_LEVEL_PROCESS, &p[c]);
             if (st) {
                 p[c] = NULL;
@@ -545,8 +545,8 @@ static void test_small_refused_while_large_cached(void **state)
         }
         s = hstats(h);
         print_message("  %d of %d small allocations refused; %" PRIu64 " KiB of large blocks still cached\n", refused,
-                      HM_NCLASS, s.cached_large_bytes >> 10);
-        for (unsigned c = 0; c < HM_NCLASS; c++)
+                      HM_NSMALL, s.cached_large_bytes >> 10);
+        for (unsigned c = 0; c < HM_NSMALL; c++)
             if (p[c]) assert_int_equal(hm_heap_free(h, p[c]), HM_OK);
         assert_int_equal(charge(m), heap_charge(h));
         assert_int_equal(hm_heap_destroy(h), HM_OK);

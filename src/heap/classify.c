@@ -21,6 +21,8 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     if (atomic_load_explicit(&s->cookie, memory_order_acquire) != (h->key ^ (uintptr_t)s)) return r;
     size_t idx = (p - info->base) / HM_HPAGE_SIZE;
     hm_hpage *pg = &s->page[idx];
+    idx -= pg->back; /* (inside a medium class's span: its head) */
+    pg -= pg->back;
     uint32_t bs = HM_BS(pg);
     if (idx == 0 || !bs) return r;
     uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;

@@ -105,7 +105,7 @@ static hm_status alloc_block(hm_heap *h, size_t size, size_t align, unsigned lev
 {
     hm_status st;
     unsigned cls = HM_NCLASS;
-    if (size <= HM_SMALL_MAX && align <= HM_SMALL_MAX) {
+    if (size <= HM_MEDIUM_MAX && align <= HM_SMALL_MAX) {
         cls = hm_heap_class_of(size ? size : 1);
         if (align > 16) /* every class is a multiple of 16; for more, the first class whose blocks are aligned */
             while (cls < HM_NCLASS && (hm_heap_class_size(cls) & (align - 1))) cls++;
@@ -227,7 +227,7 @@ hm_status hm_heap_calloc(hm_heap *h, size_t count, size_t size, hm_level level, 
         return HM_E_OUTOFMEMORY;
     }
     size_t n = count * size;
-    if (n > HM_SMALL_MAX && h && out) { /* a large block: a fresh one is zero already (no memset, no faults) */
+    if (n > HM_MEDIUM_MAX && h && out) { /* a large block: a fresh one is zero already (no memset, no faults) */
         *out = NULL;
         hm_status st = check_level(h, level);
         if (st) return st;
@@ -330,7 +330,8 @@ static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
 {
     /* told before the block goes: once it is back, another thread may hand it out again */
     size_t u = hm_heap_usable_size(h, p);
-    if (u) hm_track_return(h, p, u);
+    /* (only a segment's blocks are poisoned: a large block's pages may go back with no one looking) */
+    if (u) hm_track_return(h, p, hm_segmap_get(p) ? u : 0);
     hm_status st = free_general(h, p);
     if (st && u) hm_track_lend(h, p, u, u); /* (still the program's) */
     return st;
@@ -387,19 +388,19 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         return HM_E_HOST_INVALIDOPERATION;
     }
     /* shrinking within the same class, or growing within the block: keep it */
-    if (size <= have && (size > HM_SMALL_MAX || hm_heap_class_of(size ? size : 1) == hm_heap_class_of(have) || size * 2 > have)) {
+    if (size <= have && (size > HM_MEDIUM_MAX || hm_heap_class_of(size ? size : 1) == hm_heap_class_of(have) || size * 2 > have)) {
         *out = p;
         if (h->tracked) hm_track_resize(h, p, size, have);
         return HM_OK;
     }
     hm_status st;
-    if (have > HM_SMALL_MAX && size > have && (st = hm_heap_grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
+    if (have > HM_MEDIUM_MAX && size > have && (st = hm_heap_grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
         *out = p;
         if (h->tracked) hm_track_resize(h, p, size, hm_heap_usable_size(h, p));
         return HM_OK;
     }
     uintptr_t nb;
-    if (size > HM_SMALL_MAX) { /* a large block, with room to grow into in place next time */
+    if (size > HM_MEDIUM_MAX) { /* a large block, with room to grow into in place next time */
         size_t room = size <= SIZE_MAX / 2 ? size * 2 : size;
         if ((st = check_level(h, level))) return st;
         st = hm_heap_large_alloc(h, size, room, 16, (unsigned)level, &nb, NULL);
@@ -435,8 +436,10 @@ hm_status hm_heap_trim(hm_heap *h)
     if (!h) return HM_E_POINTER;
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
+    hm_pagelists *mine = h->cached ? hm_tcache_lists(h) : NULL;
     if (h->cached) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
+    if (mine) hm_heap_trim_lists(h, mine); /* the calling thread's empty pages too */
     own_reclaim(h);
     /* What the kernel refuses to give back stays cached (the books stay exact) and trim says so. */
     bool any;

@@ -9,7 +9,7 @@
  * decommitted when they have stayed empty for HM_EMPTY_DELAY_MS (checked at the heap's next page
  * operation; at once while the manager's memory state is Low; hm_heap_trim does it now): a program
  * that frees and allocates in waves reuses its pages instead of paying two system calls and a TLB
- * shootdown of every other thread for each page, each time. Blocks above HM_SMALL_MAX get an
+ * shootdown of every other thread for each page, each time. Blocks above HM_MEDIUM_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
@@ -46,7 +46,10 @@
  * too), and such a racing second Free faults as any access to freed memory would.
  *
  * Size classes: 16-byte steps to 128, then four per doubling (160, 192, 224, 256, 320, ...) up to
- * 32 KiB: at most 25% internal waste (12.5% on average), 40 classes.
+ * 512 KiB: at most 25% internal waste (12.5% on average), 56 classes. The small ones (up to 32 KiB)
+ * are carved from one 64 KiB page each; a medium one (40 KiB to 512 KiB, multiples of 8 KiB) from a
+ * span of the few contiguous pages that its blocks fill exactly (40 KiB: 8 blocks in 5 pages, 512
+ * KiB: 1 in 8), whose first page's record describes it and whose others point back to it.
  *
  * Invariants of a page in use (block_size != 0):
  *   used = bits set in its live bits; blocks [0, extent) have been carved (the rest never touched);
@@ -91,9 +94,12 @@
 #define HM_SEG_SIZE ((size_t)4 << 20)
 #define HM_HPAGE_SIZE ((size_t)64 << 10)
 #define HM_SEG_PAGES (HM_SEG_SIZE / HM_HPAGE_SIZE)
-#define HM_SMALL_MAX ((size_t)32 << 10)
+#define HM_SMALL_MAX ((size_t)32 << 10)  /* classes up to this fit a page */
+#define HM_MEDIUM_MAX ((size_t)512 << 10) /* classes up to this take a span of pages (HM_SPAN_MAX at most) */
+#define HM_SPAN_MAX 8
 #define HM_HEAP_MAX_ALIGN ((size_t)1 << 40) /* the largest alignment hm_heap_alloc_aligned takes */
-#define HM_NCLASS 40
+#define HM_NCLASS 56
+#define HM_NSMALL 40 /* classes 0..39 are small (up to HM_SMALL_MAX), the rest medium */
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
 #define HM_COMMIT_AHEAD 8            /* pages a growing heap commits at once while the budget has room */
@@ -142,6 +148,8 @@ typedef struct hm_hpage {
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
+    uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
+    uint8_t back;                    /* a page inside another's span: how many pages back its head is (else 0) */
 } hm_hpage;
 _Static_assert(sizeof(hm_hpage) == 128, "page records are 128 bytes: found with a shift");
 

@@ -41,6 +41,7 @@ static inline unsigned hm_heap_class_of(size_t size)
 }
 extern const uint32_t hm_heap_class_sizes[HM_NCLASS];
 static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_sizes[cls]; }
+extern const uint8_t hm_heap_class_span[HM_NCLASS];
 
 /* The index of the block at offset off of a page of block size bs, with inv = ceil(2^32 / bs):
  * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
@@ -64,7 +65,19 @@ void hm_heap_pools_fork_lock(bool lock);
 static inline hm_segment *hm_seg_of(const void *p) { return (hm_segment *)((uintptr_t)p & ~(uintptr_t)(HM_SEG_SIZE - 1)); }
 static inline size_t hm_page_index(const hm_hpage *pg) { return (size_t)(pg - hm_seg_of(pg)->page); }
 static inline uintptr_t hm_page_addr(const hm_hpage *pg) { return (uintptr_t)hm_seg_of(pg) + hm_page_index(pg) * HM_HPAGE_SIZE; }
-static inline hm_hpage *hm_page_of(uintptr_t b) { return &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)]; }
+/* The record of the page holding b: the head of its span for a medium class's. */
+static inline hm_hpage *hm_page_of(uintptr_t b)
+{
+    hm_hpage *pg = &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)];
+    return pg - pg->back;
+}
+/* The index of the block at offset off of page (head) pg: the multiply for a small class (exact below
+ * 64 KiB), a division for a medium one (its offsets reach 512 KiB; its paths are the slow ones). */
+static inline uint32_t hm_page_block_index(const hm_hpage *pg, uintptr_t off)
+{
+    uint32_t bs = atomic_load_explicit(&((hm_hpage *)pg)->block_size, memory_order_relaxed);
+    return bs > HM_SMALL_MAX ? (uint32_t)(off / bs) : hm_heap_block_index(off, pg->inv);
+}
 _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
 
 /* Live bits (heap.h): one per block of a page, by its index (offset x inv, exact below 64 KiB), set
@@ -73,9 +86,9 @@ _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
 static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
 {
     hm_hpage *pg = hm_page_of(b);
-    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
+    uint32_t i = hm_page_block_index(pg, b - hm_page_addr(pg));
     *mask = (uint64_t)1 << (i % 64);
-    return &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][i / 64];
+    return &hm_seg_of((void *)b)->live[hm_page_index(pg)][i / 64];
 }
 static inline bool hm_heap_live(uintptr_t b)
 {
@@ -180,6 +193,8 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Other threads' frees of pg go back onto its free list (its owner); false if a link was overwritten. */
 bool hm_heap_collect(hm_heap *h, hm_hpage *pg);
+/* Heap lock held, by the owner of lists: its empty pages (kept as their classes' only ones) retire. */
+void hm_heap_trim_lists(hm_heap *h, hm_pagelists *lists);
 /* A thread cache's pages lose their owner: they join the heap's own lists (lock held, by the owner). */
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists);
 /* Whether the live small block b of a thread-cached heap sits in xfree (freed, from the caller's

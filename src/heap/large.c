@@ -1,4 +1,4 @@
-/* large.c — blocks above HM_SMALL_MAX (heap.h, "Layout"): each an allocation of its own from the
+/* large.c — blocks above HM_MEDIUM_MAX (heap.h, "Layout"): each an allocation of its own from the
  * map, tagged heap|1, reserving room to grow in place; the heap's cache of freed ones kept committed,
  * bounded by count, bytes and an eighth of the limit; blocks whose release the kernel refused
  * (parked); the counters they feed. The threads' own caches of large blocks are tcache.c's. */

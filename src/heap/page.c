@@ -81,8 +81,8 @@ static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
 static inline bool in_page(const hm_hpage *pg, uintptr_t b)
 {
     uintptr_t base = hm_page_addr(pg);
-    if (b < base || b >= base + HM_HPAGE_SIZE) return false;
-    uint32_t i = hm_heap_block_index(b - base, pg->inv);
+    if (b < base || b >= base + pg->span * HM_HPAGE_SIZE) return false;
+    uint32_t i = hm_page_block_index(pg, b - base);
     return i < HM_EXTENT(pg) && base + (uintptr_t)i * HM_BS(pg) == b;
 }
 
@@ -96,8 +96,15 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
     HM_SET(pg->block_size, 0);
     HM_SET(pg->extent, 0);
     pg->free = 0;
-    hm_seg_of(pg)->pages_in_use--;
-    if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), HM_HPAGE_SIZE); /* (carved afresh next time) */
+    unsigned span = pg->span;
+    hm_seg_of(pg)->pages_in_use -= span;
+    if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), span * HM_HPAGE_SIZE); /* (carved afresh next time) */
+    /* a span's pages go to the empty cache one by one, its head last (reused first) */
+    for (unsigned k = span; k-- > 1;) {
+        pg[k].back = 0;
+        hm_heap_empty_push(h, &pg[k]);
+    }
+    pg->span = 0;
     hm_heap_empty_push(h, pg);
 }
 
@@ -263,9 +270,10 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     HM_SET(pg->used, used);
     hm_page_move(pg, 1);
-    /* an empty page goes, unless it is its class's only page with room: a program that frees and
-     * allocates around one page's worth would otherwise decommit and commit it again and again */
-    return !used && (pg->next || pg->prev);
+    /* an empty page goes, unless it is its small class's only page with room: a program that frees
+     * and allocates around one page's worth would otherwise decommit and commit it again and again
+     * (an empty span waits in the empty cache instead: a thread keeps no span it does not use) */
+    return !used && (pg->span > 1 || pg->next || pg->prev);
 }
 
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
@@ -284,7 +292,7 @@ void hm_heap_settle(hm_heap *h, hm_hpage *pg)
         list_add_second(&home->avail[pg->cls], pg);
     }
     if (used) return;
-    if (pg->next || pg->prev) {
+    if (pg->span > 1 || pg->next || pg->prev) { /* (hm_heap_give says why) */
         hm_heap_lock(h);
         hm_heap_page_empty(h, pg);
         hm_heap_unlock(h);
@@ -312,6 +320,16 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     HM_SET(pg->used, used);
     if (used == pg->wake) hm_heap_settle(h, pg);
     return HM_OK;
+}
+
+void hm_heap_trim_lists(hm_heap *h, hm_pagelists *lists)
+{
+    for (unsigned cls = 0; cls < HM_NCLASS; cls++)
+        for (hm_hpage *pg = lists->avail[cls], *next; pg; pg = next) {
+            next = pg->next;
+            if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) && !hm_heap_collect(h, pg)) return;
+            if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) hm_heap_page_retire(h, pg);
+        }
 }
 
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists)

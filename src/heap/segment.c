@@ -55,6 +55,9 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
         }
         return st;
     }
+    /* no poison left by whatever held these addresses before (a heap's destroy releases its large
+     * blocks at once, as the map's tagged range, without looking at each) */
+    if (h->tracked) hm_track_clear(base, HM_SEG_SIZE);
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
     atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
@@ -176,7 +179,7 @@ static void segment_drop(hm_heap *h, hm_segment *s)
  * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
  * meanwhile so that no other thread takes it. */
-hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
+static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
     bool fresh = false; /* pg is the first page of a segment made by this call */
@@ -236,10 +239,107 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
         for (size_t k = 0; k < n; k++) pg[k].committed = 1;
         for (size_t k = n; k-- > 1;) hm_heap_empty_push(h, &pg[k]);
     }
+    *out = pg;
+    return HM_OK;
+}
+
+/* Whether page i of s may join a span being claimed: unused, and either never committed or waiting
+ * in the empty cache (not claimed by a commit under way, not inside another span). */
+static inline bool span_free(const hm_segment *s, size_t i)
+{
+    const hm_hpage *pg = &s->page[i];
+    return !HM_BS(pg) && !pg->back && (pg->committed == 0 || (pg->committed == 1 && pg->in_empty));
+}
+
+/* A run of span contiguous pages for a medium class (lock held, dropped around commits): the first
+ * free run of the heap's segments, else a new segment's first pages. Its empty-cache pages leave the
+ * cache, its uncommitted ones are claimed (committed = 2) and committed at level, run by run. A
+ * refusal puts everything back as it was, except that pages committed before it wait in the empty
+ * cache (committed and charged, which is what the books say). */
+static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage **out)
+{
+    size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES;
+    hm_segment *fresh = NULL; /* a segment made by this call */
+    for (;;) {
+        hm_hpage *pg = NULL;
+        for (hm_segment *s = h->segments; s && !pg; s = s->next)
+            for (size_t i = 1; i + span <= last && !pg; i++) {
+                size_t k = 0;
+                while (k < span && span_free(s, i + k)) k++;
+                if (k == span) pg = &s->page[i];
+                else i += k; /* (page i + k is taken: no run starts before it) */
+            }
+        if (!pg) {
+            hm_segment *s;
+            hm_heap_unlock(h);
+            hm_status st = segment_new(h, level, &s);
+            hm_heap_lock(h);
+            if (hm_heap_refused_give_back(h, st)) { /* once more */
+                hm_heap_unlock(h);
+                st = segment_new(h, level, &s);
+                hm_heap_lock(h);
+            }
+            if (st) return st;
+            s->next = h->segments;
+            h->segments = s;
+            hm_segmap_set((uintptr_t)s, true); /* before any of its blocks is handed out */
+            fresh = s;
+            continue;
+        }
+        uint8_t was[HM_SPAN_MAX]; /* 1: it came from the empty cache */
+        for (unsigned k = 0; k < span; k++) {
+            was[k] = pg[k].committed;
+            if (was[k]) empty_del(h, &pg[k]);
+            else pg[k].committed = 2; /* claimed */
+        }
+        hm_status st = HM_OK;
+        for (unsigned k = 0; k < span && !st;) { /* commit each run of claimed pages */
+            if (was[k]) {
+                k++;
+                continue;
+            }
+            unsigned e = k;
+            while (e < span && !was[e]) e++;
+            void *b;
+            hm_heap_unlock(h);
+            st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(&pg[k]), (e - k) * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+            hm_heap_lock(h);
+            if (hm_heap_refused_give_back(h, st)) { /* once more */
+                hm_heap_unlock(h);
+                st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(&pg[k]), (e - k) * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+                hm_heap_lock(h);
+            }
+            if (!st)
+                for (unsigned j = k; j < e; j++) pg[j].committed = 1;
+            k = e;
+        }
+        if (st) { /* as it was: committed pages (cached before, or committed now) wait in the empty cache */
+            for (unsigned k = span; k-- > 0;) {
+                if (pg[k].committed == 2) pg[k].committed = 0;
+                else hm_heap_empty_push(h, &pg[k]);
+            }
+            if (fresh) segment_drop(h, fresh);
+            return st;
+        }
+        *out = pg;
+        return HM_OK;
+    }
+}
+
+/* A page (or a medium class's span) for class cls, first on home's avail list, its owner token
+ * home's. Heap lock held (dropped around commits). */
+hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out)
+{
+    unsigned span = hm_heap_class_span[cls];
+    hm_hpage *pg;
+    hm_status st = span == 1 ? claim_page(h, level, &pg) : claim_span(h, span, level, &pg);
+    if (st) return st;
+    for (unsigned k = 1; k < span; k++) pg[k].back = (uint8_t)k;
+    pg->span = (uint8_t)span;
     size_t bs = hm_heap_class_size(cls);
     HM_SET(pg->block_size, (uint32_t)bs);
     pg->cls = (uint16_t)cls;
-    pg->capacity = (uint32_t)(HM_HPAGE_SIZE / bs);
+    pg->capacity = (uint32_t)(span * HM_HPAGE_SIZE / bs);
     pg->inv = hm_heap_inverse((uint32_t)bs);
     HM_SET(pg->has_debug, 0);
     HM_SET(pg->used, 0);
@@ -247,7 +347,7 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     pg->free = 0;
     atomic_store_explicit(&pg->xfree, 0, memory_order_relaxed);
     atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
-    hm_seg_of(pg)->pages_in_use++;
+    hm_seg_of(pg)->pages_in_use += span;
     HM_SET(pg->owner, home->owner);
     atomic_store_explicit(&pg->home, home, memory_order_relaxed);
     hm_page_avail_first(home, pg);

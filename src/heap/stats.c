@@ -63,9 +63,9 @@ hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
             hm_heap_class_stat *c = &out[pg->cls];
             uint64_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) -
                             atomic_load_explicit(&pg->xcount, memory_order_relaxed);
-            c->pages++;
+            c->pages += pg->span;
             c->blocks += used;
-            c->free_bytes += HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
+            c->free_bytes += pg->span * HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
         }
     hm_heap_unlock(h);
     for (unsigned k = 0; k < HM_NCLASS; k++) {

@@ -74,7 +74,7 @@ static inline void hm_track_lend(const void *h, void *p, size_t size, size_t usa
     (void)h, (void)p, (void)size, (void)usable;
 }
 
-/* Block p (usable bytes) came back from the program. */
+/* Block p (usable bytes; 0: not to be poisoned) came back from the program. */
 static inline void hm_track_return(const void *h, void *p, size_t usable)
 {
 #ifdef HM_TRACK_ASAN
