@@ -45,9 +45,36 @@ bool hm_committed_span(const hm_runs *r, uint64_t npages, uint64_t p0, uint64_t 
 hm_status hm_errno_status(int err, const char *what);
 /* E_FAIL after a rollback failed too, with a detail naming what (SPEC 3.4). */
 hm_status hm_books_broken(const char *what);
-/* Makes pages [p0, p1) reserved in the kernel (hm_run_kernel_prot(a, 0), emptied); on failure the protections of
- * table r are put back and the status says why (E_FAIL if that failed too). */
-hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what);
+/* Decommit in the kernel: the pages must end PROT_NONE (hm_run_kernel_prot(a, 0)) and empty. Two
+ * orders, chosen per call by hm_decommit_plan_for (map lock held, a not yet busy):
+ *   discard, then protect: the fastest correct sequence. The protection change then walks page
+ *     tables the discard emptied, and the TLB is flushed once, not twice. But a discard cannot be
+ *     undone, so this order is used only where the protection after it cannot be refused for a real
+ *     reason: mprotect fails (ENOMEM: vm.max_map_count, or no memory for a mapping record) only
+ *     when it must split a kernel mapping (VMA), which happens only at the range's two ends, and the
+ *     plan checks from the map that neither end splits one (vmap.c, protect_splits_nothing). What
+ *     is left, an injected fault or a passing want of memory, is met by trying once more, and only a
+ *     second refusal is E_FAIL: the contents are gone, so no failure can say "nothing changed".
+ *     Where an end lies on a's boundary, what is outside could change while the map lock is dropped
+ *     (another thread commits the allocation next door, and the kernel merges its mapping with
+ *     a's), so the calls are made with the lock held (_LOCKED); ends inside a only have a's own pages
+ *     outside, and a is busy, so there the lock is dropped as for every other kernel decommit.
+ *   protect, then discard: every failure is put back and changes nothing (E_FAIL only when the
+ *     put-back fails too). For the rest: an end that may split a mapping (a range that cuts a
+ *     committed run, a neighbour busy in a system call), allocations with special pages (their
+ *     kernel protections are not their runs'), and the layers above's allocations (HM_AF_TAGGED: a
+ *     heap counts on a refused decommit keeping its pages with their data, heap.c). */
+typedef enum hm_decommit_plan {
+    HM_DECOMMIT_PROTECT_FIRST,
+    HM_DECOMMIT_DISCARD_FIRST,
+    HM_DECOMMIT_DISCARD_FIRST_LOCKED,
+} hm_decommit_plan;
+hm_decommit_plan hm_decommit_plan_for(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1);
+/* Makes pages [p0, p1) of a (table r) reserved in the kernel in the plan's order. A failure that
+ * changed nothing is its errno's status (the protections of r put back); one that could not be
+ * undone is E_FAIL. */
+hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, hm_decommit_plan plan,
+                             const char *what);
 /* Retires a record and its run table. */
 void hm_drop_record(hm_alloc *a);
 /* Gives an allocation's address space back to the arena or the kernel; 0 or an errno. */
