@@ -195,7 +195,40 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
         hm_runs_free(next);
     }
     atomic_store_explicit(&a->runs, word, memory_order_release);
+    hm_alloc_summarize(a);
     free_runs_word(old_word);
+}
+
+uint64_t hm_alloc_summary(hm_alloc *a)
+{
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    uintptr_t w = atomic_load_explicit(&a->runs, memory_order_relaxed);
+    uint32_t aprot = atomic_load_explicit(&a->alloc_protect, memory_order_relaxed);
+    uint32_t qid = atomic_load_explicit(&hm_alloc_owner(a)->qid, memory_order_relaxed);
+    if (size / PAGE > HM_SUM_MAX_PAGES || !qid || !hm_runs_is_inline(w) || aprot > 0x7FFu ||
+        atomic_load_explicit(&a->special, memory_order_relaxed))
+        return 0;
+    uint32_t attr = hm_runs_inline_attr(w);
+    uint32_t prot = attr & HM_RUN_COMMIT ? hm_prot_report(attr & HM_RUN_PROT_MASK, aprot) : 0;
+    if (prot > 0x7FFu) return 0;
+    return HM_SUM_VALID | (attr & HM_RUN_COMMIT ? HM_SUM_COMMIT : 0) | (uint64_t)prot << 2 | (uint64_t)aprot << 13 |
+           (uint64_t)qid << 24 | (size / PAGE) << 32;
+}
+
+void hm_alloc_summarize(hm_alloc *a)
+{
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    /* never any summary for these (hm_radix_set left them 0): no walk over their granules */
+    if (size / PAGE > HM_SUM_MAX_PAGES || !atomic_load_explicit(&hm_alloc_owner(a)->qid, memory_order_relaxed)) return;
+    uintptr_t g0 = atomic_load_explicit(&a->base, memory_order_relaxed) >> 16;
+    hm_radix_summarize(g0, g0 + (size + GRAN - 1) / GRAN, a, hm_alloc_summary(a), HM_SUM_INDEX_STEP);
+}
+
+void hm_account_name(hm_account *acct)
+{
+    static uint32_t next = 1; /* (map lock) qids are never reused: a live account keeps its own */
+    if (!atomic_load_explicit(&acct->qid, memory_order_relaxed) && next <= 0xFFu)
+        atomic_store_explicit(&acct->qid, next++, memory_order_relaxed);
 }
 
 /* Puts the kernel's protections over pages [p0, p1) back to what table r says. */

@@ -71,6 +71,7 @@ hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t siz
 /* An address in no allocation of any manager is HM_E_HOST_INVALIDOPERATION (SPEC 3.1). */
 hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type);
 hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old);
+/* pre: hm_vmap_init succeeded (acct's manager's creation made sure). Lock-free, never waits. */
 hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
 hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
 /* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to

@@ -98,6 +98,31 @@ static inline int hm_run_kernel_prot(hm_alloc *a, uint32_t attr)
     if (attr & HM_RUN_COMMIT) return hm_prot_linux(attr & HM_RUN_PROT_MASK);
     return atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_READABLE ? HM_OS_PROT_READ : HM_OS_PROT_NONE;
 }
+/* A query summary (radix.h) of one granule of an allocation: everything VirtualQuery answers for an
+ * address in it, in one word. Only for allocations whose pages all share one attr (an inline runs
+ * word: then one region runs to the allocation's end), without special pages (guard pages split
+ * regions), of less than 4096 pages, whose owner has a qid:
+ *   bit 0 valid, bit 1 committed, bits 2-12 Protect as reported, bits 13-23 AllocationProtect,
+ *   bits 24-31 the owner's qid, bits 32-43 the allocation's size in pages, bits 44-51 the granule's
+ *   index in the allocation (so AllocationBase = (g - index) << 16). */
+#define HM_SUM_VALID      1u
+#define HM_SUM_COMMIT     2u
+#define HM_SUM_PROT(s)    ((uint32_t)((s) >> 2) & 0x7FFu)
+#define HM_SUM_APROT(s)   ((uint32_t)((s) >> 13) & 0x7FFu)
+#define HM_SUM_QID(s)     ((uint32_t)((s) >> 24) & 0xFFu)
+#define HM_SUM_PAGES(s)   (((s) >> 32) & 0xFFFu)
+#define HM_SUM_INDEX(s)   (((s) >> 44) & 0xFFu)
+#define HM_SUM_INDEX_STEP ((uint64_t)1 << 44)
+#define HM_SUM_MAX_PAGES  4095u
+/* What a's summaries say, from its record as it stands: granule i's is this + i * HM_SUM_INDEX_STEP
+ * (0: none). */
+uint64_t hm_alloc_summary(hm_alloc *a);
+/* Rewrites a's summaries from its record as it stands (map lock held; after every change of its runs
+ * word, its special pages or its radix slots). */
+void hm_alloc_summarize(hm_alloc *a);
+/* Gives acct a qid if it has none and one is left (map lock held). */
+void hm_account_name(hm_account *acct);
+
 /* Committed pages in table r of an allocation of npages pages. */
 uint64_t hm_runs_committed(const hm_runs *r, uint64_t npages);
 
