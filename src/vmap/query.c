@@ -51,8 +51,9 @@ static bool fill_free(uintptr_t at, uint64_t from, hm_region *out)
 }
 
 /* The query from the allocation's record and run table (the protocol of vmap.h), for what the
- * granule's summary does not answer. */
-static hm_status query_record(hm_account *acct, uintptr_t at, hm_region *out)
+ * granule's summary does not answer. Not inlined: its registers and stack frame would otherwise be
+ * set up on the summary's path too. */
+__attribute__((noinline)) static hm_status query_record(hm_account *acct, uintptr_t at, hm_region *out)
 {
     for (;;) {
         hm_alloc *a = hm_radix_lookup(at >> 16);

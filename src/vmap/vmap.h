@@ -9,7 +9,8 @@
  * it, so a failure can be rolled back before anyone sees it, with one exception: the mprotect and
  * madvise of a commit, decommit or release of a plain allocation (no special pages) run with the lock
  * dropped and the record marked busy (vmap_internal.h), so that two threads changing two allocations
- * do not wait for each other's system calls. Queries take no lock at all:
+ * do not wait for each other's system calls. Queries take no lock at all. Most are answered by the
+ * granule's query summary alone (radix.h: one word, one version, read with one load); the rest:
  *   1. the radix tree gives the allocation record for the address (atomic loads only);
  *   2. the reader notes the record's gen and its run-table pointer, and the table's gen;
  *   3. it reads what it needs (relaxed atomic loads), then re-reads the three after an acquire fence;
