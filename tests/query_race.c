@@ -12,7 +12,8 @@
  * another's size, state or protection fails. A recipe: reserve (AllocationProtect A, size S) ->
  * commit all P -> protect all Q -> decommit all -> commit the first half P -> decommit (size 0) ->
  * release. So: reserved pages report Protect 0 and a region to the end; committed pages P or Q
- * (with A's cache modifier), a region to the end, or to the half for P below it. */
+ * (with A's cache modifier), a region to the end, or to the half for P below it. A manager that
+ * owns none of it is told HOST_E_NOT_OWNER or sees free memory (SPEC 3.1). */
 #define _GNU_SOURCE
 #include <pthread.h>
 #include <stdatomic.h>
@@ -43,7 +44,7 @@ static const recipe recipes[] = {
 };
 #define NRECIPES (sizeof recipes / sizeof recipes[0])
 
-static hm_manager *M;
+static hm_manager *M, *OTHER; /* the writers' manager, and one that owns none of it (SPEC 3.1) */
 static _Atomic uintptr_t bases[WRITERS][SLOTS]; /* where the writers' allocations are (0: none yet) */
 static atomic_bool stop;
 static _Atomic unsigned long answers, checked_alloc;
@@ -138,6 +139,13 @@ static void *reader(void *arg)
         if (!b) continue;
         const void *at = (const void *)(b + (x >> 16) % (320 * 1024)); /* in, after and past the allocation */
         hm_region r;
+        if ((x >> 40) % 8 == 0) { /* another manager sees free memory or someone else's allocation */
+            hm_status st = hm_virtual_query(OTHER, at, &r);
+            if (st == HM_OK && r.state != HM_MEM_FREE) record_failure("%p: another manager sees state %#x", at, r.state);
+            else if (st != HM_OK && st != HM_E_HOST_NOT_OWNER) record_failure("%p: another manager: %s", at, hm_status_name(st));
+            else if (st == HM_OK) check(at, &r);
+            continue;
+        }
         hm_status st = hm_virtual_query(M, at, &r);
         if (st != HM_OK) {
             record_failure("query %p: %s (%s)", at, hm_status_name(st), hm_last_detail());
@@ -153,6 +161,9 @@ static void test_query_under_writers(void **state)
 {
     (void)state;
     assert_int_equal(hm_manager_create("", &M), HM_OK);
+    assert_int_equal(hm_manager_create("", &OTHER), HM_OK);
+    void *mine; /* (so that OTHER has a name in the map's summaries too) */
+    assert_int_equal(hm_virtual_alloc(OTHER, NULL, GRAN, HM_MEM_RESERVE, HM_PAGE_READWRITE, &mine), HM_OK);
     pthread_t wt[WRITERS], rt[READERS];
     for (int i = 0; i < WRITERS; i++) assert_int_equal(pthread_create(&wt[i], NULL, writer, (void *)(intptr_t)i), 0);
     for (int i = 0; i < READERS; i++) assert_int_equal(pthread_create(&rt[i], NULL, reader, (void *)(intptr_t)i), 0);
@@ -171,6 +182,7 @@ static void test_query_under_writers(void **state)
     assert_no_thread_failures();
     assert_true(rounds > 0 && atomic_load(&checked_alloc) > 0);
     assert_int_equal(hm_manager_destroy(M), HM_OK);
+    assert_int_equal(hm_manager_destroy(OTHER), HM_OK);
 }
 
 int main(void)
