@@ -293,12 +293,13 @@ static int edge_prot(hm_alloc *b, bool last)
 /* The kernel protection of the byte q just outside allocation a, as far as the map knows: a page of
  * another allocation (-1 while that one is busy: its protection may be changing), else PROT_NONE:
  * free chunk space is PROT_NONE and empty (arena.h), and a mapping that is not hostmem's is taken
- * for one that never shares a's kernel mapping. Where the kernel names mappings it never does (the
- * names differ). Where it does not, it still keeps two neighbours apart unless their flags agree
- * exactly (private, anonymous, MAP_NORESERVE, the same protection) and one of them was never
- * touched (two that were have different anon_vmas). The one case left, someone else's untouched
- * MAP_NORESERVE mapping of a's protection right against a, costs a split, which fails only at
- * vm.max_map_count; hm_kernel_decommit then says E_FAIL, never something false. */
+ * for one that never shares a's kernel mapping. Where the kernel names anonymous mappings it never
+ * merges one with hostmem's ("hostmem": the names differ). Where it does not, it still keeps two
+ * neighbours apart unless their flags agree exactly (private, anonymous, MAP_NORESERVE, the same
+ * protection) and one of them was never touched (two that were have different anon_vmas). The one
+ * case left, someone else's untouched MAP_NORESERVE mapping of a's protection right against a,
+ * costs a split, which fails only at vm.max_map_count; hm_kernel_decommit then says E_FAIL, never
+ * something false. */
 static int outside_prot(uintptr_t q, bool before)
 {
     hm_alloc *b = hm_radix_lookup(q >> 16);

@@ -57,8 +57,9 @@ hm_status hm_books_broken(const char *what);
  *     second refusal is E_FAIL: the contents are gone, so no failure can say "nothing changed".
  *     Where an end lies on a's boundary, what is outside could change while the map lock is dropped
  *     (another thread commits the allocation next door, and the kernel merges its mapping with
- *     a's), so the calls are made with the lock held (_LOCKED); ends inside a only have a's own pages
- *     outside, and a is busy, so there the lock is dropped as for every other kernel decommit.
+ *     a's), so the calls are made with the lock held (_LOCKED: other writers wait for them, for
+ *     the discard of every page the range holds); ends inside a only have a's own pages outside,
+ *     and a is busy, so there the lock is dropped as for every other kernel decommit.
  *   protect, then discard: every failure is put back and changes nothing (E_FAIL only when the
  *     put-back fails too). For the rest: an end that may split a mapping (a range that cuts a
  *     committed run, a neighbour busy in a system call), allocations with special pages (their
