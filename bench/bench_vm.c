@@ -4,12 +4,15 @@
  *   bench_vm --quick    smaller counts, fewer and shorter batches: a smoke test, not a measurement
  *
  * Three measurements, printed as one table each:
- *   1. reserve + commit + decommit + release cycles of 64 KiB, 1 MiB and 64 MiB, with no page touched
- *      and with the first byte written after the commit: raw syscalls (mmap PROT_NONE, mprotect RW,
- *      mprotect PROT_NONE + madvise DONTNEED, munmap), the hm_* API, and the Win32 names.
+ *   1. reserve + commit + touch + decommit + release cycles of 64 KiB, 1 MiB and 64 MiB, with one page
+ *      written after the commit and with every page written: the hm_* API against two raw syscall
+ *      sequences that differ in the decommit (a MAP_FIXED PROT_NONE mapping over the range, or
+ *      madvise DONTNEED then mprotect PROT_NONE). Target: hm_* <= 1.0 x both (issue 13, item 4).
  *   2. hm_virtual_query (and VirtualQuery) with 1 K, 100 K and 1 M live 64 KiB reservations, at
  *      random addresses inside them; and at free addresses (granule tails of 100 K 4 KiB
- *      reservations). Target: <= 150 ns per query at 1 M.
+ *      reservations); each beside a dependent pointer chase over a buffer of the metadata's size on
+ *      huge pages (one DRAM miss per hop once it outgrows the caches). Target: at 1 M, one query <=
+ *      1.1 x one miss (item 5).
  *   3. Metadata high-water mark of a 256 GiB reservation with 100 committed 64 KiB runs. Target:
  *      <= 64 KiB. Measured first, on a fresh map (so the mapped delta means something), printed last.
  *
@@ -71,26 +74,45 @@ static const char *count_name(size_t n, char *buf, size_t cap)
 static const char *verdict(int pass) { return pass ? "PASS" : "MISS"; }
 
 
-/* ---- 1. reserve + commit + decommit + release cycles ------------------------------------------- */
+/* ---- 1. reserve + commit + touch + decommit + release cycles ------------------------------------ */
 
 typedef struct cycle_ctx {
     size_t size;
-    int touch; /* write the first byte after the commit */
+    int all; /* write one byte in every page after the commit (else in the first page only) */
 } cycle_ctx;
 
-static void cycle_raw(void *arg, long n)
+static void touch(char *p, const cycle_ctx *c)
 {
-    const cycle_ctx *c = arg;
+    if (!c->all) {
+        *(volatile char *)p = 1;
+        return;
+    }
+    for (size_t off = 0; off < c->size; off += 4096) *(volatile char *)(p + off) = 1;
+}
+
+/* The two raw decommits: a fresh PROT_NONE mapping over the range (one call that empties and
+ * protects), and discard then protect (the pages emptied first, so the protection change walks empty
+ * page tables and flushes nothing more). Both then munmap, as a release does. */
+static void cycle_raw(const cycle_ctx *c, long n, int overlay)
+{
     for (long i = 0; i < n; i++) {
-        void *p = mmap(NULL, c->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        char *p = mmap(NULL, c->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
         if (p == MAP_FAILED) die("mmap %zu: %m", c->size);
         if (mprotect(p, c->size, PROT_READ | PROT_WRITE)) die("mprotect RW: %m");
-        if (c->touch) *(volatile char *)p = 1;
-        if (mprotect(p, c->size, PROT_NONE)) die("mprotect NONE: %m");
-        if (madvise(p, c->size, MADV_DONTNEED)) die("madvise DONTNEED: %m");
+        touch(p, c);
+        if (overlay) {
+            if (mmap(p, c->size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) != p)
+                die("mmap MAP_FIXED over %p: %m", (void *)p);
+        } else {
+            if (madvise(p, c->size, MADV_DONTNEED)) die("madvise DONTNEED: %m");
+            if (mprotect(p, c->size, PROT_NONE)) die("mprotect NONE: %m");
+        }
         if (munmap(p, c->size)) die("munmap: %m");
     }
 }
+
+static void cycle_raw_overlay(void *arg, long n) { cycle_raw(arg, n, 1); }
+static void cycle_raw_discard(void *arg, long n) { cycle_raw(arg, n, 0); }
 
 static void cycle_hm(void *arg, long n)
 {
@@ -99,46 +121,60 @@ static void cycle_hm(void *arg, long n)
         void *p, *q;
         hm_check(hm_virtual_alloc(NULL, NULL, c->size, HM_MEM_RESERVE, HM_PAGE_NOACCESS, &p), "hm reserve");
         hm_check(hm_virtual_alloc(NULL, p, c->size, HM_MEM_COMMIT, HM_PAGE_READWRITE, &q), "hm commit");
-        if (c->touch) *(volatile char *)p = 1;
+        touch(p, c);
         hm_check(hm_virtual_free(NULL, p, c->size, HM_MEM_DECOMMIT), "hm decommit");
         hm_check(hm_virtual_free(NULL, p, 0, HM_MEM_RELEASE), "hm release");
     }
 }
 
-static void cycle_win32(void *arg, long n)
+static int cycles_missed;
+
+/* The cycles' own harness: bench_util's interleaving, with many short batches instead of a few long
+ * ones. This machine is shared, and a 100 ms batch is preempted several times whichever contender
+ * runs it, so its median carries a share of someone else's load; of 41 rounds of ~5 ms batches most
+ * run whole, and the median is one of those. */
+#define FINE_ROUNDS 41
+static void measure_fine(contender *cs, int k)
 {
-    const cycle_ctx *c = arg;
-    for (long i = 0; i < n; i++) {
-        void *p = VirtualAlloc(NULL, c->size, MEM_RESERVE, PAGE_NOACCESS);
-        if (!p) die("VirtualAlloc MEM_RESERVE: error %u", (unsigned)GetLastError());
-        if (!VirtualAlloc(p, c->size, MEM_COMMIT, PAGE_READWRITE))
-            die("VirtualAlloc MEM_COMMIT: error %u", (unsigned)GetLastError());
-        if (c->touch) *(volatile char *)p = 1;
-        if (!VirtualFree(p, c->size, MEM_DECOMMIT)) die("VirtualFree MEM_DECOMMIT: error %u", (unsigned)GetLastError());
-        if (!VirtualFree(p, 0, MEM_RELEASE)) die("VirtualFree MEM_RELEASE: error %u", (unsigned)GetLastError());
-    }
+    static double t[3][FINE_ROUNDS];
+    int rounds = quick ? 5 : FINE_ROUNDS;
+    double want = quick ? batch_ns : 5e6, keep = batch_ns;
+    batch_ns = want;
+    for (int i = 0; i < k; i++) calibrate(&cs[i]);
+    batch_ns = keep;
+    for (int r = 0; r < rounds; r++)
+        for (int j = 0; j < k; j++) {
+            int i = (r + j) % k;
+            t[i][r] = run_batch(&cs[i], cs[i].n) / (double)cs[i].n;
+        }
+    for (int i = 0; i < k; i++) cs[i].med = median(t[i], rounds);
 }
 
 static void bench_cycles(void)
 {
     static const size_t sizes[] = {64 * KiB, 1 * MiB, 64 * MiB};
-    printf("\n1. reserve + commit(READWRITE, whole) + decommit(whole) + release: ns per cycle, median of %d\n", reps);
-    printf("   raw = mmap(PROT_NONE, NORESERVE) + mprotect(RW) + mprotect(NONE) + madvise(DONTNEED) + munmap\n\n");
-    printf("   %-7s  %-13s  %12s  %12s  %12s  %8s  %9s\n", "size", "touched", "raw syscalls", "hm_*",
-           "Win32", "hm/raw", "Win32/raw");
-    printf("   %-7s  %-13s  %12s  %12s  %12s  %8s  %9s\n", "-------", "-------------", "------------",
-           "------------", "------------", "--------", "---------");
-    for (int touch = 0; touch < 2; touch++)
+    printf("\n1. reserve + commit(READWRITE, whole) + touch + decommit(whole) + release: ns per cycle, median of %d\n"
+           "   interleaved batches of ~%.0f ms\n", quick ? 5 : FINE_ROUNDS, quick ? batch_ns / 1e6 : 5.0);
+    printf("   raw = mmap(PROT_NONE, NORESERVE) + mprotect(RW) + touch + decommit + munmap, the decommit either\n"
+           "   overlay = mmap(PROT_NONE, MAP_FIXED) over the range, or d+p = madvise(DONTNEED) + mprotect(NONE)\n"
+           "   target: hm_* <= 1.0 x each raw (aim 0.8: hostmem makes fewer system calls)\n\n");
+    printf("   %-7s  %-9s  %12s  %12s  %12s  %10s  %8s  %s\n", "size", "touched", "raw overlay", "raw d+p", "hm_*",
+           "hm/overlay", "hm/d+p", "target");
+    printf("   %-7s  %-9s  %12s  %12s  %12s  %10s  %8s  %s\n", "-------", "---------", "------------", "------------",
+           "------------", "----------", "--------", "------");
+    for (int all = 0; all < 2; all++)
         for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
-            cycle_ctx ctx = {sizes[i], touch};
-            contender cs[3] = {{"raw", cycle_raw, &ctx, 0, {0}, 0},
-                               {"hm", cycle_hm, &ctx, 0, {0}, 0},
-                               {"win32", cycle_win32, &ctx, 0, {0}, 0}};
-            measure(cs, 3);
+            cycle_ctx ctx = {sizes[i], all};
+            contender cs[3] = {{"raw overlay", cycle_raw_overlay, &ctx, 0, {0}, 0},
+                               {"raw d+p", cycle_raw_discard, &ctx, 0, {0}, 0},
+                               {"hm", cycle_hm, &ctx, 0, {0}, 0}};
+            measure_fine(cs, 3);
             char sb[32];
-            printf("   %-7s  %-13s  %12.0f  %12.0f  %12.0f  %8.2f  %9.2f\n", size_name(sizes[i], sb, sizeof sb),
-                   touch ? "1st byte" : "none", cs[0].med, cs[1].med, cs[2].med, cs[1].med / cs[0].med,
-                   cs[2].med / cs[0].med);
+            double r_ov = cs[2].med / cs[0].med, r_dp = cs[2].med / cs[1].med;
+            int pass = r_ov <= 1.0 && r_dp <= 1.0;
+            cycles_missed += !pass;
+            printf("   %-7s  %-9s  %12.0f  %12.0f  %12.0f  %10.2f  %8.2f  %s\n", size_name(sizes[i], sb, sizeof sb),
+                   all ? "all pages" : "1 page", cs[0].med, cs[1].med, cs[2].med, r_ov, r_dp, verdict(pass));
             fflush(stdout);
         }
 }
@@ -182,14 +218,64 @@ static void query_win32(void *arg, long n)
     sink += acc;
 }
 
-/* Median ns per query over the pre-generated addresses, hm_* and Win32 interleaved. */
-static void time_queries(void **addr, double *hm_ns, double *w32_ns)
+/* One dependent DRAM miss: a pointer chase over a buffer as large as the map's metadata, one 64-byte
+ * line per hop in a random cyclic order (Sattolo), on transparent huge pages (MADV_HUGEPAGE) so that
+ * the figure is the miss itself rather than a page walk. What a query costs when it misses once. */
+typedef struct chase_ctx {
+    void **at;
+} chase_ctx;
+
+static void chase(void *arg, long n)
+{
+    chase_ctx *c = arg;
+    void **p = c->at;
+    for (long i = 0; i < n; i++) p = (void **)*p;
+    c->at = p;
+    sink += (uintptr_t)p;
+}
+
+static void *chase_buf;
+static size_t chase_len;
+
+static void chase_build(chase_ctx *c, size_t bytes)
+{
+    const size_t line = 64, huge = 2 * MiB;
+    if (chase_buf) munmap(chase_buf, chase_len);
+    chase_len = (bytes + huge - 1) / huge * huge;
+    char *raw = mmap(NULL, chase_len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED) die("mmap %zu for the pointer chase: %m", chase_len);
+    char *b = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+    if (b > raw) munmap(raw, (size_t)(b - raw));
+    munmap(b + chase_len, (size_t)(raw + huge - b));
+    madvise(b, chase_len, MADV_HUGEPAGE);
+    size_t n = bytes / line < 2 ? 2 : bytes / line;
+    uint32_t *perm = malloc(n * sizeof *perm);
+    if (!perm) die("out of memory");
+    for (size_t i = 0; i < n; i++) perm[i] = (uint32_t)i;
+    for (size_t i = n - 1; i > 0; i--) { /* Sattolo: one cycle through every line */
+        size_t j = rng() % i;
+        uint32_t t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (size_t i = 0; i < n; i++) *(void **)(b + (size_t)perm[i] * line) = b + (size_t)perm[(i + 1) % n] * line;
+    free(perm);
+    chase_buf = b;
+    c->at = (void **)b;
+}
+
+/* Median ns per query over the pre-generated addresses, hm_* and Win32 interleaved with the pointer
+ * chase over a buffer of meta_bytes (ns per hop). */
+static void time_queries(void **addr, size_t meta_bytes, double *hm_ns, double *w32_ns, double *miss_ns)
 {
     query_ctx a = {addr, 0}, b = {addr, NADDR / 2};
-    contender cs[2] = {{"hm", query_hm, &a, 0, {0}, 0}, {"win32", query_win32, &b, 0, {0}, 0}};
-    measure(cs, 2);
+    chase_ctx ch;
+    chase_build(&ch, meta_bytes);
+    contender cs[3] = {{"hm", query_hm, &a, 0, {0}, 0}, {"win32", query_win32, &b, 0, {0}, 0}, {"chase", chase, &ch, 0, {0}, 0}};
+    measure(cs, 3);
     *hm_ns = cs[0].med;
     *w32_ns = cs[1].med;
+    *miss_ns = cs[2].med;
 }
 
 static void **bases;  /* live reservations of this section */
@@ -250,6 +336,15 @@ static void gen_tails(void **addr)
     }
 }
 
+static int query_missed;
+
+static size_t meta_now(void)
+{
+    hm_vm_stats st;
+    hm_vm_get_stats(&st);
+    return st.metadata_bytes;
+}
+
 static void bench_queries(void)
 {
     size_t counts[3] = {1000, 100000, 1000000};
@@ -264,51 +359,55 @@ static void bench_queries(void)
     if (!bases || !addr) die("out of memory");
     char cb[32];
 
-    printf("\n2. VirtualQuery: ns per query, median of %d; %zu pre-generated random addresses, each answer checked\n",
+    printf("\n2. VirtualQuery: ns per query, median of %d; %zu pre-generated random addresses, each answer checked;\n"
+           "   miss = ns per hop of a dependent pointer chase over a buffer of the metadata's size (huge pages),\n"
+           "   timed interleaved with the queries. Target at 1 M live: hm_query <= 1.1 x miss\n\n",
            reps, NADDR);
-    printf("   (no raw-syscall equivalent exists: the kernel has no per-page query cheaper than /proc)\n\n");
-    printf("   %-13s  %-44s  %10s  %12s  %9s  %9s\n", "live allocs", "queried addresses", "hm_query", "VirtualQuery",
-           "populate", "release");
-    printf("   %-13s  %-44s  %10s  %12s  %9s  %9s\n", "-------------", "--------------------------------------------",
-           "----------", "------------", "---------", "---------");
+    printf("   %-11s  %-40s  %9s  %12s  %7s  %8s  %9s  %9s  %9s\n", "live allocs", "queried addresses", "hm_query",
+           "VirtualQuery", "miss", "hm/miss", "metadata", "populate", "release");
+    printf("   %-11s  %-40s  %9s  %12s  %7s  %8s  %9s  %9s  %9s\n", "-----------", "----------------------------------------",
+           "---------", "------------", "-------", "--------", "---------", "---------", "---------");
 
     /* free addresses: the tails of 4 KiB reservations */
-    double pop = populate(free_count, 4096), hm_ns, w32_ns;
+    double pop = populate(free_count, 4096), hm_ns, w32_ns, miss_ns;
     gen_tails(addr);
-    time_queries(addr, &hm_ns, &w32_ns);
+    size_t meta = meta_now();
+    time_queries(addr, meta, &hm_ns, &w32_ns, &miss_ns);
     double rel = depopulate();
-    printf("   %-13s  %-44s  %10.1f  %12.1f  %9.0f  %9.0f\n", count_name(free_count, cb, sizeof cb),
-           "FREE: tails of 4 KiB reservations", hm_ns, w32_ns, pop, rel);
+    printf("   %-11s  %-40s  %9.1f  %12.1f  %7.1f  %8.2f  %7.1f M  %9.0f  %9.0f\n", count_name(free_count, cb, sizeof cb),
+           "FREE: tails of 4 KiB reservations", hm_ns, w32_ns, miss_ns, hm_ns / miss_ns, (double)meta / (double)MiB, pop, rel);
 
     /* addresses inside live 64 KiB reservations, the population growing between measurements */
-    double row_hm[3], row_w32[3], row_pop[3];
+    double row_hm[3], row_w32[3], row_miss[3], row_pop[3];
+    size_t row_meta[3];
     for (int i = 0; i < 3; i++) {
         row_pop[i] = populate(counts[i], 65536);
         gen_live(addr);
-        time_queries(addr, &row_hm[i], &row_w32[i]);
+        row_meta[i] = meta_now();
+        time_queries(addr, row_meta[i], &row_hm[i], &row_w32[i], &row_miss[i]);
     }
     hm_vm_stats st;
     hm_vm_get_stats(&st);
     rel = depopulate();
     for (int i = 0; i < 3; i++) {
-        char rb[32] = "";
-        if (i == 2) snprintf(rb, sizeof rb, "%.0f", rel);
-        printf("   %-13s  %-44s  %10.1f  %12.1f  %9.0f  %9s\n", count_name(counts[i], cb, sizeof cb),
-               "RESERVE: random, inside 64 KiB reservations", row_hm[i], row_w32[i], row_pop[i], rb);
+        char rb[32] = "", vb[16] = "";
+        if (i == 2) {
+            snprintf(rb, sizeof rb, "%.0f", rel);
+            snprintf(vb, sizeof vb, "  %s", quick ? "(--quick)" : verdict(row_hm[i] <= 1.1 * row_miss[i]));
+        }
+        printf("   %-11s  %-40s  %9.1f  %12.1f  %7.1f  %8.2f  %7.1f M  %9.0f  %9s%s\n", count_name(counts[i], cb, sizeof cb),
+               "RESERVE: random, inside 64 KiB reservations", row_hm[i], row_w32[i], row_miss[i], row_hm[i] / row_miss[i],
+               (double)row_meta[i] / (double)MiB, row_pop[i], rb, vb);
     }
-    double at_top = row_hm[2];
+    if (chase_buf) munmap(chase_buf, chase_len);
+    chase_buf = NULL;
+    query_missed = !quick && row_hm[2] > 1.1 * row_miss[2];
     printf("\n   populate / release: ns per hm_virtual_alloc RESERVE / hm_virtual_free RELEASE while growing to\n"
            "   the row's count / tearing it down (one pass each, so indicative only; first touches of fresh\n"
            "   metadata pages make growth noisy). At %s live: metadata %.1f MiB (%.0f B per allocation),\n"
            "   %.0f GiB of arena chunks.\n",
            count_name(counts[2], cb, sizeof cb), (double)st.metadata_bytes / (double)MiB,
            (double)st.metadata_bytes / (double)(st.allocations ? st.allocations : 1), (double)st.arena_bytes / (double)GiB);
-    if (quick)
-        printf("\n   target: <= 150 ns per query at 1 M live allocations: not measured (--quick; %s: %.1f ns)\n",
-               count_name(counts[2], cb, sizeof cb), at_top);
-    else
-        printf("\n   target: <= 150 ns per query at 1 M live allocations: %.1f ns  %s\n", at_top,
-               verdict(at_top <= 150));
     free(addr);
     free(bases);
     bases = NULL;
@@ -365,6 +464,7 @@ int main(int argc, char **argv)
 {
     bench_name = "bench_vm";
     quick = bench_args(argc, argv);
+    if (!quick) reps = 11; /* this machine is shared: more batches keep the medians steady */
     hm_check(hm_init(), "hm_init");
     hm_system_info si;
     hm_get_system_info(&si);
@@ -378,6 +478,8 @@ int main(int argc, char **argv)
     bench_cycles();
     bench_queries();
     print_metadata(&meta);
+    printf("\ntargets: cycles %s (%d of 6 rows missed), query at 1 M %s\n", cycles_missed ? "MISS" : "PASS",
+           cycles_missed, quick ? "not measured (--quick)" : verdict(!query_missed));
     printf("\ntotal %.1f s\n", (now_ns() - t0) / 1e9);
     return 0;
 }

@@ -992,6 +992,10 @@ static void post_memory_load(fx *f)
  *     physical memory falls back to sysconf: procfs.
  *   L (memory load): the system's share of the load comes from /proc or the cgroup; unreadable, the
  *     load is the manager's own: procfs.
+ *   E (emptied first): the release of an allocation's committed pages where no end of the range
+ *     splits a kernel mapping discards them first, then protects them; the discard cannot be undone,
+ *     so a refused protection is tried again and the release completes (vmap_internal.h,
+ *     hm_decommit_plan): mprotect.
  * Not all-or-nothing by design (OPF_PARTIAL): trim ("what the kernel refuses to give back stays
  * cached (the books stay exact) and trim says so", heap.c hm_heap_trim), a heap's destruction ("a
  * refusal stops here with what is left still recorded, so that destroy can be called again"), and a
@@ -1040,7 +1044,7 @@ static const opdef ops[] = {
     {"GetWriteWatch with reset", FX_VM, NULL, op_getww_reset, post_getww_reset, 0, K(HM_OS_MPROTECT), 0},
     {"ResetWriteWatch", FX_VM, NULL, op_resetww, post_resetww, 0, K(HM_OS_MPROTECT), 0},
     {"manager create", FX_VM, NULL, op_mgr_create, post_mgr_create, 1, K(HM_OS_PROCFS), OPF_RESULT},
-    {"manager destroy", FX_SECOND, NULL, op_mgr_destroy, post_mgr_destroy, 1, A_S, OPF_STATE | OPF_PARTIAL},
+    {"manager destroy", FX_SECOND, NULL, op_mgr_destroy, post_mgr_destroy, 1, A_S | K(HM_OS_MPROTECT), OPF_STATE | OPF_PARTIAL},
     {"manager get memory load", FX_VM, NULL, op_memory_load, post_memory_load, 0, K(HM_OS_PROCFS), 0},
 };
 #define NOPS (sizeof ops / sizeof ops[0])

@@ -58,7 +58,10 @@ static void default_init(void)
     if (!default_status) init(&default_manager, &o);
     if (default_status && default_error[0]) fprintf(stderr, "hostmem: %s\n", default_error);
     default_manager.is_default = true;
+    if (!default_status) atomic_store_explicit(&hm_manager_default_ready, &default_manager, memory_order_release);
 }
+
+_Atomic(hm_manager *) hm_manager_default_ready;
 
 hm_manager *hm_manager_default(hm_status *st)
 {

@@ -61,9 +61,14 @@ struct hm_manager {
 /* The manager a public call names (NULL: the process default, created on first use). On failure
  * (HOSTMEM_OPTIONS invalid, page size refused) NULL with *st set. */
 hm_manager *hm_manager_default(hm_status *st);
+/* The default manager once it started (else NULL): what resolve reads first, one load instead of a
+ * pthread_once and two checks on every call of every hm_* function given NULL. */
+extern _Atomic(hm_manager *) hm_manager_default_ready;
 static inline hm_manager *hm_manager_resolve(hm_manager *m, hm_status *st)
 {
-    return m ? m : hm_manager_default(st);
+    if (m) return m;
+    hm_manager *d = atomic_load_explicit(&hm_manager_default_ready, memory_order_acquire);
+    return d ? d : hm_manager_default(st);
 }
 
 /* Lifecycle gate: HM_OK while running, else HOST_E_CLRNOTAVAILABLE (SPEC 3.4). */

@@ -310,10 +310,14 @@ int hm_os_cold(void *addr, size_t size)
 }
 int hm_os_hugepage_hint(void *addr, size_t size) { return advise(addr, size, MADV_HUGEPAGE); }
 
+static _Atomic bool names_unknown; /* the kernel answered EINVAL: it has no names for mappings */
+
 void hm_os_name(void *addr, size_t size, const char *name)
 {
+    if (atomic_load_explicit(&names_unknown, memory_order_relaxed)) return; /* (a system call saved) */
     int saved = errno;
-    (void)prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, size, (unsigned long)name);
+    if (prctl(PR_SET_VMA, PR_SET_VMA_ANON_NAME, (unsigned long)addr, size, (unsigned long)name) && errno == EINVAL)
+        atomic_store_explicit(&names_unknown, true, memory_order_relaxed);
     errno = saved;
 }
 

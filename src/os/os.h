@@ -71,7 +71,8 @@ int hm_os_lazy_free(void *addr, size_t size);
 int hm_os_cold(void *addr, size_t size);
 /* Ask for transparent huge pages over the range (MADV_HUGEPAGE). */
 int hm_os_hugepage_hint(void *addr, size_t size);
-/* Names the mapping in /proc/PID/maps ("[anon:hostmem]"); best effort, never fails. */
+/* Names the mapping in /proc/PID/maps ("[anon:hostmem]"); best effort, never fails. A kernel without
+ * names for anonymous mappings (EINVAL) is asked once, not on every mapping. */
 void hm_os_name(void *addr, size_t size, const char *name);
 
 /* ---- two views of one memory (views.c): executable heaps under W^X --------------------------- */

@@ -28,6 +28,8 @@ typedef struct hm_account {
                                      malloc's mmap (src/preload/mmap.c) */
     uint64_t unwind;              /* bytes below each threshold that only a thread unwinding from a
                                      refusal may take (0 but in the drop-in malloc's manager) */
+    _Atomic uint32_t qid;         /* the map's short name for it in query summaries (1..255, given
+                                     at its first allocation under the map lock), 0 while it has none */
 } hm_account;
 
 /* Set by the drop-in malloc (src/preload/) on a thread for a short while after a refusal: its requests

@@ -52,6 +52,7 @@ static hm_alloc *new_record(hm_account *owner, uintptr_t base, uint64_t size, ui
 {
     hm_alloc *a = hm_pool_alloc(&hm_alloc_pool, err);
     if (!a) return NULL;
+    hm_account_name(owner);
     atomic_store_explicit(&a->base, base, memory_order_relaxed);
     atomic_store_explicit(&a->size, size, memory_order_relaxed);
     atomic_store_explicit(&a->alloc_protect, prot, memory_order_relaxed);
@@ -221,6 +222,7 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     }
     hm_meta_publish(a);
     hm_radix_set(base >> 16, (base >> 16) + ngran, a);
+    hm_alloc_summarize(a);
     hm_book.allocations++;
     hm_book.runs++;
     hm_book.reserved += bytes;

@@ -3,7 +3,8 @@
  *
  * Invariants checked:
  *   record    gen even; base 64 KiB aligned; size a positive page multiple.
- *   radix     every granule of an allocation maps to it (sampled for huge ones).
+ *   radix     every granule of an allocation maps to it (sampled for huge ones), and its query
+ *             summary is what the record says (hm_alloc_summary: one version, or none).
  *   runs      entry 0 starts at page 0; starts strictly ascend below the page count; neighbours
  *             differ in attr; reserved pages have protection 0 and no RESET flag; committed pages a
  *             valid base protection; committed pages counted equal the record's count.
@@ -46,6 +47,13 @@ static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules,
     for (uint64_t g = 0; g < ngran; g += step)
         if (hm_radix_lookup((base >> 16) + g) != a) FAIL("allocation %#lx: granule %lu not indexed", (unsigned long)base, (unsigned long)g);
     if (hm_radix_lookup((base >> 16) + ngran - 1) != a) FAIL("allocation %#lx: last granule not indexed", (unsigned long)base);
+    uint64_t s0 = hm_alloc_summary(a);
+    for (uint64_t g = 0; g < ngran; g += step) {
+        uint64_t s = hm_radix_summary((base >> 16) + g), want = s0 ? s0 + g * HM_SUM_INDEX_STEP : 0;
+        if (s != want)
+            FAIL("allocation %#lx: granule %lu's query summary is %#lx, its record says %#lx", (unsigned long)base,
+                 (unsigned long)g, (unsigned long)s, (unsigned long)want);
+    }
 
     hm_runs *r = hm_alloc_runs(a);
     uint32_t n = atomic_load_explicit(&r->n, memory_order_relaxed);

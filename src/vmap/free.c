@@ -37,12 +37,15 @@ static hm_status release_mixed(hm_alloc *a, hm_runs *r)
     return HM_OK;
 }
 
-/* hm_kernel_decommit, with the map lock dropped unless a has special pages (vmap_internal.h). */
+/* hm_kernel_decommit, with the map lock dropped while the calls run unless a has special pages or
+ * the plan needs the neighbours to stay as they are (vmap_internal.h). */
 static hm_status kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what)
 {
-    if (atomic_load_explicit(&a->special, memory_order_relaxed)) return hm_kernel_decommit(a, r, p0, p1, what);
+    hm_decommit_plan plan = hm_decommit_plan_for(a, r, p0, p1);
+    if (plan == HM_DECOMMIT_DISCARD_FIRST_LOCKED || atomic_load_explicit(&a->special, memory_order_relaxed))
+        return hm_kernel_decommit(a, r, p0, p1, plan, what);
     hm_alloc_unlock_busy(a);
-    hm_status st = hm_kernel_decommit(a, r, p0, p1, what);
+    hm_status st = hm_kernel_decommit(a, r, p0, p1, plan, what);
     hm_alloc_relock(a);
     return st;
 }

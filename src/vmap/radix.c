@@ -15,6 +15,7 @@ typedef struct rnode {
     hm_meta_hdr hdr;               /* pool header; nodes are never freed */
     _Atomic uint64_t bits[WORDS];  /* bit i set iff slot i is an allocation or a non-empty child */
     _Atomic uintptr_t slot[FANOUT];
+    _Atomic uint64_t sum[FANOUT];  /* leaves only: slot i's query summary (radix.h), 0 for none */
 } rnode;
 
 /* granule bits consumed below each level: the root indexes bits 27..30, the leaves bits 0..8 */
@@ -38,6 +39,17 @@ struct hm_alloc *hm_radix_lookup(uint64_t g)
         n = as_node(v);
     }
     return NULL; /* leaves never hold child pointers */
+}
+
+uint64_t hm_radix_summary(uint64_t g)
+{
+    rnode *n = &root;
+    for (int l = 0; l < LEVELS - 1; l++) {
+        uintptr_t v = load(&n->slot[idx(l, g)]);
+        if (!is_node(v)) return 0; /* empty, or an allocation stored whole above the leaves */
+        n = as_node(v);
+    }
+    return atomic_load_explicit(&n->sum[idx(LEVELS - 1, g)], memory_order_acquire);
 }
 
 /* First set bit of n at index >= i, or FANOUT. */
@@ -93,7 +105,10 @@ static int prepare(rnode *n, int l, uint64_t g0, uint64_t g1)
                 rnode *c = hm_pool_alloc(&node_pool, &err);
                 if (!c) return err;
                 for (int w = 0; w < WORDS; w++) atomic_store_explicit(&c->bits[w], 0, memory_order_relaxed);
-                for (int k = 0; k < FANOUT; k++) atomic_store_explicit(&c->slot[k], 0, memory_order_relaxed);
+                for (int k = 0; k < FANOUT; k++) {
+                    atomic_store_explicit(&c->slot[k], 0, memory_order_relaxed);
+                    atomic_store_explicit(&c->sum[k], 0, memory_order_relaxed);
+                }
                 hm_meta_publish(c);
                 atomic_store_explicit(sp, (uintptr_t)c | 1u, memory_order_release);
                 v = (uintptr_t)c | 1u;
@@ -139,7 +154,9 @@ static void set(rnode *n, int l, uint64_t g0, uint64_t g1, struct hm_alloc *a)
             set(c, l + 1, lo, hi, a);
             set_bit(n, i, !node_empty(c));
         } else {
-            /* whole span (prepare made nodes for every partial one), or a leaf granule */
+            /* whole span (prepare made nodes for every partial one), or a leaf granule, whose
+             * summary goes first: a reader that finds one never meets the slot's old owner's */
+            if (l == LEVELS - 1) atomic_store_explicit(&n->sum[i], 0, memory_order_release);
             atomic_store_explicit(sp, (uintptr_t)a, memory_order_release);
             set_bit(n, i, a != NULL);
         }
@@ -148,3 +165,22 @@ static void set(rnode *n, int l, uint64_t g0, uint64_t g1, struct hm_alloc *a)
 }
 
 void hm_radix_set(uint64_t g0, uint64_t g1, struct hm_alloc *a) { set(&root, 0, g0, g1, a); }
+
+void hm_radix_summarize(uint64_t g0, uint64_t g1, struct hm_alloc *a, uint64_t s0, uint64_t step)
+{
+    for (uint64_t g = g0; g < g1; g++) {
+        rnode *n = &root;
+        int l = 0;
+        for (; l < LEVELS - 1; l++) {
+            uintptr_t v = load(&n->slot[idx(l, g)]);
+            if (!is_node(v)) break;
+            n = as_node(v);
+        }
+        if (l < LEVELS - 1) { /* stored whole above the leaves: no summaries in that span */
+            g = (g | (span(l) - 1));
+            continue;
+        }
+        unsigned i = idx(LEVELS - 1, g);
+        if (load(&n->slot[i]) == (uintptr_t)a) atomic_store_explicit(&n->sum[i], s0 ? s0 + (g - g0) * step : 0, memory_order_release);
+    }
+}

@@ -33,6 +33,19 @@ struct hm_alloc *hm_radix_lookup(uint64_t g);
 /* The first allocation met at a granule >= g, or NULL. Lock-free; under concurrent changes it may
  * miss an allocation being created or return one being released (the caller validates). */
 struct hm_alloc *hm_radix_next(uint64_t g);
+/* Query summaries: each leaf slot has a second word, beside the slots of its node rather than in
+ * the allocation's record, that answers VirtualQuery for an address in that granule by itself (the
+ * format is the map's, vmap_internal.h; 0 means "no summary: read the record"). One word read with
+ * one load is one consistent version whatever writers do meanwhile, so a query that finds a
+ * summary needs neither the record, nor its generation checks, nor a second cache miss. Writers
+ * (map lock) keep them equal to the records: hm_radix_set zeroes a leaf's summary before its slot
+ * changes hands, and the map rewrites an allocation's summaries after every change of what a query
+ * reports (hm_alloc_summarize). */
+/* The summary of granule g, or 0. Lock-free. */
+uint64_t hm_radix_summary(uint64_t g);
+/* Sets the summary of every leaf granule g of [g0, g1) whose slot holds a to s0 + (g - g0) * step
+ * (0 when s0 is 0); granules stored whole above the leaves have none. */
+void hm_radix_summarize(uint64_t g0, uint64_t g1, struct hm_alloc *a, uint64_t s0, uint64_t step);
 /* Creates the nodes that granules [g0, g1) need, so that hm_radix_set on that range cannot fail.
  * 0 or an errno. */
 int hm_radix_prepare(uint64_t g0, uint64_t g1);

@@ -332,6 +332,7 @@ int hm_special_attach(hm_alloc *a, uint32_t watch, bool guards)
         if (attr & HM_RUN_COMMIT) set_prot(s, hm_run_first(e), end, hm_prot_linux(attr));
     }
     atomic_store_explicit(&a->special, (uintptr_t)s, memory_order_release);
+    hm_alloc_summarize(a); /* queries read the record from now on (guard pages split regions) */
     unlock(&saved);
     if (watch) atomic_fetch_or_explicit(&a->flags, HM_AF_WATCH, memory_order_relaxed);
     return 0;
@@ -346,6 +347,7 @@ void hm_special_detach(hm_alloc *a)
     sigset_t saved;
     lock(&saved);
     atomic_store_explicit(&a->special, 0, memory_order_release);
+    hm_alloc_summarize(a);
     s->alloc = NULL;
     void *mem = s->mem;
     size_t bytes = s->mem_size;

@@ -195,7 +195,40 @@ void hm_swap_runs(hm_alloc *a, hm_runs *next)
         hm_runs_free(next);
     }
     atomic_store_explicit(&a->runs, word, memory_order_release);
+    hm_alloc_summarize(a);
     free_runs_word(old_word);
+}
+
+uint64_t hm_alloc_summary(hm_alloc *a)
+{
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    uintptr_t w = atomic_load_explicit(&a->runs, memory_order_relaxed);
+    uint32_t aprot = atomic_load_explicit(&a->alloc_protect, memory_order_relaxed);
+    uint32_t qid = atomic_load_explicit(&hm_alloc_owner(a)->qid, memory_order_relaxed);
+    if (size / PAGE > HM_SUM_MAX_PAGES || !qid || !hm_runs_is_inline(w) || aprot > 0x7FFu ||
+        atomic_load_explicit(&a->special, memory_order_relaxed))
+        return 0;
+    uint32_t attr = hm_runs_inline_attr(w);
+    uint32_t prot = attr & HM_RUN_COMMIT ? hm_prot_report(attr & HM_RUN_PROT_MASK, aprot) : 0;
+    if (prot > 0x7FFu) return 0;
+    return HM_SUM_VALID | (attr & HM_RUN_COMMIT ? HM_SUM_COMMIT : 0) | (uint64_t)prot << 2 | (uint64_t)aprot << 13 |
+           (uint64_t)qid << 24 | (size / PAGE) << 32;
+}
+
+void hm_alloc_summarize(hm_alloc *a)
+{
+    uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed);
+    /* never any summary for these (hm_radix_set left them 0): no walk over their granules */
+    if (size / PAGE > HM_SUM_MAX_PAGES || !atomic_load_explicit(&hm_alloc_owner(a)->qid, memory_order_relaxed)) return;
+    uintptr_t g0 = atomic_load_explicit(&a->base, memory_order_relaxed) >> 16;
+    hm_radix_summarize(g0, g0 + (size + GRAN - 1) / GRAN, a, hm_alloc_summary(a), HM_SUM_INDEX_STEP);
+}
+
+void hm_account_name(hm_account *acct)
+{
+    static uint32_t next = 1; /* (map lock) qids are never reused: a live account keeps its own */
+    if (!atomic_load_explicit(&acct->qid, memory_order_relaxed) && next <= 0xFFu)
+        atomic_store_explicit(&acct->qid, next++, memory_order_relaxed);
 }
 
 /* Puts the kernel's protections over pages [p0, p1) back to what table r says. */
@@ -238,14 +271,114 @@ bool hm_committed_span(const hm_runs *r, uint64_t npages, uint64_t p0, uint64_t 
     return any;
 }
 
-/* Makes pages [p0, p1) reserved in the kernel: PROT_NONE first, then emptied. On failure the
- * protections are put back from table r, so nothing changed. */
-hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, const char *what)
+/* ---- kernel decommit ------------------------------------------------------------------------ */
+
+/* The kernel protection of the page at index i (0 or the last) of allocation b, read from its runs
+ * word as it stands (b is not busy: only a writer holding the map lock changes it), or -1 when the
+ * map cannot tell (b has special pages, whose kernel protections differ from their runs). */
+static int edge_prot(hm_alloc *b, bool last)
+{
+    if (b->busy || atomic_load_explicit(&b->special, memory_order_relaxed)) return -1;
+    uintptr_t w = atomic_load_explicit(&b->runs, memory_order_relaxed);
+    uint32_t attr;
+    if (hm_runs_is_inline(w)) attr = hm_runs_inline_attr(w);
+    else {
+        hm_runs *t = (hm_runs *)w; /* (not hm_alloc_runs: the caller's table may be the scratch one) */
+        uint32_t n = atomic_load_explicit(&t->n, memory_order_relaxed);
+        attr = hm_run_attr(atomic_load_explicit(&t->entry[last ? n - 1 : 0], memory_order_relaxed));
+    }
+    return hm_run_kernel_prot(b, attr);
+}
+
+/* The kernel protection of the byte q just outside allocation a, as far as the map knows: a page of
+ * another allocation (-1 while that one is busy: its protection may be changing), else PROT_NONE:
+ * free chunk space is PROT_NONE and empty (arena.h), and a mapping that is not hostmem's is taken
+ * for one that never shares a's kernel mapping. Where the kernel names anonymous mappings it never
+ * merges one with hostmem's ("hostmem": the names differ). Where it does not, it still keeps two
+ * neighbours apart unless their flags agree exactly (private, anonymous, MAP_NORESERVE, the same
+ * protection) and one of them was never touched (two that were have different anon_vmas). The one
+ * case left, someone else's untouched MAP_NORESERVE mapping of a's protection right against a,
+ * costs a split, which fails only at vm.max_map_count; hm_kernel_decommit then says E_FAIL, never
+ * something false. */
+static int outside_prot(uintptr_t q, bool before)
+{
+    hm_alloc *b = hm_radix_lookup(q >> 16);
+    if (b) {
+        uintptr_t bb = atomic_load_explicit(&b->base, memory_order_relaxed);
+        uint64_t bs = atomic_load_explicit(&b->size, memory_order_relaxed);
+        if (q - bb < bs) return edge_prot(b, before);
+    }
+    return HM_OS_PROT_NONE;
+}
+
+/* Whether mprotect(target) of pages [lo, hi) of a (table r) cannot need a new kernel mapping (VMA).
+ * mprotect fails for want of memory (ENOMEM, vm.max_map_count above all) only when it must split a
+ * mapping, and it splits only at the range's two ends, where the page just inside changes protection
+ * and the page just outside shares its mapping. Pages of different protections never share one, so
+ * an end is safe when the page inside already has the target protection or the page outside has
+ * another protection than the page inside. */
+static bool protect_splits_nothing(hm_alloc *a, const hm_runs *r, uint64_t lo, uint64_t hi, int target)
+{
+    uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
+    uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
+    uint32_t n = atomic_load_explicit(&((hm_runs *)r)->n, memory_order_relaxed);
+    for (int end = 0; end < 2; end++) {
+        uint64_t in_page = end ? hi - 1 : lo;
+        uint32_t i = hm_runs_find(r, n, in_page);
+        int in = hm_run_kernel_prot(a, hm_run_attr(atomic_load_explicit(&((hm_runs *)r)->entry[i], memory_order_relaxed)));
+        if (in == target) continue;
+        int out;
+        if (end ? hi < npages : lo > 0) {
+            uint64_t out_page = end ? hi : lo - 1;
+            uint32_t j = hm_runs_find(r, n, out_page);
+            out = hm_run_kernel_prot(a, hm_run_attr(atomic_load_explicit(&((hm_runs *)r)->entry[j], memory_order_relaxed)));
+        } else {
+            out = outside_prot(end ? base + npages * PAGE : base - 1, !end);
+        }
+        if (out < 0 || out == in) return false;
+    }
+    return true;
+}
+
+hm_decommit_plan hm_decommit_plan_for(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1)
+{
+    uint32_t flags = atomic_load_explicit(&a->flags, memory_order_relaxed);
+    if (atomic_load_explicit(&a->special, memory_order_relaxed) || (flags & HM_AF_TAGGED))
+        return HM_DECOMMIT_PROTECT_FIRST;
+    if (!protect_splits_nothing(a, r, p0, p1, hm_run_kernel_prot(a, 0))) return HM_DECOMMIT_PROTECT_FIRST;
+    uint64_t npages = atomic_load_explicit(&a->size, memory_order_relaxed) / PAGE;
+    return p0 > 0 && p1 < npages ? HM_DECOMMIT_DISCARD_FIRST : HM_DECOMMIT_DISCARD_FIRST_LOCKED;
+}
+
+/* Makes pages [p0, p1) reserved in the kernel: hm_run_kernel_prot(a, 0) and emptied, in the order the
+ * plan says (vmap_internal.h has the reasoning).
+ *   Protect first: a refused protection is put back from table r, a refused discard too (the data is
+ *   still there): nothing changed. Only a failed put-back is E_FAIL.
+ *   Discard first: a refused discard did nothing (MADV_DONTNEED on hostmem's own mapping fails only
+ *   before it starts, on a locked mapping; an injected fault makes no call at all). The protection
+ *   after it is tried twice. Refused twice, the pages' contents are gone and they stay accessible:
+ *   E_FAIL (SPEC 3.4: a call failed half-way and cannot be rolled back), the map left as it was and
+ *   the protections of r put back where they can be, so that the kernel agrees with it but for the
+ *   lost contents. */
+hm_status hm_kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, hm_decommit_plan plan,
+                             const char *what)
 {
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     void *p = (void *)(base + p0 * PAGE);
     size_t len = (p1 - p0) * PAGE;
-    int err = hm_os_protect(p, len, hm_run_kernel_prot(a, 0));
+    int prot = hm_run_kernel_prot(a, 0), err;
+    if (plan != HM_DECOMMIT_PROTECT_FIRST) {
+        if ((err = hm_os_discard(p, len))) return hm_errno_status(err, what);
+        if (!hm_os_protect(p, len, prot)) return HM_OK;
+        if (!(err = hm_os_protect(p, len, prot))) return HM_OK;
+        char why[160];
+        hm_errno_status(err, what);
+        snprintf(why, sizeof why, "%.150s", hm_detail_get());
+        (void)hm_restore_prot(a, r, p0, p1);
+        hm_detail_set("mprotect refused twice after the pages were discarded: %s", why);
+        return hm_books_broken(what);
+    }
+    err = hm_os_protect(p, len, prot);
     if (!err) err = hm_os_discard(p, len);
     if (!err) return HM_OK;
     hm_status st = hm_errno_status(err, what);

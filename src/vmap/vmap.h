@@ -9,7 +9,8 @@
  * it, so a failure can be rolled back before anyone sees it, with one exception: the mprotect and
  * madvise of a commit, decommit or release of a plain allocation (no special pages) run with the lock
  * dropped and the record marked busy (vmap_internal.h), so that two threads changing two allocations
- * do not wait for each other's system calls. Queries take no lock at all:
+ * do not wait for each other's system calls. Queries take no lock at all. Most are answered by the
+ * granule's query summary alone (radix.h: one word, one version, read with one load); the rest:
  *   1. the radix tree gives the allocation record for the address (atomic loads only);
  *   2. the reader notes the record's gen and its run-table pointer, and the table's gen;
  *   3. it reads what it needs (relaxed atomic loads), then re-reads the three after an acquire fence;
@@ -71,6 +72,7 @@ hm_status hm_vmap_alloc(hm_account *acct, unsigned level, void *addr, size_t siz
 /* An address in no allocation of any manager is HM_E_HOST_INVALIDOPERATION (SPEC 3.1). */
 hm_status hm_vmap_free(hm_account *acct, void *addr, size_t size, uint32_t type);
 hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t prot, uint32_t *old);
+/* pre: hm_vmap_init succeeded (acct's manager's creation made sure). Lock-free, never waits. */
 hm_status hm_vmap_query(hm_account *acct, const void *addr, hm_region *out);
 hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg), void *arg);
 /* A reservation for a layer above (heaps): at a multiple of align (a power of two, 64 KiB to
