@@ -132,11 +132,13 @@ typedef struct hm_hpage {
                                         list, none (UINT32_MAX) for an empty page kept as its class's only one */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
+    _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
     _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     uint32_t list;                   /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
+    /* (the fast paths' fields above: the first cache line) */
     _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
@@ -144,7 +146,6 @@ typedef struct hm_hpage {
     uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
-    /* (the fast paths' fields above: the first cache line) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */

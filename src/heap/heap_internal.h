@@ -88,7 +88,7 @@ static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
     hm_hpage *pg = hm_page_of(b);
     uint32_t i = hm_page_block_index(pg, b - hm_page_addr(pg));
     *mask = (uint64_t)1 << (i % 64);
-    return &hm_seg_of((void *)b)->live[hm_page_index(pg)][i / 64];
+    return pg->live + i / 64;
 }
 static inline bool hm_heap_live(uintptr_t b)
 {
@@ -341,7 +341,7 @@ static inline uintptr_t hm_heap_pop(hm_heap *h, hm_pagelists *lists, unsigned cl
     pg->free = next;
     HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
     uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
-    _Atomic uint64_t *w = &hm_seg_of((void *)b)->live[(b >> 16) & (HM_SEG_PAGES - 1)][i / 64];
+    _Atomic uint64_t *w = pg->live + i / 64;
     atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
     return b;
 }
@@ -367,7 +367,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
     uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
     if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off) return false; /* not a block's start */
-    _Atomic uint64_t *w = (_Atomic uint64_t *)((char *)s + offsetof(hm_segment, live) + ((p >> 7) & 0x7e00) + (i / 64) * 8);
+    _Atomic uint64_t *w = pg->live + i / 64;
     uint64_t m = (uint64_t)1 << (i % 64), live = atomic_load_explicit(w, memory_order_relaxed);
     if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed) ||
         atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
@@ -380,7 +380,6 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     if (__builtin_expect(used == pg->wake, 0)) hm_heap_settle(h, pg);
     return true;
 }
-_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64 && HM_LIVE_WORDS * 8 == 512,
-               "hm_heap_free_fast's arithmetic: records of 128 bytes, a page's live words 512 bytes apart");
+_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");
 
 #endif
