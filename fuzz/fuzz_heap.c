@@ -43,6 +43,7 @@
 #include <hostmem/hostmem.h>
 
 #include "heap/heap.h"
+#include "heap/heap_internal.h"
 #include "heap/track.h"
 #include "os/os.h"
 #include "vmap/vmap.h"
@@ -455,7 +456,7 @@ NO_COVERAGE static void check_all(const char *when, bool full)
             uint64_t bsize = x->usable + (x->debug ? HM_DEBUG_HDR : 0); /* the block's size (heap.h) */
             blocks++;
             bytes += bsize;
-            if (bsize > HM_MEDIUM_MAX) large += bsize;
+            if (!hm_segmap_get(x->p)) large += bsize; /* (large: not in a segment; realloc makes growing ones large early) */
             dbg += x->debug;
         }
         hm_heap_stats s;

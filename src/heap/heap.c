@@ -275,11 +275,31 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     }
 }
 
+/* A plain small block of a thread-cached heap that the caller does not own (another thread's page,
+ * an ownerless one), or one whose page has blocks in xfree: straight to hm_heap_small_free_cached,
+ * without the map's record or the general classification. false: not such a block, or not sure. */
+static inline bool free_small_direct(hm_heap *h, uintptr_t p, hm_status *st)
+{
+    hm_segment *s = hm_segmap_get((void *)p);
+    if (!s || s->heap != h) return false;
+    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
+    uint32_t bs = HM_BS(pg), off = (uint32_t)(p & (HM_HPAGE_SIZE - 1));
+    if (!bs || bs > HM_SMALL_MAX || pg->back || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return false;
+    uint32_t i = off / bs; /* (not inv: the page may be made anew meanwhile if p is no block) */
+    if (i * bs != off || i >= HM_EXTENT(pg)) return false;
+    *st = hm_heap_small_free_cached(h, pg, p);
+    return true;
+}
+
 /* Everything but the common case (hm_heap_free): out of line, so that the common case needs no
  * stack frame. */
 static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
 {
     hm_status st;
+    if (h->cached && free_small_direct(h, (uintptr_t)p, &st)) {
+        if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
+        return st;
+    }
     hm_vmap_info info;
     if (!hm_heap_find(p, &info)) {
         hm_detail_set("Free(%p): not a block of any heap", p);
@@ -400,7 +420,9 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         return HM_OK;
     }
     uintptr_t nb;
-    if (size > HM_MEDIUM_MAX) { /* a large block, with room to grow into in place next time */
+    if (size > HM_MEDIUM_MAX || (size > HM_SMALL_MAX && size > have)) {
+        /* a large block, with room to grow into in place next time (a block that grows by realloc
+         * grows again: in place it costs a commit, a medium class's next size a copy) */
         size_t room = size <= SIZE_MAX / 2 ? size * 2 : size;
         if ((st = check_level(h, level))) return st;
         st = hm_heap_large_alloc(h, size, room, 16, (unsigned)level, &nb, NULL);

@@ -270,10 +270,10 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     HM_SET(pg->used, used);
     hm_page_move(pg, 1);
-    /* an empty page goes, unless it is its small class's only page with room: a program that frees
-     * and allocates around one page's worth would otherwise decommit and commit it again and again
-     * (an empty span waits in the empty cache instead: a thread keeps no span it does not use) */
-    return !used && (pg->span > 1 || pg->next || pg->prev);
+    /* an empty page goes, unless it is its class's only page with room: a program that frees and
+     * allocates around one page's worth would otherwise give it up and take it back again and again
+     * (a span, not while memory is short: it holds up to 512 KiB) */
+    return !used && (pg->next || pg->prev || (pg->span > 1 && !hm_heap_may_keep(h)));
 }
 
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
@@ -292,7 +292,7 @@ void hm_heap_settle(hm_heap *h, hm_hpage *pg)
         list_add_second(&home->avail[pg->cls], pg);
     }
     if (used) return;
-    if (pg->span > 1 || pg->next || pg->prev) { /* (hm_heap_give says why) */
+    if (pg->next || pg->prev || (pg->span > 1 && !hm_heap_may_keep(h))) { /* (hm_heap_give says why) */
         hm_heap_lock(h);
         hm_heap_page_empty(h, pg);
         hm_heap_unlock(h);
