@@ -414,7 +414,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
         return HM_OK;
     }
     hm_status st;
-    if (have > HM_MEDIUM_MAX && size > have && (st = hm_heap_grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
+    if (have > HM_SMALL_MAX && size > have && (st = hm_heap_grow_in_place(h, (uintptr_t)p, &info, have, size, level)) == HM_OK) {
         *out = p;
         if (h->tracked) hm_track_resize(h, p, size, hm_heap_usable_size(h, p));
         return HM_OK;
