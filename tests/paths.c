@@ -24,6 +24,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "heap/heap_internal.h"
 #include "heap_testutil.h"
 #include "os/os.h"
 
@@ -386,13 +387,25 @@ static int corrupt_single_threaded(void *arg)
     (void)arg;
     hm_manager *m;
     hm_heap *h;
-    void *a, *b, *c;
-    if (hm_manager_create("limit=64M", &m) || hm_heap_create(m, 0, &h) || hm_heap_alloc(h, 64, HM_LEVEL_TASK, &a) ||
-        hm_heap_alloc(h, 64, HM_LEVEL_TASK, &b) || hm_heap_free(h, a))
-        return CH_SETUP;
-    corrupt_link(h, (uintptr_t)a); /* a is its page's free-list head: the next allocation takes it */
-    hm_status st = hm_heap_alloc(h, 64, HM_LEVEL_TASK, &c);
-    if (st != HM_E_FAIL) return CH_WRONG_STATUS;
+    void *c;
+    if (hm_manager_create("limit=64M", &m) || hm_heap_create(m, 0, &h)) return CH_SETUP;
+    /* Past a bin's worth of 64-byte blocks freed: the oldest go back onto their page's free list
+     * (page.c, hm_heap_bin_flush), whose head the next refill of the bin takes. */
+    enum { N = 400 };
+    static void *p[N];
+    for (int i = 0; i < N; i++)
+        if (hm_heap_alloc(h, 64, HM_LEVEL_TASK, &p[i])) return CH_SETUP;
+    for (int i = 0; i < N; i++)
+        if (hm_heap_free(h, p[i])) return CH_SETUP;
+    hm_hpage *pg = hm_page_of((uintptr_t)p[0]);
+    if (!pg->free) return CH_SETUP;
+    corrupt_link(h, pg->free);
+    for (int i = 0; i < 4 * N; i++) { /* until a refill meets the link: that allocation says E_FAIL */
+        hm_status st = hm_heap_alloc(h, 64, HM_LEVEL_TASK, &c);
+        if (st == HM_E_FAIL) break;
+        if (st) return CH_WRONG_STATUS;
+        if (i == 4 * N - 1) return CH_WRONG_STATUS;
+    }
     hm_manager_stats s;
     if (hm_manager_get_stats(m, &s) || s.state != HM_MANAGER_FAILED) return CH_NOT_FAILED;
     if (hm_heap_alloc(h, 64, HM_LEVEL_TASK, &c) != HM_E_HOST_CLRNOTAVAILABLE) return CH_STILL_ANSWERS;
@@ -425,8 +438,7 @@ static int corrupt_thread_cached(void *arg)
         if (hm_heap_alloc(h, 48, HM_LEVEL_TASK, &p[i])) return CH_SETUP;
     for (int i = 0; i < N; i++)
         if (hm_heap_free(h, p[i])) return CH_SETUP;
-    hm_segment *seg = (hm_segment *)((uintptr_t)p[0] & ~(uintptr_t)(HM_SEG_SIZE - 1));
-    hm_hpage *pg = &seg->page[((uintptr_t)p[0] - (uintptr_t)seg) / HM_HPAGE_SIZE];
+    hm_hpage *pg = hm_page_of((uintptr_t)p[0]);
     if (!pg->free) return CH_SETUP;
     corrupt_link(h, pg->free);
     /* Take blocks until the cache refills from that page (and meets the link). */

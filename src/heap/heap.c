@@ -46,6 +46,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     h->readable = h->cached && !m->opts.heap_guard; /* (segment_new) */
     h->fast = !h->dual && !h->tracked;
     h->own.owner = h->cached ? 0 : HM_OWNER_CALLER; /* (heap.h: whose the heap's own pages are) */
+    hm_pagelists_init_bins(&h->own);
     h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -285,7 +286,7 @@ static inline bool free_small_direct(hm_heap *h, uintptr_t p, hm_status *st)
     hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
     uint32_t bs = HM_BS(pg), off = (uint32_t)(p & (HM_HPAGE_SIZE - 1));
     if (!bs || bs > HM_SMALL_MAX || pg->back || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return false;
-    uint32_t i = off / bs; /* (not inv: the page may be made anew meanwhile if p is no block) */
+    uint32_t i = off / bs;
     if (i * bs != off || i >= HM_EXTENT(pg)) return false;
     *st = hm_heap_small_free_cached(h, pg, p);
     return true;
@@ -443,6 +444,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
  * held). */
 static void own_reclaim(hm_heap *h)
 {
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) hm_heap_bin_flush(h, &h->own, cls, HM_BIN_N, true);
     for (unsigned cls = 0; cls < HM_NCLASS; cls++)
         for (int full = 0; full < 2; full++)
             for (hm_hpage *pg = full ? h->own.full[cls] : h->own.avail[cls], *next; pg; pg = next) {

@@ -126,27 +126,28 @@ typedef struct hm_hpage {
     /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
      * share a line) */
     _Alignas(64) uintptr_t free;     /* encoded free list (its owner); never-handed-out blocks past extent are not on it */
-    _Atomic uint32_t used;           /* blocks not on its free list (live, or in xfree) */
-    uint32_t wake;                   /* the owner's Free that leaves used at this settles the page (page.c,
-                                        hm_heap_settle): 0 on the avail list, most of capacity on the full
-                                        list, none (UINT32_MAX) for an empty page kept as its class's only one */
+    _Atomic uint32_t used;           /* blocks not on its free list (live, in xfree, or in its home's bins) */
+    uint32_t wake;                   /* a return of blocks to the page that leaves used at this settles it
+                                        (page.c, hm_heap_settle): 0 on the avail list, most of capacity on
+                                        the full list, none (UINT32_MAX) for an empty page kept as its
+                                        class's only one */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
-    _Atomic uint32_t has_debug;      /* a debug block was carved from it since it was last empty */
+    _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
-    uint32_t list;                   /* on its home's avail list (1: it has a free block, untouched
+    _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
+    uint8_t list;                    /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
+    uint16_t cls;
     /* (the fast paths' fields above: the first cache line) */
     _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     uint32_t capacity;               /* blocks that fit */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
-    uint16_t cls;
     uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
-    _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
     uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
@@ -154,15 +155,29 @@ typedef struct hm_hpage {
 } hm_hpage;
 _Static_assert(sizeof(hm_hpage) == 128, "page records are 128 bytes: found with a shift");
 
+/* A home's freed blocks of a small class, newest last: free pushes here and allocation pops from here,
+ * touching only this and the block's live bit (never the block: its memory may be cold); blocks go
+ * to and come from their pages' free lists half a bin at a time. A binned block is free for the
+ * program (its live bit clear) and in use for its page (counted in used). n is written by the home's
+ * owner only (statistics read it). */
+#define HM_BIN_N 64
+typedef struct hm_bin {
+    _Atomic uint32_t n;
+    uint32_t cap;                    /* at most HM_BIN_N, fewer for big blocks (HM_BIN_BYTES) */
+    uintptr_t slot[HM_BIN_N];
+} hm_bin;
+#define HM_BIN_BYTES ((size_t)256 << 10) /* a bin holds at most about this many bytes of blocks */
+
 /* A home's page lists by class: pages with a free block (the first is where allocation takes from),
- * and pages without one. owner: the token its pages carry (tcache.c: the owning thread's; the heap's
- * own lists: HM_OWNER_CALLER without HM_HEAP_THREADSAFE, else 0). xpending, bit c: another thread
- * freed into a full page of class c (tcache.c looks at its full pages at its next refill). */
+ * and pages without one; its bins. owner: the token its pages carry (tcache.c: the owning thread's;
+ * the heap's own lists: HM_OWNER_CALLER without HM_HEAP_THREADSAFE, else 0). xpending, bit c: another
+ * thread freed into a full page of class c (looked at when the lists run out of blocks of c). */
 typedef struct hm_pagelists {
     hm_hpage *avail[HM_NCLASS];
     hm_hpage *full[HM_NCLASS];
     uintptr_t owner;
     _Atomic uint64_t xpending;
+    hm_bin bin[HM_NSMALL];
 } hm_pagelists;
 #define HM_OWNER_CALLER ((uintptr_t)1) /* never a thread's token (those are addresses) */
 

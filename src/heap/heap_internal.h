@@ -186,6 +186,7 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg);
  * moves to the avail list, and an empty page that is not its class's only one there is given up (the
  * heap lock taken for that). */
 void hm_heap_settle(hm_heap *h, hm_hpage *pg);
+void hm_heap_settle_locked(hm_heap *h, hm_hpage *pg); /* (the heap lock held) */
 /* Free of the live small block b of page pg by a thread-cached heap's caller (no lock): checked
  * against a block already in xfree, then onto pg's list (the caller owns pg) or its xfree. */
 hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
@@ -193,7 +194,15 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Other threads' frees of pg go back onto its free list (its owner); false if a link was overwritten. */
 bool hm_heap_collect(hm_heap *h, hm_hpage *pg);
-/* Heap lock held, by the owner of lists: its empty pages (kept as their classes' only ones) retire. */
+/* By the owner of lists: the n oldest blocks of its bin of class cls go back to their pages (the heap
+ * lock taken for pages that empty, unless locked: the caller holds it). */
+void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n, bool locked);
+/* Sets the bins' capacities of lists (zeroed otherwise). */
+void hm_pagelists_init_bins(hm_pagelists *lists);
+/* Blocks and bytes in the bins of lists, added to *blocks and *bytes (statistics: racy reads). */
+void hm_heap_binned(const hm_pagelists *lists, uint64_t *blocks, uint64_t *bytes);
+/* Heap lock held, by the owner of lists: its bins flushed, its empty pages (kept as their classes'
+ * only ones) retire. */
 void hm_heap_trim_lists(hm_heap *h, hm_pagelists *lists);
 /* A thread cache's pages lose their owner: they join the heap's own lists (lock held, by the owner). */
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists);
@@ -299,6 +308,8 @@ bool hm_tcache_large_put(hm_heap *h, hm_lblock blk);
 bool hm_tcache_large_drain_all(hm_heap *h);
 /* Gives this thread's cached large blocks of h back to the heap (takes the heap lock). */
 void hm_tcache_large_drain(hm_heap *h);
+/* Blocks and bytes in the bins of h's caches, added to *blocks, *bytes (statistics). Lock held. */
+void hm_tcache_binned(hm_heap *h, uint64_t *blocks, uint64_t *bytes);
 /* Bytes of large blocks in the caches of h (statistics; racy reads). Lock held. */
 uint64_t hm_tcache_large_cached(hm_heap *h);
 /* The heap is going away: its caches forget it (their pages go with its segments). */
@@ -327,19 +338,19 @@ static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h)
     return c && c->heap_id == h->id ? &c->lists : NULL;
 }
 
-/* A block of class cls from the first avail page of lists, or 0 (then hm_heap_small_alloc, which
- * also reports a corrupted link: here one only sends the caller there). pre: h->fast, the caller
+/* A block of small class cls from lists' bin, or 0 (then hm_heap_small_alloc refills it). Its live
+ * bit is set through its page's record; the block itself is not touched. pre: h->fast, the caller
  * owns lists. */
 static inline uintptr_t hm_heap_pop(hm_heap *h, hm_pagelists *lists, unsigned cls)
 {
-    hm_hpage *pg = lists->avail[cls];
-    if (!pg) return 0;
-    uintptr_t b = pg->free;
-    if (!b) return 0;
-    uintptr_t next = hm_link_get(b) ^ h->key ^ b;
-    if (next && (((next ^ b) >> 16) | (next & 15))) return 0; /* out of the page, or no block's start: corrupted */
-    pg->free = next;
-    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
+    (void)h;
+    hm_bin *bin = &lists->bin[cls];
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    if (!n) return 0;
+    uintptr_t b = bin->slot[--n];
+    bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
+    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    hm_hpage *pg = (hm_hpage *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((b >> 9) & 0x1f80));
     uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
     _Atomic uint64_t *w = pg->live + i / 64;
     atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
@@ -354,10 +365,10 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
     return hm_heap_pop(h, lists, hm_heap_class_of(size));
 }
 
-/* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree
- * and no debug block carved from it: true, freed (the page settled out of line when it emptied or
- * was full). false: p is anything else, and nothing changed (the full path tells what). The block
- * itself is only written. pre: h->fast, h running. */
+/* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,
+ * no debug block carved from it, and room in its bin: true, freed (its live bit cleared, the block
+ * pushed onto its home's bin; the block itself is not touched). false: p is anything else, or the
+ * bin is full, and nothing changed (the full path tells what, or flushes). pre: h->fast, h running. */
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
@@ -366,18 +377,19 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
     uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
-    if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off) return false; /* not a block's start */
+    uint32_t bs = atomic_load_explicit(&pg->block_size, memory_order_relaxed);
+    if (i * bs != off || bs > HM_SMALL_MAX) return false; /* not a block's start; or a medium class's */
     _Atomic uint64_t *w = pg->live + i / 64;
     uint64_t m = (uint64_t)1 << (i % 64), live = atomic_load_explicit(w, memory_order_relaxed);
     if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed) ||
         atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
         return false;
+    hm_bin *bin = &atomic_load_explicit(&pg->home, memory_order_relaxed)->bin[pg->cls];
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    if (n == bin->cap) return false;
     atomic_store_explicit(w, live & ~m, memory_order_relaxed);
-    hm_link_set(p, pg->free ^ h->key ^ p);
-    pg->free = p;
-    uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
-    HM_SET(pg->used, used);
-    if (__builtin_expect(used == pg->wake, 0)) hm_heap_settle(h, pg);
+    bin->slot[n] = p;
+    atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
     return true;
 }
 _Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");

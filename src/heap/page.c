@@ -172,6 +172,27 @@ static hm_status pop_checked(hm_heap *h, hm_hpage *pg, uintptr_t *out)
     return HM_OK;
 }
 
+/* Up to want - n blocks from pg's free list into bin (their links checked as pop_checked does; live
+ * bits stay clear: binned blocks are free). */
+static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_bin *bin, uint32_t want)
+{
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed), used = atomic_load_explicit(&pg->used, memory_order_relaxed);
+    hm_status st = HM_OK;
+    while (n < want && pg->free) {
+        uintptr_t b = pg->free, next = hm_link_get(b) ^ h->key ^ b;
+        if (next && (!in_page(pg, next) || hm_heap_live(next))) {
+            st = corrupted(h, "free-list link", b);
+            break;
+        }
+        pg->free = next;
+        used++;
+        bin->slot[n++] = b;
+    }
+    HM_SET(pg->used, used);
+    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    return st;
+}
+
 /* Full pages of class cls that other threads freed blocks into take them back and return to the
  * avail list (behind the first). */
 static bool collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls)
@@ -209,10 +230,18 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
 {
     bool own = lists == &h->own; /* (its caller holds the heap lock) */
     uint64_t bit = (uint64_t)1 << cls;
+    hm_bin *bin = cls < HM_NSMALL ? &lists->bin[cls] : NULL; /* a small class refills its bin, half of it */
+    uint32_t want = bin ? (bin->cap / 2 ? bin->cap / 2 : 1) : 1;
     for (;;) {
         hm_hpage *pg = lists->avail[cls];
         if (pg) {
-            if (pg->free) return pop_checked(h, pg, out);
+            if (pg->free) {
+                if (!bin) return pop_checked(h, pg, out);
+                hm_status st = fill_bin(h, pg, bin, want);
+                if (st) return st;
+                if (atomic_load_explicit(&bin->n, memory_order_relaxed) >= want) break;
+                continue;
+            }
             if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
                 if (!hm_heap_collect(h, pg)) return HM_E_FAIL;
                 continue;
@@ -224,6 +253,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
             hm_page_move(pg, 2); /* out of blocks: it waits on the full list for frees */
             continue;
         }
+        if (bin && atomic_load_explicit(&bin->n, memory_order_relaxed)) break; /* (enough for now) */
         if (atomic_load_explicit(&lists->xpending, memory_order_relaxed) & bit) {
             atomic_fetch_and_explicit(&lists->xpending, ~bit, memory_order_relaxed);
             if (!collect_full(h, lists, cls)) return HM_E_FAIL;
@@ -236,10 +266,56 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
             else if (!lists->avail[cls]) st = hm_heap_page_new(h, lists, cls, level, &pg);
         } else if (!adopt(h, lists, cls)) {
             st = atomic_load_explicit(&h->m->state, memory_order_relaxed) == HM_MGR_FAILED ? HM_E_FAIL
-                                                                                              : hm_heap_page_new(h, lists, cls, level, &pg);
+                                                                                           : hm_heap_page_new(h, lists, cls, level, &pg);
         }
         if (!own) hm_heap_unlock(h);
         if (st) return st;
+    }
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed) - 1;
+    uintptr_t b = bin->slot[n];
+    bin->slot[n] = 0; /* (as hm_heap_pop) */
+    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    hm_set_live(b, true);
+    *out = b;
+    return HM_OK;
+}
+
+void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n, bool locked)
+{
+    hm_bin *bin = &lists->bin[cls];
+    uint32_t have = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    if (n > have) n = have;
+    for (uint32_t k = 0; k < n; k++) {
+        uintptr_t b = bin->slot[k];
+        hm_hpage *pg = hm_page_of(b);
+        hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b);
+        pg->free = b;
+        uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
+        HM_SET(pg->used, used);
+        if (used == pg->wake) {
+            if (locked) hm_heap_settle_locked(h, pg);
+            else hm_heap_settle(h, pg);
+        }
+    }
+    memmove(bin->slot, bin->slot + n, (have - n) * sizeof bin->slot[0]);
+    memset(bin->slot + (have - n), 0, n * sizeof bin->slot[0]);
+    atomic_store_explicit(&bin->n, have - n, memory_order_relaxed);
+}
+
+void hm_pagelists_init_bins(hm_pagelists *lists)
+{
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
+        size_t n = HM_BIN_BYTES / hm_heap_class_size(cls);
+        lists->bin[cls].cap = n > HM_BIN_N ? HM_BIN_N : n < 4 ? 4 : (uint32_t)n;
+    }
+}
+
+void hm_heap_binned(const hm_pagelists *lists, uint64_t *blocks, uint64_t *bytes)
+{
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
+        uint64_t n = atomic_load_explicit(&((hm_pagelists *)lists)->bin[cls].n, memory_order_relaxed);
+        *blocks += n;
+        *bytes += n * hm_heap_class_size(cls);
     }
 }
 
@@ -281,7 +357,7 @@ void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
     if (hm_heap_give(h, &h->own, pg, b)) hm_heap_page_empty(h, pg);
 }
 
-void hm_heap_settle(hm_heap *h, hm_hpage *pg)
+static void settle(hm_heap *h, hm_hpage *pg, bool locked)
 {
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed);
     if (pg->list != 1) { /* it was full: back behind the page allocation takes from, once it has room */
@@ -293,13 +369,15 @@ void hm_heap_settle(hm_heap *h, hm_hpage *pg)
     }
     if (used) return;
     if (pg->next || pg->prev || (pg->span > 1 && !hm_heap_may_keep(h))) { /* (hm_heap_give says why) */
-        hm_heap_lock(h);
+        if (!locked) hm_heap_lock(h);
         hm_heap_page_empty(h, pg);
-        hm_heap_unlock(h);
+        if (!locked) hm_heap_unlock(h);
     } else {
         pg->wake = UINT32_MAX; /* its class's only page with room stays; no more settling until another joins */
     }
 }
+void hm_heap_settle(hm_heap *h, hm_hpage *pg) { settle(h, pg, false); }
+void hm_heap_settle_locked(hm_heap *h, hm_hpage *pg) { settle(h, pg, true); }
 
 hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
@@ -313,6 +391,16 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
         (void)hm_heap_give(h, NULL, pg, b); /* (NULL is nobody's home: always its xfree) */
         return HM_OK;
     }
+    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    if (pg->cls < HM_NSMALL) { /* into the bin, half of it flushed when full */
+        hm_bin *bin = &home->bin[pg->cls];
+        if (atomic_load_explicit(&bin->n, memory_order_relaxed) >= bin->cap) hm_heap_bin_flush(h, home, pg->cls, bin->cap / 2 ? bin->cap / 2 : 1, false);
+        uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+        hm_set_live(b, false);
+        bin->slot[n] = b;
+        atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
+        return HM_OK;
+    }
     hm_set_live(b, false);
     hm_link_set(b, pg->free ^ h->key ^ b);
     pg->free = b;
@@ -324,6 +412,7 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
 
 void hm_heap_trim_lists(hm_heap *h, hm_pagelists *lists)
 {
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) hm_heap_bin_flush(h, lists, cls, HM_BIN_N, true);
     for (unsigned cls = 0; cls < HM_NCLASS; cls++)
         for (hm_hpage *pg = lists->avail[cls], *next; pg; pg = next) {
             next = pg->next;
@@ -334,6 +423,7 @@ void hm_heap_trim_lists(hm_heap *h, hm_pagelists *lists)
 
 void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
 {
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) hm_heap_bin_flush(h, lists, cls, HM_BIN_N, true);
     for (hm_segment *s = h->segments; s; s = s->next)
         for (size_t i = 1; i < HM_SEG_PAGES; i++) {
             hm_hpage *pg = &s->page[i];

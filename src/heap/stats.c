@@ -42,8 +42,11 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
             bytes += n * bs;
         }
     }
-    out->live_bytes = bytes;
-    out->live_blocks = blocks;
+    uint64_t bblocks = 0, bbytes = 0; /* binned: free for the program, in use for their pages */
+    hm_heap_binned(&h->own, &bblocks, &bbytes);
+    hm_tcache_binned(h, &bblocks, &bbytes);
+    out->live_bytes = bytes - bbytes;
+    out->live_blocks = blocks - bblocks;
     out->large_bytes = atomic_load_explicit(&h->large_bytes, memory_order_relaxed);
     out->cached_large_bytes = h->lcache_bytes + h->parked_bytes + hm_tcache_large_cached(h);
     hm_heap_unlock(h);
@@ -67,6 +70,17 @@ hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
             c->blocks += used;
             c->free_bytes += pg->span * HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
         }
+    /* binned blocks are free */
+    for (hm_tcache *c = h->caches;; c = c->next) {
+        hm_pagelists *l = c ? &c->lists : &h->own;
+        for (unsigned k = 0; k < HM_NSMALL; k++) {
+            uint64_t n = atomic_load_explicit(&l->bin[k].n, memory_order_relaxed);
+            if (n > out[k].blocks) n = out[k].blocks;
+            out[k].blocks -= n;
+            out[k].free_bytes += n * hm_heap_class_size(k);
+        }
+        if (!c) break;
+    }
     hm_heap_unlock(h);
     for (unsigned k = 0; k < HM_NCLASS; k++) {
         out[k].block_size = hm_heap_class_size(k);

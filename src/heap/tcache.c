@@ -131,6 +131,7 @@ static hm_tcache *my_cache(hm_heap *h)
     memset((char *)c + after, 0, sizeof *c - after);
     atomic_flag_clear_explicit(&c->large_lock, memory_order_relaxed);
     c->lists.owner = hm_self();
+    hm_pagelists_init_bins(&c->lists);
     atomic_store_explicit(&c->heap, h, memory_order_relaxed);
     c->heap_id = h->id;
     hm_heap_lock(h);
@@ -147,6 +148,11 @@ hm_pagelists *hm_tcache_lists(hm_heap *h)
 {
     hm_tcache *c = my_cache(h);
     return c ? &c->lists : NULL;
+}
+
+void hm_tcache_binned(hm_heap *h, uint64_t *blocks, uint64_t *bytes)
+{
+    for (hm_tcache *c = h->caches; c; c = c->next) hm_heap_binned(&c->lists, blocks, bytes);
 }
 
 uint64_t hm_tcache_large_cached(hm_heap *h)
