@@ -140,7 +140,7 @@ typedef struct hm_hpage {
     _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
     uint8_t list;                    /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
-    uint16_t cls;
+    _Atomic uint16_t cls;            /* (atomic: a racing second Free of a block of a page being made anew reads it) */
     /* (the fast paths' fields above: the first cache line) */
     _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     uint32_t capacity;               /* blocks that fit */

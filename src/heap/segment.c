@@ -339,7 +339,7 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     pg->span = (uint8_t)span;
     size_t bs = hm_heap_class_size(cls);
     HM_SET(pg->block_size, (uint32_t)bs);
-    pg->cls = (uint16_t)cls;
+    HM_SET(pg->cls, (uint16_t)cls);
     pg->capacity = (uint32_t)(span * HM_HPAGE_SIZE / bs);
     pg->inv = hm_heap_inverse((uint32_t)bs);
     HM_SET(pg->has_debug, 0);
