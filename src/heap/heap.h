@@ -53,7 +53,7 @@
  *
  * Invariants of a page in use (block_size != 0):
  *   used = bits set in its live bits; blocks [0, extent) have been carved (the rest never touched);
- *   the free list holds exactly the blocks below extent whose live bit is clear;
+ *   the free list and its home's bin hold exactly the blocks below extent whose live bit is clear;
  *   a block with its live bit set is the program's, or freed by a thread that does not own the page
  *   and not yet collected: then it is in xfree and its second word holds the xfree tag (page.c);
  *   the page is on its home's avail list when it has a free block (free list, untouched room or
@@ -63,7 +63,7 @@
  * is a live block iff it is a block's start (offset = index x size) in a page in use, its bit is set,
  * and the block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
  * else (interior, already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes
- * nothing. The owner's Free reads no word of the block: it clears the bit and writes the link.
+ * nothing. The owner's Free touches no word of the block: it clears the bit and bins the block.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
  * does not hand out an arbitrary address: a decoded link outside its page is reported as corruption.
  *
@@ -72,15 +72,16 @@
  *
  * Locking: a single-threaded heap takes no lock: its caller owns the heap's own pages, and allocation
  * and Free take the same inline paths as a thread's (heap_internal.h) with no atomic read-modify-write.
- * A MALLOC_THREADSAFE heap gives every thread that uses it pages of its own (tcache.c): allocation
- * pops the free list of the thread's first page of the class, and a Free of a block of one of the
- * thread's pages pushes onto that page's list, with no lock and no atomic read-modify-write; two
- * threads never get blocks of one page, so their blocks never share a cache line. A free from another
- * thread goes onto the page's xfree stack (one CAS), and the owner takes the blocks back when it runs
- * short. The heap's mutex is taken only to get a page (adopted from the heap's ownerless ones, from
- * the empty cache, or committed anew), to give up an empty one, for large and debug blocks, and by a
- * thread that exits (its pages become ownerless). Lock order: heaps_lock (tcache.c), then the heap
- * lock, then the manager's locks (manager.h). */
+ * A MALLOC_THREADSAFE heap gives every thread that uses it pages of its own (tcache.c): two threads
+ * never get blocks of one page, so their blocks never share a cache line. A Free of a block of one of
+ * the thread's pages clears its live bit and pushes it onto the thread's bin of its class; allocation
+ * pops the bin and sets the bit: no lock, no atomic read-modify-write, no access to the block (whose
+ * memory may be cold). Bins go to and come from the pages' free lists half a bin at a time, also
+ * without a lock. A free from another thread goes onto the page's xfree stack (one CAS), and the owner
+ * takes the blocks back when it runs short. The heap's mutex is taken only to get a page (adopted from
+ * the heap's ownerless ones, from the empty cache, or committed anew), to give up an empty one, for
+ * large and debug blocks, and by a thread that exits (its pages become ownerless). Lock order:
+ * heaps_lock (tcache.c), then the heap lock, then the manager's locks (manager.h). */
 #ifndef HM_HEAP_H
 #define HM_HEAP_H
 

@@ -171,9 +171,10 @@ void hm_heap_drop_reservation(hm_heap *h, void *base);
 void hm_page_move(hm_hpage *pg, uint32_t to); /* to its home's list 0 none, 1 avail, 2 full */
 /* pg (on no list) first on lists' avail list of its class. */
 void hm_page_avail_first(hm_pagelists *lists, hm_hpage *pg);
-/* By the owner of lists: a block of class cls admitted at level, from the first avail page; other
- * threads' frees are collected, untouched room carved, an ownerless page adopted or a new one made
- * (under the heap lock, taken here unless lists is the heap's own, whose caller holds it). */
+/* By the owner of lists: a block of class cls admitted at level, from its bin refilled (a small
+ * class) or from the first avail page (a medium one); other threads' frees are collected, untouched
+ * room carved, an ownerless page adopted or a new one made (under the heap lock, taken here unless
+ * lists is the heap's own, whose caller holds it). */
 hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out);
 /* A freed small block b of page pg goes back: onto pg's free list when mine is pg's home (the
  * caller owns it), else onto pg's xfree (any thread, no lock; b gets the xfree tag). true: pg has no

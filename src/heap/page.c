@@ -1,5 +1,6 @@
-/* page.c — the small blocks of a page: its free list, the blocks other threads free into it
- * (xfree), carving untouched room, the home's lists a page moves between, and how a block goes back.
+/* page.c — the blocks of a page (or a medium class's span): its free list, the home's bins that
+ * trade with it, the blocks other threads free into it (xfree), carving untouched room, the home's
+ * lists a page moves between, and how a block goes back.
  *
  * A page's free list, live bits and lists are its owner's (heap.h, "A page belongs to one set of
  * page lists"): the thread whose cache the home is, or the heap lock's holder for the heap's own
