@@ -167,7 +167,7 @@ typedef struct hm_bin {
     uint32_t cap;                    /* at most HM_BIN_N, fewer for big blocks (HM_BIN_BYTES) */
     uintptr_t slot[HM_BIN_N];
 } hm_bin;
-#define HM_BIN_BYTES ((size_t)256 << 10) /* a bin holds at most about this many bytes of blocks */
+#define HM_BIN_BYTES ((size_t)64 << 10) /* a bin holds at most about this many bytes of blocks */
 
 /* A home's page lists by class: pages with a free block (the first is where allocation takes from),
  * and pages without one; its bins. owner: the token its pages carry (tcache.c: the owning thread's;
