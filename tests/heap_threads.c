@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "heap/heap.h"
+#include "heap/track.h"
 #include "testutil.h"
 #include "heap_testutil.h"
 #include "vmap/vmap.h"
@@ -628,6 +629,7 @@ static void test_sites_concurrent(void **state)
 
 int main(void)
 {
+    hm_heap_untracked = getenv("HM_TEST_UNTRACKED") != NULL; /* (src/heap/track.h; heap_threads_untracked) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threadsafe_model),
         cmocka_unit_test(test_threadsafe_tight),

@@ -214,6 +214,10 @@ static bool collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls)
 /* Adopts an ownerless page of class cls with a free block into lists (heap lock held); false if none. */
 static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
 {
+    /* blocks of the heap's own pages may wait in the heap's own bin (a debug allocation's refill): they
+     * go back to their pages first, so that no page changes hands with blocks in another home's bin
+     * (whose owner would set their live bits as the page's new owner writes its own) */
+    if (cls < HM_NSMALL) hm_heap_bin_flush(h, &h->own, cls, HM_BIN_N, true);
     hm_hpage *pg = h->own.avail[cls];
     if (!pg) { /* an ownerless full page that other threads freed blocks into */
         if (!collect_full(h, &h->own, cls)) return false;
