@@ -79,45 +79,8 @@
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-static const char *g_what = "bench_alloc"; /* "contender/workload/threads" in a child */
-
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
-
-static void die(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "bench_alloc: %s: %s\n", g_what, buf);
-    fflush(stderr);
-    _exit(3);
-}
-
-static double now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(const double *v, int n)
-{
-    double t[64];
-    int k = 0;
-    for (int i = 0; i < n && k < 64; i++)
-        if (!isnan(v[i])) t[k++] = v[i];
-    if (!k) return NAN;
-    qsort(t, (size_t)k, sizeof *t, cmp_double);
-    return k % 2 ? t[k / 2] : (t[k / 2 - 1] + t[k / 2]) / 2;
-}
+#define BENCH_PROC_NAME "bench_alloc"
+#include "bench_proc.h"
 
 /* Harness memory comes from mmap, never from the allocator under test. */
 static void *xmap(size_t n)
@@ -786,7 +749,6 @@ static int skip[NCONT];
 static char skip_why[NCONT][512];
 static int reps = 3, quick;
 static int ran[NWORK];
-static char self_path[4096];
 
 /* Runs one child; fills cell c's round r (NAN on failure, with the reason kept). */
 static void run_child(int wi, int th, int ci, int r, uint64_t limit)
@@ -934,9 +896,7 @@ int main(int argc, char **argv)
     if (quick && reps == 3) reps = 1;
     if (reps < 1 || reps > MAXREPS) die("--reps: 1 to %d", MAXREPS);
     if (only && find_workload(only) < 0) die("--only: no workload '%s'", only);
-    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
-    if (n <= 0) die("readlink /proc/self/exe: %s", strerror(errno));
-    self_path[n] = 0;
+    bench_self_path();
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     /* Which libraries can be used: loaded here only to look (the children exec afresh). */

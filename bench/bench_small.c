@@ -79,48 +79,9 @@
 
 /* ---- helpers ----------------------------------------------------------------------------------- */
 
-static const char *g_what = "bench_small"; /* "contender/loop" in a child */
-
-__attribute__((noreturn, format(printf, 1, 2))) static void die(const char *fmt, ...);
-
-static void die(const char *fmt, ...)
-{
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "bench_small: %s: %s\n", g_what, buf);
-    fflush(stderr);
-    _exit(3);
-}
-
-static double clock_ns(clockid_t id)
-{
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec * 1e9 + (double)ts.tv_nsec;
-}
-
-static double now_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Median of the values that are not NAN; NAN if none. */
-static double median(const double *v, int n)
-{
-    double t[MAXREPS > BATCHES ? MAXREPS : BATCHES];
-    int k = 0;
-    for (int i = 0; i < n && k < (int)(sizeof t / sizeof t[0]); i++)
-        if (!isnan(v[i])) t[k++] = v[i];
-    if (!k) return NAN;
-    qsort(t, (size_t)k, sizeof *t, cmp_double);
-    return k % 2 ? t[k / 2] : (t[k / 2 - 1] + t[k / 2]) / 2;
-}
+#define BENCH_PROC_NAME "bench_small"
+#include "bench_proc.h"
+_Static_assert(MAXREPS <= BENCH_PROC_MAXN && BATCHES <= BENCH_PROC_MAXN, "median() looks at every figure");
 
 static inline uint64_t xorshift64(uint64_t x)
 {
@@ -435,7 +396,6 @@ static cell cells[NLOOP][NCONT];
 static int skip[NCONT];
 static char skip_why[NCONT][512];
 static int reps = 5, quick, no_instr, ran[NLOOP];
-static char self_path[4096];
 static char valgrind_path[4096];
 
 /* Runs argv (argv[0] a path) with stdout and stderr captured into out/err; returns the wait status. */
@@ -712,9 +672,7 @@ int main(int argc, char **argv)
     if (quick && reps == 5) reps = 1;
     if (reps < 1 || reps > MAXREPS) die("--reps: 1 to %d", MAXREPS);
     if (only && find_loop(only) < 0) die("--only: no loop '%s' (churn, same64)", only);
-    ssize_t n = readlink("/proc/self/exe", self_path, sizeof self_path - 1);
-    if (n <= 0) die("readlink /proc/self/exe: %s", strerror(errno));
-    self_path[n] = 0;
+    bench_self_path();
     setvbuf(stdout, NULL, _IOLBF, 0);
 
     /* Which libraries can be used: loaded here only to look (the children exec afresh). */

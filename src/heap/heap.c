@@ -180,7 +180,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
         hm_pagelists *lists = hm_heap_fast_lists(h);
         if (lists) {
             unsigned cls = hm_heap_class_of(size);
-            uintptr_t b = hm_heap_pop(h, lists, cls);
+            uintptr_t b = hm_heap_pop(lists, cls);
             if (__builtin_expect(!b, 0)) return alloc_more(h, lists, cls, level, out);
             *out = (void *)b;
             return HM_OK;
@@ -460,7 +460,7 @@ hm_status hm_heap_trim(hm_heap *h)
     if (!h) return HM_E_POINTER;
     hm_status st = hm_manager_enter(h->m);
     if (st) return st;
-    hm_pagelists *mine = h->cached ? hm_tcache_lists(h) : NULL;
+    hm_pagelists *mine = h->cached ? hm_tcache_find_lists(h) : NULL; /* (a thread that never used h has none) */
     if (h->cached) hm_tcache_large_drain(h); /* the calling thread's own */
     hm_heap_lock(h);
     if (mine) hm_heap_trim_lists(h, mine); /* the calling thread's empty pages too */

@@ -299,6 +299,8 @@ static inline uintptr_t hm_self(void) { return (uintptr_t)&hm_thread_caches; }
 
 /* This thread's lists of h, made on first use; NULL if none can be made (the caller goes locked). */
 hm_pagelists *hm_tcache_lists(hm_heap *h);
+/* This thread's lists of h if it has used h, else NULL (nothing is made). */
+hm_pagelists *hm_tcache_find_lists(hm_heap *h);
 /* Large blocks in this thread's cache: take one that holds bytes (hm_lblock_fit, no growth) into
  * *out, false if none; keep the freed block blk (already tagged freed by the caller: once in,
  * another thread's drain may hand it on), false if it does not fit (then it goes to the heap). */
@@ -340,11 +342,10 @@ static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h)
 }
 
 /* A block of small class cls from lists' bin, or 0 (then hm_heap_small_alloc refills it). Its live
- * bit is set through its page's record; the block itself is not touched. pre: h->fast, the caller
- * owns lists. */
-static inline uintptr_t hm_heap_pop(hm_heap *h, hm_pagelists *lists, unsigned cls)
+ * bit is set through its page's record; the block itself is not touched. pre: the heap is fast
+ * (heap.h), the caller owns lists. */
+static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
 {
-    (void)h;
     hm_bin *bin = &lists->bin[cls];
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (!n) return 0;
@@ -363,7 +364,7 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
 {
     hm_pagelists *lists;
     if (size > HM_SMALL_MAX || !(lists = hm_heap_fast_lists(h))) return 0;
-    return hm_heap_pop(h, lists, hm_heap_class_of(size));
+    return hm_heap_pop(lists, hm_heap_class_of(size));
 }
 
 /* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,

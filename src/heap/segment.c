@@ -176,6 +176,41 @@ static void segment_drop(hm_heap *h, hm_segment *s)
     *at = next;
 }
 
+/* Heap lock held: a new segment linked into h (the lock dropped while it is made, which may wait for
+ * memory; a refusal gives the caches back and tries once more). */
+static hm_status segment_add(hm_heap *h, unsigned level, hm_segment **out)
+{
+    hm_heap_unlock(h);
+    hm_status st = segment_new(h, level, out);
+    hm_heap_lock(h);
+    if (hm_heap_refused_give_back(h, st)) { /* once more */
+        hm_heap_unlock(h);
+        st = segment_new(h, level, out);
+        hm_heap_lock(h);
+    }
+    if (st) return st;
+    (*out)->next = h->segments;
+    h->segments = *out;
+    hm_segmap_set((uintptr_t)*out, true); /* before any of its blocks is handed out */
+    return HM_OK;
+}
+
+/* Heap lock held: n pages from pg committed at level (the lock dropped around the call, the pages
+ * claimed by the caller meanwhile; a refusal gives the caches back and tries once more). */
+static hm_status commit_pages(hm_heap *h, unsigned level, hm_hpage *pg, size_t n)
+{
+    void *b;
+    hm_heap_unlock(h);
+    hm_status st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+    hm_heap_lock(h);
+    if (hm_heap_refused_give_back(h, st)) { /* once more */
+        hm_heap_unlock(h);
+        st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
+        hm_heap_lock(h);
+    }
+    return st;
+}
+
 /* A page for class cls, first on home's avail list: an empty committed one from the cache, else an unused slot committed now
  * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
@@ -197,19 +232,9 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
                 }
         if (!pg) {
             hm_segment *s;
-            hm_heap_unlock(h);
-            fresh = true;
-            hm_status st = segment_new(h, level, &s);
-            hm_heap_lock(h);
-            if (hm_heap_refused_give_back(h, st)) { /* once more */
-                hm_heap_unlock(h);
-                st = segment_new(h, level, &s);
-                hm_heap_lock(h);
-            }
+            hm_status st = segment_add(h, level, &s);
             if (st) return st;
-            s->next = h->segments;
-            h->segments = s;
-            hm_segmap_set((uintptr_t)s, true); /* before any of its blocks is handed out */
+            fresh = true;
             pg = &s->page[1];
         }
         /* With room to spare in the budget (the task level's threshold twice over), the unused slots
@@ -223,15 +248,7 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
             !atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
             while (n < HM_COMMIT_AHEAD && first + n < last && !HM_BS(&pg[n]) && !pg[n].committed) n++;
         for (size_t k = 0; k < n; k++) pg[k].committed = 2; /* claimed */
-        void *b;
-        hm_heap_unlock(h);
-        hm_status st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
-        hm_heap_lock(h);
-        if (hm_heap_refused_give_back(h, st)) { /* once more */
-            hm_heap_unlock(h);
-            st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
-            hm_heap_lock(h);
-        }
+        hm_status st = commit_pages(h, level, pg, n);
         if (st) {
             for (size_t k = 0; k < n; k++) pg[k].committed = 0; /* the pages stay unused: the heap is as it was */
             if (fresh) segment_drop(h, hm_seg_of(pg));          /* ... and so does the segment made for them */
@@ -271,20 +288,8 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
                 else i += k; /* (page i + k is taken: no run starts before it) */
             }
         if (!pg) {
-            hm_segment *s;
-            hm_heap_unlock(h);
-            hm_status st = segment_new(h, level, &s);
-            hm_heap_lock(h);
-            if (hm_heap_refused_give_back(h, st)) { /* once more */
-                hm_heap_unlock(h);
-                st = segment_new(h, level, &s);
-                hm_heap_lock(h);
-            }
+            hm_status st = segment_add(h, level, &fresh);
             if (st) return st;
-            s->next = h->segments;
-            h->segments = s;
-            hm_segmap_set((uintptr_t)s, true); /* before any of its blocks is handed out */
-            fresh = s;
             continue;
         }
         uint8_t was[HM_SPAN_MAX]; /* 1: it came from the empty cache */
@@ -301,15 +306,7 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
             }
             unsigned e = k;
             while (e < span && !was[e]) e++;
-            void *b;
-            hm_heap_unlock(h);
-            st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(&pg[k]), (e - k) * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
-            hm_heap_lock(h);
-            if (hm_heap_refused_give_back(h, st)) { /* once more */
-                hm_heap_unlock(h);
-                st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(&pg[k]), (e - k) * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
-                hm_heap_lock(h);
-            }
+            st = commit_pages(h, level, &pg[k], e - k);
             if (!st)
                 for (unsigned j = k; j < e; j++) pg[j].committed = 1;
             k = e;

@@ -53,6 +53,17 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
     return HM_OK;
 }
 
+/* The blocks in the bins of lists move from in use to free in out (racy counts: clamped). */
+static void unbin(hm_heap_class_stat out[HM_NCLASS], const hm_pagelists *lists)
+{
+    for (unsigned k = 0; k < HM_NSMALL; k++) {
+        uint64_t n = atomic_load_explicit(&((hm_pagelists *)lists)->bin[k].n, memory_order_relaxed);
+        if (n > out[k].blocks) n = out[k].blocks;
+        out[k].blocks -= n;
+        out[k].free_bytes += n * hm_heap_class_size(k);
+    }
+}
+
 hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
 {
     if (!h || !out) return HM_E_POINTER;
@@ -70,17 +81,8 @@ hm_status hm_heap_class_stats(hm_heap *h, hm_heap_class_stat out[HM_NCLASS])
             c->blocks += used;
             c->free_bytes += pg->span * HM_HPAGE_SIZE - used * bs; /* free blocks and the tail no block fits in */
         }
-    /* binned blocks are free */
-    for (hm_tcache *c = h->caches;; c = c->next) {
-        hm_pagelists *l = c ? &c->lists : &h->own;
-        for (unsigned k = 0; k < HM_NSMALL; k++) {
-            uint64_t n = atomic_load_explicit(&l->bin[k].n, memory_order_relaxed);
-            if (n > out[k].blocks) n = out[k].blocks;
-            out[k].blocks -= n;
-            out[k].free_bytes += n * hm_heap_class_size(k);
-        }
-        if (!c) break;
-    }
+    unbin(out, &h->own); /* binned blocks are free */
+    for (hm_tcache *c = h->caches; c; c = c->next) unbin(out, &c->lists);
     hm_heap_unlock(h);
     for (unsigned k = 0; k < HM_NCLASS; k++) {
         out[k].block_size = hm_heap_class_size(k);

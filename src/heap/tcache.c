@@ -238,10 +238,23 @@ static bool large_flush(hm_heap *h, hm_tcache *c)
     return any;
 }
 
+/* This thread's cache of h wherever it stands in its list, NULL if none (none is made). */
+static hm_tcache *find_cache(const hm_heap *h)
+{
+    hm_tcache *c = hm_thread_caches;
+    while (c && c->heap_id != h->id) c = c->thread_next;
+    return c;
+}
+
+hm_pagelists *hm_tcache_find_lists(hm_heap *h)
+{
+    hm_tcache *c = find_cache(h);
+    return c ? &c->lists : NULL;
+}
+
 void hm_tcache_large_drain(hm_heap *h)
 {
-    hm_tcache *c = hm_thread_caches; /* this thread's cache of h, wherever it stands in its list */
-    while (c && c->heap_id != h->id) c = c->thread_next;
+    hm_tcache *c = find_cache(h);
     if (!c) return;
     hm_heap_lock(h);
     (void)large_flush(h, c);
