@@ -119,7 +119,8 @@
  *
  * owner is the home's owner token (hm_pagelists.owner), what the free fast path compares with the
  * caller's: it needs neither the home nor the thread's cache. The record is 128 bytes (a power of two:
- * a page's record is found with a shift), the fields the fast paths touch in its first line.
+ * a page's record is found with a shift): the fields the fast paths read in its first line, xfree
+ * (which the owner's Free also reads) in the second.
  * block_size, extent, used, has_debug, owner and xfree are atomics because Free and statistics read
  * them without the owner's knowledge; all but xfree have one writer at a time (relaxed load and
  * store). */
@@ -133,7 +134,6 @@ typedef struct hm_hpage {
                                         the full list, none (UINT32_MAX) for an empty page kept as its
                                         class's only one */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
-    _Atomic uintptr_t xfree;         /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
@@ -142,19 +142,24 @@ typedef struct hm_hpage {
     uint8_t list;                    /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
     _Atomic uint16_t cls;            /* (atomic: a racing second Free of a block of a page being made anew reads it) */
-    /* (the fast paths' fields above: the first cache line) */
     _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     uint32_t capacity;               /* blocks that fit */
+    uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
+    uint8_t back;                    /* a page inside another's span: how many pages back its head is (else 0) */
+    /* (above: the first cache line, what the fast paths read, written by the owner only and seldom
+     * (free and used change once per half a bin). Below: what other threads write. xfree has a line
+     * apart, so that a foreign Free's CAS does not take from the owner's cache the line every one of
+     * its allocations reads.) */
+    _Alignas(64) _Atomic uintptr_t xfree; /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
     uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
     uint64_t empty_since;            /* in the empty cache: since when (ms, CLOCK_MONOTONIC_COARSE) */
-    uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
-    uint8_t back;                    /* a page inside another's span: how many pages back its head is (else 0) */
 } hm_hpage;
 _Static_assert(sizeof(hm_hpage) == 128, "page records are 128 bytes: found with a shift");
+_Static_assert(offsetof(hm_hpage, back) < 64, "the fast paths' fields share the record's first line");
 
 /* A home's freed blocks of a small class, newest last: free pushes here and allocation pops from here,
  * touching only this and the block's live bit (never the block: its memory may be cold); blocks go
