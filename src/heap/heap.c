@@ -205,7 +205,11 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         uint32_t site = hm_heap_site_of(h, file, line);
         uint64_t *hdr = (uint64_t *)hm_heap_wr(h, b);
         hm_segment *s = hm_segmap_get((void *)b);
-        if (s) HM_SET(hm_page_of(b)->has_debug, 1); /* (hm_heap_free_fast looks) */
+        if (s) { /* (hm_heap_free_fast: no bin for the page's blocks any more; by the page's owner) */
+            hm_hpage *pg = hm_page_of(b);
+            HM_SET(pg->has_debug, 1);
+            atomic_store_explicit(&pg->fbin, NULL, memory_order_relaxed);
+        }
         hdr[0] = hm_heap_debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
         if (site < HM_MAX_SITES) {

@@ -129,21 +129,20 @@ typedef struct hm_hpage {
      * share a line) */
     _Alignas(64) uintptr_t free;     /* encoded free list (its owner); never-handed-out blocks past extent are not on it */
     _Atomic uint32_t used;           /* blocks not on its free list (live, in xfree, or in its home's bins) */
-    uint32_t wake;                   /* a return of blocks to the page that leaves used at this settles it
-                                        (page.c, hm_heap_settle): 0 on the avail list, most of capacity on
-                                        the full list, none (UINT32_MAX) for an empty page kept as its
-                                        class's only one */
+    _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
+    _Atomic(struct hm_bin *) fbin;   /* where its owner's fast Free puts a block (hm_heap_free_fast): its
+                                        home's bin of its class; NULL for a medium class, a page a debug
+                                        block was carved from (whose pointers are not all block starts),
+                                        or one not in use. Written by the owner (hm_page_set_home). */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
     uint8_t list;                    /* on its home's avail list (1: it has a free block, untouched
                                         room, or is its class's current page), full list (2), or none (0) */
     _Atomic uint16_t cls;            /* (atomic: a racing second Free of a block of a page being made anew reads it) */
-    _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
-    uint32_t capacity;               /* blocks that fit */
     uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
     uint8_t back;                    /* a page inside another's span: how many pages back its head is (else 0) */
     /* (above: the first cache line, what the fast paths read, written by the owner only and seldom
@@ -152,6 +151,11 @@ typedef struct hm_hpage {
      * its allocations reads.) */
     _Alignas(64) _Atomic uintptr_t xfree; /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
+    uint32_t capacity;               /* blocks that fit */
+    uint32_t wake;                   /* a return of blocks to the page that leaves used at this settles it
+                                        (page.c, hm_heap_settle): 0 on the avail list, most of capacity on
+                                        the full list, none (UINT32_MAX) for an empty page kept as its
+                                        class's only one */
     uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
@@ -166,12 +170,13 @@ _Static_assert(offsetof(hm_hpage, back) < 64, "the fast paths' fields share the 
  * to and come from their pages' free lists half a bin at a time. A binned block is free for the
  * program (its live bit clear) and in use for its page (counted in used). n is written by the home's
  * owner only (statistics read it). */
-#define HM_BIN_N 64
+#define HM_BIN_N 63 /* (a bin is 512 bytes: a class's bin is found with a shift) */
 typedef struct hm_bin {
     _Atomic uint32_t n;
     uint32_t cap;                    /* at most HM_BIN_N, fewer for big blocks (HM_BIN_BYTES) */
     uintptr_t slot[HM_BIN_N];
 } hm_bin;
+_Static_assert(sizeof(hm_bin) == 512, "a bin is 512 bytes");
 #define HM_BIN_BYTES ((size_t)64 << 10) /* a bin holds at most about this many bytes of blocks */
 
 /* A home's page lists by class: pages with a free block (the first is where allocation takes from),

@@ -117,6 +117,16 @@ static inline uintptr_t hm_link_get(uintptr_t b) { return __atomic_load_n((uintp
 static inline void hm_link_set(uintptr_t b, uintptr_t v) { __atomic_store_n((uintptr_t *)b, v, __ATOMIC_RELAXED); }
 #define HM_OWNER(pg) atomic_load_explicit(&(pg)->owner, memory_order_relaxed)
 
+/* pg's home becomes home (NULL: none), with the bin its owner's fast Free uses (heap.h, fbin). By
+ * pg's owner-to-be (or the heap lock's holder for the heap's own lists); pg->cls set. */
+static inline void hm_page_set_home(hm_hpage *pg, hm_pagelists *home, memory_order order)
+{
+    unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+    bool fast = home && cls < HM_NSMALL && !atomic_load_explicit(&pg->has_debug, memory_order_relaxed);
+    atomic_store_explicit(&pg->fbin, fast ? &home->bin[cls] : NULL, memory_order_relaxed);
+    atomic_store_explicit(&pg->home, home, order);
+}
+
 /* Doubly linked page lists (a home's, the heap's empty cache), through next and prev. */
 static inline void hm_list_add(hm_hpage **head, hm_hpage *pg)
 {
@@ -260,16 +270,16 @@ void hm_heap_leak_report(hm_heap *h);
 /* ---- segmap.c: the segment holding an address, or NULL (then ask the map) ----------------------- */
 
 #define HM_SEGMAP_SHIFT 22 /* log2 HM_SEG_SIZE */
-#define HM_SEGMAP_WORDS (((size_t)1 << (47 - HM_SEGMAP_SHIFT)) / 64)
-_Static_assert(((size_t)1 << HM_SEGMAP_SHIFT) == HM_SEG_SIZE, "one bit per segment");
+#define HM_SEGMAP_BYTES ((size_t)1 << (47 - HM_SEGMAP_SHIFT))
+_Static_assert(((size_t)1 << HM_SEGMAP_SHIFT) == HM_SEG_SIZE, "one byte per segment");
 void hm_segmap_set(uintptr_t seg, bool live);
-extern _Atomic uint64_t hm_segmap_bits[HM_SEGMAP_WORDS];
+extern _Atomic uint8_t hm_segmap_bytes[HM_SEGMAP_BYTES];
 static inline hm_segment *hm_segmap_get(const void *p)
 {
-    uintptr_t a = (uintptr_t)p, i = a >> HM_SEGMAP_SHIFT;
+    uintptr_t a = (uintptr_t)p;
     if (a >> 47) return NULL;
-    uint64_t w = atomic_load_explicit(&hm_segmap_bits[i >> 6], memory_order_acquire);
-    return (w >> (i & 63)) & 1 ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
+    return atomic_load_explicit(&hm_segmap_bytes[a >> HM_SEGMAP_SHIFT], memory_order_acquire)
+               ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
 /* ---- tcache.c: threads' caches of a thread-safe heap (the file's comment tells the rules) -------- */
@@ -368,9 +378,10 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
 }
 
 /* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,
- * no debug block carved from it, and room in its bin: true, freed (its live bit cleared, the block
- * pushed onto its home's bin; the block itself is not touched). false: p is anything else, or the
- * bin is full, and nothing changed (the full path tells what, or flushes). pre: h->fast, h running. */
+ * no debug block carved from it (fbin says both), and room in its bin: true, freed (its live bit
+ * cleared, the block pushed onto its home's bin; the block itself is not touched). false: p is
+ * anything else, or the bin is full, and nothing changed (the full path tells what, or flushes).
+ * pre: h->fast, h running. */
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
@@ -379,14 +390,11 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
     uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
-    uint32_t bs = atomic_load_explicit(&pg->block_size, memory_order_relaxed);
-    if (i * bs != off || bs > HM_SMALL_MAX) return false; /* not a block's start; or a medium class's */
+    hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
+    if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off || !bin) return false; /* not a block's start; no bin */
     _Atomic uint64_t *w = pg->live + i / 64;
     uint64_t m = (uint64_t)1 << (i % 64), live = atomic_load_explicit(w, memory_order_relaxed);
-    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed) ||
-        atomic_load_explicit(&pg->has_debug, memory_order_relaxed))
-        return false;
-    hm_bin *bin = &atomic_load_explicit(&pg->home, memory_order_relaxed)->bin[pg->cls];
+    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (n == bin->cap) return false;
     atomic_store_explicit(w, live & ~m, memory_order_relaxed);

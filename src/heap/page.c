@@ -92,7 +92,7 @@ static inline bool in_page(const hm_hpage *pg, uintptr_t b)
 void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
 {
     hm_page_move(pg, 0);
-    atomic_store_explicit(&pg->home, NULL, memory_order_relaxed);
+    hm_page_set_home(pg, NULL, memory_order_relaxed);
     HM_SET(pg->owner, 0);
     HM_SET(pg->block_size, 0);
     HM_SET(pg->extent, 0);
@@ -226,7 +226,7 @@ static bool adopt(hm_heap *h, hm_pagelists *lists, unsigned cls)
     if (!pg) return false;
     hm_page_move(pg, 0);
     HM_SET(pg->owner, lists->owner);
-    atomic_store_explicit(&pg->home, lists, memory_order_seq_cst); /* (hm_heap_give reads it after its push) */
+    hm_page_set_home(pg, lists, memory_order_seq_cst); /* (hm_heap_give reads it after its push) */
     hm_page_move(pg, 1);
     return true;
 }
@@ -437,7 +437,7 @@ void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
             uint32_t to = pg->list;
             hm_page_move(pg, 0);
             HM_SET(pg->owner, h->own.owner);
-            atomic_store_explicit(&pg->home, &h->own, memory_order_relaxed);
+            hm_page_set_home(pg, &h->own, memory_order_relaxed);
             if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) {
                 pg->list = 0;
                 hm_heap_page_retire(h, pg);

@@ -347,7 +347,7 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
     hm_seg_of(pg)->pages_in_use += span;
     HM_SET(pg->owner, home->owner);
-    atomic_store_explicit(&pg->home, home, memory_order_relaxed);
+    hm_page_set_home(pg, home, memory_order_relaxed);
     hm_page_avail_first(home, pg);
     *out = pg;
     return HM_OK;
