@@ -225,7 +225,7 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
     } else {
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i < last; i++)
+            for (size_t i = 1; i < last && s->pages_in_use < last - 1; i++) /* (a full segment: one look) */
                 if (!HM_BS(&s->page[i]) && !s->page[i].committed) {
                     pg = &s->page[i];
                     break;
@@ -281,7 +281,7 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
     for (;;) {
         hm_hpage *pg = NULL;
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i + span <= last && !pg; i++) {
+            for (size_t i = 1; i + span <= last && !pg && s->pages_in_use + span < last; i++) { /* (too few unused pages: one look) */
                 size_t k = 0;
                 while (k < span && span_free(s, i + k)) k++;
                 if (k == span) pg = &s->page[i];
