@@ -1,0 +1,3 @@
+import sys
+print("before exit")
+sys.exit(0)

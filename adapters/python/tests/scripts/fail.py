@@ -1,0 +1,2 @@
+# An ordinary uncaught exception: status 1.
+raise ValueError("expected failure")
