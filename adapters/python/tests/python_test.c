@@ -5,6 +5,8 @@
  *             succeeds, the charge comes back to its baseline once the failed work is collected
  *   cycles    a growing workload with reference-cycle garbage and gc.disable(): its peak charge with
  *             collections asked on Low (on) against none (off)
+ *   threads   Python threads making garbage at once while one of them runs out of the budget: the
+ *             others finish with the right figures, and the collections asked on Low run
  *   api       the API's error paths and lifetime (a cmocka group inside the child)
  *   late      install after Py_Initialize is refused
  *   debug     debug hooks on CPython's allocators are refused (PYTHONMALLOC=pymalloc_debug)
@@ -90,9 +92,9 @@ static void print_stats(void)
     hm_python_stats p;
     hm_python_get_stats(&p);
     printf("charge=%" PRIu64 "\npeak=%" PRIu64 "\nlimit=%" PRIu64 "\nlive=%" PRIu64 "\nbad_frees=%" PRIu64 "\nrefused_task=%" PRIu64
-           "\nlow_signals=%" PRIu64 "\ncollections=%" PRIu64 "\narena_bytes=%" PRIu64 "\narena_peak=%" PRIu64 "\narenas=%" PRIu64
+           "\nlow_signals=%" PRIu64 "\ncollections=%" PRIu64 "\ncollected=%" PRIu64 "\narena_bytes=%" PRIu64 "\narena_peak=%" PRIu64 "\narenas=%" PRIu64
            "\narenas_refused=%" PRIu64 "\nwindows=%" PRIu64 "\ngrants=%" PRIu64 "\nasked=%" PRIu64 "\nran=%" PRIu64 "\n",
-           s.charge, s.peak_charge, s.limit, s.live_bytes, s.bad_frees, s.refused[0], s.low_signals, s.collections,
+           s.charge, s.peak_charge, s.limit, s.live_bytes, s.bad_frees, s.refused[0], s.low_signals, s.collections, s.collected_bytes,
            p.arena_bytes, p.arena_peak, p.arenas, p.arenas_refused, p.unwind_windows, p.unwind_grants, p.collections_asked,
            p.collections_run);
 }
@@ -154,6 +156,37 @@ static int child_refuse(void)
     run_or_die("r = str(later(300000))");
     printf("later=%s\nlater_expected=%ld\n", main_str("r"), digits_sum(300000));
     printf("base=%" PRIu64 "\nafter=%" PRIu64 "\npeak_during=%" PRIu64 "\n", base, after, during.peak_charge);
+    return finish();
+}
+
+static int child_threads(void)
+{
+    install_or_die("limit=96M,reserve.appdomain=0,reserve.process=4M,notify.high=40,notify.low=20," NOSYS, false);
+    Py_Initialize();
+    run_or_die("import gc, threading\n"
+               "gc.disable()\n"
+               "sums = [0] * 4\n"
+               "oom = []\n"
+               "def work(k):\n"
+               "    for i in range(40000):\n"
+               "        a = []\n"
+               "        a.append([a, bytearray(100 + k)])\n" /* garbage in cycles */
+               "        sums[k] += i % 7\n"
+               "def hog():\n"
+               "    h = []\n"
+               "    try:\n"
+               "        while True:\n"
+               "            h.append(str(len(h)) * 8)\n"
+               "    except MemoryError:\n"
+               "        oom.append(len(h))\n"
+               "ts = [threading.Thread(target=work, args=(k,)) for k in range(4)] + [threading.Thread(target=hog)]\n"
+               "for t in ts: t.start()\n"
+               "while any(t.is_alive() for t in ts):\n" /* the main thread runs bytecode: it takes the pending calls */
+               "    x = [0] * 10\n"
+               "for t in ts: t.join()\n"
+               "sums_ok = 'yes' if sums == [sum(i % 7 for i in range(40000))] * 4 else repr(sums)\n"
+               "hog_oom = 'yes' if len(oom) == 1 and oom[0] > 1000 else repr(oom)\n");
+    printf("sums_ok=%s\nhog_oom=%s\n", main_str("sums_ok"), main_str("hog_oom"));
     return finish();
 }
 
@@ -255,6 +288,7 @@ static int child(const char *name)
     if (!strcmp(name, "refuse")) return child_refuse();
     if (!strcmp(name, "cycles-on")) return child_cycles(true);
     if (!strcmp(name, "cycles-off")) return child_cycles(false);
+    if (!strcmp(name, "threads")) return child_threads();
     if (!strcmp(name, "late")) return child_late();
     if (!strcmp(name, "debug")) return child_debug();
     if (!strcmp(name, "malloc")) return child_malloc();
@@ -406,9 +440,23 @@ static void test_cycles(void **state)
     assert_true(num(&off, "low_signals") > 0); /* Low was signalled: nobody collected */
     assert_true(num(&on, "collections") > 0);
     assert_true(num(&on, "ran") == num(&on, "collections"));
+    assert_true(num(&on, "collected") >= 8 * MiB); /* what the collections gave back, arenas included */
     double pon = num(&on, "peak"), poff = num(&off, "peak");
     printf("peak charge: %.1f MiB with collections on Low, %.1f MiB without\n", pon / MiB, poff / MiB);
     assert_true(pon < 0.75 * poff);
+}
+
+static void test_threads(void **state)
+{
+    (void)state;
+    out o;
+    run_child("threads", NULL, &o);
+    assert_int_equal(o.status, 0);
+    assert_string_equal(value(&o, "sums_ok"), "yes");
+    assert_string_equal(value(&o, "hog_oom"), "yes");
+    assert_true(num(&o, "peak") <= num(&o, "limit"));
+    assert_true(num(&o, "collections") > 0);
+    assert_int_equal(num(&o, "bad_frees"), 0);
 }
 
 static void test_api_child(void **state)
@@ -454,6 +502,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_malloc_mode),
         cmocka_unit_test(test_refusal),
         cmocka_unit_test(test_cycles),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
