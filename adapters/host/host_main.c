@@ -210,7 +210,7 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
     size_t n = hm_tenant_report(t, strcmp(format, "json") ? HM_REPORT_TEXT : HM_REPORT_JSON, buf, sizeof buf);
     if (n) fputs(buf, out);
     if (out != stderr && fclose(out)) fprintf(stderr, "hostmem host %s: --report: cannot write %s\n", rt->name, report);
-    st = hm_tenant_destroy(t);
-    if (HM_FAILED(st)) fprintf(stderr, "hostmem host %s: %s\n", rt->name, hm_status_message(st));
+    if (!rt->keep_tenant && HM_FAILED(st = hm_tenant_destroy(t)))
+        fprintf(stderr, "hostmem host %s: %s\n", rt->name, hm_status_message(st));
     return rc;
 }

@@ -21,6 +21,9 @@ typedef struct hm_host_runtime {
     int (*option)(int argc, char **argv, int i, void *state);
     /* Runs script on a runtime hosted by t; args are the script's arguments (argv[0] is the script). */
     int (*run)(hm_tenant *t, const char *script, int argc, char **argv, void *state);
+    /* The runtime may still touch the tenant's memory after run returned (CPython: a thread it started
+     * in its last steps): the tenant is reported but not destroyed; the process exits next. */
+    bool keep_tenant;
 } hm_host_runtime;
 
 int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv);

@@ -116,7 +116,7 @@ static int run(hm_tenant *t, const char *script, int argc, char **argv, void *ar
     if (hm_python_finalize() < 0 && rc == 0) rc = 1; /* (sys.stdout could not be flushed) */
     char buf[512];
     if (hm_python_report(buf, sizeof buf)) fputs(buf, stderr);
-    hm_python_uninstall(); /* (the tenant is host_main's: it reports and destroys it) */
+    hm_python_uninstall(); /* (the tenant is host_main's: it reports it, and keeps it for CPython's last threads) */
     return rc;
 }
 
@@ -129,6 +129,7 @@ int main(int argc, char **argv)
                  "  (--no-collect: it does not); an uncaught exception, MemoryError included, is status 1",
         .option = option,
         .run = run,
+        .keep_tenant = true,
     };
     state s = {0};
     return hm_host_main(&rt, &s, argc, argv);

@@ -25,7 +25,6 @@ static struct {
     _Atomic(hm_tenant *) t;        /* the hooks' tenant; NULL before install and after uninstall */
     hm_manager *m;                 /* its manager (the arenas') */
     hm_level level, emergency;
-    bool own;                      /* the adapter made the tenant (uninstall destroys it) */
     bool installed;                /* once per process */
     _Atomic int64_t credit;        /* bytes the unwind window may still grant; 0: closed */
     _Atomic uint64_t arena_bytes, arena_peak, arenas, arenas_refused, windows, grants, asked, ran, arena_collected;
@@ -53,11 +52,13 @@ static bool window_take(size_t n)
     return false;
 }
 
-/* A request refused at the ordinary level: a small one inside the window is retried at the
- * emergency level; any other refusal (re)opens the window and becomes CPython's MemoryError. */
+/* A request refused at the ordinary level: a small one inside the window, or any one while CPython
+ * starts or stops (before Py_IsInitialized, where CPython treats a refusal as a fatal error: its
+ * MemoryError does not exist yet), is retried at the emergency level; any other refusal (re)opens
+ * the window and becomes CPython's MemoryError. */
 static void *refused(hm_tenant *t, void *old, size_t n)
 {
-    if (n <= SMALL && g.emergency > g.level && window_take(n)) {
+    if (g.emergency > g.level && ((n <= SMALL && window_take(n)) || !Py_IsInitialized())) {
         void *p = old ? hm_tenant_realloc(t, old, n, g.emergency) : hm_tenant_alloc(t, n, g.emergency);
         if (p) {
             bump(&g.grants);
@@ -224,7 +225,6 @@ hm_status hm_python_install(const hm_python_config *cfg)
                                .level = cfg->level, .emergency_level = cfg->emergency_level};
         hm_status st = hm_tenant_create(&tc, &t);
         if (HM_FAILED(st)) return st;
-        g.own = true;
     }
     g.m = hm_tenant_manager(t);
     g.level = hm_tenant_level(t);
@@ -261,14 +261,7 @@ hm_status hm_python_uninstall(void)
         return HM_E_HOST_INVALIDOPERATION;
     }
     hm_tenant_on_low(t, NULL, NULL);
-    atomic_store_explicit(&g.t, NULL, memory_order_release);
-    if (g.own) {
-        hm_status st = hm_tenant_destroy(t);
-        if (HM_FAILED(st)) {
-            atomic_store_explicit(&g.t, t, memory_order_release);
-            return st;
-        }
-    }
+    atomic_store_explicit(&g.t, NULL, memory_order_release); /* (the tenant and its memory stay) */
     return HM_OK;
 }
 

@@ -21,8 +21,12 @@
  * known crash sites when those fail (cpython issue 151763). After a RAW request was refused at the
  * ordinary level, the RAW requests of at most 512 bytes refused at that level are retried at the
  * tenant's emergency level, for at most 64 KiB in all (the unwind window); the window closes when an
- * arena is admitted at the ordinary level again. Give the tenant a reserve between the two levels
- * (reserve.process with level task and emergency level process, say) for the window to use.
+ * arena is admitted at the ordinary level again. While CPython starts (until Py_IsInitialized) and
+ * while it is finalized, every request refused at the ordinary level is retried at the emergency
+ * level: CPython treats a refusal there as a fatal error (it aborts; its MemoryError does not exist
+ * yet), so a budget too small for the interpreter to start still aborts the process. Give the tenant
+ * a reserve between the two levels (reserve.process with level task and emergency level process,
+ * say) for the window and the start to use.
  *
  * Low, and which thread does what. On each change of the tenant's manager to Low, the manager's
  * notification thread only raises a flag of the adapter. The next request CPython makes through the
@@ -42,12 +46,18 @@
  *
  * Lifetime: hm_python_install, then Py_InitializeFromConfig (or Py_Initialize), the embedder's work,
  * then hm_python_finalize (Py_FinalizeEx, after removing the Low callback; calling Py_FinalizeEx
- * directly is safe too). CPython still holds some blocks after finalization (its
- * runtime state, objects leaked at exit), so the hooks stay installed and the tenant is kept: those
- * blocks stay valid and can be freed. At the process's end, when no CPython call will follow,
- * hm_python_uninstall destroys the tenant the adapter made (a tenant given in the config is the
- * caller's to destroy, after uninstall); the hooks then refuse every request and ignore frees. One
- * install per process. */
+ * directly is safe too). The tenant is kept, never destroyed by the adapter: CPython still holds
+ * blocks after finalization (its runtime state, objects leaked at exit), and a thread CPython started
+ * may still be running when Py_FinalizeEx returns (a daemon thread, or one in its last C steps,
+ * reading its thread state), so its memory must stay mapped until the process exits, as CPython's
+ * memory does on its default allocator. hm_python_uninstall closes the hooks (every later request is
+ * refused, every free ignored) for a process that goes on without CPython; a tenant given in the
+ * config may be destroyed by its owner after that, once no thread CPython started can run. One
+ * install per process.
+ *
+ * Known fragilities of CPython 3.11 under exhaustion, which no budget policy removes: a MemoryError
+ * inside threading.Thread's bootstrap (a thread started while others hold the budget) can leave
+ * Thread.start() waiting for ever; a refusal during start-up aborts (above). */
 #ifndef HOSTMEM_PYTHON_H
 #define HOSTMEM_PYTHON_H
 
@@ -61,8 +71,8 @@ extern "C" {
 #endif
 
 typedef struct hm_python_config {
-    hm_tenant *tenant;        /* host CPython in this tenant (its levels are used; the caller destroys it
-                                 after hm_python_uninstall); NULL: a tenant made from the fields below */
+    hm_tenant *tenant;        /* host CPython in this tenant (its levels are used; see Lifetime for when
+                                 its owner may destroy it); NULL: a tenant made from the fields below */
     const char *name;         /* the tenant's name; NULL: "python" */
     const char *options;      /* its manager's options (limit=64M,reserve.process=4M,notify.high=80...) */
     hm_manager *parent;       /* a parent manager (nested budgets), or NULL */
@@ -86,9 +96,9 @@ hm_tenant *hm_python_tenant(void);
  * and the tenant stay (see above). -1 with nothing done when not installed. */
 int hm_python_finalize(void);
 
-/* At the process's end, after hm_python_finalize: destroys the tenant the adapter made; every later
- * request through the hooks is refused and every free ignored. HM_E_HOST_INVALIDOPERATION when not
- * installed or while CPython is initialized; the tenant's status if destroying it failed. */
+/* After hm_python_finalize: closes the hooks (later requests refused, frees ignored) and removes the
+ * Low callback; the tenant and its memory stay (see above). HM_E_HOST_INVALIDOPERATION when not
+ * installed or while CPython is initialized. */
 hm_status hm_python_uninstall(void);
 
 typedef struct hm_python_stats {
