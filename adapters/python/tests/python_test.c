@@ -163,15 +163,27 @@ static int child_threads(void)
 {
     install_or_die("limit=96M,reserve.appdomain=0,reserve.process=4M,notify.high=40,notify.low=20," NOSYS, false);
     Py_Initialize();
+    /* Workers retry an iteration that raised MemoryError (the hog can take the budget while one of
+     * them needs memory), and the hog starts once every worker runs: a thread started while the
+     * budget is exhausted can hang in CPython's Thread.start() (python.h). */
     run_or_die("import gc, threading\n"
                "gc.disable()\n"
                "sums = [0] * 4\n"
                "oom = []\n"
+               "running = threading.Semaphore(0)\n"
                "def work(k):\n"
-               "    for i in range(40000):\n"
-               "        a = []\n"
-               "        a.append([a, bytearray(100 + k)])\n" /* garbage in cycles */
-               "        sums[k] += i % 7\n"
+               "    running.release()\n"
+               "    i = 0\n"
+               "    while i < 40000:\n"
+               "        try:\n"
+               "            a = []\n"
+               "            a.append([a, bytearray(100 + k)])\n" /* garbage in cycles */
+               "            v = sums[k] + i % 7\n"
+               "            j = i + 1\n"
+               "        except MemoryError:\n"
+               "            continue\n"
+               "        sums[k] = v\n"
+               "        i = j\n"
                "def hog():\n"
                "    h = []\n"
                "    try:\n"
@@ -179,10 +191,16 @@ static int child_threads(void)
                "            h.append(str(len(h)) * 8)\n"
                "    except MemoryError:\n"
                "        oom.append(len(h))\n"
-               "ts = [threading.Thread(target=work, args=(k,)) for k in range(4)] + [threading.Thread(target=hog)]\n"
+               "ts = [threading.Thread(target=work, args=(k,)) for k in range(4)]\n"
                "for t in ts: t.start()\n"
+               "for t in ts: running.acquire()\n"
+               "ts.append(threading.Thread(target=hog))\n"
+               "ts[-1].start()\n"
                "while any(t.is_alive() for t in ts):\n" /* the main thread runs bytecode: it takes the pending calls */
-               "    x = [0] * 10\n"
+               "    try:\n"
+               "        x = [0] * 10\n"
+               "    except MemoryError:\n"
+               "        pass\n"
                "for t in ts: t.join()\n"
                "sums_ok = 'yes' if sums == [sum(i % 7 for i in range(40000))] * 4 else repr(sums)\n"
                "hog_oom = 'yes' if len(oom) == 1 and oom[0] > 1000 else repr(oom)\n");
