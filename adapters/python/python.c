@@ -2,8 +2,8 @@
  * allocator, the unwind window, the collection asked for on Low, install/finalize/uninstall.
  *
  * The state is process-wide, as CPython's hooks are. The hooks read the tenant with one relaxed load:
- * it is set before CPython makes its first request through them and cleared only at uninstall, when
- * no CPython call may run. Counters are relaxed atomics (figures for people); the unwind credit is
+ * it is set before CPython makes its first request through them and cleared at uninstall, after which
+ * a request (from a thread CPython started, still ending) is refused and a free ignored. Counters are relaxed atomics (figures for people); the unwind credit is
  * the one counter that decides something, and it only bounds a retry. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>

@@ -106,7 +106,7 @@ typedef struct hm_python_stats {
     uint64_t arenas;                  /* arena allocations admitted */
     uint64_t arenas_refused;          /* refused by the budget (pymalloc then falls back to RAW) */
     uint64_t unwind_windows;          /* RAW refusals that opened the unwind window */
-    uint64_t unwind_grants;           /* small RAW requests the window admitted at the emergency level */
+    uint64_t unwind_grants;           /* RAW requests admitted at the emergency level (the window, start-up) */
     uint64_t collections_asked;       /* pending calls scheduled on Low */
     uint64_t collections_run;         /* of which the main thread ran */
     uint64_t arena_bytes_collected;   /* arena bytes those collections released, summed */
