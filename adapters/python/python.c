@@ -17,9 +17,13 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #define SMALL 512                  /* pymalloc's threshold: the size of the objects unwinding makes */
 #define UNWIND_BYTES (64 * 1024)   /* what one unwind window may take at the emergency level */
+#define ARENA ((size_t)1 << 20)    /* pymalloc's arena in 3.11 (other sizes, the frames' chunks, are not kept) */
+#define KEEP_MAX 64                /* empty arenas kept for reuse, at most */
+#define KEEP_NS 100000000u         /* for at most 100 ms unless reused */
 
 static struct {
     _Atomic(hm_tenant *) t;        /* the hooks' tenant; NULL before install and after uninstall */
@@ -30,7 +34,13 @@ static struct {
     _Atomic uint64_t arena_bytes, arena_peak, arenas, arenas_refused, windows, grants, asked, ran, arena_collected;
     _Atomic bool want;             /* Low was signalled: the next request on a Python thread asks to collect */
     _Atomic bool scheduled;        /* a pending call is queued and has not run yet */
-} g;
+    /* Empty arenas kept committed (and charged) for reuse, newest last; their push times rise from
+     * kept[0] up, so the oldest are at the bottom. Leaf lock: no hostmem or CPython call under it. */
+    pthread_mutex_t keep_lock;
+    int nkept;
+    struct { void *p; uint64_t t; } kept[KEEP_MAX];
+    _Atomic uint64_t kept_bytes;
+} g = {.keep_lock = PTHREAD_MUTEX_INITIALIZER};
 
 static inline hm_tenant *tenant(void) { return atomic_load_explicit(&g.t, memory_order_relaxed); }
 static inline void bump(_Atomic uint64_t *c) { atomic_fetch_add_explicit(c, 1, memory_order_relaxed); }
@@ -52,12 +62,19 @@ static bool window_take(size_t n)
     return false;
 }
 
-/* A request refused at the ordinary level: a small one inside the window, or any one while CPython
+/* A request refused at the ordinary level: retried once the kept arenas are released; then a small
+ * one inside the window, or any one while CPython
  * starts or stops (before Py_IsInitialized, where CPython treats a refusal as a fatal error: its
  * MemoryError does not exist yet), is retried at the emergency level; any other refusal (re)opens
  * the window and becomes CPython's MemoryError. */
+static int unkeep(uint64_t before);
+
 static void *refused(hm_tenant *t, void *old, size_t n)
 {
+    if (unkeep(UINT64_MAX)) { /* the kept arenas go back first: they never cause a MemoryError */
+        void *p = old ? hm_tenant_realloc(t, old, n, g.level) : hm_tenant_alloc(t, n, g.level);
+        if (p) return p;
+    }
     if (g.emergency > g.level && ((n <= SMALL && window_take(n)) || !Py_IsInitialized())) {
         void *p = old ? hm_tenant_realloc(t, old, n, g.emergency) : hm_tenant_alloc(t, n, g.emergency);
         if (p) {
@@ -132,30 +149,98 @@ static void raw_free(void *ctx, void *p)
 
 /* ---- arenas ------------------------------------------------------------------------------------- */
 
-static void *arena_alloc(void *ctx, size_t n)
+static uint64_t now_ns(void)
 {
-    (void)ctx;
-    void *base;
-    poll_low();
-    if (!tenant() ||
-        HM_FAILED(hm_virtual_alloc_level(g.m, NULL, n, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, g.level, &base))) {
-        bump(&g.arenas_refused);
-        return NULL; /* pymalloc serves the request from RAW instead */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void release(void *p) { (void)hm_virtual_free(g.m, p, 0, HM_MEM_RELEASE); }
+
+/* Releases the kept arenas pushed before `before` (UINT64_MAX: all); the number released. */
+static int unkeep(uint64_t before)
+{
+    void *out[KEEP_MAX];
+    int k = 0;
+    pthread_mutex_lock(&g.keep_lock);
+    while (k < g.nkept && g.kept[k].t < before) out[k] = g.kept[k].p, k++;
+    if (k) {
+        memmove(g.kept, g.kept + k, sizeof g.kept[0] * (size_t)(g.nkept - k));
+        g.nkept -= k;
+        atomic_fetch_sub_explicit(&g.kept_bytes, (uint64_t)k * ARENA, memory_order_relaxed);
     }
-    if (atomic_load_explicit(&g.credit, memory_order_relaxed)) atomic_store_explicit(&g.credit, 0, memory_order_relaxed);
+    pthread_mutex_unlock(&g.keep_lock);
+    for (int i = 0; i < k; i++) release(out[i]);
+    return k;
+}
+
+static inline void expire(uint64_t now) { unkeep(now - KEEP_NS); }
+
+static void arena_taken(size_t n)
+{
     bump(&g.arenas);
     uint64_t now = atomic_fetch_add_explicit(&g.arena_bytes, n, memory_order_relaxed) + n;
     uint64_t peak = atomic_load_explicit(&g.arena_peak, memory_order_relaxed);
     while (now > peak && !atomic_compare_exchange_weak_explicit(&g.arena_peak, &peak, now, memory_order_relaxed, memory_order_relaxed)) {
     }
+}
+
+static void *arena_alloc(void *ctx, size_t n)
+{
+    (void)ctx;
+    poll_low();
+    if (!tenant()) return NULL;
+    if (n == ARENA) { /* a kept arena: charged already, no kernel call, no page fault */
+        void *p = NULL;
+        pthread_mutex_lock(&g.keep_lock);
+        if (g.nkept) {
+            p = g.kept[--g.nkept].p;
+            atomic_fetch_sub_explicit(&g.kept_bytes, ARENA, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&g.keep_lock);
+        if (p) {
+            arena_taken(n);
+            expire(now_ns());
+            return p;
+        }
+    }
+    void *base;
+    hm_status st;
+    while (HM_FAILED(st = hm_virtual_alloc_level(g.m, NULL, n, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, g.level, &base)))
+        if (st != HM_E_COMMITMENT_LIMIT || !unkeep(UINT64_MAX)) { /* (kept arenas go back before a refusal) */
+            bump(&g.arenas_refused);
+            return NULL; /* pymalloc serves the request from RAW instead */
+        }
+    if (atomic_load_explicit(&g.credit, memory_order_relaxed)) atomic_store_explicit(&g.credit, 0, memory_order_relaxed);
+    arena_taken(n);
     return base;
 }
 
 static void arena_free(void *ctx, void *p, size_t n)
 {
     (void)ctx;
-    if (tenant() && HM_SUCCEEDED(hm_virtual_free(g.m, p, 0, HM_MEM_RELEASE)))
-        atomic_fetch_sub_explicit(&g.arena_bytes, n, memory_order_relaxed);
+    if (!tenant()) return;
+    atomic_fetch_sub_explicit(&g.arena_bytes, n, memory_order_relaxed);
+    uint64_t now = now_ns();
+    bool kept = false;
+    if (n == ARENA) {
+        pthread_mutex_lock(&g.keep_lock);
+        if (g.nkept < KEEP_MAX) {
+            g.kept[g.nkept].p = p;
+            g.kept[g.nkept++].t = now;
+            atomic_fetch_add_explicit(&g.kept_bytes, ARENA, memory_order_relaxed);
+            kept = true;
+        }
+        pthread_mutex_unlock(&g.keep_lock);
+    }
+    if (!kept) release(p);
+    expire(now);
+}
+
+static uint64_t held_arenas(void)
+{
+    return atomic_load_explicit(&g.arena_bytes, memory_order_relaxed) + atomic_load_explicit(&g.kept_bytes, memory_order_relaxed);
 }
 
 /* Runs on the main thread at a bytecode boundary, holding the GIL. */
@@ -166,12 +251,13 @@ static int collect_now(void *arg)
     hm_tenant *t = tenant();
     if (!t) return 0;
     hm_tenant_take_low(t);
-    uint64_t a0 = atomic_load_explicit(&g.arena_bytes, memory_order_relaxed);
+    uint64_t a0 = held_arenas();
     uint64_t token = hm_tenant_collect_begin(t);
     int was = PyGC_Enable(); /* PyGC_Collect does nothing while gc is disabled */
     PyGC_Collect();
     if (!was) PyGC_Disable();
-    uint64_t a1 = atomic_load_explicit(&g.arena_bytes, memory_order_relaxed);
+    unkeep(UINT64_MAX);
+    uint64_t a1 = held_arenas();
     /* the token is what the runtime holds: fold in the arenas the collection released (or took) */
     if (a0 > a1) {
         atomic_fetch_add_explicit(&g.arena_collected, a0 - a1, memory_order_relaxed);
@@ -265,14 +351,25 @@ hm_status hm_python_uninstall(void)
     return HM_OK;
 }
 
+hm_status hm_python_trim(void)
+{
+    hm_tenant *t = tenant();
+    if (!t) {
+        hm_detail_set("python: not installed");
+        return HM_E_HOST_INVALIDOPERATION;
+    }
+    unkeep(UINT64_MAX);
+    return hm_heap_trim(hm_tenant_heap(t));
+}
+
 #define LOAD(x) atomic_load_explicit(&g.x, memory_order_relaxed)
 
 hm_status hm_python_get_stats(hm_python_stats *out)
 {
     if (!out) return HM_E_POINTER;
     if (!g.installed) return HM_E_HOST_INVALIDOPERATION;
-    *out = (hm_python_stats){LOAD(arena_bytes), LOAD(arena_peak), LOAD(arenas), LOAD(arenas_refused), LOAD(windows),
-                             LOAD(grants), LOAD(asked), LOAD(ran), LOAD(arena_collected)};
+    *out = (hm_python_stats){LOAD(arena_bytes), LOAD(arena_peak), LOAD(kept_bytes), LOAD(arenas), LOAD(arenas_refused),
+                             LOAD(windows), LOAD(grants), LOAD(asked), LOAD(ran), LOAD(arena_collected)};
     return HM_OK;
 }
 
@@ -283,9 +380,9 @@ size_t hm_python_report(char *buf, size_t cap)
     if (HM_FAILED(hm_python_get_stats(&s))) return 0;
     const double mib = 1024.0 * 1024.0;
     int n = snprintf(buf, cap,
-                     "  python: arenas %.1f MiB (peak %.1f MiB), %" PRIu64 " taken, %" PRIu64 " refused; collections asked %" PRIu64
+                     "  python: arenas %.1f MiB (peak %.1f MiB, %.1f MiB kept for reuse), %" PRIu64 " taken, %" PRIu64 " refused; collections asked %" PRIu64
                      ", run %" PRIu64 ", arenas released %.1f MiB; unwind windows %" PRIu64 ", small requests granted %" PRIu64 "\n",
-                     (double)s.arena_bytes / mib, (double)s.arena_peak / mib, s.arenas, s.arenas_refused, s.collections_asked,
+                     (double)s.arena_bytes / mib, (double)s.arena_peak / mib, (double)s.arena_kept / mib, s.arenas, s.arenas_refused, s.collections_asked,
                      s.collections_run, (double)s.arena_bytes_collected / mib, s.unwind_windows, s.unwind_grants);
     return n > 0 ? (size_t)n : 0;
 }

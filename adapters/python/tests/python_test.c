@@ -78,11 +78,11 @@ static hm_tenant_stats tstats(void)
     return s;
 }
 
-/* The charge once everything collectable is collected and the heap trimmed. */
+/* The charge once everything collectable is collected and given back. */
 static uint64_t settled_charge(void)
 {
     run_or_die("import gc; gc.collect()");
-    hm_heap_trim(hm_tenant_heap(hm_python_tenant()));
+    if (HM_FAILED(hm_python_trim())) exit(3); /* (the kept arenas and the heap's empty pages) */
     return tstats().charge;
 }
 
@@ -235,6 +235,7 @@ static void test_api(void **state)
     assert_int_equal(hm_python_get_stats(&s), HM_E_HOST_INVALIDOPERATION);
     assert_int_equal(hm_python_finalize(), -1);
     assert_int_equal(hm_python_uninstall(), HM_E_HOST_INVALIDOPERATION);
+    assert_int_equal(hm_python_trim(), HM_E_HOST_INVALIDOPERATION);
     char buf[16] = "x";
     assert_int_equal(hm_python_report(buf, sizeof buf), 0);
     assert_string_equal(buf, "");
@@ -263,6 +264,19 @@ static void test_api(void **state)
     assert_int_equal(hm_tenant_get_stats(t, &ts), HM_OK);
     assert_true(ts.charge >= s.arena_bytes + ts.live_bytes / 2); /* arenas and heap both charged */
     assert_int_equal(ts.bad_frees, 0);
+    /* emptied arenas are kept for reuse, charged, until trimmed (or 100 ms pass, or a refusal) */
+    assert_int_equal(PyRun_SimpleString("del x; import gc; gc.collect()"), 0);
+    assert_int_equal(hm_python_get_stats(&s), HM_OK);
+    assert_true(s.arena_kept >= 2 * 1024 * 1024);
+    uint64_t before = ts.charge;
+    assert_int_equal(hm_tenant_get_stats(t, &ts), HM_OK);
+    assert_true(ts.charge >= s.arena_kept); /* (charged) */
+    assert_int_equal(hm_python_trim(), HM_OK);
+    assert_int_equal(hm_python_get_stats(&s), HM_OK);
+    assert_int_equal(s.arena_kept, 0);
+    hm_tenant_stats after;
+    assert_int_equal(hm_tenant_get_stats(t, &after), HM_OK);
+    assert_true(after.charge + 2 * 1024 * 1024 <= ts.charge && after.charge < before);
     size_t n = hm_python_report(buf, sizeof buf);
     assert_true(n > sizeof buf && strlen(buf) == sizeof buf - 1);
     assert_int_equal(hm_python_finalize(), 0);

@@ -10,7 +10,11 @@
  *     512 bytes come from pymalloc's arenas, and the arena allocator (PyObject_SetArenaAllocator) is
  *     hostmem's: each arena (1 MiB in 3.11; the frames' data-stack chunks come through it too) is a
  *     hm_virtual_alloc_level(MEM_RESERVE|MEM_COMMIT) of the tenant's manager at the ordinary level,
- *     given back with hm_virtual_free(MEM_RELEASE) when pymalloc empties it. Larger requests, and
+ *     given back with hm_virtual_free(MEM_RELEASE) when pymalloc empties it: at once, or, for up to
+ *     64 arenas, after 100 ms unless pymalloc takes it again first (kept committed and charged, so
+ *     that a program that empties and refills arenas does not pay the kernel's page faults each
+ *     time, as mimalloc keeps its pages). A refusal, a collection on Low and hm_python_trim give the
+ *     kept arenas back at once: they never cause a MemoryError. Larger requests, and
  *     small ones when no arena can be had, pymalloc passes to the RAW domain: the tenant's heap.
  *     So every allocation is charged, and pymalloc's speed is kept for small objects. Where pymalloc
  *     is not in use (PYTHONMALLOC=malloc) MEM and OBJ go to the tenant's heap directly. Debug hooks
@@ -102,15 +106,20 @@ int hm_python_finalize(void);
 hm_status hm_python_uninstall(void);
 
 typedef struct hm_python_stats {
-    uint64_t arena_bytes, arena_peak; /* bytes of pymalloc's arenas (and data-stack chunks) now, at most */
-    uint64_t arenas;                  /* arena allocations admitted */
+    uint64_t arena_bytes, arena_peak; /* bytes of pymalloc's arenas (and data-stack chunks) in use now, at most */
+    uint64_t arena_kept;              /* bytes of empty arenas kept for reuse (charged) */
+    uint64_t arenas;                  /* arenas taken (admitted, or reused from those kept) */
     uint64_t arenas_refused;          /* refused by the budget (pymalloc then falls back to RAW) */
     uint64_t unwind_windows;          /* RAW refusals that opened the unwind window */
     uint64_t unwind_grants;           /* RAW requests admitted at the emergency level (the window, start-up) */
     uint64_t collections_asked;       /* pending calls scheduled on Low */
     uint64_t collections_run;         /* of which the main thread ran */
-    uint64_t arena_bytes_collected;   /* arena bytes those collections released, summed */
+    uint64_t arena_bytes_collected;   /* arena bytes those collections released (kept ones too), summed */
 } hm_python_stats;
+
+/* Gives back now the arenas kept for reuse and the tenant's heap's empty pages (any thread).
+ * HM_E_HOST_INVALIDOPERATION when not installed. */
+hm_status hm_python_trim(void);
 
 /* HM_E_POINTER for NULL; HM_E_HOST_INVALIDOPERATION when not installed. */
 hm_status hm_python_get_stats(hm_python_stats *out);
