@@ -14,8 +14,8 @@
  *     64 arenas, after 100 ms unless pymalloc takes it again first (kept committed and charged, so
  *     that a program that empties and refills arenas does not pay the kernel's page faults each
  *     time, as mimalloc keeps its pages). A refusal, a collection on Low and hm_python_trim give the
- *     kept arenas back at once: they never cause a MemoryError. Larger requests, and
- *     small ones when no arena can be had, pymalloc passes to the RAW domain: the tenant's heap.
+ *     kept arenas back at once: they never cause a MemoryError. Larger requests,
+ *     and small ones when no arena can be had, pymalloc passes to the RAW domain: the tenant's heap.
  *     So every allocation is charged, and pymalloc's speed is kept for small objects. Where pymalloc
  *     is not in use (PYTHONMALLOC=malloc) MEM and OBJ go to the tenant's heap directly. Debug hooks
  *     (PYTHONMALLOC=pymalloc_debug, malloc_debug) are refused: they would wrap an uncharged malloc.
@@ -37,8 +37,8 @@
  * hooks (an arena, or a RAW request: on whichever thread makes it) sees the flag and queues a
  * collection with Py_AddPendingCall; the main thread runs it at its next bytecode boundary, holding
  * the GIL: a full collection (PyGC_Collect, even under gc.disable(), which only stops the automatic
- * ones; a full collection also empties CPython's free lists), after which pymalloc has released the
- * arenas it emptied, and the tenant's heap is trimmed (hm_tenant_collect_begin/end: the report counts
+ * ones; a full collection also empties CPython's free lists), after which the arenas pymalloc
+ * emptied and the kept ones go back, and the tenant's heap is trimmed (hm_tenant_collect_begin/end: the report counts
  * the collection, and what it gave back counts both the heap's live bytes and the arenas released).
  * Why not queue from the notification thread: in 3.11, Py_AddPendingCall from a thread other than the
  * main one does not set the interpreter's eval breaker (the main thread would see the call only at
@@ -61,7 +61,8 @@
  *
  * Known fragilities of CPython 3.11 under exhaustion, which no budget policy removes: a MemoryError
  * inside threading.Thread's bootstrap (a thread started while others hold the budget) can leave
- * Thread.start() waiting for ever; a refusal during start-up aborts (above). */
+ * Thread.start() waiting for ever; a refusal during start-up, even at the emergency level, aborts
+ * (above). */
 #ifndef HOSTMEM_PYTHON_H
 #define HOSTMEM_PYTHON_H
 
