@@ -540,6 +540,13 @@ static void until_state(log_t *l, int n, int s)
     if (got != n || last != s) fail_msg("expected %d deliveries ending in %d, got %d ending in %d", n, s, got, last);
 }
 
+static void until_last(log_t *l, int s)
+{
+    int got = 0, last = 0;
+    for (int i = 0; i < 3000 && (last = last_of(l, &got)) != s; i++) sleep_ms(1);
+    if (last != s) fail_msg("expected the last delivery to be %d, it is %d (of %d)", s, last, got);
+}
+
 /* The parent turning Low reaches its children (their callbacks run); they come back when it does;
  * a child's own Low stays its own. */
 static void test_notifications(void **state)
@@ -587,6 +594,20 @@ static void test_notifications(void **state)
     until_state(&lg, 4, HM_MEMORY_HIGH);
     destroy(g);
     destroy(c);
+    /* a child's charge moves its parent's state: the parent turns Low with no refusal, and the child
+     * with it (its own band, at 88% of notify.high=95, is only Neutral) */
+    hm_manager *d = child(p, "notify.low=40,notify.high=95");
+    log_t ld = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
+    assert_int_equal(hm_manager_register_notification(d, record, &ld), HM_OK);
+    char *da = reserve(d, 1024 * K);
+    commit_ok(d, da, 900 * K, HM_LEVEL_PROCESS);
+    until_state(&lp, 5, HM_MEMORY_LOW);
+    until_last(&ld, HM_MEMORY_LOW); /* (Neutral first, its own band, if it was evaluated first) */
+    assert_int_equal(stats(p).refused[2] + stats(d).refused[2], 0);
+    decommit_ok(d, da, 900 * K);
+    until_state(&lp, 6, HM_MEMORY_HIGH);
+    until_last(&ld, HM_MEMORY_HIGH);
+    destroy(d);
     destroy(p);
     check_books();
 }

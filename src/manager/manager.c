@@ -3,7 +3,6 @@
 #include "manager.h"
 
 #include <pthread.h>
-#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +18,6 @@ static hm_manager default_manager;
 static hm_status default_status;
 static char default_error[256];   /* why the default manager could not start */
 static pthread_once_t default_once = PTHREAD_ONCE_INIT;
-
-_Static_assert(offsetof(hm_manager, acct) == 0, "hm_manager_of: the account is the manager's first member");
 
 /* Options from HOSTMEM_OPTIONS and then `options`, resolved and checked; err names the culprit. */
 static hm_status parse(hm_options *o, const char *options, char *err, size_t errlen)

@@ -89,8 +89,6 @@ void hm_nest_memory_returned(hm_manager *m);
 void hm_nest_waiting(hm_manager *m, int delta);
 /* Shuts down every descendant of m (m already left RUNNING). */
 void hm_nest_shutdown_below(hm_manager *m);
-/* The manager of an account (acct is a manager's first member). */
-static inline hm_manager *hm_manager_of(hm_account *a) { return (hm_manager *)(void *)a; }
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure
  * (HOSTMEM_OPTIONS invalid, page size refused) NULL with *st set. */
