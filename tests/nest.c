@@ -3,7 +3,8 @@
  * three levels, heaps of a child charging its parents, limit=N% of the parent, bad options, memory
  * states reaching children, waiters woken by a sibling's release, destroy and shutdown rules, the
  * default manager as a parent, and two threads in two children racing for the parent's last pages
- * with no manager ever over its limit. Every charge goes back to 0. */
+ * with no manager ever over its limit (through the map, and on the accounts alone). Every charge goes
+ * back to 0. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
@@ -15,6 +16,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "vmap/account.h"
 #include "vmap/vmap.h"
 
 #define K ((uint64_t)1024)
@@ -717,6 +719,90 @@ static void test_race_for_parent(void **state)
     check_books();
 }
 
+/* The accounts alone (src/vmap/account.h), where nothing serialises the threads (the map's lock
+ * does, above): four threads charge and give back pages in two children of one parent and one
+ * grandchild, as fast as they can; a sampler never sees an account over its threshold, and every
+ * account ends at 0 with granted and refused adding up. */
+#define ACCT_ITERS 200000
+
+static hm_account acc_parent, acc_kid[2], acc_grand;
+
+typedef struct acct_racer {
+    hm_account *a;
+    unsigned seed;
+    uint64_t held, granted, refused;
+} acct_racer;
+
+static atomic_bool acct_stop;
+
+static void *acct_race(void *arg)
+{
+    acct_racer *r = arg;
+    for (int i = 0; i < ACCT_ITERS; i++) {
+        r->seed = r->seed * 1103515245u + 12345u;
+        if (((r->seed >> 16) & 3) != 0 || !r->held) {
+            if (hm_account_admit(r->a, PG, 2)) r->held++, r->granted++;
+            else r->refused++;
+        } else {
+            hm_account_uncharge(r->a, PG);
+            r->held--;
+        }
+    }
+    hm_account_uncharge(r->a, r->held * PG);
+    return NULL;
+}
+
+static void *acct_sample(void *arg)
+{
+    atomic_int *over = arg;
+    while (!atomic_load(&acct_stop)) {
+        if (atomic_load(&acc_parent.charge) > acc_parent.threshold[2]) atomic_fetch_add(over, 1);
+        for (int k = 0; k < 2; k++)
+            if (atomic_load(&acc_kid[k].charge) > acc_kid[k].threshold[2]) atomic_fetch_add(over, 1);
+        if (atomic_load(&acc_grand.charge) > acc_grand.threshold[2]) atomic_fetch_add(over, 1);
+    }
+    return NULL;
+}
+
+static void test_account_race(void **state)
+{
+    (void)state;
+    for (int l = 0; l < 3; l++) {
+        acc_parent.threshold[l] = 24 * PG;
+        acc_kid[0].threshold[l] = acc_kid[1].threshold[l] = 16 * PG;
+        acc_grand.threshold[l] = 12 * PG;
+    }
+    acc_parent.va_limit = acc_kid[0].va_limit = acc_kid[1].va_limit = acc_grand.va_limit = UINT64_MAX;
+    acc_kid[0].parent = acc_kid[1].parent = &acc_parent;
+    acc_grand.parent = &acc_kid[1];
+    acct_racer r[4] = {{&acc_kid[0], 1, 0, 0, 0}, {&acc_kid[0], 2, 0, 0, 0}, {&acc_kid[1], 3, 0, 0, 0}, {&acc_grand, 4, 0, 0, 0}};
+    atomic_int over = 0;
+    pthread_t t[4], ts;
+    assert_int_equal(pthread_create(&ts, NULL, acct_sample, &over), 0);
+    for (int i = 0; i < 4; i++) assert_int_equal(pthread_create(&t[i], NULL, acct_race, &r[i]), 0);
+    for (int i = 0; i < 4; i++) pthread_join(t[i], NULL);
+    atomic_store(&acct_stop, true);
+    pthread_join(ts, NULL);
+    assert_int_equal(atomic_load(&over), 0);
+    assert_int_equal(atomic_load(&acc_parent.charge), 0);
+    assert_int_equal(atomic_load(&acc_parent.nested), 0);
+    assert_int_equal(atomic_load(&acc_kid[0].charge), 0);
+    assert_int_equal(atomic_load(&acc_kid[1].charge), 0);
+    assert_int_equal(atomic_load(&acc_kid[1].nested), 0);
+    assert_int_equal(atomic_load(&acc_grand.charge), 0);
+    assert_true(atomic_load(&acc_parent.peak) <= 24 * PG);
+    assert_true(atomic_load(&acc_grand.peak) <= 12 * PG);
+    uint64_t granted = 0, refused = 0;
+    for (int i = 0; i < 4; i++) granted += r[i].granted, refused += r[i].refused;
+    uint64_t g = atomic_load(&acc_kid[0].granted[2]) + atomic_load(&acc_kid[1].granted[2]) + atomic_load(&acc_grand.granted[2]);
+    uint64_t f = atomic_load(&acc_kid[0].refused[2]) + atomic_load(&acc_kid[1].refused[2]) + atomic_load(&acc_grand.refused[2]);
+    assert_int_equal(g, granted);
+    assert_int_equal(f, refused);
+    assert_true(refused > 0); /* the budgets were contended */
+    assert_true(atomic_load(&acc_kid[0].refused_up[2]) + atomic_load(&acc_grand.refused_up[2]) > 0);
+    assert_int_equal(atomic_load(&acc_parent.granted[2]) + atomic_load(&acc_parent.refused[2]), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -730,6 +816,7 @@ int main(void)
         cmocka_unit_test(test_waiter_woken_by_sibling),
         cmocka_unit_test(test_notifications),
         cmocka_unit_test(test_race_for_parent),
+        cmocka_unit_test(test_account_race),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
