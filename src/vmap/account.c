@@ -2,7 +2,8 @@
  * ancestors, taken only by accounts that have a parent. */
 #include "account.h"
 
-_Thread_local hm_account *hm_account_refuser;
+/* initial-exec, as hm_account_unwinding: the drop-in malloc must not reach __tls_get_addr */
+_Thread_local hm_account *hm_account_refuser __attribute__((tls_model("initial-exec")));
 
 /* Each ancestor takes the bytes in turn, nearest first; on a refusal the ones that took them, and a,
  * give them back (so no charge of the chain passed its threshold at any moment, and nothing stays

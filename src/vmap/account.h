@@ -49,7 +49,7 @@ extern _Thread_local bool hm_account_unwinding __attribute__((tls_model("initial
 
 /* The account whose budget refused this thread's last refused request (an ancestor of the account
  * asked, or that account itself); set on refusal only. */
-extern _Thread_local hm_account *hm_account_refuser;
+extern _Thread_local hm_account *hm_account_refuser __attribute__((tls_model("initial-exec")));
 
 /* Charges `bytes` to a alone if its level-lv threshold allows it; *now: the charge it made. */
 static inline bool hm_account_take(hm_account *a, uint64_t bytes, unsigned lv, uint64_t *now)
