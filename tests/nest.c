@@ -604,7 +604,12 @@ static void test_notifications(void **state)
     char *da = reserve(d, 1024 * K);
     commit_ok(d, da, 900 * K, HM_LEVEL_PROCESS);
     until_state(&lp, 5, HM_MEMORY_LOW);
-    until_last(&ld, HM_MEMORY_LOW); /* (Neutral first, its own band, if it was evaluated first) */
+    until_last(&ld, HM_MEMORY_LOW);
+    int nd = 0;
+    (void)last_of(&ld, &nd);
+    /* straight to Low (its parent's state goes first), unless its own sampling thread evaluated it
+     * between the charge and the push down (Neutral first then: a window of microseconds) */
+    assert_true(nd == 1 || (nd == 2 && ld.states[0] == HM_MEMORY_NEUTRAL));
     assert_int_equal(stats(p).refused[2] + stats(d).refused[2], 0);
     decommit_ok(d, da, 900 * K);
     until_state(&lp, 6, HM_MEMORY_HIGH);

@@ -168,21 +168,38 @@ void hm_notify_inherit(hm_manager *m, int s)
 
 /* The band from the load now (the worse of the own and the system's, Low < Neutral < High); on a
  * crossing, the state follows it. Two compares and no lock when nothing crosses. */
-static void evaluate(hm_manager *m)
+static int band_now(hm_manager *m)
 {
     hm_notifier *n = &m->notify;
     uint64_t c = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
     int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
     int sys = atomic_load_explicit(&n->system_band, memory_order_relaxed);
-    int band = own < sys ? own : sys;
+    return own < sys ? own : sys;
+}
+
+static void evaluate(hm_manager *m)
+{
+    int band = band_now(m);
     int old = atomic_load_explicit(&m->notify.band, memory_order_relaxed);
     if (band == old || !atomic_compare_exchange_strong(&m->notify.band, &old, band)) return;
     move_state(m, band, true);
 }
 
-/* A child's charge is part of every ancestor's: their bands move with it. */
+/* The ancestors whose band gets worse, outermost first (nest.c pushes each change down). */
+static void worse_first(hm_manager *p)
+{
+    if (p->parent) worse_first(p->parent);
+    if (band_now(p) < atomic_load_explicit(&p->notify.band, memory_order_relaxed)) evaluate(p);
+}
+
+/* A child's charge is part of every ancestor's: their bands move with it. A charge moves the whole
+ * chain the same way, and the order keeps a child from passing through a state of its own that its
+ * ancestors' already overrides: on the way up the ancestors that turn worse go first (the child goes
+ * straight to their Low), on the way down the child goes first (it stays Low under them until they
+ * come back). */
 void hm_notify_charge_changed(hm_manager *m)
 {
+    if (m->parent) worse_first(m->parent);
     evaluate(m);
     for (hm_manager *p = m->parent; p; p = p->parent) evaluate(p);
 }
