@@ -23,15 +23,18 @@ run: deps
 
 # what the drop-in malloc's tests run on it (tests/dropin, tests/programs)
 DROPIN_PACKAGES = g++ valgrind python3 sqlite3 lua5.4 git redis-server redis-tools libpython3.11-testsuite
+# the runtimes the adapters host (adapters/, tests of hostmem/lua.h, sqlite.h, python.h)
+HOSTED_PACKAGES = liblua5.4-dev libsqlite3-dev python3-dev
 
 test: deps
-	@HM_EXTRA_PACKAGES="$(DROPIN_PACKAGES)" ./scripts/deps.sh
+	@HM_EXTRA_PACKAGES="$(DROPIN_PACKAGES) $(HOSTED_PACKAGES)" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/asan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=address,undefined -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/asan -j $(JOBS)
 	ctest --test-dir $(BUILD)/asan --output-on-failure -j $(JOBS) --timeout 600
 	@./$(BUILD)/asan/hostmem info | grep 'write watch' | sed 's/^/tested with /'
 
 tsan: deps
+	@HM_EXTRA_PACKAGES="$(HOSTED_PACKAGES)" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/tsan -DCMAKE_BUILD_TYPE=Debug -DHM_SANITIZE=thread -DHM_BUILD_BENCH=OFF >/dev/null
 	cmake --build $(BUILD)/tsan -j $(JOBS)
 	ctest --test-dir $(BUILD)/tsan --output-on-failure -L threads --timeout 600
@@ -44,7 +47,7 @@ fuzz:
 	FUZZ_FLAGS="$(FUZZ_FLAGS)" ./scripts/fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
 
 bench:
-	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 valgrind time python3 lua5.4 sqlite3 redis-server redis-tools" ./scripts/deps.sh
+	@HM_EXTRA_PACKAGES="libjemalloc2 libmimalloc2.0 libtcmalloc-minimal4 valgrind time python3 lua5.4 sqlite3 redis-server redis-tools $(HOSTED_PACKAGES)" ./scripts/deps.sh
 	cmake -S . -B $(BUILD)/release -DCMAKE_BUILD_TYPE=Release -DHM_BUILD_TESTS=OFF -DHM_BUILD_BENCH=ON >/dev/null
 	cmake --build $(BUILD)/release -j $(JOBS)
 	./$(BUILD)/release/bench/bench_vm

@@ -211,6 +211,7 @@ static void test_block_index(void **state)
         /* a medium class's span holds whole blocks exactly (heap.h) */
         assert_int_equal(hm_heap_class_span[cls] * HM_HPAGE_SIZE % bs, bs > HM_SMALL_MAX ? 0 : HM_HPAGE_SIZE % bs);
         if (bs > HM_SMALL_MAX) continue; /* (its index is a division: hm_page_block_index) */
+        assert_int_equal(hm_heap_class_inv[cls], inv); /* (the allocation fast path's table) */
         for (uintptr_t off = 0; off < HM_HPAGE_SIZE; off++)
             if (hm_heap_block_index(off, inv) != off / bs) fail_msg("class %u (%u B): offset %lu", cls, bs, (unsigned long)off);
     }

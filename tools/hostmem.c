@@ -8,6 +8,7 @@
  *   hostmem run    a program on the drop-in malloc under options, with a report at its exit (run.c) */
 #include <hostmem/hostmem.h>
 
+#include "host.h"
 #include "run.h"
 #include "simulate.h"
 
@@ -162,7 +163,9 @@ static void usage(FILE *f)
                "  map    reserve, commit and protect a demonstration layout and print its region map\n"
                "  info   show the system as hostmem sees it\n"
                "  run [-o OPTIONS] [--report FILE] [--report-format text|json] -- PROGRAM [ARGS...]\n"
-               "         run PROGRAM with hostmem as its malloc under OPTIONS; a report at its exit\n");
+               "         run PROGRAM with hostmem as its malloc under OPTIONS; a report at its exit\n"
+               "  host lua|sqlite|python [-o OPTIONS] [--report FILE] [--plot FILE.svg] [--db FILE] SCRIPT [ARGS...]\n"
+               "         run a script on a Lua, SQLite or CPython runtime hosted by hostmem under OPTIONS; a report at the end\n");
 }
 
 static int cmd_simulate(int argc, char **argv)
@@ -199,6 +202,7 @@ int main(int argc, char **argv)
     if (!strcmp(cmd, "map")) return cmd_map();
     if (!strcmp(cmd, "info")) return cmd_info();
     if (!strcmp(cmd, "run")) return hm_run(argc, argv);
+    if (!strcmp(cmd, "host")) return hm_host(argc, argv);
     if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
         usage(stdout);
         return 0;

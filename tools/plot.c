@@ -63,7 +63,7 @@ int hm_plot_write(const char *timeline, const char *svg, const char *title)
 #define Y(v) (T + ph - (v) / ymax * ph)
     fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%.0f' height='%.0f' font-family='sans-serif' "
                "font-size='12'>\n<rect width='100%%' height='100%%' fill='white'/>\n", W, H);
-    fprintf(f, "<text x='%.0f' y='22' font-size='15'>hostmem run: ", L);
+    fprintf(f, "<text x='%.0f' y='22' font-size='15'>hostmem ", L);
     for (const char *s = title; *s; s++) { /* (escaped for XML) */
         if (*s == '<') fputs("&lt;", f);
         else if (*s == '>') fputs("&gt;", f);

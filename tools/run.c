@@ -152,7 +152,9 @@ static void finish(const char *dir, const char *file, bool json, unsigned sites,
     free(text);
     if (plot) {
         snprintf(path, sizeof path, "%s/timeline", dir);
-        if (hm_plot_write(path, plot, prog) != 0) fprintf(stderr, "hostmem run: --plot: cannot write %s\n", plot);
+        char title[PATH_MAX + 8];
+        snprintf(title, sizeof title, "run: %s", prog);
+        if (hm_plot_write(path, plot, title) != 0) fprintf(stderr, "hostmem run: --plot: cannot write %s\n", plot);
     }
 }
 

@@ -42,6 +42,7 @@ static inline unsigned hm_heap_class_of(size_t size)
 extern const uint32_t hm_heap_class_sizes[HM_NCLASS];
 static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_sizes[cls]; }
 extern const uint8_t hm_heap_class_span[HM_NCLASS];
+extern const uint32_t hm_heap_class_inv[HM_NSMALL];
 
 /* The index of the block at offset off of a page of block size bs, with inv = ceil(2^32 / bs):
  * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
@@ -362,9 +363,11 @@ static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
     uintptr_t b = bin->slot[--n];
     bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
     atomic_store_explicit(&bin->n, n, memory_order_relaxed);
-    hm_hpage *pg = (hm_hpage *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((b >> 9) & 0x1f80));
-    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv);
-    _Atomic uint64_t *w = pg->live + i / 64;
+    /* the live word from the address and the class alone (the segment's live[page][i / 64]): the
+     * page's record is not read */
+    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), hm_heap_class_inv[cls]);
+    _Atomic uint64_t *w = (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) +
+                                               ((b >> 16) & (HM_SEG_PAGES - 1)) * sizeof(((hm_segment *)0)->live[0]) + i / 64 * 8);
     atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
     return b;
 }
