@@ -49,4 +49,14 @@ grep -q "^tenant" err && fail "--report: the report went to stderr too"
 grep -q "<svg" p.svg || fail "--plot: no SVG"
 "$hostmem" host "$rt" --report r.json --report-format json "$script" >out 2>err || fail "json report: status $?"
 grep -q "\"name\":\"$rt\"" r.json || fail "--report-format json: no JSON"
+if [ "$rt" = sqlite ]; then # the database file of --db: written, and there for the next run
+  rm -f t.db
+  "$hostmem" host sqlite --db t.db "$script" >out 2>err || fail "--db t.db: status $?"
+  "$hostmem" host sqlite --db t.db "$script" >out 2>err; rc=$?
+  [ $rc = 1 ] && grep -q "already exists" err || fail "--db t.db a second time: status $rc, no 'already exists'"
+  "$hostmem" host sqlite "$script" --db x.db >out 2>err; rc=$?
+  [ $rc = 2 ] && grep -q "takes no arguments" err || fail "arguments after an SQL script: status $rc, not 2"
+  "$hostmem" host sqlite --db >out 2>err; rc=$?
+  [ $rc = 2 ] || fail "--db without a file: status $rc, not 2"
+fi
 echo "ok: hostmem host $rt"
