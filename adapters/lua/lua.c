@@ -32,8 +32,8 @@ static void *l_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         s->armed = false;
         if (ptr == s->r_ptr && osize == s->r_osize && nsize == s->r_nsize) level = hm_tenant_emergency_level(s->t);
     }
-    /* (when ptr is NULL, osize is the kind of object: hm_tenant_realloc(NULL) allocates) */
-    void *q = hm_tenant_realloc(s->t, ptr, nsize, level);
+    /* (when ptr is NULL, osize is the kind of object, not a size) */
+    void *q = ptr ? hm_tenant_realloc(s->t, ptr, nsize, level) : hm_tenant_alloc(s->t, nsize, level);
     if (!q) {
         s->armed = true;
         s->r_ptr = ptr;
