@@ -1,6 +1,7 @@
 /* lua.h — Lua 5.4 hosted by hostmem: a lua_State whose every allocation comes from a tenant
- * (hostmem/tenant.h). Library hostmem_lua (adapters/lua/), linked only by programs that want it;
- * include <lua.h> from Lua 5.4 (pkg-config lua5.4).
+ * (hostmem/tenant.h). Library hostmem_lua (adapters/lua/; libhostmem_lua.a over libhostmem.a), linked
+ * only by programs that want it, so its functions are no HM_API of libhostmem; include <lua.h> from
+ * Lua 5.4 (pkg-config lua5.4).
  *
  *   lua_State *L;
  *   hm_lua_config c = {.name = "script", .options = "limit=64M,notify.high=80,reserve.process=1M",
@@ -56,22 +57,22 @@ typedef struct hm_lua_config {
  * bad option or level, hm_last_detail() naming it; HM_E_NOTIMPL for a parent until nested budgets
  * exist), HM_E_OUTOFMEMORY when the budget cannot hold even an empty state (the tenant is destroyed
  * again). The standard libraries are not opened (luaL_openlibs(L) if wanted). */
-HM_API hm_status hm_lua_open(const hm_lua_config *cfg, lua_State **L);
+hm_status hm_lua_open(const hm_lua_config *cfg, lua_State **L);
 /* A new state on an existing tenant t, which the caller keeps and destroys after closing the state
  * (hm_lua_close leaves it); the levels are the tenant's. hook_count as in hm_lua_config. Statuses:
  * HM_E_POINTER (t or L NULL), HM_E_OUTOFMEMORY (as above). */
-HM_API hm_status hm_lua_newstate(hm_tenant *t, int hook_count, lua_State **L);
+hm_status hm_lua_newstate(hm_tenant *t, int hook_count, lua_State **L);
 /* Closes a state made by hm_lua_open or hm_lua_newstate, and destroys its tenant if hm_lua_open made
  * it. HM_E_POINTER: L is NULL or not such a state (nothing is done); else the tenant's destroy status. */
-HM_API hm_status hm_lua_close(lua_State *L);
+hm_status hm_lua_close(lua_State *L);
 /* The tenant of a state made here; NULL for any other state (or NULL). */
-HM_API hm_tenant *hm_lua_tenant(lua_State *L);
+hm_tenant *hm_lua_tenant(lua_State *L);
 
 /* From the state's own thread, never inside the allocator or a finaliser: if the tenant's Low flag is
  * up, takes it and runs hm_lua_collect; returns whether it collected. */
-HM_API bool hm_lua_poll(lua_State *L);
+bool hm_lua_poll(lua_State *L);
 /* A full collection now (lua_gc LUA_GCCOLLECT), accounted in the tenant's report, the heap trimmed. */
-HM_API void hm_lua_collect(lua_State *L);
+void hm_lua_collect(lua_State *L);
 
 #ifdef __cplusplus
 }

@@ -1,6 +1,7 @@
 /* sqlite.h — SQLite 3 hosted by hostmem: every allocation of the process's SQLite from a tenant
- * (hostmem/tenant.h). Library hostmem_sqlite (adapters/sqlite/), linked only by programs that want it;
- * include <sqlite3.h> (pkg-config sqlite3).
+ * (hostmem/tenant.h). Library hostmem_sqlite (adapters/sqlite/; libhostmem_sqlite.a over libhostmem.a),
+ * linked only by programs that want it, so its functions are no HM_API of libhostmem; include
+ * <sqlite3.h> (pkg-config sqlite3).
  *
  *   hm_sqlite_config c = {.options = "limit=64M,notify.high=80", .level = HM_LEVEL_TASK};
  *   if (HM_FAILED(hm_sqlite_install(&c))) ...;  // before sqlite3_initialize / the first sqlite3_open
@@ -54,27 +55,27 @@ typedef struct hm_sqlite_config {
  * HM_E_NOTIMPL for a parent until nested budgets exist); HM_E_HOST_INVALIDOPERATION when SQLite is
  * already initialised (sqlite3_config said SQLITE_MISUSE: install before the first sqlite3_open, or
  * after sqlite3_shutdown) or an adapter is already installed. On failure nothing changed. */
-HM_API hm_status hm_sqlite_install(const hm_sqlite_config *cfg);
+hm_status hm_sqlite_install(const hm_sqlite_config *cfg);
 /* The same on an existing tenant t (its level), which the caller keeps and destroys after
  * hm_sqlite_uninstall. HM_E_POINTER: t is NULL. */
-HM_API hm_status hm_sqlite_install_tenant(hm_tenant *t);
+hm_status hm_sqlite_install_tenant(hm_tenant *t);
 /* Shuts SQLite down (sqlite3_shutdown), puts back the allocator it had before the install, and
  * destroys the tenant if hm_sqlite_install made it. Every connection must be closed first.
  * HM_E_HOST_INVALIDOPERATION: nothing installed, a watched connection is still open, or SQLite still
  * held memory after its shutdown (a connection left open: the adapter stays installed). */
-HM_API hm_status hm_sqlite_uninstall(void);
+hm_status hm_sqlite_uninstall(void);
 /* The installed tenant, or NULL. */
-HM_API hm_tenant *hm_sqlite_tenant(void);
+hm_tenant *hm_sqlite_tenant(void);
 
 /* Watch db: release its cache's memory when the tenant turns Low (above). Watching a watched
  * connection again is HM_OK. HM_E_POINTER: db NULL; HM_E_HOST_INVALIDOPERATION: nothing installed;
  * HM_E_OUTOFMEMORY: no memory for the watch (the budget refused registering hostmem_charge()). */
-HM_API hm_status hm_sqlite_watch(sqlite3 *db);
+hm_status hm_sqlite_watch(sqlite3 *db);
 /* Stop watching db (closing it does this too). HM_E_POINTER: db NULL; HM_E_INVALIDARG: not watched. */
-HM_API hm_status hm_sqlite_unwatch(sqlite3 *db);
+hm_status hm_sqlite_unwatch(sqlite3 *db);
 /* From a thread that may use the watched connections, between statements: releases the memory of the
  * connections a Low left pending. Returns how many it released (0 when none was pending). */
-HM_API int hm_sqlite_poll(void);
+int hm_sqlite_poll(void);
 
 #ifdef __cplusplus
 }

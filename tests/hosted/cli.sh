@@ -49,6 +49,11 @@ grep -q "^tenant" err && fail "--report: the report went to stderr too"
 grep -q "<svg" p.svg || fail "--plot: no SVG"
 "$hostmem" host "$rt" --report r.json --report-format json "$script" >out 2>err || fail "json report: status $?"
 grep -q "\"name\":\"$rt\"" r.json || fail "--report-format json: no JSON"
+if [ "$rt" = lua ]; then # a script that ends the process itself: its status, and the report all the same
+  echo "print('bye') os.exit(3)" >exit.lua
+  "$hostmem" host lua exit.lua >out 2>err; rc=$?
+  [ $rc = 3 ] && grep -q bye out && grep -q "^tenant lua: limit" err || fail "os.exit(3): status $rc, or no report"
+fi
 if [ "$rt" = sqlite ]; then # the database file of --db: written, and there for the next run
   rm -f t.db
   "$hostmem" host sqlite --db t.db "$script" >out 2>err || fail "--db t.db: status $?"
