@@ -35,6 +35,16 @@ static int pmain(lua_State *L)
     return 0;
 }
 
+/* The error's text, as the lua command gives it: a string, its __tostring, or its type. (Lua calls no
+ * handler for a memory error: its message stays "not enough memory".) */
+static int msghandler(lua_State *L)
+{
+    if (lua_tostring(L, 1)) return 1;
+    if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING) return 1;
+    lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    return 1;
+}
+
 static int run(hm_tenant *t, const char *script, int argc, char **argv, void *state)
 {
     (void)state;
@@ -44,12 +54,13 @@ static int run(hm_tenant *t, const char *script, int argc, char **argv, void *st
         return 1;
     }
     job j = {script, argc, argv};
-    lua_pushcfunction(L, pmain); /* (cannot fail: the stack has room for a few values from the start) */
+    lua_pushcfunction(L, msghandler); /* (none of these allocates: a new state's stack has room) */
+    lua_pushcfunction(L, pmain);
     lua_pushlightuserdata(L, &j);
     int rc = 0;
-    if (lua_pcall(L, 1, 0, 0) != LUA_OK) {
+    if (lua_pcall(L, 1, 0, 1) != LUA_OK) {
         const char *msg = lua_tostring(L, -1);
-        fprintf(stderr, "hostmem host lua: %s\n", msg ? msg : "(an error object that is not a string)");
+        fprintf(stderr, "hostmem host lua: %s\n", msg ? msg : "(error object is not a string)");
         lua_pop(L, 1);
         rc = 1;
     }

@@ -53,6 +53,12 @@ if [ "$rt" = lua ]; then # a script that ends the process itself: its status, an
   echo "print('bye') os.exit(3)" >exit.lua
   "$hostmem" host lua exit.lua >out 2>err; rc=$?
   [ $rc = 3 ] && grep -q bye out && grep -q "^tenant lua: limit" err || fail "os.exit(3): status $rc, or no report"
+  echo 'error(setmetatable({}, {__tostring = function() return "custom error" end}))' >obj.lua
+  "$hostmem" host lua obj.lua >out 2>err; rc=$?
+  [ $rc = 1 ] && grep -q "hostmem host lua: custom error" err || fail "an error object with __tostring: status $rc"
+  echo 'error({})' >obj.lua
+  "$hostmem" host lua obj.lua >out 2>err; rc=$?
+  [ $rc = 1 ] && grep -q "error object is a table value" err || fail "an error table: status $rc"
 fi
 if [ "$rt" = sqlite ]; then # the database file of --db: written, and there for the next run
   rm -f t.db
