@@ -57,7 +57,8 @@ typedef struct hm_sqlite_config {
  * after sqlite3_shutdown) or an adapter is already installed. On failure nothing changed. */
 hm_status hm_sqlite_install(const hm_sqlite_config *cfg);
 /* The same on an existing tenant t (its level), which the caller keeps and destroys after
- * hm_sqlite_uninstall. HM_E_POINTER: t is NULL. */
+ * hm_sqlite_uninstall; until then the adapter owns t's on_low callback (hm_tenant_on_low).
+ * HM_E_POINTER: t is NULL. */
 hm_status hm_sqlite_install_tenant(hm_tenant *t);
 /* Shuts SQLite down (sqlite3_shutdown), puts back the allocator it had before the install, and
  * destroys the tenant if hm_sqlite_install made it. Every connection must be closed first.
