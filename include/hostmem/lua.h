@@ -54,8 +54,8 @@ typedef struct hm_lua_config {
 
 /* A new state on a new tenant. cfg NULL: name "lua", no options, task level, emergency at process
  * level, the default hook. Statuses: HM_E_POINTER (L NULL), hm_tenant_create's (HM_E_INVALIDARG for a
- * bad option or level, hm_last_detail() naming it; HM_E_NOTIMPL for a parent until nested budgets
- * exist), HM_E_OUTOFMEMORY when the budget cannot hold even an empty state (the tenant is destroyed
+ * bad option or level, hm_last_detail() naming it; with a parent, hm_manager_create_child's),
+ * HM_E_OUTOFMEMORY when the budget cannot hold even an empty state (the tenant is destroyed
  * again). The standard libraries are not opened (luaL_openlibs(L) if wanted). */
 hm_status hm_lua_open(const hm_lua_config *cfg, lua_State **L);
 /* A new state on an existing tenant t, which the caller keeps and destroys after closing the state

@@ -52,7 +52,7 @@ typedef struct hm_sqlite_config {
 
 /* Creates a tenant and makes it SQLite's allocator (cfg NULL: name "sqlite", no options, task level).
  * Statuses: hm_tenant_create's (HM_E_INVALIDARG for a bad option or level, hm_last_detail() naming it;
- * HM_E_NOTIMPL for a parent until nested budgets exist); HM_E_HOST_INVALIDOPERATION when SQLite is
+ * a parent's, hm_manager_create_child's); HM_E_HOST_INVALIDOPERATION when SQLite is
  * already initialised (sqlite3_config said SQLITE_MISUSE: install before the first sqlite3_open, or
  * after sqlite3_shutdown) or an adapter is already installed. On failure nothing changed. */
 hm_status hm_sqlite_install(const hm_sqlite_config *cfg);
