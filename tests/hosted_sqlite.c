@@ -128,10 +128,13 @@ static void test_install_rules(void **state)
     (void)state;
     assert_null(hm_sqlite_tenant());
     assert_int_equal(hm_sqlite_uninstall(), HM_E_HOST_INVALIDOPERATION);
+    assert_non_null(strstr(hm_last_detail(), "no tenant is installed"));
     /* SQLite initialised on its own allocator: too late */
     sqlite3 *db = open_db(":memory:");
     assert_int_equal(hm_sqlite_watch(db), HM_E_HOST_INVALIDOPERATION); /* nothing installed */
+    assert_non_null(strstr(hm_last_detail(), "hm_sqlite_install first"));
     assert_int_equal(hm_sqlite_install(NULL), HM_E_HOST_INVALIDOPERATION);
+    assert_non_null(strstr(hm_last_detail(), "SQLite is already initialised"));
     assert_null(hm_sqlite_tenant());
     sqlite3_close(db);
     assert_int_equal(sqlite3_shutdown(), SQLITE_OK);
@@ -147,6 +150,7 @@ static void test_install_rules(void **state)
     assert_int_equal(hm_sqlite_install(NULL), HM_OK);
     assert_string_equal(hm_tenant_name(hm_sqlite_tenant()), "sqlite");
     assert_int_equal(hm_sqlite_install(NULL), HM_E_HOST_INVALIDOPERATION);
+    assert_non_null(strstr(hm_last_detail(), "a tenant is already SQLite's allocator"));
     db = open_db(":memory:");
     assert_int_equal(hm_sqlite_watch(NULL), HM_E_POINTER);
     assert_int_equal(hm_sqlite_unwatch(NULL), HM_E_POINTER);
@@ -158,6 +162,7 @@ static void test_install_rules(void **state)
     assert_int_equal(exec_all(db, (const char *const[]){"SELECT hostmem_charge() > 0", NULL}, out, sizeof out), SQLITE_OK);
     assert_string_equal(out, "1\n");
     assert_int_equal(hm_sqlite_uninstall(), HM_E_HOST_INVALIDOPERATION); /* a watched connection is open */
+    assert_non_null(strstr(hm_last_detail(), "watched connections are open"));
     assert_int_equal(hm_sqlite_unwatch(db), HM_OK);
     assert_int_equal(hm_sqlite_unwatch(db), HM_E_INVALIDARG);
     assert_int_equal(hm_sqlite_watch(db), HM_OK);

@@ -60,7 +60,10 @@ static void hook(lua_State *L, lua_Debug *ar)
 static hm_status newstate(hm_lua *s, int hook_count, lua_State **L)
 {
     lua_State *st = lua_newstate(l_alloc, s);
-    if (!st) return HM_E_OUTOFMEMORY;
+    if (!st) {
+        hm_set_last_detail("lua_newstate: the tenant's budget cannot hold an empty Lua state");
+        return HM_E_OUTOFMEMORY;
+    }
     if (hook_count >= 0) lua_sethook(st, hook, LUA_MASKCOUNT, hook_count ? hook_count : HM_LUA_HOOK_DEFAULT);
     *L = st;
     return HM_OK;

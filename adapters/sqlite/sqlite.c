@@ -72,7 +72,8 @@ static hm_status install(hm_tenant *t, bool owns)
     pthread_mutex_lock(&g_lock);
     hm_status st = HM_E_HOST_INVALIDOPERATION;
     sqlite3_mem_methods prev;
-    if (!g_t && sqlite3_config(SQLITE_CONFIG_GETMALLOC, &prev) == SQLITE_OK) {
+    bool taken = g_t != NULL;
+    if (!taken && sqlite3_config(SQLITE_CONFIG_GETMALLOC, &prev) == SQLITE_OK) {
         g_t = t;
         g_level = hm_tenant_level(t);
         if (sqlite3_config(SQLITE_CONFIG_MALLOC, &methods) == SQLITE_OK) {
@@ -85,6 +86,10 @@ static hm_status install(hm_tenant *t, bool owns)
         }
     }
     pthread_mutex_unlock(&g_lock);
+    if (HM_FAILED(st))
+        hm_set_last_detail("hm_sqlite_install: %s", taken ? "a tenant is already SQLite's allocator (hm_sqlite_uninstall first)"
+                                                                   : "SQLite is already initialised (install before the first sqlite3_open or "
+                                                                     "sqlite3_initialize, or after sqlite3_shutdown)");
     return st;
 }
 
@@ -110,12 +115,16 @@ hm_status hm_sqlite_uninstall(void)
     bool owns = g_owns;
     if (!t || g_n) {
         pthread_mutex_unlock(&g_lock);
+        hm_set_last_detail("hm_sqlite_uninstall: %s", !t ? "no tenant is installed"
+                                                         : "watched connections are open (hm_sqlite_unwatch or close them first)");
         return HM_E_HOST_INVALIDOPERATION;
     }
     sqlite3_shutdown();
     hm_tenant_stats s;
     if (HM_FAILED(hm_tenant_get_stats(t, &s)) || s.live_bytes) { /* a connection is still open */
         pthread_mutex_unlock(&g_lock);
+        hm_set_last_detail("hm_sqlite_uninstall: SQLite still holds %llu bytes of the tenant's (a connection or "
+                           "statement is still open)", (unsigned long long)s.live_bytes);
         return HM_E_HOST_INVALIDOPERATION;
     }
     sqlite3_config(SQLITE_CONFIG_MALLOC, &g_prev); /* (cannot fail: SQLite is shut down) */
@@ -173,7 +182,10 @@ hm_status hm_sqlite_watch(sqlite3 *db)
     pthread_mutex_lock(&g_lock);
     bool installed = g_t != NULL, watched = find(db) < g_n;
     pthread_mutex_unlock(&g_lock);
-    if (!installed) return HM_E_HOST_INVALIDOPERATION;
+    if (!installed) {
+        hm_set_last_detail("hm_sqlite_watch: no tenant is SQLite's allocator (hm_sqlite_install first)");
+        return HM_E_HOST_INVALIDOPERATION;
+    }
     if (watched) return HM_OK;
     /* (on failure SQLite calls closed(db) at once: nothing is watched yet) */
     if (sqlite3_create_function_v2(db, "hostmem_charge", 0, SQLITE_UTF8, db, charge_fn, NULL, NULL, closed) != SQLITE_OK)

@@ -81,6 +81,10 @@ HM_API const char *hm_status_name(hm_status s);
 /* This thread's detail of its last failed call, naming the argument or the system call at fault
  * ("MEM_COMMIT: [0x7f.., 0x7f..) is not inside one reserved allocation"); "" if none yet. */
 HM_API const char *hm_last_detail(void);
+/* Sets this thread's detail (printf-style, at most 255 bytes kept): for layers over hostmem that
+ * fail for reasons of their own (the runtime adapters, hostmem/lua.h and the like), so that
+ * hm_last_detail() describes their failure rather than an older one. */
+HM_API void hm_set_last_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- constants (Windows values) ----------------------------------------------------------- */
 
