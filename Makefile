@@ -56,6 +56,7 @@ bench:
 	./$(BUILD)/release/bench/bench_alloc
 	./$(BUILD)/release/bench/bench_small
 	./$(BUILD)/release/bench/bench_watch
+	if [ -x ./$(BUILD)/release/bench/bench_hosted ]; then ./$(BUILD)/release/bench/bench_hosted; fi
 	if [ -x ./$(BUILD)/release/bench/bench_hosted_python ]; then ./$(BUILD)/release/bench/bench_hosted_python; fi
 	./bench/bench_dropin.sh $(BUILD)/release
 

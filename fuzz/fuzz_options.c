@@ -88,12 +88,13 @@ typedef struct size_val {
 typedef struct model {
     size_val limit, ra, rp, va;
     bool limit_set, va_set, roots_set;
-    uint32_t wait_ms[3], notify_low, notify_high, level;
+    uint32_t wait_ms[3], notify_low, notify_high, level, psi_some, psi_full;
 } model;
 
 enum {
     K_LIMIT, K_RA, K_RP, K_VA, K_WT, K_WA, K_WP, K_NL, K_NH, K_LEVEL, K_GUARD, K_CGROUP, K_PROC,
-    K_MLEVEL, K_MINVALID, K_MUNWIND, K_MUNWIND_TIME, K_MSITES, K_MMMAP, K_STATS, K_REPORT, K_RFORMAT, K_COUNT
+    K_MLEVEL, K_MINVALID, K_MUNWIND, K_MUNWIND_TIME, K_MSITES, K_MMMAP, K_STATS, K_REPORT, K_RFORMAT, K_PSI_SOME,
+    K_PSI_FULL, K_COUNT
 };
 static const struct {
     const char *name;
@@ -112,6 +113,7 @@ static const struct {
     [K_MSITES] = {"malloc.sites", T_SITES},  [K_MMMAP] = {"malloc.mmap", T_SWITCH},
     [K_STATS] = {"stats", T_SWITCH},         [K_REPORT] = {"report", T_REPORT},
     [K_RFORMAT] = {"report.format", T_FORMAT},
+    [K_PSI_SOME] = {"psi.some", T_PERCENT},  [K_PSI_FULL] = {"psi.full", T_PERCENT},
 };
 
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -248,7 +250,10 @@ static verdict judge_item(const char *s, size_t n, model *m, const char **name, 
         else m->va = sz, m->va_set = true;
         break;
     case T_DURATION: r = judge_duration(v, vn, &m->wait_ms[k - K_WT]); break;
-    case T_PERCENT: r = judge_percent(v, vn, k == K_NL ? &m->notify_low : &m->notify_high); break;
+    case T_PERCENT:
+        r = judge_percent(v, vn, k == K_NL ? &m->notify_low : k == K_NH ? &m->notify_high
+                                 : k == K_PSI_SOME ? &m->psi_some : &m->psi_full);
+        break;
     case T_LEVEL: {
         static const char *const levels[] = {"task", "appdomain", "process"};
         size_t which = 0;
@@ -320,6 +325,8 @@ static prediction predict(const char *s)
     p.kind = P_RESOLVE;
     p.m.notify_low = 60;
     p.m.notify_high = 90;
+    p.m.psi_some = 10;
+    p.m.psi_full = 5;
     p.m.level = HM_LEVEL_PROCESS;
     if (!*s) return p; /* "" is the defaults */
     for (;;) {
@@ -492,13 +499,15 @@ static void check_prediction(const char *opts, const outcome *o)
     const hm_manager_stats *s = &o->s;
     if (s->limit != L || s->reserve_appdomain != ra || s->reserve_process != rp || s->va_limit != va ||
         s->wait_ms[0] != p.m.wait_ms[0] || s->wait_ms[1] != p.m.wait_ms[1] || s->wait_ms[2] != p.m.wait_ms[2] ||
-        s->notify_low != p.m.notify_low || s->notify_high != p.m.notify_high || (uint32_t)s->win32_level != p.m.level)
+        s->notify_low != p.m.notify_low || s->notify_high != p.m.notify_high || (uint32_t)s->win32_level != p.m.level ||
+        s->psi_some != p.m.psi_some || s->psi_full != p.m.psi_full)
         violation("stats differ from the options: limit %" PRIu64 "/%" PRIu64 ", Ra %" PRIu64 "/%" PRIu64
                   ", Rp %" PRIu64 "/%" PRIu64 ", va %" PRIu64 "/%" PRIu64 ", wait %u,%u,%u/%u,%u,%u, notify %u,%u/%u,%u"
-                  ", level %d/%u (got/expected)",
+                  ", level %d/%u, psi %u,%u/%u,%u (got/expected)",
                   s->limit, L, s->reserve_appdomain, ra, s->reserve_process, rp, s->va_limit, va, s->wait_ms[0],
                   s->wait_ms[1], s->wait_ms[2], p.m.wait_ms[0], p.m.wait_ms[1], p.m.wait_ms[2], s->notify_low,
-                  s->notify_high, p.m.notify_low, p.m.notify_high, (int)s->win32_level, p.m.level);
+                  s->notify_high, p.m.notify_low, p.m.notify_high, (int)s->win32_level, p.m.level, s->psi_some,
+                  s->psi_full, p.m.psi_some, p.m.psi_full);
 }
 
 static outcome check_string(const char *opts)
@@ -523,7 +532,8 @@ static bool same_settings(const hm_manager_stats *a, const hm_manager_stats *b)
     return a->limit == b->limit && a->reserve_appdomain == b->reserve_appdomain &&
            a->reserve_process == b->reserve_process && a->va_limit == b->va_limit && a->wait_ms[0] == b->wait_ms[0] &&
            a->wait_ms[1] == b->wait_ms[1] && a->wait_ms[2] == b->wait_ms[2] && a->notify_low == b->notify_low &&
-           a->notify_high == b->notify_high && a->win32_level == b->win32_level;
+           a->notify_high == b->notify_high && a->win32_level == b->win32_level && a->psi_some == b->psi_some &&
+           a->psi_full == b->psi_full;
 }
 
 static void check_env(const char *env, const char *opts)

@@ -155,6 +155,14 @@ static void test_last_detail(void **state)
     assert_int_equal(hm_virtual_free(NULL, (char *)q + PG, 0, HM_MEM_RELEASE), HM_E_INVALID_ADDRESS);
     assert_true(strlen(hm_last_detail()) > 0);
     assert_int_equal(hm_release(NULL, q), HM_OK);
+    /* a layer over hostmem sets its own (truncated to 255 bytes, never overflowing) */
+    hm_set_last_detail("adapter: %s %d", "refused", 42);
+    assert_string_equal(hm_last_detail(), "adapter: refused 42");
+    char long_text[600];
+    memset(long_text, 'x', sizeof long_text - 1);
+    long_text[sizeof long_text - 1] = 0;
+    hm_set_last_detail("%s", long_text);
+    assert_int_equal(strlen(hm_last_detail()), 255);
 }
 
 static void *thread_detail_empty(void *arg)

@@ -197,12 +197,68 @@ static void test_report(void **state)
     assert_int_equal(hm_tenant_destroy(t), HM_OK);
 }
 
+/* Two tenants under one parent: each within its own limit, both within the parent's; the one that
+ * hits the parent's limit is refused by it (counted and reported as such), its sibling is told Low,
+ * and after the refused work is freed both go on. A parent with live tenants cannot be destroyed. */
+static void test_parent(void **state)
+{
+    (void)state;
+    hm_manager *parent;
+    assert_int_equal(hm_manager_create("limit=4M,reserve.appdomain=0,reserve.process=0", &parent), HM_OK);
+    hm_tenant_config ca = {.name = "a", .options = "limit=75%", .parent = parent},
+                     cb = {.name = "b", .options = "limit=3M", .parent = parent};
+    hm_tenant *a, *b;
+    assert_int_equal(hm_tenant_create(&ca, &a), HM_OK);
+    assert_int_equal(hm_tenant_create(&cb, &b), HM_OK);
+    hm_tenant_stats s;
+    assert_int_equal(hm_tenant_get_stats(a, &s), HM_OK);
+    assert_int_equal(s.limit, 3 * MiB); /* 75 % of the parent's */
+    /* b takes 2 MiB; a then gets the parent's last ~2 MiB, short of its own 3 MiB */
+    void *pb = hm_tenant_alloc(b, 2 * MiB, HM_LEVEL_TASK);
+    assert_non_null(pb);
+    enum { N = 64 };
+    void *blocks[N];
+    size_t n = 0;
+    while (n < N && (blocks[n] = hm_tenant_alloc(a, 100000, HM_LEVEL_TASK))) n++;
+    assert_true(n > 10 && n < 21); /* about 2 MiB of the parent's room, in ~100 KB blocks */
+    assert_int_equal(hm_tenant_get_stats(a, &s), HM_OK);
+    assert_int_equal(s.refused[HM_LEVEL_TASK], 1);
+    assert_int_equal(s.refused_by_ancestor[HM_LEVEL_TASK], 1);
+    assert_true(s.charge < s.limit - 512 * 1024);
+    hm_manager_stats ps;
+    assert_int_equal(hm_manager_get_stats(parent, &ps), HM_OK);
+    assert_true(ps.charge <= 4 * MiB && ps.peak_charge <= 4 * MiB);
+    char buf[1024];
+    hm_tenant_report(a, HM_REPORT_TEXT, buf, sizeof buf);
+    assert_non_null(strstr(buf, "by an enclosing budget: task 1, appdomain 0, process 0"));
+    hm_tenant_report(a, HM_REPORT_JSON, buf, sizeof buf);
+    assert_non_null(strstr(buf, "\"refused_by_ancestor\":{\"task\":1,\"appdomain\":0,\"process\":0}"));
+    /* the parent turned Low: both tenants hear it */
+    for (int i = 0; i < 500 && !(hm_tenant_low_pending(a) && hm_tenant_low_pending(b)); i++) usleep(2000);
+    assert_true(hm_tenant_take_low(a));
+    assert_true(hm_tenant_take_low(b));
+    assert_int_equal(hm_manager_destroy(parent), HM_E_HOST_INVALIDOPERATION); /* live children */
+    /* the refused work goes; b's request now fits */
+    uint64_t token = hm_tenant_collect_begin(a);
+    while (n) hm_tenant_free(a, blocks[--n]);
+    hm_tenant_collect_end(a, token);
+    void *more = hm_tenant_alloc(b, 900 * 1024, HM_LEVEL_TASK);
+    assert_non_null(more);
+    hm_tenant_free(b, more);
+    hm_tenant_free(b, pb);
+    assert_int_equal(hm_tenant_destroy(a), HM_OK);
+    assert_int_equal(hm_tenant_destroy(b), HM_OK);
+    assert_int_equal(hm_manager_get_stats(parent, &ps), HM_OK);
+    assert_int_equal(ps.charge, 0);
+    assert_int_equal(hm_manager_destroy(parent), HM_OK);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bad_config),     cmocka_unit_test(test_refusal_and_emergency),
         cmocka_unit_test(test_bad_pointers),   cmocka_unit_test(test_low_signal),
-        cmocka_unit_test(test_report),
+        cmocka_unit_test(test_report),         cmocka_unit_test(test_parent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -96,6 +96,20 @@ static int write_plot(sampler *sp, const char *svg, const char *title)
     return rc;
 }
 
+/* A script may end the process itself (Lua's os.exit): the report is still owed, from atexit. */
+static struct {
+    hm_tenant *t; /* set while the script runs */
+    FILE *out;
+    hm_report_format format;
+} g_running;
+
+static void report_at_exit(void)
+{
+    char buf[2048];
+    if (g_running.t && hm_tenant_report(g_running.t, g_running.format, buf, sizeof buf)) fputs(buf, g_running.out);
+    if (g_running.t) fflush(g_running.out);
+}
+
 static void usage(const hm_host_runtime *rt, FILE *f)
 {
     fprintf(f,
@@ -197,7 +211,12 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
         if (pthread_create(&sp->thread, NULL, sample_loop, sp)) free(sp), sp = NULL;
     }
     if (plot && !sp) fprintf(stderr, "hostmem host %s: --plot: cannot start the sampler\n", rt->name);
+    g_running.out = out;
+    g_running.format = strcmp(format, "json") ? HM_REPORT_TEXT : HM_REPORT_JSON;
+    g_running.t = t;
+    atexit(report_at_exit);
     int rc = rt->run(t, argv[i], argc - i, argv + i, state);
+    g_running.t = NULL;
     if (sp) {
         atomic_store_explicit(&sp->stop, true, memory_order_release);
         pthread_join(sp->thread, NULL);

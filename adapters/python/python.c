@@ -1,16 +1,14 @@
 /* python.c — CPython hosted by a hostmem tenant (hostmem/python.h): the RAW hooks and the arena
- * allocator, the unwind window, the collection asked for on Low, install/finalize/uninstall.
- *
- * The state is process-wide, as CPython's hooks are. The hooks read the tenant with one relaxed load:
- * it is set before CPython makes its first request through them and cleared at uninstall, after which
- * a request (from a thread CPython started, still ending) is refused and a free ignored. Counters are relaxed atomics (figures for people); the unwind credit is
- * the one counter that decides something, and it only bounds a retry. */
+ * allocator, the unwind window, the collection asked for on Low, install/finalize/uninstall. The state
+ * is process-wide, as CPython's hooks are. The hooks read the tenant with one relaxed load: it is set
+ * before CPython makes its first request through them and cleared at uninstall, after which a request
+ * (from a thread CPython started, still ending) is refused and a free ignored. Counters are relaxed
+ * atomics (figures for people); the unwind credit is the one counter that decides something, and it only
+ * bounds a retry. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <hostmem/python.h>
-
-#include "vmap/vmap.h" /* hm_detail_set */
 
 #include <inttypes.h>
 #include <pthread.h>
@@ -283,7 +281,7 @@ hm_status hm_python_install(const hm_python_config *cfg)
 {
     if (!cfg) return HM_E_POINTER;
     if (g.installed || Py_IsInitialized()) {
-        hm_detail_set(g.installed ? "python: the hooks are process-wide and installed once per process"
+        hm_set_last_detail(g.installed ? "python: the hooks are process-wide and installed once per process"
                                   : "python: install the hooks before Py_Initialize");
         return HM_E_HOST_INVALIDOPERATION;
     }
@@ -291,7 +289,7 @@ hm_status hm_python_install(const hm_python_config *cfg)
     PyPreConfig_InitPythonConfig(&pre);
     PyStatus ps = Py_PreInitialize(&pre); /* (nothing when the embedder pre-initialized already) */
     if (PyStatus_Exception(ps)) {
-        hm_detail_set("python: pre-initialization failed: %s", ps.err_msg ? ps.err_msg : "?");
+        hm_set_last_detail("python: pre-initialization failed: %s", ps.err_msg ? ps.err_msg : "?");
         return HM_E_FAIL;
     }
     PyMemAllocatorEx raw, mem, obj;
@@ -300,7 +298,7 @@ hm_status hm_python_install(const hm_python_config *cfg)
     PyMem_GetAllocator(PYMEM_DOMAIN_OBJ, &obj);
     /* pymalloc and malloc have no context; debug hooks (and other wrappers) have one */
     if (raw.ctx || mem.ctx || obj.ctx) {
-        hm_detail_set("python: CPython's allocators carry hooks (PYTHONMALLOC=pymalloc_debug or malloc_debug?): "
+        hm_set_last_detail("python: CPython's allocators carry hooks (PYTHONMALLOC=pymalloc_debug or malloc_debug?): "
                       "the adapter wants pymalloc or malloc under it");
         return HM_E_INVALIDARG;
     }
@@ -336,14 +334,16 @@ int hm_python_finalize(void)
     if (!tenant()) return -1;
     hm_tenant_on_low(tenant(), NULL, NULL); /* (a late on_low only sets the flag: ask() checks the interpreter) */
     atomic_store_explicit(&g.want, false, memory_order_relaxed);
-    return Py_IsInitialized() ? Py_FinalizeEx() : 0;
+    int rc = Py_IsInitialized() ? Py_FinalizeEx() : 0;
+    hm_python_trim(); /* what finalization emptied goes back to the budget now */
+    return rc;
 }
 
 hm_status hm_python_uninstall(void)
 {
     hm_tenant *t = tenant();
     if (!t || Py_IsInitialized()) {
-        hm_detail_set(t ? "python: finalize CPython (hm_python_finalize) before uninstalling" : "python: not installed");
+        hm_set_last_detail(t ? "python: finalize CPython (hm_python_finalize) before uninstalling" : "python: not installed");
         return HM_E_HOST_INVALIDOPERATION;
     }
     hm_tenant_on_low(t, NULL, NULL);
@@ -355,7 +355,7 @@ hm_status hm_python_trim(void)
 {
     hm_tenant *t = tenant();
     if (!t) {
-        hm_detail_set("python: not installed");
+        hm_set_last_detail("python: not installed");
         return HM_E_HOST_INVALIDOPERATION;
     }
     unkeep(UINT64_MAX);

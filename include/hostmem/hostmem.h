@@ -81,6 +81,10 @@ HM_API const char *hm_status_name(hm_status s);
 /* This thread's detail of its last failed call, naming the argument or the system call at fault
  * ("MEM_COMMIT: [0x7f.., 0x7f..) is not inside one reserved allocation"); "" if none yet. */
 HM_API const char *hm_last_detail(void);
+/* Sets this thread's detail (printf-style, at most 255 bytes kept): for layers over hostmem that
+ * fail for reasons of their own (the runtime adapters, hostmem/lua.h and the like), so that
+ * hm_last_detail() describes their failure rather than an older one. */
+HM_API void hm_set_last_detail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 /* ---- constants (Windows values) ----------------------------------------------------------- */
 
@@ -157,18 +161,41 @@ typedef enum hm_level {
 
 /* A new manager from an option string "key=value,..." applied over HOSTMEM_OPTIONS (SPEC 3.7):
  * limit, reserve.appdomain, reserve.process, wait.task, wait.appdomain, wait.process, notify.low,
- * notify.high, va.limit, win32.level, cgroup.root, proc.root. A bad option is HM_E_INVALIDARG, with
- * hm_last_detail() naming the key; nothing is created then. */
+ * notify.high, va.limit, win32.level, cgroup.root, proc.root, psi.some, psi.full. A bad option is
+ * HM_E_INVALIDARG, with hm_last_detail() naming the key; nothing is created then. */
 HM_API hm_status hm_manager_create(const char *options, hm_manager **out);
-/* Shuts the manager down (SPEC 3.4): every request waiting for memory returns HM_E_HOST_ABANDONED at
- * once, every later call HM_E_HOST_CLRNOTAVAILABLE. Nothing is unmapped: the runtime may still touch
+
+/* Nested budgets (README, "Nested budgets"). A child manager of `parent` (NULL: the process-default
+ * manager), from options as hm_manager_create's with these differences: HOSTMEM_OPTIONS does not
+ * apply (it sets the process's budgets); cgroup.root, proc.root, psi.some and psi.full default to the
+ * parent's; limit defaults to the parent's limit; N% of any size is N% of the parent's limit. A limit
+ * above the parent's is allowed (tenants may overcommit a shared parent) but the parent's binds first.
+ *   - Charge: the child's charge counts against its own limit and every ancestor's: a request of level
+ *     l raising the charge by n is admitted only if, for the child and every ancestor A,
+ *     charge(A) + n <= threshold_l(A) (SPEC 3.2), and is then charged to all of them at once: the
+ *     charge of no manager ever passes its threshold. A manager's charge is its own committed pages
+ *     plus its children's charges (hm_manager_stats.children_charge).
+ *   - A refusal by an ancestor is HM_E_COMMITMENT_LIMIT like any budget refusal, counted in the
+ *     child's refused[l] and refused_by_ancestor[l], with hm_last_detail() naming the ancestor (how
+ *     many levels up, its limit); the ancestor turns Low. A child's waiter (wait.*) is woken when
+ *     memory comes back anywhere in the tree.
+ *   - Memory state: the child's state is the worse of its own and its parent's: Low when it or any
+ *     ancestor is Low (its callbacks are called then), back when neither is.
+ *   - Lifecycle: shutting a manager down shuts down all its descendants; destroying a manager with
+ *     live children is HM_E_HOST_INVALIDOPERATION ("manager has N live child managers: destroy them
+ *     first"); a parent that is shut down or failed takes no new child (HM_E_HOST_CLRNOTAVAILABLE).
+ *     Managers nest at most 16 deep (HM_E_HOST_INVALIDOPERATION beyond). */
+HM_API hm_status hm_manager_create_child(hm_manager *parent, const char *options, hm_manager **out);
+/* Shuts the manager down (SPEC 3.4), and every manager nested in it: every request waiting for memory
+ * returns HM_E_HOST_ABANDONED at once, every later call HM_E_HOST_CLRNOTAVAILABLE. Nothing is unmapped: the runtime may still touch
  * its memory. A second shutdown is HM_E_HOST_CLRNOTAVAILABLE. Calls that only report and change
  * nothing still answer, so that a host can see what a stopped (or failed) manager holds:
  * hm_manager_get_stats (its state says which), hm_heap_get_stats, hm_heap_sites,
  * hm_heap_usable_size, hm_heap_writable; and a heap's Free(NULL) is S_OK (SPEC 1.1). Destroy works. */
 HM_API hm_status hm_manager_shutdown(hm_manager *m);
 /* Shuts down (if running), releases every allocation of the manager and frees it. The default
- * manager cannot be destroyed. If the kernel refuses a release, the call fails with what it could not
+ * manager cannot be destroyed; a manager with live child managers is not (HM_E_HOST_INVALIDOPERATION,
+ * nothing changed). If the kernel refuses a release, the call fails with what it could not
  * release still recorded (the charge and statistics exact) and the manager shut down: call it again. */
 HM_API hm_status hm_manager_destroy(hm_manager *m);
 
@@ -206,15 +233,26 @@ typedef struct hm_manager_stats {
     hm_memory_state memory_state;
     uint64_t state_changes;       /* changes of memory_state */
     uint64_t notifications;       /* callback calls made */
+    /* Appended (the layout above is kept). Nested budgets: */
+    uint64_t refused_by_ancestor[3]; /* of refused: refused by an enclosing manager's budget */
+    uint64_t children_charge;     /* of charge: what child managers (and theirs) hold */
+    uint32_t children;            /* live child managers */
+    uint32_t depth;               /* 0 for a top-level manager, 1 for a child, ... */
+    /* System pressure (psi.some, psi.full: percent; 0 = off) */
+    uint32_t psi_some, psi_full;
 } hm_manager_stats;
 
 HM_API hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out);
 
 typedef void (*hm_notify_fn)(hm_memory_state state, void *arg);
 
-/* load (0..100): the larger of the manager's pressure (charge * 100 / limit) and the system's (the
- * cgroup's usage against its limit, else /proc/meminfo); available: the smaller of limit - charge
- * and what the system still has. Either pointer may be NULL. */
+/* load (0..100): the larger of the manager's pressure (charge * 100 / limit; for a nested manager the
+ * largest of its chain's) and the system's: the cgroup's usage against its limit, else /proc/meminfo,
+ * raised by memory stalls where the kernel reports them (PSI: the cgroup's memory.pressure,
+ * /proc/pressure/memory) to psi = notify.high * max(some_avg10 / psi.some, full_avg10 / psi.full),
+ * at most 100 (README, "System pressure"; defaults psi.some=10, psi.full=5: stalls of 10% of the
+ * last 10 s, or 5% in which every task stalled, turn the state Low). available: the smaller of
+ * limit - charge (every ancestor's too) and what the system still has. Either pointer may be NULL. */
 HM_API hm_status hm_manager_get_memory_load(hm_manager *m, uint32_t *load, uint64_t *available);
 /* Calls fn(state, arg) once for each change of the manager's memory state, from the manager's own
  * notification thread, never under a lock of the manager: fn may call hostmem (to free memory). */

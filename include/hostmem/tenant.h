@@ -80,6 +80,8 @@ typedef struct hm_tenant_stats {
     uint64_t low_signals;       /* changes of the manager's state to Low */
     uint64_t collections;       /* collections the adapter ran (collect_begin/end pairs) */
     uint64_t collected_bytes;   /* live bytes they gave back, summed */
+    uint64_t refused_by_ancestor[3]; /* of the manager's budget refusals, by level, those an enclosing
+                                        manager's budget made (a tenant with a parent) */
 } hm_tenant_stats;
 HM_API hm_status hm_tenant_get_stats(hm_tenant *t, hm_tenant_stats *out);
 

@@ -1,5 +1,8 @@
 /* api.c — the public hm_* functions (hostmem.h): thin wrappers that check out-pointers, resolve the
  * manager (NULL: the process default), then call the map with the manager's books. */
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <hostmem/hostmem.h>
 
 #include "../os/os.h"
@@ -128,3 +131,13 @@ hm_status hm_vm_walk(hm_manager *m, int (*fn)(const hm_region *r, void *arg), vo
 }
 
 const char *hm_last_detail(void) { return hm_detail_get(); }
+
+void hm_set_last_detail(const char *fmt, ...)
+{
+    char buf[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt ? fmt : "", ap);
+    va_end(ap);
+    hm_detail_set("%s", buf);
+}

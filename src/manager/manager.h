@@ -5,15 +5,21 @@
  * The manager owns its options and limits; its charge and address-space use live in its hm_account,
  * which the map keeps exact (vmap/account.h).
  *
+ * Nested budgets (nest.c): a child manager's account has its parent's as `parent` (account.h), so
+ * its charge counts against every ancestor's limit; the tree's links, the propagation of memory states
+ * down it and the waking of waiters across it are under hm_nest_lock.
+ *
  * Lock order (every lock in hostmem, outermost first):
  *   heaps_lock          heaps' destruction against threads' exits (heap/tcache.c)
  *     h->lock           a thread-safe heap's pages, segments and caches' refills (heap/heap.h); dropped
  *                       around commits, which may wait
  *       hm_manager_lock the pool of manager records (create, destroy)
+ *       hm_nest_lock    the tree of nested managers (nest.c); taken with none of the locks below held
  *         m->wait_lock  a manager's waiters; held around waiters' retries and releases while anyone waits
  *           hm_map_lock the address-space map (vmap.c)
  *   (pool locks of heap.c, tcache.c, clr/host.c and the notifier's lock are leaves: nothing is taken
- *   inside them.) None is held while calling back into the program. VirtualQuery takes none of them. */
+ *   inside them; hm_nest_lock takes the notifier's locks of the tree, one at a time.) None is held
+ *   while calling back into the program. VirtualQuery takes none of them. */
 #ifndef HM_MANAGER_H
 #define HM_MANAGER_H
 
@@ -56,7 +62,33 @@ struct hm_manager {
     pthread_mutex_t va_lock;
     struct { uintptr_t start; uint64_t size; } va_maps[HM_VA_MAX_RECORDS];
     unsigned nva_maps;
+
+    /* Nested budgets (nest.c). parent is fixed for the manager's life; kids and sibling under
+     * hm_nest_lock; nkids changes under it too, and is read without it. */
+    struct hm_manager *parent;   /* NULL at the top */
+    struct hm_manager *kids, *sibling;
+    _Atomic unsigned nkids;      /* live children: the parent cannot be destroyed while any live */
+    _Atomic bool nested;         /* has (or had) a parent or a child: memory coming back may wake
+                                    waiters elsewhere in the tree. Set once, never cleared */
+    _Atomic unsigned tree_waiting; /* requests waiting at this manager or below it */
+    unsigned depth;              /* 0 at the top */
 };
+
+/* nest.c: the tree of managers. */
+extern pthread_mutex_t hm_nest_lock;
+/* Links a new child m (its options resolved, m->parent set) under m->parent: HOST_E_CLRNOTAVAILABLE
+ * if the parent no longer runs. */
+hm_status hm_nest_link(hm_manager *m);
+/* Unlinks m, whose destruction is complete but for its record. */
+void hm_nest_unlink(hm_manager *m);
+/* m's memory state changed: pushes it down to its descendants (nkids > 0). */
+void hm_nest_state_changed(hm_manager *m);
+/* Memory came back at m (m->nested): a round for the waiters of every other manager of its tree. */
+void hm_nest_memory_returned(hm_manager *m);
+/* A waiter joined (+1) or left (-1) m's queue: tree_waiting along the chain. */
+void hm_nest_waiting(hm_manager *m, int delta);
+/* Shuts down every descendant of m (m already left RUNNING). */
+void hm_nest_shutdown_below(hm_manager *m);
 
 /* The manager a public call names (NULL: the process default, created on first use). On failure
  * (HOSTMEM_OPTIONS invalid, page size refused) NULL with *st set. */
@@ -107,6 +139,10 @@ hm_status hm_manager_va_released(hm_manager *m, void *start);
 
 /* Wakes every waiter to return HOST_E_ABANDONED (after state left RUNNING). */
 void hm_manager_abandon_waiters(hm_manager *m);
+/* Memory may have come back for m's waiters (from elsewhere in its tree): a new round. */
+void hm_manager_kick_waiters(hm_manager *m);
+/* After m left RUNNING: every cached "running" goes stale (hm_manager_stops). */
+void hm_manager_stopped(void);
 
 /* fork (src/preload/init.c): before fork, takes m's locks and those of the layers below in their
  * order (wait_lock, va_lock, the managers' pool, the map, the notifier); after it, releases them. In

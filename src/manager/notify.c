@@ -33,6 +33,8 @@ void hm_notify_init(hm_manager *m)
     pthread_cond_init(&n->cond, &ca);
     pthread_condattr_destroy(&ca);
     atomic_store_explicit(&n->state, HM_MEMORY_HIGH, memory_order_relaxed);
+    atomic_store_explicit(&n->self, HM_MEMORY_HIGH, memory_order_relaxed);
+    atomic_store_explicit(&n->inherited, HM_MEMORY_HIGH, memory_order_relaxed);
     atomic_store_explicit(&n->band, HM_MEMORY_HIGH, memory_order_relaxed);
 }
 
@@ -45,8 +47,22 @@ static uint32_t percent(uint64_t part, uint64_t whole)
     return (uint32_t)((unsigned __int128)part * 100 / whole);
 }
 
-/* The system's pressure and free bytes: the cgroup's usage against its limit, else /proc/meminfo. */
-static void system_memory(const hm_options *o, uint32_t *load, uint64_t *avail)
+/* The load memory stalls stand for (README, "System pressure"): notify.high when the share of the
+ * last 10 s in which some task stalled on memory reaches psi.some, or the share in which all did
+ * reaches psi.full; in proportion below; at most 100. 0 where PSI is off or cannot be read. */
+static uint32_t psi_load(const hm_options *o)
+{
+    uint32_t some, full; /* hundredths of a percent */
+    if ((!o->psi_some && !o->psi_full) || !hm_options_psi(o, &some, &full)) return 0;
+    uint64_t l = 0, f;
+    if (o->psi_some) l = (uint64_t)o->notify_high * some / (o->psi_some * 100u);
+    if (o->psi_full && (f = (uint64_t)o->notify_high * full / (o->psi_full * 100u)) > l) l = f;
+    return l > 100 ? 100 : (uint32_t)l;
+}
+
+/* The system's pressure and free bytes: the cgroup's usage against its limit, else /proc/meminfo;
+ * the load raised to what memory stalls say, where they say more. */
+static void system_usage(const hm_options *o, uint32_t *load, uint64_t *avail)
 {
     uint64_t limit, usage;
     if (hm_options_cgroup(o, &limit, &usage)) {
@@ -67,6 +83,13 @@ static void system_memory(const hm_options *o, uint32_t *load, uint64_t *avail)
     *avail = av;
 }
 
+static void system_memory(const hm_options *o, uint32_t *load, uint64_t *avail)
+{
+    system_usage(o, load, avail);
+    uint32_t psi = psi_load(o);
+    if (psi > *load) *load = psi;
+}
+
 static uint32_t own_load(hm_manager *m)
 {
     return percent(atomic_load_explicit(&m->acct.charge, memory_order_relaxed), m->opts.limit);
@@ -82,53 +105,104 @@ void hm_memory_load(hm_manager *m, uint32_t *load, uint64_t *available)
                           sys >= m->opts.notify_high ? HM_MEMORY_LOW : sys <= m->opts.notify_low ? HM_MEMORY_HIGH
                                                                                                 : HM_MEMORY_NEUTRAL,
                           memory_order_relaxed);
-    uint64_t charge = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
-    uint64_t own_avail = charge < m->opts.limit ? m->opts.limit - charge : 0;
-    uint32_t own = own_load(m);
+    uint64_t own_avail = UINT64_MAX;
+    uint32_t own = 0;
+    for (hm_manager *p = m; p; p = p->parent) { /* the chain's fullest budget, its least room */
+        uint64_t charge = atomic_load_explicit(&p->acct.charge, memory_order_relaxed);
+        uint64_t room = charge < p->opts.limit ? p->opts.limit - charge : 0;
+        uint32_t l = own_load(p);
+        if (room < own_avail) own_avail = room;
+        if (l > own) own = l;
+    }
     if (load) *load = own > sys ? own : sys;
     if (available) *available = own_avail < sys_avail ? own_avail : sys_avail;
 }
 
 /* ---- state ---------------------------------------------------------------------------------------- */
 
-/* Moves the state to s (from_band: to the band as it is under the lock) and queues the change for
- * delivery. Reading the band under the lock matters when two evaluations cross it at once: the one
- * that takes the lock last sets the state the band has then, never a stale one. */
+/* Sets the delivered state to the worse of self and inherited; a change is queued for delivery.
+ * Lock held. True if it changed. */
+static bool settle(hm_notifier *n)
+{
+    int self = atomic_load_explicit(&n->self, memory_order_relaxed);
+    int inh = atomic_load_explicit(&n->inherited, memory_order_relaxed);
+    int s = self < inh ? self : inh;
+    if (atomic_load_explicit(&n->state, memory_order_relaxed) == s) return false;
+    atomic_store_explicit(&n->state, s, memory_order_relaxed);
+    atomic_fetch_add_explicit(&n->changes, 1, memory_order_relaxed);
+    if (n->running) {
+        if (n->head - n->tail == HM_NOTIFY_QUEUE) { /* the slowest callback is far behind */
+            n->tail++;
+            n->dropped++;
+        }
+        n->queue[n->head++ % HM_NOTIFY_QUEUE] = s;
+        pthread_cond_signal(&n->cond);
+    }
+    return true;
+}
+
+/* Moves the own state to s (from_band: to the band as it is under the lock) and queues a change of
+ * the delivered state. Reading the band under the lock matters when two evaluations cross it at
+ * once: the one that takes the lock last sets the state the band has then, never a stale one. A
+ * change goes down to the children (nest.c) after the lock is dropped: a child linked meanwhile read
+ * the new state itself, or is seen in nkids here (both under this lock: nest.c, hm_nest_link). */
 static void move_state(hm_manager *m, int s, bool from_band)
 {
     hm_notifier *n = &m->notify;
     pthread_mutex_lock(&n->lock);
     if (from_band) s = atomic_load_explicit(&n->band, memory_order_relaxed);
-    if (atomic_load_explicit(&n->state, memory_order_relaxed) != s) {
-        atomic_store_explicit(&n->state, s, memory_order_relaxed);
-        atomic_fetch_add_explicit(&n->changes, 1, memory_order_relaxed);
-        if (n->running) {
-            if (n->head - n->tail == HM_NOTIFY_QUEUE) { /* the slowest callback is far behind */
-                n->tail++;
-                n->dropped++;
-            }
-            n->queue[n->head++ % HM_NOTIFY_QUEUE] = s;
-            pthread_cond_signal(&n->cond);
-        }
-    }
+    atomic_store_explicit(&n->self, s, memory_order_relaxed);
+    bool changed = settle(n);
+    pthread_mutex_unlock(&n->lock);
+    if (changed && atomic_load_explicit(&m->nkids, memory_order_acquire)) hm_nest_state_changed(m);
+}
+
+void hm_notify_inherit(hm_manager *m, int s)
+{
+    hm_notifier *n = &m->notify;
+    pthread_mutex_lock(&n->lock);
+    atomic_store_explicit(&n->inherited, s, memory_order_relaxed);
+    (void)settle(n);
     pthread_mutex_unlock(&n->lock);
 }
 
 /* The band from the load now (the worse of the own and the system's, Low < Neutral < High); on a
  * crossing, the state follows it. Two compares and no lock when nothing crosses. */
-static void evaluate(hm_manager *m)
+static int band_now(hm_manager *m)
 {
     hm_notifier *n = &m->notify;
     uint64_t c = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
     int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
     int sys = atomic_load_explicit(&n->system_band, memory_order_relaxed);
-    int band = own < sys ? own : sys;
+    return own < sys ? own : sys;
+}
+
+static void evaluate(hm_manager *m)
+{
+    int band = band_now(m);
     int old = atomic_load_explicit(&m->notify.band, memory_order_relaxed);
     if (band == old || !atomic_compare_exchange_strong(&m->notify.band, &old, band)) return;
     move_state(m, band, true);
 }
 
-void hm_notify_charge_changed(hm_manager *m) { evaluate(m); }
+/* The ancestors whose band gets worse, outermost first (nest.c pushes each change down). */
+static void worse_first(hm_manager *p)
+{
+    if (p->parent) worse_first(p->parent);
+    if (band_now(p) < atomic_load_explicit(&p->notify.band, memory_order_relaxed)) evaluate(p);
+}
+
+/* A child's charge is part of every ancestor's: their bands move with it. A charge moves the whole
+ * chain the same way, and the order keeps a child from passing through a state of its own that its
+ * ancestors' already overrides: on the way up the ancestors that turn worse go first (the child goes
+ * straight to their Low), on the way down the child goes first (it stays Low under them until they
+ * come back). */
+void hm_notify_charge_changed(hm_manager *m)
+{
+    if (m->parent) worse_first(m->parent);
+    evaluate(m);
+    for (hm_manager *p = m->parent; p; p = p->parent) evaluate(p);
+}
 
 void hm_notify_refused(hm_manager *m) { move_state(m, HM_MEMORY_LOW, false); }
 

@@ -5,6 +5,15 @@
  * Low at or above notify.high, High at or below notify.low, Neutral between; it changes only when
  * the load crosses into another band, or when a request is refused (Low at once).
  *
+ * Nested managers (nest.c): the state delivered is the worse of the manager's own (`self`, as above)
+ * and its parent's delivered state (`inherited`), so a child turns Low when it or any ancestor does,
+ * and comes back when neither is Low. A refusal by an ancestor's budget makes that ancestor Low (and
+ * so its whole subtree), not the child alone.
+ *
+ * System pressure (README, "System pressure"): the system's load is the larger of the usage-based one
+ * and psi_load = notify.high * max(some avg10 / psi.some, full avg10 / psi.full), capped at 100, from
+ * the cgroup's memory.pressure and <proc.root>/pressure/memory where they exist (the worse of the two).
+ *
  * Changes are queued and delivered by the manager's own notification thread, in order, once to each
  * callback in registration order, with no lock of the manager held, so a callback may call back into
  * the manager (to free memory, say). The thread exists while callbacks are registered and then also
@@ -29,7 +38,9 @@ typedef struct hm_notify_cb {
 } hm_notify_cb;
 
 typedef struct hm_notifier {
-    _Atomic int state;            /* hm_memory_state */
+    _Atomic int state;            /* hm_memory_state delivered: the worse of self and inherited */
+    _Atomic int self;             /* the manager's own state (its load, its refusals) */
+    _Atomic int inherited;        /* its parent's delivered state; High at the top */
     _Atomic int band;             /* the state the load alone says: changes mark a crossing */
     _Atomic uint32_t system_load; /* last sampled system pressure, percent */
     _Atomic int system_band;      /* the band the last system sample alone says */
@@ -56,9 +67,12 @@ void hm_notify_init(struct hm_manager *m);
 void hm_notify_charge_changed(struct hm_manager *m);
 /* A request was refused: Low at once (SPEC 3.5). */
 void hm_notify_refused(struct hm_manager *m);
+/* nest.c, under hm_nest_lock: m's parent's delivered state is now s. */
+void hm_notify_inherit(struct hm_manager *m, int s);
 /* Stops the thread after it delivered what is queued. pre: not called from a callback. */
 void hm_notify_stop(struct hm_manager *m);
-/* The load now (reads the system's numbers) and the bytes still available. */
+/* The load now (reads the system's numbers) and the bytes still available; for a nested manager
+ * the own side is the worst of its chain's (the fullest budget, the least room left). */
 void hm_memory_load(struct hm_manager *m, uint32_t *load, uint64_t *available);
 /* fork: the notifier's lock (innermost); in the child, a new notification thread where one ran. */
 void hm_notify_fork_lock(struct hm_manager *m);

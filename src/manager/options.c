@@ -22,6 +22,8 @@ void hm_options_defaults(hm_options *o)
     o->malloc_level = 2;
     o->unwind_ms = 500;
     o->malloc_mmap = true;
+    o->psi_some = 10;
+    o->psi_full = 5;
     snprintf(o->cgroup_root, sizeof o->cgroup_root, "/sys/fs/cgroup");
     snprintf(o->proc_root, sizeof o->proc_root, "/proc");
 }
@@ -241,6 +243,12 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
         } else if (!strcmp(key, "cgroup.root")) {
             what = "an absolute path shorter than 128 bytes";
             ok = parse_path(v, vlen, o->cgroup_root, sizeof o->cgroup_root);
+        } else if (!strcmp(key, "psi.some")) {
+            what = "a percentage from 0 to 100 (0: off)";
+            ok = parse_percent(v, vlen, &o->psi_some);
+        } else if (!strcmp(key, "psi.full")) {
+            what = "a percentage from 0 to 100 (0: off)";
+            ok = parse_percent(v, vlen, &o->psi_full);
         } else if (!strcmp(key, "proc.root")) {
             what = "an absolute path shorter than 128 bytes";
             ok = parse_path(v, vlen, o->proc_root, sizeof o->proc_root);
@@ -248,7 +256,7 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
             return bad(err, errlen,
                        "unknown option key '%s' (known: limit, reserve.appdomain, reserve.process, wait.task, "
                        "wait.appdomain, wait.process, notify.low, notify.high, va.limit, win32.level, heap.guard, "
-                       "cgroup.root, proc.root, malloc.level, malloc.invalid_free, malloc.unwind, "
+                       "cgroup.root, proc.root, psi.some, psi.full, malloc.level, malloc.invalid_free, malloc.unwind, "
                        "malloc.unwind_time, malloc.sites, malloc.mmap, stats, report, report.format)", key);
         }
         if (!ok) return bad(err, errlen, "option '%s': '%.*s' is not %s", key, (int)vlen, v, what);
@@ -333,15 +341,75 @@ uint64_t hm_options_cgroup_limit(const hm_options *o)
     return hm_options_cgroup(o, &limit, &usage) ? limit : 0;
 }
 
+/* "some avg10=1.23 avg60=..." / "full avg10=..." lines: avg10 in hundredths of a percent. */
+static bool psi_file(const char *path, uint32_t *some, uint32_t *full)
+{
+    char buf[512];
+    size_t len;
+    if (hm_os_read_text(path, buf, sizeof buf, &len) != 0) return false;
+    bool seen = false;
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        uint32_t *to = !strncmp(line, "some ", 5) ? some : !strncmp(line, "full ", 5) ? full : NULL;
+        const char *a = to ? strstr(line, "avg10=") : NULL;
+        if (!a) continue;
+        char *end;
+        unsigned long whole = strtoul(a + 6, &end, 10), frac = 0;
+        if (end == a + 6 || whole > 100) continue;
+        if (*end == '.' && end[1] >= '0' && end[1] <= '9') {
+            frac = (unsigned long)(end[1] - '0') * 10;
+            if (end[2] >= '0' && end[2] <= '9') frac += (unsigned long)(end[2] - '0');
+        }
+        uint32_t v = (uint32_t)(whole * 100 + frac);
+        if (v > 10000) v = 10000;
+        if (v > *to) *to = v;
+        seen = true;
+    }
+    return seen;
+}
+
+bool hm_options_psi(const hm_options *o, uint32_t *some, uint32_t *full)
+{
+    char path[320], buf[4096];
+    size_t len;
+    *some = *full = 0;
+    bool found = false;
+    snprintf(path, sizeof path, "%s/self/cgroup", o->proc_root);
+    if (hm_os_read_text(path, buf, sizeof buf, &len) == 0) {
+        char *save = NULL;
+        for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+            if (strncmp(line, "0::", 3)) continue; /* PSI is cgroup v2's */
+            const char *cg = strcmp(line + 3, "/") ? line + 3 : "";
+            snprintf(path, sizeof path, "%s%s/memory.pressure", o->cgroup_root, cg);
+            found |= psi_file(path, some, full);
+        }
+    }
+    snprintf(path, sizeof path, "%s/pressure/memory", o->proc_root);
+    found |= psi_file(path, some, full);
+    return found;
+}
+
 static uint64_t resolve_size(const hm_size_opt *s, uint64_t memory)
 {
     return s->is_pct ? memory / 100 * s->pct + memory % 100 * s->pct / 100 : s->bytes;
 }
 
+static hm_status resolve(hm_options *o, uint64_t memory, char *err, size_t errlen);
+
 hm_status hm_options_resolve(hm_options *o, char *err, size_t errlen)
 {
     uint64_t phys = hm_options_physical(o), cg = hm_options_cgroup_limit(o);
-    uint64_t memory = cg && cg < phys ? cg : phys; /* SPEC 3.2: the cgroup's limit where lower */
+    return resolve(o, cg && cg < phys ? cg : phys, err, errlen); /* SPEC 3.2: the cgroup's limit where lower */
+}
+
+hm_status hm_options_resolve_within(hm_options *o, uint64_t parent_limit, char *err, size_t errlen)
+{
+    return resolve(o, parent_limit, err, errlen);
+}
+
+/* memory: what N% and the default limit are of. */
+static hm_status resolve(hm_options *o, uint64_t memory, char *err, size_t errlen)
+{
     o->limit = o->limit_set ? resolve_size(&o->limit_opt, memory) : memory;
     o->reserve_appdomain = resolve_size(&o->ra_opt, memory);
     o->reserve_process = resolve_size(&o->rp_opt, memory);

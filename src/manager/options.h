@@ -35,6 +35,8 @@ typedef struct hm_options {
     bool heap_guard;            /* heap.guard: a never-committed guard page closes every heap segment */
     char cgroup_root[128];      /* where cgroup files are read (tests point it at fixtures) */
     char proc_root[128];        /* where /proc files are read */
+    uint32_t psi_some, psi_full; /* psi.some, psi.full: memory-stall shares (percent of the last 10 s)
+                                    at which the system's load reaches notify.high; 0 ignores that line */
     bool limit_set, va_limit_set; /* written by a string, not left to the system */
     /* Read by the drop-in malloc (src/preload/) only; a manager ignores them. */
     uint32_t malloc_level;      /* malloc.level: the level of the program's requests */
@@ -58,11 +60,17 @@ hm_status hm_options_apply(hm_options *o, const char *s, char *err, size_t errle
 /* Fills what the strings left to the system (limit, va.limit) and checks the combination
  * (Ra + Rp < L, notify.low < notify.high). */
 hm_status hm_options_resolve(hm_options *o, char *err, size_t errlen);
+/* The same for a nested manager: N% and the default limit are of `parent_limit`. */
+hm_status hm_options_resolve_within(hm_options *o, uint64_t parent_limit, char *err, size_t errlen);
 /* Physical memory and the cgroup's limit (0 if none) as read under o's roots. */
 uint64_t hm_options_physical(const hm_options *o);
 uint64_t hm_options_cgroup_limit(const hm_options *o);
 /* The process's memory cgroup with the lowest limit (v2 memory.max / memory.current, v1
  * memory.limit_in_bytes / memory.usage_in_bytes): its limit and usage; false if it has none. */
 bool hm_options_cgroup(const hm_options *o, uint64_t *limit, uint64_t *usage);
+/* Memory-pressure stall information (PSI): the `avg10` of the "some" and "full" lines, in hundredths
+ * of a percent, the worse of the process's v2 cgroup's memory.pressure and <proc.root>/pressure/memory
+ * where they can be read; false if neither can. */
+bool hm_options_psi(const hm_options *o, uint32_t *some, uint32_t *full);
 
 #endif

@@ -12,6 +12,12 @@
  * most critical waiter always sees returned memory first. A waiter that joins the queue starts a
  * round too, so that a release between its refusal and its joining is never lost.
  *
+ * Nested managers: a child's request may be refused by an ancestor's budget; memory that comes back
+ * anywhere in the tree (a sibling's release lowers the common ancestor's charge) starts a round at
+ * every manager of the tree that has waiters (nest.c, hm_nest_memory_returned), as a release at the
+ * manager itself does. tree_waiting (counted before the first retry) keeps that walk off the path of
+ * trees where nobody waits.
+ *
  * Shutdown wakes everyone with HOST_E_ABANDONED (SPEC 3.4); a waiter whose time runs out returns
  * HOST_E_TIMEOUT with nothing charged. */
 #include <errno.h>
@@ -39,6 +45,7 @@ static void enqueue(hm_manager *m, hm_waiter *w)
     if (after) after->next = w;
     else m->head = w;
     atomic_fetch_add_explicit(&m->nwaiting, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&m->nested, memory_order_acquire)) hm_nest_waiting(m, 1);
 }
 
 static void dequeue(hm_manager *m, hm_waiter *w)
@@ -48,6 +55,7 @@ static void dequeue(hm_manager *m, hm_waiter *w)
     if (w->next) w->next->prev = w->prev;
     else m->tail = w->prev;
     atomic_fetch_sub_explicit(&m->nwaiting, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&m->nested, memory_order_acquire)) hm_nest_waiting(m, -1);
 }
 
 /* Gives the token to `to`; to the head instead if memory came back since the round began; none
@@ -78,7 +86,10 @@ hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type)
 {
     if (!atomic_load_explicit(&m->nwaiting, memory_order_acquire)) { /* the common case: no lock */
         hm_status st = hm_vmap_free(&m->acct, addr, size, type);
-        if (st == HM_OK) hm_notify_charge_changed(m);
+        if (st == HM_OK) {
+            hm_notify_charge_changed(m);
+            if (atomic_load_explicit(&m->nested, memory_order_relaxed)) hm_nest_memory_returned(m);
+        }
         return st;
     }
     pthread_mutex_lock(&m->wait_lock);
@@ -88,8 +99,19 @@ hm_status hm_manager_free(hm_manager *m, void *addr, size_t size, uint32_t type)
         start_round(m);
     }
     pthread_mutex_unlock(&m->wait_lock);
-    if (st == HM_OK) hm_notify_charge_changed(m);
+    if (st == HM_OK) {
+        hm_notify_charge_changed(m);
+        if (atomic_load_explicit(&m->nested, memory_order_relaxed)) hm_nest_memory_returned(m);
+    }
     return st;
+}
+
+void hm_manager_kick_waiters(hm_manager *m)
+{
+    pthread_mutex_lock(&m->wait_lock);
+    m->returns++;
+    start_round(m);
+    pthread_mutex_unlock(&m->wait_lock);
 }
 
 void hm_manager_abandon_waiters(hm_manager *m)
@@ -125,7 +147,12 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
     hm_status st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
     if (st == HM_OK) hm_notify_charge_changed(m);
     if (st != HM_E_COMMITMENT_LIMIT) return st;
-    hm_notify_refused(m); /* SPEC 3.5: Low at once, before any wait (3.3), so the runtime can give back */
+    /* SPEC 3.5: Low at once, before any wait (3.3), so the runtime can give back: the manager whose
+     * budget refused (an ancestor's refusal makes its whole subtree Low, this one included) */
+    hm_manager *by = m;
+    for (hm_manager *p = m->parent; p; p = p->parent)
+        if (&p->acct == hm_account_refuser) by = p;
+    hm_notify_refused(by);
     uint32_t ms = m->opts.wait_ms[level];
     if (ms == 0) return st;
 
@@ -190,11 +217,7 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
 
 void hm_manager_memory_returned(hm_manager *m)
 {
-    if (atomic_load_explicit(&m->nwaiting, memory_order_acquire)) {
-        pthread_mutex_lock(&m->wait_lock);
-        m->returns++;
-        start_round(m);
-        pthread_mutex_unlock(&m->wait_lock);
-    }
+    if (atomic_load_explicit(&m->nwaiting, memory_order_acquire)) hm_manager_kick_waiters(m);
     hm_notify_charge_changed(m);
+    if (atomic_load_explicit(&m->nested, memory_order_relaxed)) hm_nest_memory_returned(m);
 }

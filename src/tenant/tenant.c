@@ -70,12 +70,8 @@ hm_status hm_tenant_create(const hm_tenant_config *cfg, hm_tenant **out)
     t->level = cfg->level;
     t->emergency = cfg->emergency_level;
     pthread_mutex_init(&t->cb_lock, NULL);
-    if (cfg->parent) { /* NESTED: hm_manager_create_child once nested budgets land */
-        hm_detail_set("tenant: a parent manager needs nested budgets");
-        st = HM_E_NOTIMPL;
-        goto fail;
-    }
-    if (HM_FAILED(st = hm_manager_create(cfg->options, &t->m))) goto fail; /* (the detail names the bad option) */
+    st = cfg->parent ? hm_manager_create_child(cfg->parent, cfg->options, &t->m) : hm_manager_create(cfg->options, &t->m);
+    if (HM_FAILED(st)) goto fail; /* (the detail names the bad option) */ /* (the detail names the bad option) */
     if (HM_FAILED(st = hm_heap_create(t->m, HM_HEAP_THREADSAFE, &t->h))) goto fail;
     if (HM_FAILED(st = hm_manager_register_notification(t->m, notified, t))) goto fail;
     *out = t;
@@ -190,7 +186,10 @@ hm_status hm_tenant_get_stats(hm_tenant *t, hm_tenant_stats *out)
     out->charge = ms.charge;
     out->peak_charge = ms.peak_charge;
     out->live_bytes = t->h ? live_bytes(t) : 0;
-    for (int i = 0; i < 3; i++) out->refused[i] = atomic_load_explicit(&t->refused[i], memory_order_relaxed);
+    for (int i = 0; i < 3; i++) {
+        out->refused[i] = atomic_load_explicit(&t->refused[i], memory_order_relaxed);
+        out->refused_by_ancestor[i] = ms.refused_by_ancestor[i];
+    }
     out->bad_frees = atomic_load_explicit(&t->bad_frees, memory_order_relaxed);
     out->low_signals = atomic_load_explicit(&t->low_signals, memory_order_relaxed);
     out->collections = atomic_load_explicit(&t->collections, memory_order_relaxed);
@@ -221,9 +220,11 @@ size_t hm_tenant_report(hm_tenant *t, hm_report_format format, char *buf, size_t
         put(buf, cap, &len,
             "{\"name\":\"%s\",\"limit\":%" PRIu64 ",\"charge\":%" PRIu64 ",\"peak_charge\":%" PRIu64
             ",\"live_bytes\":%" PRIu64 ",\"refused\":{\"task\":%" PRIu64 ",\"appdomain\":%" PRIu64 ",\"process\":%" PRIu64
-            "},\"bad_frees\":%" PRIu64 ",\"low_signals\":%" PRIu64 ",\"collections\":%" PRIu64 ",\"collected_bytes\":%" PRIu64 "}\n",
+            "},\"bad_frees\":%" PRIu64 ",\"low_signals\":%" PRIu64 ",\"collections\":%" PRIu64 ",\"collected_bytes\":%" PRIu64
+            ",\"refused_by_ancestor\":{\"task\":%" PRIu64 ",\"appdomain\":%" PRIu64 ",\"process\":%" PRIu64 "}}\n",
             t->name, s.limit, s.charge, s.peak_charge, s.live_bytes, s.refused[0], s.refused[1], s.refused[2], s.bad_frees,
-            s.low_signals, s.collections, s.collected_bytes);
+            s.low_signals, s.collections, s.collected_bytes, s.refused_by_ancestor[0], s.refused_by_ancestor[1],
+            s.refused_by_ancestor[2]);
         return len;
     }
     put(buf, cap, &len, "tenant %s: limit %.1f MiB, peak charge %.1f MiB (%.0f%%), charge now %.1f MiB, live %.1f MiB\n",
@@ -231,6 +232,10 @@ size_t hm_tenant_report(hm_tenant *t, hm_report_format format, char *buf, size_t
         mib(s.charge), mib(s.live_bytes));
     put(buf, cap, &len, "  refused: task %" PRIu64 ", appdomain %" PRIu64 ", process %" PRIu64 "; bad frees %" PRIu64 "\n",
         s.refused[0], s.refused[1], s.refused[2], s.bad_frees);
+    uint64_t up = s.refused_by_ancestor[0] + s.refused_by_ancestor[1] + s.refused_by_ancestor[2];
+    if (up)
+        put(buf, cap, &len, "  of the budget's refusals, by an enclosing budget: task %" PRIu64 ", appdomain %" PRIu64
+            ", process %" PRIu64 "\n", s.refused_by_ancestor[0], s.refused_by_ancestor[1], s.refused_by_ancestor[2]);
     put(buf, cap, &len, "  memory low %" PRIu64 " time%s; collections %" PRIu64 ", gave back %.1f MiB\n", s.low_signals,
         s.low_signals == 1 ? "" : "s", s.collections, mib(s.collected_bytes));
     return len;

@@ -110,6 +110,22 @@ static int place_large(uintptr_t want, uint64_t size, uint32_t *flags, uintptr_t
     return 0;
 }
 
+/* The detail of a refusal by the budget: the manager's own, or an enclosing manager's (account.h). */
+static void refused_detail(hm_account *acct, const char *fresh, uint64_t bytes, unsigned level)
+{
+    hm_account *r = hm_account_refuser;
+    if (!r || r == acct) {
+        hm_detail_set("MEM_COMMIT of %#lx %sbytes at level %u: the manager's budget refuses it", (unsigned long)bytes,
+                      fresh, level);
+        return;
+    }
+    unsigned up = 0;
+    for (hm_account *p = acct; p && p != r; p = p->parent) up++;
+    hm_detail_set("MEM_COMMIT of %#lx %sbytes at level %u: the budget of an enclosing manager (%u level%s up, "
+                  "limit %#lx) refuses it", (unsigned long)bytes, fresh, level, up, up == 1 ? "" : "s",
+                  (unsigned long)r->threshold[2]);
+}
+
 /* Reserves (and with MEM_COMMIT commits) a new allocation, charged to acct at level; align (0 or a
  * power of two of 64 KiB to 32 MiB) and tag are for layers above (hm_vmap_reserve_tagged). */
 static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_t size, uint32_t type, uint32_t prot,
@@ -138,7 +154,7 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
     }
     if (commit && !hm_account_admit(acct, bytes, level)) { /* SPEC 3.2: admission and charge, one step */
         hm_account_give_va(acct, bytes);
-        hm_detail_set("MEM_COMMIT of %#lx bytes at level %u: the manager's budget refuses it", (unsigned long)bytes, level);
+        refused_detail(acct, "", bytes, level);
         return HM_E_COMMITMENT_LIMIT;
     }
     int err = 0;
@@ -258,7 +274,7 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
     uint64_t grow = (hm_runs_committed(next, npages) - atomic_load_explicit(&a->committed, memory_order_relaxed)) * PAGE;
     if (!hm_account_admit(acct, grow, level)) {
         hm_runs_free(next);
-        hm_detail_set("MEM_COMMIT of %#lx new bytes at level %u: the manager's budget refuses it", (unsigned long)grow, level);
+        refused_detail(acct, "new ", grow, level);
         return HM_E_COMMITMENT_LIMIT;
     }
     if ((prot & HM_PAGE_GUARD) && (err = hm_special_attach(a, HM_WATCH_NONE, true))) {

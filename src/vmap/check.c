@@ -10,7 +10,8 @@
  *             valid base protection; committed pages counted equal the record's count.
  *   arena     a chunk allocation's granules are marked used; used granules = granules of chunk allocations.
  *   books     allocations, runs, reserved and committed bytes equal the sums over the records;
- *             each account's charge and va_used equal its allocations' committed and reserved bytes.
+ *             each account's charge (less what it holds for nested accounts and outside the map) and
+ *             va_used equal its allocations' committed and reserved bytes.
  *   kernel    every page of every allocation lies in a mapping whose protection is the Linux
  *             protection of its Win32 state (reserved: PROT_NONE). */
 #include <stdatomic.h>
@@ -177,7 +178,8 @@ hm_status hm_vmap_check(bool with_kernel)
     for (size_t k = 0; !st && k < naccts; k++) {
         hm_account *ac = accts[k].acct;
         uint64_t charge = atomic_load_explicit(&ac->charge, memory_order_relaxed) -
-                          atomic_load_explicit(&ac->outside, memory_order_relaxed);
+                          atomic_load_explicit(&ac->outside, memory_order_relaxed) -
+                          atomic_load_explicit(&ac->nested, memory_order_relaxed); /* (account.h) */
         uint64_t va = atomic_load_explicit(&ac->va_used, memory_order_relaxed);
         uint64_t recorded = atomic_load_explicit(&ac->va_recorded, memory_order_relaxed);
         if (charge != accts[k].committed || va != accts[k].reserved + recorded) {

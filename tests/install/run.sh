@@ -73,6 +73,17 @@ soname=$(readelf -d "$libdir/libhostmem.so" 2>/dev/null | sed -n 's/.*(SONAME).*
 [ -n "$soname" ] || die "libhostmem.so has no SONAME"
 [ -e "$libdir/$soname" ] || die "$libdir/$soname (the SONAME) is not installed"
 ls "$prefix"/include/hostmem | grep -v '\.h$' >/dev/null && die "non-header files installed in include/hostmem"
+# The adapters where their runtimes are: the library, and `hostmem host` finding its helper in libexec/hostmem.
+for rt in lua:lua5.4:lua sqlite:sqlite3:sql python:python3-embed:py; do
+    name=${rt%%:*} pc=${rt#*:} ext=${pc#*:} pc=${pc%%:*}
+    pkg-config --exists "$pc" 2>/dev/null || continue
+    [ -f "$libdir/libhostmem_$name.a" ] || die "libhostmem_$name.a is not installed"
+    [ -x "$prefix/libexec/hostmem/hostmem-host-$name" ] || die "libexec/hostmem/hostmem-host-$name is not installed"
+    if [ $name = sqlite ]; then echo "SELECT 6 * 7;" >"$work/t.$ext"; else echo "print(6 * 7)" >"$work/t.$ext"; fi
+    out=$(HOSTMEM_HOST_DIR= "$prefix/bin/hostmem" host $name "$work/t.$ext" 2>"$log/host-$name.log") || die "hostmem host $name: status $?"
+    [ "$out" = 42 ] || die "hostmem host $name printed '$out', not 42"
+    step "hostmem host $name (installed helper)"
+done
 if readelf -d "$libdir/libhostmem.so" | grep -q 'R.*PATH'; then
     die "the installed libhostmem.so still carries a build-tree RPATH/RUNPATH"
 fi

@@ -38,8 +38,9 @@
  * collection with Py_AddPendingCall; the main thread runs it at its next bytecode boundary, holding
  * the GIL: a full collection (PyGC_Collect, even under gc.disable(), which only stops the automatic
  * ones; a full collection also empties CPython's free lists), after which the arenas pymalloc
- * emptied and the kept ones go back, and the tenant's heap is trimmed (hm_tenant_collect_begin/end: the report counts
- * the collection, and what it gave back counts both the heap's live bytes and the arenas released).
+ * emptied and the kept ones go back, and the tenant's heap is trimmed (hm_tenant_collect_begin/end:
+ * the report counts the collection, and what it gave back counts both the heap's live bytes and the
+ * arenas released).
  * Why not queue from the notification thread: in 3.11, Py_AddPendingCall from a thread other than the
  * main one does not set the interpreter's eval breaker (the main thread would see the call only at
  * its next GIL switch, never in a single-threaded program), and a call queued while the interpreter
@@ -97,8 +98,9 @@ hm_status hm_python_install(const hm_python_config *cfg);
 /* The tenant CPython is hosted in; NULL before install and after uninstall. */
 hm_tenant *hm_python_tenant(void);
 
-/* Removes the Low callback, then Py_FinalizeEx(); returns its status (0, or -1 when flushing the standard streams failed). The hooks
- * and the tenant stay (see above). -1 with nothing done when not installed. */
+/* Removes the Low callback, then Py_FinalizeEx(), then hm_python_trim(); returns Py_FinalizeEx's status
+ * (0, or -1 when flushing the standard streams failed). The hooks and the tenant stay (see above). -1
+ * with nothing done when not installed. */
 int hm_python_finalize(void);
 
 /* After hm_python_finalize: closes the hooks (later requests refused, frees ignored) and removes the
