@@ -7,6 +7,8 @@
  *             collections asked on Low (on) against none (off)
  *   threads   Python threads making garbage at once while one of them runs out of the budget: the
  *             others finish with the right figures, and the collections asked on Low run
+ *   parent    a tenant inside a parent budget smaller than its own: the parent's refusal is the
+ *             MemoryError, counted as the ancestor's
  *   api       the API's error paths and lifetime (a cmocka group inside the child)
  *   late      install after Py_Initialize is refused
  *   debug     debug hooks on CPython's allocators are refused (PYTHONMALLOC=pymalloc_debug)
@@ -208,6 +210,35 @@ static int child_threads(void)
     return finish();
 }
 
+static int child_parent(void)
+{
+    hm_manager *parent;
+    if (HM_FAILED(hm_manager_create("limit=40M," NOSYS, &parent))) return 3;
+    hm_python_config c = {.options = "limit=256M,reserve.process=4M," NOSYS, .parent = parent, .level = HM_LEVEL_TASK,
+                          .emergency_level = HM_LEVEL_PROCESS};
+    if (HM_FAILED(hm_python_install(&c))) {
+        fprintf(stderr, "install: %s\n", hm_last_detail());
+        return 3;
+    }
+    Py_Initialize();
+    run_or_die("hog = []\n"
+               "try:\n"
+               "    while True:\n"
+               "        hog.append(str(len(hog)) * 4)\n"
+               "    small = 'no'\n"
+               "except MemoryError:\n"
+               "    small = 'yes'\n"
+               "del hog\n"
+               "r = str(sum(len(str(i)) for i in range(100000)))\n");
+    printf("refused=%s\nlater=%s\nlater_expected=%ld\n", main_str("small"), main_str("r"), digits_sum(100000));
+    hm_tenant_stats s = tstats();
+    hm_manager_stats ps;
+    hm_manager_get_stats(parent, &ps);
+    printf("by_ancestor=%" PRIu64 "\nparent_limit=%" PRIu64 "\nparent_peak=%" PRIu64 "\n",
+           s.refused_by_ancestor[0] + s.refused_by_ancestor[1] + s.refused_by_ancestor[2], ps.limit, ps.peak_charge);
+    return finish(); /* (the tenant, a child of parent, is kept: so is parent) */
+}
+
 static int child_cycles(bool on)
 {
     install_or_die("limit=128M,notify.high=25,notify.low=10," NOSYS, !on);
@@ -321,6 +352,7 @@ static int child(const char *name)
     if (!strcmp(name, "cycles-on")) return child_cycles(true);
     if (!strcmp(name, "cycles-off")) return child_cycles(false);
     if (!strcmp(name, "threads")) return child_threads();
+    if (!strcmp(name, "parent")) return child_parent();
     if (!strcmp(name, "late")) return child_late();
     if (!strcmp(name, "debug")) return child_debug();
     if (!strcmp(name, "malloc")) return child_malloc();
@@ -491,6 +523,19 @@ static void test_threads(void **state)
     assert_int_equal(num(&o, "bad_frees"), 0);
 }
 
+static void test_parent(void **state)
+{
+    (void)state;
+    out o;
+    run_child("parent", NULL, &o);
+    assert_int_equal(o.status, 0);
+    assert_string_equal(value(&o, "refused"), "yes");
+    assert_string_equal(value(&o, "later"), value(&o, "later_expected"));
+    assert_true(num(&o, "by_ancestor") >= 1);
+    assert_true(num(&o, "parent_peak") <= num(&o, "parent_limit"));
+    assert_true(num(&o, "peak") <= num(&o, "parent_limit")); /* the tenant's own 256M never came into play */
+}
+
 static void test_api_child(void **state)
 {
     (void)state;
@@ -535,6 +580,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_refusal),
         cmocka_unit_test(test_cycles),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_parent),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
