@@ -134,10 +134,12 @@ const char *hm_last_detail(void) { return hm_detail_get(); }
 
 void hm_set_last_detail(const char *fmt, ...)
 {
-    char buf[256];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt ? fmt : "", ap);
-    va_end(ap);
+    char buf[256] = "";
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(buf, sizeof buf, fmt, ap);
+        va_end(ap);
+    }
     hm_detail_set("%s", buf);
 }
