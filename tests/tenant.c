@@ -49,6 +49,40 @@ static void test_bad_config(void **state)
     char buf[8] = "x";
     assert_int_equal(hm_tenant_report(NULL, HM_REPORT_TEXT, buf, sizeof buf), 0);
     assert_string_equal(buf, "");
+    /* a NULL tenant never crashes anything */
+    assert_null(hm_tenant_alloc(NULL, 16, HM_LEVEL_TASK));
+    assert_null(hm_tenant_realloc(NULL, NULL, 16, HM_LEVEL_TASK));
+    hm_tenant_free(NULL, buf);
+    assert_int_equal(hm_tenant_usable_size(NULL, buf), 0);
+    assert_false(hm_tenant_low_pending(NULL));
+    assert_false(hm_tenant_take_low(NULL));
+    assert_int_equal(hm_tenant_collect_begin(NULL), 0);
+    hm_tenant_collect_end(NULL, 1);
+    assert_null(hm_tenant_manager(NULL));
+    assert_null(hm_tenant_heap(NULL));
+    assert_string_equal(hm_tenant_name(NULL), "");
+    assert_int_equal(hm_tenant_level(NULL), HM_LEVEL_TASK);
+    assert_int_equal(hm_tenant_emergency_level(NULL), HM_LEVEL_TASK);
+}
+
+/* A level that is not one: NULL and the heap's detail, not a refusal. */
+static void test_bad_level(void **state)
+{
+    (void)state;
+    hm_tenant *t = make("limit=8M", HM_LEVEL_TASK, HM_LEVEL_TASK);
+    assert_null(hm_tenant_alloc(t, 64, (hm_level)3));
+    assert_non_null(strstr(hm_last_detail(), "level"));
+    void *p = hm_tenant_alloc(t, 64, HM_LEVEL_TASK);
+    assert_non_null(p);
+    assert_null(hm_tenant_realloc(t, p, 100000, (hm_level)-1));
+    assert_true(hm_tenant_usable_size(t, p) >= 64); /* untouched */
+    assert_null(hm_tenant_realloc(t, p, 16, (hm_level)7)); /* a shrink too: the level is wrong */
+    assert_true(hm_tenant_usable_size(t, p) >= 64);
+    hm_tenant_stats s;
+    assert_int_equal(hm_tenant_get_stats(t, &s), HM_OK);
+    assert_int_equal(s.refused[0] + s.refused[1] + s.refused[2], 0);
+    hm_tenant_free(t, p);
+    assert_int_equal(hm_tenant_destroy(t), HM_OK);
 }
 
 /* Fills the budget at the ordinary level until refused; the emergency level still gets the reserve;
@@ -259,6 +293,7 @@ int main(void)
         cmocka_unit_test(test_bad_config),     cmocka_unit_test(test_refusal_and_emergency),
         cmocka_unit_test(test_bad_pointers),   cmocka_unit_test(test_low_signal),
         cmocka_unit_test(test_report),         cmocka_unit_test(test_parent),
+        cmocka_unit_test(test_bad_level),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,8 @@ HM_API const char *hm_tenant_name(hm_tenant *t);
  * never fails (if the block cannot move to a smaller one, it stays where it is); on failure p is
  * untouched. hm_tenant_free(t, NULL) does nothing. A pointer that is no live block of the tenant's
  * heap is refused by free and realloc (counted as a bad free; realloc returns NULL) instead of
- * corrupting anything. */
+ * corrupting anything. A NULL tenant or a level that is not one gives NULL (hm_last_detail says
+ * which), never counted as a refusal; every call here takes a NULL tenant without harm. */
 HM_API void *hm_tenant_alloc(hm_tenant *t, size_t size, hm_level level);
 HM_API void *hm_tenant_realloc(hm_tenant *t, void *p, size_t size, hm_level level);
 HM_API void hm_tenant_free(hm_tenant *t, void *p);

@@ -101,24 +101,34 @@ hm_status hm_tenant_destroy(hm_tenant *t)
 hm_manager *hm_tenant_manager(hm_tenant *t) { return t ? t->m : NULL; }
 hm_heap *hm_tenant_heap(hm_tenant *t) { return t ? t->h : NULL; }
 const char *hm_tenant_name(hm_tenant *t) { return t ? t->name : ""; }
-hm_level hm_tenant_level(hm_tenant *t) { return t->level; }
-hm_level hm_tenant_emergency_level(hm_tenant *t) { return t->emergency; }
+hm_level hm_tenant_level(hm_tenant *t) { return t ? t->level : HM_LEVEL_TASK; }
+hm_level hm_tenant_emergency_level(hm_tenant *t) { return t ? t->emergency : HM_LEVEL_TASK; }
 
-static void refused(hm_tenant *t, hm_level level)
+/* Whether a failure was the budget's (or the system's) refusal, not a bad argument. */
+static bool is_refusal(hm_status st)
 {
-    atomic_fetch_add_explicit(&t->refused[level_ok(level) ? level : 0], 1, memory_order_relaxed);
+    return st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT || st == HM_E_OUTOFMEMORY ||
+           st == HM_E_NOT_ENOUGH_MEMORY || st == HM_E_HOST_ABANDONED;
+}
+
+static void refused(hm_tenant *t, hm_level level, hm_status st)
+{
+    if (level_ok(level) && is_refusal(st)) atomic_fetch_add_explicit(&t->refused[level], 1, memory_order_relaxed);
 }
 
 void *hm_tenant_alloc(hm_tenant *t, size_t size, hm_level level)
 {
     void *p;
-    if (HM_SUCCEEDED(hm_heap_alloc(t->h, size, level, &p))) return p;
-    refused(t, level);
+    if (!t) return NULL;
+    hm_status st = hm_heap_alloc(t->h, size, level, &p);
+    if (HM_SUCCEEDED(st)) return p;
+    refused(t, level, st);
     return NULL;
 }
 
 void *hm_tenant_realloc(hm_tenant *t, void *p, size_t size, hm_level level)
 {
+    if (!t) return NULL;
     if (p && size == 0) {
         hm_tenant_free(t, p);
         return NULL;
@@ -131,22 +141,22 @@ void *hm_tenant_realloc(hm_tenant *t, void *p, size_t size, hm_level level)
         return NULL;
     }
     /* a shrink that could not move: the block stays (runtimes such as Lua count on shrinks succeeding) */
-    if (p && size <= hm_heap_usable_size(t->h, p)) return p;
-    refused(t, level);
+    if (p && is_refusal(st) && size <= hm_heap_usable_size(t->h, p)) return p;
+    refused(t, level, st);
     return NULL;
 }
 
 void hm_tenant_free(hm_tenant *t, void *p)
 {
-    if (p && HM_FAILED(hm_heap_free(t->h, p))) atomic_fetch_add_explicit(&t->bad_frees, 1, memory_order_relaxed);
+    if (t && p && HM_FAILED(hm_heap_free(t->h, p))) atomic_fetch_add_explicit(&t->bad_frees, 1, memory_order_relaxed);
 }
 
-size_t hm_tenant_usable_size(hm_tenant *t, const void *p) { return p ? hm_heap_usable_size(t->h, p) : 0; }
+size_t hm_tenant_usable_size(hm_tenant *t, const void *p) { return t && p ? hm_heap_usable_size(t->h, p) : 0; }
 
-bool hm_tenant_low_pending(hm_tenant *t) { return atomic_load_explicit(&t->low, memory_order_relaxed); }
+bool hm_tenant_low_pending(hm_tenant *t) { return t && atomic_load_explicit(&t->low, memory_order_relaxed); }
 bool hm_tenant_take_low(hm_tenant *t)
 {
-    return atomic_load_explicit(&t->low, memory_order_relaxed) && atomic_exchange_explicit(&t->low, false, memory_order_acquire);
+    return t && atomic_load_explicit(&t->low, memory_order_relaxed) && atomic_exchange_explicit(&t->low, false, memory_order_acquire);
 }
 
 hm_status hm_tenant_on_low(hm_tenant *t, void (*fn)(hm_tenant *, void *), void *arg)
@@ -162,17 +172,18 @@ hm_status hm_tenant_on_low(hm_tenant *t, void (*fn)(hm_tenant *, void *), void *
 static uint64_t live_bytes(hm_tenant *t)
 {
     hm_heap_stats hs;
-    return HM_SUCCEEDED(hm_heap_get_stats(t->h, &hs)) ? hs.live_bytes : 0;
+    return t->h && HM_SUCCEEDED(hm_heap_get_stats(t->h, &hs)) ? hs.live_bytes : 0;
 }
 
-uint64_t hm_tenant_collect_begin(hm_tenant *t) { return live_bytes(t); }
+uint64_t hm_tenant_collect_begin(hm_tenant *t) { return t ? live_bytes(t) : 0; }
 
 void hm_tenant_collect_end(hm_tenant *t, uint64_t token)
 {
+    if (!t) return;
     uint64_t now = live_bytes(t);
     atomic_fetch_add_explicit(&t->collections, 1, memory_order_relaxed);
     if (token > now) atomic_fetch_add_explicit(&t->collected, token - now, memory_order_relaxed);
-    hm_heap_trim(t->h); /* the pages the collection emptied go back to the budget now */
+    if (t->h) hm_heap_trim(t->h); /* the pages the collection emptied go back to the budget now */
 }
 
 hm_status hm_tenant_get_stats(hm_tenant *t, hm_tenant_stats *out)
