@@ -9,6 +9,7 @@
 #include "host_main.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "plot.h"
@@ -189,6 +191,17 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
         usage(rt, stderr);
         return 2;
     }
+    /* a script that cannot be read is bad input to the command (2), for every runtime alike */
+    struct stat sb;
+    int fd = open(argv[i], O_RDONLY | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &sb) || S_ISDIR(sb.st_mode)) {
+        fprintf(stderr, "hostmem host %s: cannot read the script %s: %s\n", rt->name, argv[i],
+                fd < 0 ? strerror(errno) : "it is a directory");
+        if (fd >= 0) close(fd);
+        free(options);
+        return 2;
+    }
+    close(fd);
     FILE *out = stderr;
     if (report && !(out = fopen(report, "w"))) {
         fprintf(stderr, "hostmem host %s: --report: cannot write %s: %s\n", rt->name, report, strerror(errno));

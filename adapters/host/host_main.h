@@ -7,7 +7,8 @@
  * the options (a bad option: hostmem's detail naming it, status 2), samples the tenant's charge for
  * --plot, runs the script through the runtime's `run`, then prints the tenant's report on stderr (or
  * writes it to FILE) and returns run's status: 0 when the script succeeded, 1 when it failed (its
- * error on stderr: an out-of-memory error is one of them), 2 for bad input to the command itself. */
+ * error on stderr: an out-of-memory error is one of them), 2 for bad input to the command itself (a
+ * script that cannot be read included, for every runtime alike: checked here before the tenant). */
 #ifndef HM_HOST_MAIN_H
 #define HM_HOST_MAIN_H
 

@@ -34,7 +34,7 @@ for bad in "-o limit=lots $script" "--level urgent $script" "--frobnicate $scrip
   # shellcheck disable=SC2086
   "$hostmem" host "$rt" $bad >out 2>err; rc=$?
   if [ "$bad" = "$work/missing-script" ]; then
-    [ $rc = 1 ] || fail "a missing script: status $rc, not 1"; grep -q "missing-script" err || fail "a missing script: no message naming it"
+    [ $rc = 2 ] || fail "a missing script: status $rc, not 2"; grep -q "missing-script" err || fail "a missing script: no message naming it"
   else
     [ $rc = 2 ] || fail "'$bad': status $rc, not 2"
     [ -s err ] || fail "'$bad': no message"

@@ -37,7 +37,8 @@ expect bad-option 2 "option 'limit'" err -- "$hm" host python -o limit=lots "$di
 expect bad-arg 2 "unknown argument '--bogus'" err -- "$hm" host python --bogus "$dir/ok.py"
 expect bad-level 2 "--level wants" err -- "$hm" host python --level high "$dir/ok.py"
 expect no-script 2 "no script to run" err -- "$hm" host python
-expect missing-script 2 "cannot open" err -- "$hm" host python "$work/nonexistent.py"
+expect missing-script 2 "cannot read the script" err -- "$hm" host python "$work/nonexistent.py"
+expect directory-script 2 "it is a directory" err -- "$hm" host python "$work"
 rm -f "$work/report.txt" "$work/report.json" "$work/plot.svg"
 expect report-file 1 "tenant python: limit 32.0 MiB" "$work/report.txt" -- "$hm" host python -o $tight --report "$work/report.txt" "$dir/hog.py"
 expect report-json 0 '"name":"python"' "$work/report.json" -- "$hm" host python --report "$work/report.json" --report-format json "$dir/ok.py"
