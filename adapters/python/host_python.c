@@ -8,6 +8,8 @@
 
 #include <errno.h>
 #include <libgen.h>
+#include <setjmp.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +80,34 @@ static int prepare(const char *script)
     return rc;
 }
 
+/* CPython's start-up treats a refused allocation before MemoryError exists as fatal (Py_FatalError,
+ * then abort()). In this helper, and only while CPython starts, that abort comes back here instead of
+ * killing the process: the command then says the budget is too small, prints the tenant's report and
+ * ends with status 1, never touching the half-made interpreter again. (An embedding program that
+ * calls hm_python_install itself keeps CPython's behaviour: python.h says so.) */
+static sigjmp_buf start_jump;
+static void start_aborted(int sig)
+{
+    (void)sig;
+    siglongjmp(start_jump, 1);
+}
+
+static PyStatus start(PyConfig *config, bool *aborted)
+{
+    struct sigaction sa = {.sa_handler = start_aborted}, old;
+    sigemptyset(&sa.sa_mask);
+    *aborted = false;
+    if (sigsetjmp(start_jump, 1)) {
+        sigaction(SIGABRT, &old, NULL);
+        *aborted = true;
+        return PyStatus_Error("CPython aborted while starting");
+    }
+    sigaction(SIGABRT, &sa, &old);
+    PyStatus ps = Py_InitializeFromConfig(config);
+    sigaction(SIGABRT, &old, NULL);
+    return ps;
+}
+
 static int run(hm_tenant *t, const char *script, int argc, char **argv, void *arg)
 {
     state *s = arg;
@@ -97,7 +127,16 @@ static int run(hm_tenant *t, const char *script, int argc, char **argv, void *ar
     PyConfig_InitPythonConfig(&config);
     config.parse_argv = 0; /* the arguments are the script's, as given */
     PyStatus ps = PyConfig_SetBytesArgv(&config, argc, argv);
-    if (!PyStatus_Exception(ps)) ps = Py_InitializeFromConfig(&config);
+    bool aborted = false;
+    if (!PyStatus_Exception(ps)) ps = start(&config, &aborted);
+    if (aborted) { /* nothing of CPython's may run again: the report, and out */
+        hm_tenant_stats ts;
+        hm_tenant_get_stats(t, &ts);
+        fprintf(stderr, "hostmem host python: CPython could not start within the budget (limit %.1f MiB; its start-up "
+                        "needs about 5 MiB)\n", (double)ts.limit / (1024.0 * 1024.0));
+        fclose(f);
+        return 1;
+    }
     PyConfig_Clear(&config);
     int rc = 1;
     if (PyStatus_Exception(ps)) { /* (a budget too small for CPython to start, say) */

@@ -28,7 +28,9 @@
  * arena is admitted at the ordinary level again. While CPython starts (until Py_IsInitialized) and
  * while it is finalized, every request refused at the ordinary level is retried at the emergency
  * level: CPython treats a refusal there as a fatal error (it aborts; its MemoryError does not exist
- * yet), so a budget too small for the interpreter to start still aborts the process. Give the tenant
+ * yet), so a budget too small for the interpreter to start still aborts the process (CPython 3.11
+ * here needs about 5 MiB to start; `hostmem host python` turns that abort into a message and status
+ * 1, a program embedding CPython gets CPython's own fatal error). Give the tenant
  * a reserve between the two levels (reserve.process with level task and emergency level process,
  * say) for the window and the start to use.
  *

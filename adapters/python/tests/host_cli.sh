@@ -39,6 +39,9 @@ expect bad-level 2 "--level wants" err -- "$hm" host python --level high "$dir/o
 expect no-script 2 "no script to run" err -- "$hm" host python
 expect missing-script 2 "cannot read the script" err -- "$hm" host python "$work/nonexistent.py"
 expect directory-script 2 "it is a directory" err -- "$hm" host python "$work"
+# a budget too small for CPython's start-up: CPython's fatal error comes back as a message and status 1
+expect tiny-budget 1 "could not start within the budget" err -- "$hm" host python -o limit=1M "$dir/ok.py"
+expect tiny-budget-report 1 "tenant python: limit 1.0 MiB" err -- "$hm" host python -o limit=1M "$dir/ok.py"
 rm -f "$work/report.txt" "$work/report.json" "$work/plot.svg"
 expect report-file 1 "tenant python: limit 32.0 MiB" "$work/report.txt" -- "$hm" host python -o $tight --report "$work/report.txt" "$dir/hog.py"
 expect report-json 0 '"name":"python"' "$work/report.json" -- "$hm" host python --report "$work/report.json" --report-format json "$dir/ok.py"
