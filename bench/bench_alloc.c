@@ -671,22 +671,6 @@ static int find_workload(const char *name)
     return -1;
 }
 
-/* The high-water mark of this process's resident memory, KiB (VmHWM: of this image only, unlike
- * ru_maxrss, which after an exec still counts the forked parent's resident set). */
-static long vm_hwm_kb(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) die("open /proc/self/status: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) die("read /proc/self/status");
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    if (!p) die("no VmHWM in /proc/self/status");
-    return strtol(p + 6, NULL, 10);
-}
-
 static int child_main(const char *cname, const char *wname, int threads, uint64_t limit)
 {
     static char what[128];
@@ -756,34 +740,14 @@ static void run_child(int wi, int th, int ci, int r, uint64_t limit)
     cell *c = &cells[wi][th - 1][ci];
     c->t[r] = c->rss[r] = c->base[r] = c->charge[r] = NAN;
     if (c->failed) return; /* one failure is enough: it is reported with its reproduction */
-    int fd[2];
-    if (pipe(fd)) die("pipe: %s", strerror(errno));
     char tbuf[16], lbuf[32], sbuf[32];
     snprintf(tbuf, sizeof tbuf, "%d", th);
     snprintf(lbuf, sizeof lbuf, "%llu", (unsigned long long)limit);
     snprintf(sbuf, sizeof sbuf, "%g", quick ? 0.1 : 1.0);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        char *argv[] = {self_path, "--run", (char *)contenders[ci].name, (char *)workloads[wi].name, tbuf,
-                        "--limit", lbuf, "--scale", sbuf, NULL};
-        execv(self_path, argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    char out[256] = "";
-    size_t len = 0;
-    ssize_t k;
-    while ((k = read(fd[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)k;
-    out[len] = 0;
-    close(fd[0]);
-    int status;
-    struct rusage ru;
-    if (wait4(pid, &status, 0, &ru) < 0) die("wait4: %s", strerror(errno));
+    char *argv[] = {self_path, "--run", (char *)contenders[ci].name, (char *)workloads[wi].name, tbuf,
+                    "--limit", lbuf, "--scale", sbuf, NULL};
+    char out[256];
+    int status = bench_run_capture(argv, out, sizeof out);
     double t, base, peak;
     unsigned long long charge;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 &&

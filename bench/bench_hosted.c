@@ -166,20 +166,6 @@ static uint64_t run_sqlite(void)
 
 /* ---- one run (the child) ----------------------------------------------------------------------- */
 
-static long vm_hwm_kb(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) die("open /proc/self/status: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) die("read /proc/self/status");
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    if (!p) die("no VmHWM in /proc/self/status");
-    return strtol(p + 6, NULL, 10);
-}
-
 static int child_main(int c, int w)
 {
     static char what[64];
@@ -225,25 +211,9 @@ typedef struct cell {
 
 static void run_child(int c, int w, cell *out)
 {
-    int fd[2];
-    if (pipe(fd)) die("pipe: %s", strerror(errno));
-    pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        char *argv[] = {self_path, "--run", (char *)cnames[c], (char *)wnames[w], NULL};
-        execv(self_path, argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    char buf[256] = {0};
-    size_t n = 0;
-    for (ssize_t r; n < sizeof buf - 1 && (r = read(fd[0], buf + n, sizeof buf - 1 - n)) > 0;) n += (size_t)r;
-    close(fd[0]);
-    int status;
-    waitpid(pid, &status, 0);
+    char *argv[] = {self_path, "--run", (char *)cnames[c], (char *)wnames[w], NULL};
+    char buf[256];
+    int status = bench_run_capture(argv, buf, sizeof buf);
     double ns, kb;
     uint64_t sum;
     char *p = strstr(buf, "RESULT ");

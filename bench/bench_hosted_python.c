@@ -101,20 +101,6 @@ static void use_mimalloc(void)
 
 /* ---- one run (the child) ------------------------------------------------------------------------ */
 
-static long vm_hwm_kb(void)
-{
-    char buf[4096];
-    int fd = open("/proc/self/status", O_RDONLY);
-    if (fd < 0) die("open /proc/self/status: %s", strerror(errno));
-    ssize_t n = read(fd, buf, sizeof buf - 1);
-    close(fd);
-    if (n <= 0) die("read /proc/self/status");
-    buf[n] = 0;
-    const char *p = strstr(buf, "VmHWM:");
-    if (!p) die("no VmHWM in /proc/self/status");
-    return strtol(p + 6, NULL, 10);
-}
-
 static int child_main(int ci, int wi, double scale)
 {
     static char what[64];
@@ -163,32 +149,13 @@ static void run_one(int wi, int ci, int r, double scale)
     cell *c = &cells[wi][ci];
     c->t[r] = c->rss[r] = NAN;
     if (c->failed) return;
-    int fd[2];
-    if (pipe(fd)) die("pipe: %s", strerror(errno));
     char wbuf[8], cbuf[8], sbuf[32];
     snprintf(wbuf, sizeof wbuf, "%d", wi);
     snprintf(cbuf, sizeof cbuf, "%d", ci);
     snprintf(sbuf, sizeof sbuf, "%g", scale);
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid < 0) die("fork: %s", strerror(errno));
-    if (pid == 0) {
-        dup2(fd[1], 1);
-        close(fd[0]);
-        close(fd[1]);
-        char *argv[] = {self_path, "--run", cbuf, wbuf, sbuf, NULL};
-        execv(self_path, argv);
-        _exit(127);
-    }
-    close(fd[1]);
-    char out[256] = "";
-    size_t len = 0;
-    ssize_t k;
-    while ((k = read(fd[0], out + len, sizeof out - 1 - len)) > 0) len += (size_t)k;
-    out[len] = 0;
-    close(fd[0]);
-    int status;
-    if (waitpid(pid, &status, 0) < 0) die("waitpid: %s", strerror(errno));
+    char *argv[] = {self_path, "--run", cbuf, wbuf, sbuf, NULL};
+    char out[256];
+    int status = bench_run_capture(argv, out, sizeof out);
     double t, rss;
     char res[64];
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && sscanf(out, "RESULT %lf %lf %63s", &t, &rss, res) == 3) {
