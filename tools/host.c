@@ -1,11 +1,13 @@
 /* host.c — `hostmem host RUNTIME ...`: runs a script on a runtime (Lua, SQLite, CPython) hosted by a
  * hostmem tenant, through the helper executable hostmem-host-RUNTIME (adapters/), so that this command
- * itself needs none of the runtimes' libraries. The helper is looked for beside this program, then in
- * HM_LIBEXECDIR (HOSTMEM_HOST_DIR names another directory); it gets the arguments after RUNTIME and its
+ * itself needs none of the runtimes' libraries. The helper is looked for beside this program, in
+ * ../libexec/hostmem beside it, then in HM_LIBEXECDIR (HOSTMEM_HOST_DIR, when set, is the only place
+ * looked in); it gets the arguments after RUNTIME and its
  * exit status is this command's. A runtime whose helper was not built (its development package was
  * missing at build time) is a message saying so and status 2. */
 #define _GNU_SOURCE
 #include "host.h"
+#include "locate.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -30,32 +32,15 @@ static void usage(FILE *f)
                "  (`hostmem host RUNTIME --help` for more)\n");
 }
 
-static bool executable(const char *path) { return access(path, X_OK) == 0; }
-
-/* The helper's path into out, or false. */
+/* The helper's path into out, or false: only in $HOSTMEM_HOST_DIR when it is set. */
 static bool find_helper(const char *rt, char *out, size_t cap)
 {
+    char name[64];
+    snprintf(name, sizeof name, "hostmem-host-%s", rt);
+    static const char *const rel[] = {"", "/../libexec/hostmem"}; /* (a build tree; an installation) */
     const char *env = getenv("HOSTMEM_HOST_DIR");
-    if (env && *env) {
-        int l = snprintf(out, cap, "%s/hostmem-host-%s", env, rt);
-        return l > 0 && (size_t)l < cap && executable(out);
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            static const char *const rel[] = {"", "/adapters", "/../libexec/hostmem"};
-            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                int l = snprintf(out, cap, "%s%s/hostmem-host-%s", exe, rel[i], rt);
-                if (l > 0 && (size_t)l < cap && executable(out)) return true;
-            }
-        }
-    }
-    int l = snprintf(out, cap, "%s/hostmem-host-%s", HM_LIBEXECDIR, rt);
-    return l > 0 && (size_t)l < cap && executable(out);
+    if (env && *env) return hm_locate_beside(name, rel, 0, env, X_OK, out, cap);
+    return hm_locate_beside(name, rel, sizeof rel / sizeof rel[0], HM_LIBEXECDIR, X_OK, out, cap);
 }
 
 int hm_host(int argc, char **argv)

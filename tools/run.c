@@ -30,6 +30,7 @@
 
 #include <hostmem/hostmem.h>
 
+#include "locate.h"
 #include "plot.h"
 #include "sites.h"
 
@@ -48,8 +49,6 @@ static void usage(FILE *f)
                "  by allocating call stack (DEPTH frames, 8 by default)\n");
 }
 
-static bool readable(const char *path) { return access(path, R_OK) == 0; }
-
 /* The drop-in library: $HOSTMEM_MALLOC_LIB, next to this program (a build tree), ../lib* beside it
  * (an installation), or the configured library directory. */
 static bool find_library(char *out, size_t cap)
@@ -57,24 +56,10 @@ static bool find_library(char *out, size_t cap)
     const char *env = getenv("HOSTMEM_MALLOC_LIB");
     if (env && *env) {
         snprintf(out, cap, "%s", env);
-        return readable(out);
+        return access(out, R_OK) == 0;
     }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = 0;
-        char *slash = strrchr(exe, '/');
-        if (slash) {
-            *slash = 0;
-            static const char *const rel[] = {"", "/../lib", "/../lib64", "/../lib/x86_64-linux-gnu", "/../lib/aarch64-linux-gnu"};
-            for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-                int l = snprintf(out, cap, "%s%s/" LIBNAME, exe, rel[i]);
-                if (l > 0 && (size_t)l < cap && readable(out)) return true;
-            }
-        }
-    }
-    snprintf(out, cap, "%s/" LIBNAME, HM_LIBDIR);
-    return readable(out);
+    static const char *const rel[] = {"", "/../lib", "/../lib64", "/../lib/x86_64-linux-gnu", "/../lib/aarch64-linux-gnu"};
+    return hm_locate_beside(LIBNAME, rel, sizeof rel / sizeof rel[0], HM_LIBDIR, R_OK, out, cap);
 }
 
 /* What join and strdup made, freed when the command returns. */
