@@ -32,21 +32,6 @@ static hm_manager *make(const char *opts)
     return m;
 }
 
-static void destroy(hm_manager *m)
-{
-    hm_status st = hm_manager_destroy(m);
-    if (st != HM_OK) fail_msg("hm_manager_destroy = %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static hm_manager_stats stats(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s;
-}
-
-static uint64_t charge(hm_manager *m) { return stats(m).charge; }
-
 static void check_books(void)
 {
     hm_status st = hm_vmap_check(true);
@@ -98,7 +83,7 @@ static uint64_t walked_commit(hm_manager *m)
 /* [3.2] charge = committed bytes of the manager's allocations = what the test expects. */
 static void expect_charge(hm_manager *m, uint64_t expected)
 {
-    uint64_t c = charge(m), w = walked_commit(m);
+    uint64_t c = tu_charge(m), w = walked_commit(m);
     if (c != expected || w != expected)
         fail_msg("charge %" PRIu64 ", committed by walk %" PRIu64 ", expected %" PRIu64, c, w, expected);
 }
@@ -138,14 +123,14 @@ static void admission_case(hm_level level, bool into, size_t pre, size_t n)
     if (pre) (void)reserve_commit(m, pre, HM_LEVEL_PROCESS);
     char *r = into ? reserve_only(m, 2 * LIM) : NULL;
     expect_charge(m, pre);
-    hm_manager_stats before = stats(m);
+    hm_manager_stats before = tu_stats(m);
     snap(m, &snap_a);
 
     bool admit = pre + n <= threshold[level];
     void *b = (void *)(uintptr_t)0x1;
     hm_status st = into ? hm_virtual_alloc_level(m, r + GRAN, n, HM_MEM_COMMIT, HM_PAGE_READWRITE, level, &b)
                         : hm_virtual_alloc_level(m, NULL, n, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, level, &b);
-    hm_manager_stats after = stats(m);
+    hm_manager_stats after = tu_stats(m);
     if (admit) {
         if (st != HM_OK)
             fail_msg("%s %s: charge %zu + %zu <= %zu refused: %#x %s", level_name[level], into ? "commit" : "reserve+commit",
@@ -178,7 +163,7 @@ static void admission_case(hm_level level, bool into, size_t pre, size_t n)
         assert_int_equal(after.refused[l], before.refused[l]);
     }
     assert_true(after.peak_charge <= LIM);
-    destroy(m);
+    tu_destroy(m);
 }
 
 static void test_admission_thresholds(void **state)
@@ -266,11 +251,11 @@ static void test_headroom(void **state)
     /* reservations cost nothing even with the budget spent */
     void *r2 = reserve_only(m, 4 * LIM);
     expect_charge(m, LIM);
-    hm_manager_stats s = stats(m);
+    hm_manager_stats s = tu_stats(m);
     assert_int_equal(s.charge, LIM);
     assert_int_equal(s.peak_charge, LIM);
     (void)r2;
-    destroy(m);
+    tu_destroy(m);
     check_books();
 }
 
@@ -284,12 +269,12 @@ static void test_recommit_free(void **state)
     char *big = reserve_commit(m, LIM - 128 * K, HM_LEVEL_PROCESS);
     expect_charge(m, LIM);
     memset(r, 0x5a, 128 * K);
-    hm_manager_stats before = stats(m);
+    hm_manager_stats before = tu_stats(m);
     /* the budget is spent, yet re-committing (even at task level, with a new protection) is admitted */
     void *b;
     assert_int_equal(hm_virtual_alloc_level(m, r, 128 * K, HM_MEM_COMMIT, HM_PAGE_READONLY, HM_LEVEL_TASK, &b), HM_OK);
     assert_ptr_equal(b, r);
-    hm_manager_stats after = stats(m);
+    hm_manager_stats after = tu_stats(m);
     expect_charge(m, LIM);
     for (int l = 0; l < 3; l++) { /* a request that raised nothing is no grant */
         assert_int_equal(after.granted[l], before.granted[l]);
@@ -319,7 +304,7 @@ static void test_recommit_free(void **state)
     /* the same through MEM_RESERVE|MEM_COMMIT is always new pages: refused */
     assert_int_equal(hm_virtual_alloc_level(m, NULL, PG, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, HM_LEVEL_PROCESS, &b),
                      HM_E_COMMITMENT_LIMIT);
-    destroy(m);
+    tu_destroy(m);
     check_books();
 }
 
@@ -382,9 +367,9 @@ static void test_give_back_and_reset(void **state)
     expect_charge(m, 5 * PG);
     assert_int_equal(hm_release(m, r), HM_OK);
     expect_charge(m, 0);
-    hm_manager_stats s = stats(m);
+    hm_manager_stats s = tu_stats(m);
     assert_int_equal(s.va_used, 0);
-    destroy(m);
+    tu_destroy(m);
     check_books();
 }
 
@@ -416,7 +401,7 @@ static void test_charge_matches_sequence(void **state)
             for (int p = 0; p < PAGES; p++) expect += committed[k][p] ? PG : 0;
         expect_charge(m, expect);
     }
-    destroy(m);
+    tu_destroy(m);
     check_books();
 }
 
@@ -427,7 +412,7 @@ static void test_counters_and_invalid_level(void **state)
     hm_manager *m = make(OPTS);
     uint64_t g[3] = {0}, f[3] = {0};
     char *r = reserve_only(m, 2 * LIM); /* reservation only: no grant */
-    hm_manager_stats s = stats(m);
+    hm_manager_stats s = tu_stats(m);
     assert_memory_equal(s.granted, g, sizeof g);
     assert_memory_equal(s.refused, f, sizeof f);
     commit_ok(m, r, PG, HM_LEVEL_TASK), g[0]++;
@@ -446,7 +431,7 @@ static void test_counters_and_invalid_level(void **state)
                      HM_E_COMMITMENT_LIMIT), f[1]++;
     assert_int_equal(hm_virtual_alloc_level(m, r + 4 * PG, LIM, HM_MEM_COMMIT, HM_PAGE_READWRITE, HM_LEVEL_PROCESS, &b),
                      HM_E_COMMITMENT_LIMIT), f[2]++;
-    s = stats(m);
+    s = tu_stats(m);
     assert_memory_equal(s.granted, g, sizeof g);
     assert_memory_equal(s.refused, f, sizeof f);
     expect_charge(m, 5 * PG);
@@ -467,11 +452,11 @@ static void test_counters_and_invalid_level(void **state)
         assert_null(b);
     }
     assert_unchanged(m, &snap_a);
-    s = stats(m);
+    s = tu_stats(m);
     assert_memory_equal(s.granted, g, sizeof g);
     assert_memory_equal(s.refused, f, sizeof f);
     expect_charge(m, 5 * PG);
-    destroy(m);
+    tu_destroy(m);
     check_books();
 }
 
@@ -483,19 +468,19 @@ static void test_win32_level(void **state)
         char opts[128];
         snprintf(opts, sizeof opts, OPTS ",win32.level=%s", level_name[l]);
         hm_manager *m = make(opts);
-        assert_int_equal(stats(m).win32_level, l);
+        assert_int_equal(tu_stats(m).win32_level, l);
         void *b;
         assert_int_equal(hm_virtual_alloc(m, NULL, threshold[l] + PG, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &b),
                          HM_E_COMMITMENT_LIMIT);
         assert_int_equal(hm_virtual_alloc(m, NULL, threshold[l], HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &b),
                          HM_OK);
-        hm_manager_stats s = stats(m);
+        hm_manager_stats s = tu_stats(m);
         for (int k = 0; k < 3; k++) {
             assert_int_equal(s.granted[k], k == l ? 1 : 0);
             assert_int_equal(s.refused[k], k == l ? 1 : 0);
         }
         expect_charge(m, threshold[l]);
-        destroy(m);
+        tu_destroy(m);
     }
     check_books();
 }
@@ -509,8 +494,8 @@ static void touch_foreign(hm_manager *owner, hm_manager *other, char *p)
     tu_snapshot *so = &snap_a, *st_other = &snap_b;
     snap(owner, so);
     snap(other, st_other);
-    uint64_t co = charge(owner), cx = charge(other);
-    hm_manager_stats xs = stats(other);
+    uint64_t co = tu_charge(owner), cx = tu_charge(other);
+    hm_manager_stats xs = tu_stats(other);
     void *b;
     uint32_t old = 0xdead;
     hm_region q;
@@ -543,9 +528,9 @@ static void touch_foreign(hm_manager *owner, hm_manager *other, char *p)
 
     assert_unchanged(owner, so);
     assert_unchanged(other, st_other);
-    assert_int_equal(charge(owner), co);
-    assert_int_equal(charge(other), cx);
-    hm_manager_stats xs2 = stats(other);
+    assert_int_equal(tu_charge(owner), co);
+    assert_int_equal(tu_charge(other), cx);
+    hm_manager_stats xs2 = tu_stats(other);
     assert_memory_equal(xs.granted, xs2.granted, sizeof xs.granted);
     assert_memory_equal(xs.refused, xs2.refused, sizeof xs.refused);
     assert_int_equal(xs.va_used, xs2.va_used);
@@ -586,8 +571,8 @@ static void test_ownership(void **state)
     assert_int_equal(hm_release(NULL, pd), HM_OK);
     expect_charge(a, 0);
     expect_charge(b, 0);
-    destroy(a);
-    destroy(b);
+    tu_destroy(a);
+    tu_destroy(b);
     check_books();
 }
 
@@ -632,8 +617,8 @@ static void test_walk_own_only(void **state)
     assert_true(has(&sd, d1));
     assert_false(has(&sd, a1) || has(&sd, a2) || has(&sd, b1) || has(&sd, b2) || has(&sd, b3));
     assert_int_equal(hm_release(NULL, d1), HM_OK);
-    destroy(a);
-    destroy(b);
+    tu_destroy(a);
+    tu_destroy(b);
     check_books();
 }
 
@@ -654,10 +639,10 @@ static void test_destroy_releases(void **state)
     }
     char *pb = reserve_commit(b, 64 * K, HM_LEVEL_TASK);
     memset(pb, 0x77, 64 * K);
-    assert_true(charge(a) > 0);
+    assert_true(tu_charge(a) > 0);
     hm_vm_stats vs0;
     hm_vm_get_stats(&vs0);
-    destroy(a);
+    tu_destroy(a);
     hm_vm_stats vs1;
     hm_vm_get_stats(&vs1);
     assert_int_equal(vs1.allocations, vs0.allocations - NA);
@@ -683,11 +668,11 @@ static void test_destroy_releases(void **state)
     assert_int_equal(hm_manager_destroy(NULL), HM_E_INVALIDARG);
     assert_int_equal(query(NULL, d).state, HM_MEM_COMMIT);
     assert_int_equal(hm_release(NULL, d), HM_OK);
-    destroy(b);
+    tu_destroy(b);
     assert_int_equal(query(NULL, pb).state, HM_MEM_FREE);
     assert_int_equal(query(NULL, again).state, HM_MEM_FREE);
     /* an empty manager is destroyed as well */
-    destroy(make("limit=1M"));
+    tu_destroy(make("limit=1M"));
     check_books();
 }
 
@@ -697,13 +682,13 @@ static void test_va_limit(void **state)
 {
     (void)state;
     hm_manager *m = make("limit=16M,va.limit=1M");
-    hm_manager_stats s = stats(m);
+    hm_manager_stats s = tu_stats(m);
     assert_int_equal(s.va_limit, 1024 * K);
     assert_int_equal(s.va_used, 0);
     char *r1 = reserve_only(m, 512 * K);
     char *r2 = reserve_commit(m, 256 * K, HM_LEVEL_TASK);
     char *r3 = reserve_only(m, 256 * K);
-    s = stats(m);
+    s = tu_stats(m);
     assert_int_equal(s.va_used, 1024 * K);
     expect_charge(m, 256 * K);
     snap(m, &snap_a);
@@ -718,47 +703,47 @@ static void test_va_limit(void **state)
     assert_null(b);
     assert_int_equal(hm_status_hresult(HM_E_NOT_ENOUGH_MEMORY), HM_E_OUTOFMEMORY);
     assert_unchanged(m, &snap_a);
-    s = stats(m);
+    s = tu_stats(m);
     assert_int_equal(s.va_used, 1024 * K);
     expect_charge(m, 256 * K);
     /* commits inside existing reservations need no address space */
     commit_ok(m, r1, 512 * K, HM_LEVEL_TASK);
     expect_charge(m, 768 * K);
-    assert_int_equal(stats(m).va_used, 1024 * K);
+    assert_int_equal(tu_stats(m).va_used, 1024 * K);
     /* releasing gives the space back, decommitting does not */
     assert_int_equal(hm_decommit(m, r1, 512 * K), HM_OK);
-    assert_int_equal(stats(m).va_used, 1024 * K);
+    assert_int_equal(tu_stats(m).va_used, 1024 * K);
     assert_int_equal(hm_release(m, r1), HM_OK);
-    s = stats(m);
+    s = tu_stats(m);
     assert_int_equal(s.va_used, 512 * K);
     char *r4 = reserve_only(m, 256 * K);
     char *r5 = reserve_commit(m, 256 * K, HM_LEVEL_PROCESS);
-    assert_int_equal(stats(m).va_used, 1024 * K);
+    assert_int_equal(tu_stats(m).va_used, 1024 * K);
     assert_int_equal(hm_virtual_alloc_level(m, NULL, 64 * K, HM_MEM_RESERVE, HM_PAGE_READWRITE, HM_LEVEL_PROCESS, &b),
                      HM_E_NOT_ENOUGH_MEMORY);
     assert_int_equal(hm_release(m, r2), HM_OK);
     assert_int_equal(hm_release(m, r3), HM_OK);
     assert_int_equal(hm_release(m, r4), HM_OK);
     assert_int_equal(hm_release(m, r5), HM_OK);
-    s = stats(m);
+    s = tu_stats(m);
     assert_int_equal(s.va_used, 0);
     expect_charge(m, 0);
     char *all = reserve_only(m, 1024 * K); /* exactly the limit */
-    assert_int_equal(stats(m).va_used, 1024 * K);
+    assert_int_equal(tu_stats(m).va_used, 1024 * K);
     assert_int_equal(hm_release(m, all), HM_OK);
     b = (void *)(uintptr_t)1;
     assert_int_equal(hm_virtual_alloc_level(m, NULL, 1024 * K + PG, HM_MEM_RESERVE, HM_PAGE_READWRITE, HM_LEVEL_PROCESS, &b),
                      HM_E_NOT_ENOUGH_MEMORY); /* one page over */
     assert_null(b);
-    assert_int_equal(stats(m).va_used, 0);
+    assert_int_equal(tu_stats(m).va_used, 0);
     /* va.limit is per manager: another manager is not affected */
     hm_manager *o = make("limit=16M,va.limit=1M");
     char *x = reserve_only(m, 1024 * K);
     char *y = reserve_only(o, 1024 * K);
     assert_int_equal(hm_release(o, y), HM_OK);
     assert_int_equal(hm_release(m, x), HM_OK);
-    destroy(o);
-    destroy(m);
+    tu_destroy(o);
+    tu_destroy(m);
     check_books();
 }
 

@@ -46,13 +46,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int group_teardown(void **state) { return (void)state, tu_tree_remove(root); }
 
 /* ---- helpers ---------------------------------------------------------------------------------- */
 
@@ -74,21 +68,6 @@ static hm_manager *child(hm_manager *parent, const char *opts)
     assert_non_null(m);
     return m;
 }
-
-static void destroy(hm_manager *m)
-{
-    hm_status st = hm_manager_destroy(m);
-    if (st != HM_OK) fail_msg("hm_manager_destroy = %#x: %s", (unsigned)st, hm_last_detail());
-}
-
-static hm_manager_stats stats(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s;
-}
-
-static uint64_t charge(hm_manager *m) { return stats(m).charge; }
 
 static void check_books(void)
 {
@@ -128,33 +107,33 @@ static void test_child_thresholds(void **state)
     hm_manager *p = top("limit=1M,reserve.appdomain=256K,reserve.process=128K");
     hm_manager *c = child(p, "limit=50%,reserve.appdomain=64K,reserve.process=32K"); /* 512K */
     const uint64_t th[3] = {512 * K - 96 * K, 512 * K - 32 * K, 512 * K};
-    assert_int_equal(stats(c).limit, 512 * K);
-    assert_int_equal(stats(c).depth, 1);
-    assert_int_equal(stats(p).children, 1);
+    assert_int_equal(tu_stats(c).limit, 512 * K);
+    assert_int_equal(tu_stats(c).depth, 1);
+    assert_int_equal(tu_stats(p).children, 1);
     char *a = reserve(c, 1024 * K);
     for (int l = 0; l < 3; l++) {
-        hm_manager_stats before = stats(c);
+        hm_manager_stats before = tu_stats(c);
         commit_ok(c, a, th[l], (hm_level)l);
-        assert_int_equal(charge(c), th[l]);
-        assert_int_equal(charge(p), th[l]);
-        assert_int_equal(stats(p).children_charge, th[l]);
+        assert_int_equal(tu_charge(c), th[l]);
+        assert_int_equal(tu_charge(p), th[l]);
+        assert_int_equal(tu_stats(p).children_charge, th[l]);
         assert_int_equal(commit(c, a + th[l], PG, (hm_level)l), HM_E_COMMITMENT_LIMIT);
         assert_non_null(strstr(hm_last_detail(), "the manager's budget refuses it"));
-        hm_manager_stats after = stats(c);
+        hm_manager_stats after = tu_stats(c);
         assert_int_equal(after.refused[l], before.refused[l] + 1);
         assert_int_equal(after.refused_by_ancestor[l], 0);
         assert_int_equal(after.granted[l], before.granted[l] + 1);
-        assert_int_equal(charge(c), th[l]); /* nothing charged anywhere by the refusal */
-        assert_int_equal(charge(p), th[l]);
-        assert_int_equal(stats(p).refused[l], 0); /* the parent refused nothing of its own */
+        assert_int_equal(tu_charge(c), th[l]); /* nothing charged anywhere by the refusal */
+        assert_int_equal(tu_charge(p), th[l]);
+        assert_int_equal(tu_stats(p).refused[l], 0); /* the parent refused nothing of its own */
         decommit_ok(c, a, th[l]);
-        assert_int_equal(charge(p), 0);
+        assert_int_equal(tu_charge(p), 0);
     }
     check_books();
     assert_int_equal(hm_release(c, a), HM_OK);
-    destroy(c);
-    assert_int_equal(stats(p).children, 0);
-    destroy(p);
+    tu_destroy(c);
+    assert_int_equal(tu_stats(p).children, 0);
+    tu_destroy(p);
     check_books();
 }
 
@@ -166,42 +145,42 @@ static void test_parent_thresholds(void **state)
     (void)state;
     hm_manager *p = top("limit=1M,reserve.appdomain=256K,reserve.process=128K");
     hm_manager *c = child(p, NULL); /* the parent's limit, no reserves: thresholds 1M at every level */
-    assert_int_equal(stats(c).limit, 1024 * K);
+    assert_int_equal(tu_stats(c).limit, 1024 * K);
     const uint64_t th[3] = {1024 * K - 384 * K, 1024 * K - 128 * K, 1024 * K};
     const uint64_t own = 128 * K;
     char *pa = reserve(p, own), *a = reserve(c, 1024 * K);
     commit_ok(p, pa, own, HM_LEVEL_PROCESS);
     for (int l = 0; l < 3; l++) {
         uint64_t room = th[l] - own;
-        hm_manager_stats before = stats(c), pbefore = stats(p);
+        hm_manager_stats before = tu_stats(c), pbefore = tu_stats(p);
         commit_ok(c, a, room, (hm_level)l);
-        assert_int_equal(charge(c), room);
-        assert_int_equal(charge(p), th[l]);
+        assert_int_equal(tu_charge(c), room);
+        assert_int_equal(tu_charge(p), th[l]);
         assert_int_equal(commit(c, a + room, PG, (hm_level)l), HM_E_COMMITMENT_LIMIT);
         const char *d = hm_last_detail();
         if (!strstr(d, "enclosing manager (1 level up, limit 0x100000)")) fail_msg("detail: %s", d);
-        hm_manager_stats after = stats(c), pafter = stats(p);
+        hm_manager_stats after = tu_stats(c), pafter = tu_stats(p);
         assert_int_equal(after.refused[l], before.refused[l] + 1);
         assert_int_equal(after.refused_by_ancestor[l], before.refused_by_ancestor[l] + 1);
         assert_int_equal(pafter.refused[l], pbefore.refused[l]); /* counted where it was asked */
         assert_int_equal(pafter.peak_charge, th[l]);            /* the refused page never counted */
         assert_int_equal(after.peak_charge, room > before.peak_charge ? room : before.peak_charge);
-        assert_int_equal(charge(c), room);
-        assert_int_equal(charge(p), th[l]);
+        assert_int_equal(tu_charge(c), room);
+        assert_int_equal(tu_charge(p), th[l]);
         assert_int_equal(pafter.memory_state, HM_MEMORY_LOW); /* SPEC 3.5, at the refusing manager */
         assert_int_equal(after.memory_state, HM_MEMORY_LOW);  /* and below it */
         /* the parent's own request is refused by its own budget as before */
         assert_int_equal(commit(p, pa, own, (hm_level)l), HM_OK); /* (recommit: free) */
         decommit_ok(c, a, room);
-        assert_int_equal(charge(p), own);
+        assert_int_equal(tu_charge(p), own);
     }
     decommit_ok(p, pa, own);
-    assert_int_equal(charge(p), 0);
+    assert_int_equal(tu_charge(p), 0);
     check_books();
     assert_int_equal(hm_release(c, a), HM_OK);
     assert_int_equal(hm_release(p, pa), HM_OK);
-    destroy(c);
-    destroy(p);
+    tu_destroy(c);
+    tu_destroy(p);
 }
 
 /* Three levels: the leaf is refused by its parent, then by the root two levels up; every charge is
@@ -213,8 +192,8 @@ static void test_three_levels(void **state)
     hm_manager *m = child(r, "limit=75%");  /* 768K */
     hm_manager *l = child(m, "limit=1536K"); /* above its parent's, which binds first */
     hm_manager *s = child(r, "limit=256K"); /* a sibling of m */
-    assert_int_equal(stats(l).limit, 1536 * K);
-    assert_int_equal(stats(l).depth, 2);
+    assert_int_equal(tu_stats(l).limit, 1536 * K);
+    assert_int_equal(tu_stats(l).depth, 2);
     char *a = reserve(l, 1024 * K), *b = reserve(s, 256 * K), *ra = reserve(r, 1024 * K);
     commit_ok(l, a, 768 * K, HM_LEVEL_TASK);
     assert_int_equal(commit(l, a + 768 * K, PG, HM_LEVEL_PROCESS), HM_E_COMMITMENT_LIMIT);
@@ -226,31 +205,31 @@ static void test_three_levels(void **state)
     commit_ok(l, a, 256 * K, HM_LEVEL_PROCESS);
     assert_int_equal(commit(l, a + 256 * K, PG, HM_LEVEL_PROCESS), HM_E_COMMITMENT_LIMIT);
     assert_non_null(strstr(hm_last_detail(), "(2 levels up, limit 0x100000)"));
-    assert_int_equal(stats(l).refused_by_ancestor[2], 2);
-    assert_int_equal(charge(l), 256 * K);
-    assert_int_equal(charge(m), 256 * K);
-    assert_int_equal(stats(m).children_charge, 256 * K);
-    assert_int_equal(charge(r), 1024 * K);
-    assert_int_equal(stats(r).children_charge, 512 * K);
-    assert_int_equal(stats(r).children, 2);
-    assert_int_equal(stats(m).children, 1);
+    assert_int_equal(tu_stats(l).refused_by_ancestor[2], 2);
+    assert_int_equal(tu_charge(l), 256 * K);
+    assert_int_equal(tu_charge(m), 256 * K);
+    assert_int_equal(tu_stats(m).children_charge, 256 * K);
+    assert_int_equal(tu_charge(r), 1024 * K);
+    assert_int_equal(tu_stats(r).children_charge, 512 * K);
+    assert_int_equal(tu_stats(r).children, 2);
+    assert_int_equal(tu_stats(m).children, 1);
     check_books();
     /* the sibling gives back: the leaf gets it */
     decommit_ok(s, b, 128 * K);
     commit_ok(l, a + 256 * K, 128 * K, HM_LEVEL_PROCESS);
-    assert_int_equal(charge(r), 1024 * K);
+    assert_int_equal(tu_charge(r), 1024 * K);
     /* a middle manager cannot go while the leaf lives */
     assert_int_equal(hm_manager_destroy(m), HM_E_HOST_INVALIDOPERATION);
-    destroy(l); /* releases its allocations: the charge leaves the whole chain */
-    assert_int_equal(charge(m), 0);
-    assert_int_equal(charge(r), 512 * K + 128 * K);
-    destroy(m);
-    destroy(s);
-    assert_int_equal(charge(r), 512 * K);
+    tu_destroy(l); /* releases its allocations: the charge leaves the whole chain */
+    assert_int_equal(tu_charge(m), 0);
+    assert_int_equal(tu_charge(r), 512 * K + 128 * K);
+    tu_destroy(m);
+    tu_destroy(s);
+    assert_int_equal(tu_charge(r), 512 * K);
     assert_int_equal(hm_release(r, ra), HM_OK);
-    assert_int_equal(charge(r), 0);
-    assert_int_equal(stats(r).children, 0);
-    destroy(r);
+    assert_int_equal(tu_charge(r), 0);
+    assert_int_equal(tu_stats(r).children, 0);
+    tu_destroy(r);
     check_books();
 }
 
@@ -266,10 +245,10 @@ static void test_heap_on_child(void **state)
     assert_int_equal(hm_heap_create(c, HM_HEAP_THREADSAFE, &h), HM_OK);
     void *blk[64];
     for (int i = 0; i < 16; i++) assert_int_equal(hm_heap_alloc(h, 64 * K, HM_LEVEL_PROCESS, &blk[i]), HM_OK);
-    uint64_t cc = charge(c);
+    uint64_t cc = tu_charge(c);
     assert_true(cc >= 16 * 64 * K);
-    assert_int_equal(charge(p), cc);
-    assert_int_equal(stats(p).children_charge, cc);
+    assert_int_equal(tu_charge(p), cc);
+    assert_int_equal(tu_stats(p).children_charge, cc);
     /* the sibling takes the rest of the parent's budget: the heap's next pages are refused by it */
     char *b = reserve(c2, 2048 * K);
     uint64_t rest = 4096 * K - cc;
@@ -279,17 +258,17 @@ static void test_heap_on_child(void **state)
     int n = 16;
     while (n < 64 && (st = hm_heap_alloc(h, 64 * K, HM_LEVEL_PROCESS, &blk[n])) == HM_OK) n++;
     assert_int_equal(st, HM_E_COMMITMENT_LIMIT);
-    assert_true(stats(c).refused_by_ancestor[2] >= 1);
-    assert_true(charge(p) <= 4096 * K);
-    assert_int_equal(charge(p), charge(c) + charge(c2));
+    assert_true(tu_stats(c).refused_by_ancestor[2] >= 1);
+    assert_true(tu_charge(p) <= 4096 * K);
+    assert_int_equal(tu_charge(p), tu_charge(c) + tu_charge(c2));
     for (int i = 0; i < n; i++) assert_int_equal(hm_heap_free(h, blk[i]), HM_OK);
     assert_int_equal(hm_heap_destroy(h), HM_OK);
-    assert_int_equal(charge(c), 0);
-    assert_int_equal(charge(p), rest);
-    destroy(c2);
-    assert_int_equal(charge(p), 0);
-    destroy(c);
-    destroy(p);
+    assert_int_equal(tu_charge(c), 0);
+    assert_int_equal(tu_charge(p), rest);
+    tu_destroy(c2);
+    assert_int_equal(tu_charge(p), 0);
+    tu_destroy(c);
+    tu_destroy(p);
     check_books();
 }
 
@@ -308,7 +287,7 @@ static void test_options(void **state)
     (void)state;
     hm_manager *p = top("limit=1000K,wait.process=50,notify.low=10,notify.high=20,psi.some=30");
     hm_manager *c = child(p, "limit=25%,reserve.appdomain=10%,reserve.process=5%");
-    hm_manager_stats s = stats(c);
+    hm_manager_stats s = tu_stats(c);
     assert_int_equal(s.limit, 250 * K);            /* of the parent's limit, not of the system's memory */
     assert_int_equal(s.reserve_appdomain, 100 * K);
     assert_int_equal(s.reserve_process, 50 * K);
@@ -321,14 +300,14 @@ static void test_options(void **state)
     char *a = reserve(big, 2048 * K);
     commit_ok(big, a, 1000 * K, HM_LEVEL_PROCESS);
     assert_int_equal(commit(big, a + 1000 * K, PG, HM_LEVEL_PROCESS), HM_E_COMMITMENT_LIMIT);
-    assert_int_equal(stats(big).refused_by_ancestor[2], 1);
-    destroy(big);
+    assert_int_equal(tu_stats(big).refused_by_ancestor[2], 1);
+    tu_destroy(big);
     /* HOSTMEM_OPTIONS is not read for a child */
     setenv("HOSTMEM_OPTIONS", "limit=64K,bogus=1", 1);
     hm_manager *e = child(p, NULL);
     unsetenv("HOSTMEM_OPTIONS");
-    assert_int_equal(stats(e).limit, 1000 * K);
-    destroy(e);
+    assert_int_equal(tu_stats(e).limit, 1000 * K);
+    tu_destroy(e);
     expect_bad(p, "limit=lots", "'limit'");
     expect_bad(p, "limit=101%", "'limit'");
     expect_bad(p, "limit=0", "'limit'");
@@ -339,9 +318,9 @@ static void test_options(void **state)
     expect_bad(p, "psi.full=x", "'psi.full'");
     expect_bad(p, "limit=1K,", "empty option");
     assert_int_equal(hm_manager_create_child(p, NULL, NULL), HM_E_POINTER);
-    assert_int_equal(stats(p).children, 1);
-    destroy(c);
-    destroy(p);
+    assert_int_equal(tu_stats(p).children, 1);
+    tu_destroy(c);
+    tu_destroy(p);
 }
 
 /* ---- lifecycle -------------------------------------------------------------------------------- */
@@ -361,16 +340,10 @@ static void *wait_alloc(void *arg)
     return NULL;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
 static void until_waiting(hm_manager *m, uint32_t n)
 {
-    for (int i = 0; i < 3000 && stats(m).waiting < n; i++) sleep_ms(1);
-    assert_int_equal(stats(m).waiting, n);
+    for (int i = 0; i < 3000 && tu_stats(m).waiting < n; i++) tu_sleep_ms(1);
+    assert_int_equal(tu_stats(m).waiting, n);
 }
 
 static double now_ms(void)
@@ -393,8 +366,8 @@ static void test_destroy_shutdown(void **state)
     commit_ok(c2, a, 1024 * K, HM_LEVEL_PROCESS);
     assert_int_equal(hm_manager_destroy(p), HM_E_HOST_INVALIDOPERATION);
     assert_string_equal(hm_last_detail(), "manager has 2 live child managers: destroy them first");
-    assert_int_equal(stats(p).state, HM_MANAGER_RUNNING); /* nothing changed */
-    assert_int_equal(charge(p), 1024 * K);
+    assert_int_equal(tu_stats(p).state, HM_MANAGER_RUNNING); /* nothing changed */
+    assert_int_equal(tu_charge(p), 1024 * K);
     /* a waiter of c1, refused by the parent, is abandoned when the parent shuts down */
     waiter w = {c1, 64 * K, HM_OK, NULL};
     pthread_t t;
@@ -405,9 +378,9 @@ static void test_destroy_shutdown(void **state)
     pthread_join(t, NULL);
     assert_int_equal(w.st, HM_E_HOST_ABANDONED);
     assert_true(now_ms() - t0 < 5000);
-    assert_int_equal(stats(c1).abandoned[2], 1);
-    assert_int_equal(stats(c1).state, HM_MANAGER_SHUT_DOWN);
-    assert_int_equal(stats(c2).state, HM_MANAGER_SHUT_DOWN);
+    assert_int_equal(tu_stats(c1).abandoned[2], 1);
+    assert_int_equal(tu_stats(c1).state, HM_MANAGER_SHUT_DOWN);
+    assert_int_equal(tu_stats(c2).state, HM_MANAGER_SHUT_DOWN);
     assert_int_equal(commit(c2, a, PG, HM_LEVEL_PROCESS), HM_E_HOST_CLRNOTAVAILABLE);
     assert_int_equal(hm_manager_shutdown(c1), HM_E_HOST_CLRNOTAVAILABLE); /* already, by its parent */
     hm_manager *c3 = (hm_manager *)&c3;
@@ -415,22 +388,22 @@ static void test_destroy_shutdown(void **state)
     assert_null(c3);
     assert_int_equal(hm_manager_destroy(p), HM_E_HOST_INVALIDOPERATION);
     assert_string_equal(hm_last_detail(), "manager has 2 live child managers: destroy them first");
-    destroy(c2); /* a shut-down child's memory still goes back up the chain */
-    assert_int_equal(charge(p), 0);
+    tu_destroy(c2); /* a shut-down child's memory still goes back up the chain */
+    assert_int_equal(tu_charge(p), 0);
     assert_int_equal(hm_manager_destroy(p), HM_E_HOST_INVALIDOPERATION);
     assert_string_equal(hm_last_detail(), "manager has 1 live child manager: destroy them first");
-    destroy(c1);
-    destroy(p);
+    tu_destroy(c1);
+    tu_destroy(p);
     /* a child's shutdown leaves the parent and the siblings running */
     p = top("limit=1M");
     c1 = child(p, NULL);
     c2 = child(p, NULL);
     assert_int_equal(hm_manager_shutdown(c1), HM_OK);
-    assert_int_equal(stats(p).state, HM_MANAGER_RUNNING);
-    assert_int_equal(stats(c2).state, HM_MANAGER_RUNNING);
-    destroy(c1);
-    destroy(c2);
-    destroy(p);
+    assert_int_equal(tu_stats(p).state, HM_MANAGER_RUNNING);
+    assert_int_equal(tu_stats(c2).state, HM_MANAGER_RUNNING);
+    tu_destroy(c1);
+    tu_destroy(c2);
+    tu_destroy(p);
     check_books();
 }
 
@@ -438,30 +411,30 @@ static void test_destroy_shutdown(void **state)
 static void test_default_parent_and_depth(void **state)
 {
     (void)state;
-    uint64_t before = charge(NULL);
+    uint64_t before = tu_charge(NULL);
     hm_manager *c = child(NULL, "limit=1M");
-    assert_int_equal(stats(NULL).children, 1);
+    assert_int_equal(tu_stats(NULL).children, 1);
     char *a = reserve(c, 512 * K);
     commit_ok(c, a, 512 * K, HM_LEVEL_TASK);
-    assert_int_equal(charge(NULL) - before, 512 * K);
+    assert_int_equal(tu_charge(NULL) - before, 512 * K);
     assert_int_equal(hm_manager_destroy(NULL), HM_E_INVALIDARG); /* (never, children or not) */
-    destroy(c);
-    assert_int_equal(charge(NULL), before);
-    assert_int_equal(stats(NULL).children, 0);
+    tu_destroy(c);
+    assert_int_equal(tu_charge(NULL), before);
+    assert_int_equal(tu_stats(NULL).children, 0);
 
     hm_manager *chain[16];
     chain[0] = top("limit=1M");
     for (int i = 1; i < 16; i++) chain[i] = child(chain[i - 1], NULL);
-    assert_int_equal(stats(chain[15]).depth, 15);
+    assert_int_equal(tu_stats(chain[15]).depth, 15);
     hm_manager *x = (hm_manager *)&x;
     assert_int_equal(hm_manager_create_child(chain[15], NULL, &x), HM_E_HOST_INVALIDOPERATION);
     assert_null(x);
     assert_non_null(strstr(hm_last_detail(), "at most 16 deep"));
     char *b = reserve(chain[15], 64 * K);
     commit_ok(chain[15], b, 64 * K, HM_LEVEL_PROCESS);
-    for (int i = 0; i < 16; i++) assert_int_equal(charge(chain[i]), 64 * K);
+    for (int i = 0; i < 16; i++) assert_int_equal(tu_charge(chain[i]), 64 * K);
     check_books();
-    for (int i = 15; i >= 0; i--) destroy(chain[i]);
+    for (int i = 15; i >= 0; i--) tu_destroy(chain[i]);
     check_books();
 }
 
@@ -483,14 +456,14 @@ static void test_waiter_woken_by_sibling(void **state)
     pthread_join(t, NULL);
     assert_int_equal(w.st, HM_OK);
     assert_true(now_ms() - t0 < 10000); /* woken by the release, long before its time ran out */
-    assert_int_equal(stats(a).waits[2], 1);
-    assert_int_equal(stats(a).timeouts[2], 0);
-    assert_int_equal(charge(a), 64 * K);
-    assert_int_equal(charge(p), 512 * K + 64 * K);
+    assert_int_equal(tu_stats(a).waits[2], 1);
+    assert_int_equal(tu_stats(a).timeouts[2], 0);
+    assert_int_equal(tu_charge(a), 64 * K);
+    assert_int_equal(tu_charge(p), 512 * K + 64 * K);
     /* the same when the memory comes back at the parent itself */
     char *y = reserve(p, 512 * K);
     commit_ok(p, y, 512 * K - 64 * K, HM_LEVEL_PROCESS);
-    assert_int_equal(charge(p), 1024 * K);
+    assert_int_equal(tu_charge(p), 1024 * K);
     waiter w2 = {a, 64 * K, HM_OK, NULL};
     assert_int_equal(pthread_create(&t, NULL, wait_alloc, &w2), 0);
     until_waiting(a, 1);
@@ -499,55 +472,14 @@ static void test_waiter_woken_by_sibling(void **state)
     assert_int_equal(w2.st, HM_OK);
     assert_int_equal(hm_release(a, w.base), HM_OK);
     assert_int_equal(hm_release(a, w2.base), HM_OK);
-    destroy(a);
-    destroy(b);
-    assert_int_equal(charge(p), 0);
-    destroy(p);
+    tu_destroy(a);
+    tu_destroy(b);
+    assert_int_equal(tu_charge(p), 0);
+    tu_destroy(p);
     check_books();
 }
 
 /* ---- notifications ---------------------------------------------------------------------------- */
-
-typedef struct log {
-    pthread_mutex_t lock;
-    int states[64];
-    int n;
-} log_t;
-
-static void record(hm_memory_state s, void *arg)
-{
-    log_t *l = arg;
-    pthread_mutex_lock(&l->lock);
-    if (l->n < 64) l->states[l->n++] = (int)s;
-    pthread_mutex_unlock(&l->lock);
-}
-
-static int last_of(log_t *l, int *n)
-{
-    pthread_mutex_lock(&l->lock);
-    *n = l->n;
-    int s = l->n ? l->states[l->n - 1] : 0;
-    pthread_mutex_unlock(&l->lock);
-    return s;
-}
-
-static void until_state(log_t *l, int n, int s)
-{
-    int got = 0, last = 0;
-    for (int i = 0; i < 3000; i++) {
-        last = last_of(l, &got);
-        if (got >= n) break;
-        sleep_ms(1);
-    }
-    if (got != n || last != s) fail_msg("expected %d deliveries ending in %d, got %d ending in %d", n, s, got, last);
-}
-
-static void until_last(log_t *l, int s)
-{
-    int got = 0, last = 0;
-    for (int i = 0; i < 3000 && (last = last_of(l, &got)) != s; i++) sleep_ms(1);
-    if (last != s) fail_msg("expected the last delivery to be %d, it is %d (of %d)", s, last, got);
-}
 
 /* The parent turning Low reaches its children (their callbacks run); they come back when it does;
  * a child's own Low stays its own. */
@@ -557,65 +489,65 @@ static void test_notifications(void **state)
     hm_manager *p = top("limit=1M,notify.low=40,notify.high=80");
     hm_manager *c = child(p, "limit=50%,notify.low=40,notify.high=80");
     hm_manager *g = child(c, NULL); /* a grandchild */
-    log_t lc = {PTHREAD_MUTEX_INITIALIZER, {0}, 0}, lg = {PTHREAD_MUTEX_INITIALIZER, {0}, 0},
-          lp = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
-    assert_int_equal(hm_manager_register_notification(c, record, &lc), HM_OK);
-    assert_int_equal(hm_manager_register_notification(g, record, &lg), HM_OK);
-    assert_int_equal(hm_manager_register_notification(p, record, &lp), HM_OK);
+    tu_state_log lc = TU_STATE_LOG_INIT, lg = TU_STATE_LOG_INIT,
+          lp = TU_STATE_LOG_INIT;
+    assert_int_equal(hm_manager_register_notification(c, tu_state_record, &lc), HM_OK);
+    assert_int_equal(hm_manager_register_notification(g, tu_state_record, &lg), HM_OK);
+    assert_int_equal(hm_manager_register_notification(p, tu_state_record, &lp), HM_OK);
     char *pa = reserve(p, 1024 * K);
     commit_ok(p, pa, 820 * K, HM_LEVEL_PROCESS); /* 80%: the parent turns Low */
-    until_state(&lp, 1, HM_MEMORY_LOW);
-    until_state(&lc, 1, HM_MEMORY_LOW);
-    until_state(&lg, 1, HM_MEMORY_LOW);
-    assert_int_equal(stats(c).memory_state, HM_MEMORY_LOW);
-    assert_int_equal(stats(g).memory_state, HM_MEMORY_LOW);
+    tu_state_until(&lp, 1, HM_MEMORY_LOW);
+    tu_state_until(&lc, 1, HM_MEMORY_LOW);
+    tu_state_until(&lg, 1, HM_MEMORY_LOW);
+    assert_int_equal(tu_stats(c).memory_state, HM_MEMORY_LOW);
+    assert_int_equal(tu_stats(g).memory_state, HM_MEMORY_LOW);
     uint32_t load;
     uint64_t avail;
     assert_int_equal(hm_manager_get_memory_load(g, &load, &avail), HM_OK);
     assert_int_equal(load, 80);                 /* the chain's fullest budget */
     assert_int_equal(avail, 1024 * K - 820 * K); /* the chain's least room */
     decommit_ok(p, pa, 820 * K); /* back to High everywhere */
-    until_state(&lp, 2, HM_MEMORY_HIGH);
-    until_state(&lc, 2, HM_MEMORY_HIGH);
-    until_state(&lg, 2, HM_MEMORY_HIGH);
+    tu_state_until(&lp, 2, HM_MEMORY_HIGH);
+    tu_state_until(&lc, 2, HM_MEMORY_HIGH);
+    tu_state_until(&lg, 2, HM_MEMORY_HIGH);
     /* the child's own Low: the child and its grandchild, not the parent (at 40%: High) */
     char *ca = reserve(c, 512 * K);
     commit_ok(c, ca, 410 * K, HM_LEVEL_PROCESS); /* 80% of 512K; the parent's 40% of 1M */
-    until_state(&lc, 3, HM_MEMORY_LOW);
-    until_state(&lg, 3, HM_MEMORY_LOW);
-    assert_int_equal(stats(p).memory_state, HM_MEMORY_HIGH);
+    tu_state_until(&lc, 3, HM_MEMORY_LOW);
+    tu_state_until(&lg, 3, HM_MEMORY_LOW);
+    assert_int_equal(tu_stats(p).memory_state, HM_MEMORY_HIGH);
     /* the parent Low as well, then back: the child stays Low on its own */
     commit_ok(p, pa, 420 * K, HM_LEVEL_PROCESS);
-    until_state(&lp, 3, HM_MEMORY_LOW);
+    tu_state_until(&lp, 3, HM_MEMORY_LOW);
     decommit_ok(p, pa, 420 * K);
-    until_state(&lp, 4, HM_MEMORY_HIGH);
-    sleep_ms(50);
-    until_state(&lc, 3, HM_MEMORY_LOW); /* no change delivered: it was Low and is */
+    tu_state_until(&lp, 4, HM_MEMORY_HIGH);
+    tu_sleep_ms(50);
+    tu_state_until(&lc, 3, HM_MEMORY_LOW); /* no change delivered: it was Low and is */
     decommit_ok(c, ca, 410 * K);
-    until_state(&lc, 4, HM_MEMORY_HIGH);
-    until_state(&lg, 4, HM_MEMORY_HIGH);
-    destroy(g);
-    destroy(c);
+    tu_state_until(&lc, 4, HM_MEMORY_HIGH);
+    tu_state_until(&lg, 4, HM_MEMORY_HIGH);
+    tu_destroy(g);
+    tu_destroy(c);
     /* a child's charge moves its parent's state: the parent turns Low with no refusal, and the child
      * with it (its own band, at 88% of notify.high=95, is only Neutral) */
     hm_manager *d = child(p, "notify.low=40,notify.high=95");
-    log_t ld = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
-    assert_int_equal(hm_manager_register_notification(d, record, &ld), HM_OK);
+    tu_state_log ld = TU_STATE_LOG_INIT;
+    assert_int_equal(hm_manager_register_notification(d, tu_state_record, &ld), HM_OK);
     char *da = reserve(d, 1024 * K);
     commit_ok(d, da, 900 * K, HM_LEVEL_PROCESS);
-    until_state(&lp, 5, HM_MEMORY_LOW);
-    until_last(&ld, HM_MEMORY_LOW);
+    tu_state_until(&lp, 5, HM_MEMORY_LOW);
+    tu_state_until_last(&ld, HM_MEMORY_LOW);
     int nd = 0;
-    (void)last_of(&ld, &nd);
+    (void)tu_state_last(&ld, &nd);
     /* straight to Low (its parent's state goes first), unless its own sampling thread evaluated it
      * between the charge and the push down (Neutral first then: a window of microseconds) */
     assert_true(nd == 1 || (nd == 2 && ld.states[0] == HM_MEMORY_NEUTRAL));
-    assert_int_equal(stats(p).refused[2] + stats(d).refused[2], 0);
+    assert_int_equal(tu_stats(p).refused[2] + tu_stats(d).refused[2], 0);
     decommit_ok(d, da, 900 * K);
-    until_state(&lp, 6, HM_MEMORY_HIGH);
-    until_last(&ld, HM_MEMORY_HIGH);
-    destroy(d);
-    destroy(p);
+    tu_state_until(&lp, 6, HM_MEMORY_HIGH);
+    tu_state_until_last(&ld, HM_MEMORY_HIGH);
+    tu_destroy(d);
+    tu_destroy(p);
     check_books();
 }
 
@@ -688,9 +620,9 @@ static void test_race_for_parent(void **state)
     for (int round = 0; round < RACE_ROUNDS; round++) {
         pthread_barrier_wait(&bar);
         pthread_barrier_wait(&bar);
-        assert_int_equal(charge(p), 1024 * K);
-        assert_int_equal(charge(a) + charge(b), LAST_PAGES * PG);
-        assert_int_equal(stats(p).children_charge, LAST_PAGES * PG);
+        assert_int_equal(tu_charge(p), 1024 * K);
+        assert_int_equal(tu_charge(a) + tu_charge(b), LAST_PAGES * PG);
+        assert_int_equal(tu_stats(p).children_charge, LAST_PAGES * PG);
         pthread_barrier_wait(&bar);
     }
     pthread_join(ta, NULL);
@@ -706,21 +638,21 @@ static void test_race_for_parent(void **state)
     assert_true(s.samples > 0);
     assert_int_equal(wins_a + wins_b, (uint64_t)RACE_ROUNDS * LAST_PAGES);
     /* every refusal of a child came from the parent, and each thread was refused once a round */
-    hm_manager_stats sa = stats(a), sb = stats(b);
+    hm_manager_stats sa = tu_stats(a), sb = tu_stats(b);
     assert_int_equal(sa.refused[2], RACE_ROUNDS);
     assert_int_equal(sa.refused_by_ancestor[2], RACE_ROUNDS);
     assert_int_equal(sb.refused_by_ancestor[2], RACE_ROUNDS);
     assert_int_equal(sa.granted[2] + sb.granted[2], wins_a + wins_b);
-    assert_true(stats(p).peak_charge <= 1024 * K);
+    assert_true(tu_stats(p).peak_charge <= 1024 * K);
     pthread_barrier_destroy(&bar);
-    assert_int_equal(charge(a), 0);
-    assert_int_equal(charge(b), 0);
+    assert_int_equal(tu_charge(a), 0);
+    assert_int_equal(tu_charge(b), 0);
     check_books();
-    destroy(a);
-    destroy(b);
+    tu_destroy(a);
+    tu_destroy(b);
     assert_int_equal(hm_release(p, own), HM_OK);
-    assert_int_equal(charge(p), 0);
-    destroy(p);
+    assert_int_equal(tu_charge(p), 0);
+    tu_destroy(p);
     check_books();
 }
 

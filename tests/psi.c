@@ -68,13 +68,7 @@ static int group_setup(void **state)
     return 0;
 }
 
-static int group_teardown(void **state)
-{
-    (void)state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
-    return system(cmd) == 0 ? 0 : -1;
-}
+static int group_teardown(void **state) { return (void)state, tu_tree_remove(root); }
 
 static int reset(void **state)
 {
@@ -193,51 +187,8 @@ static void test_bad_options(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
-typedef struct log {
-    pthread_mutex_t lock;
-    int states[64];
-    int n;
-} log_t;
-
-static void record(hm_memory_state s, void *arg)
-{
-    log_t *l = arg;
-    pthread_mutex_lock(&l->lock);
-    if (l->n < 64) l->states[l->n++] = (int)s;
-    pthread_mutex_unlock(&l->lock);
-}
-
-static void until_state(log_t *l, int n, int s)
-{
-    int got = 0, last = 0;
-    for (int i = 0; i < 3000; i++) {
-        pthread_mutex_lock(&l->lock);
-        got = l->n;
-        last = got ? l->states[got - 1] : 0;
-        pthread_mutex_unlock(&l->lock);
-        if (got >= n) break;
-        struct timespec t = {0, 1000000};
-        nanosleep(&t, NULL);
-    }
-    if (got != n || last != s) fail_msg("expected %d deliveries ending in %d, got %d ending in %d", n, s, got, last);
-}
-
 /* Until the last delivery is s (the child's count of deliveries depends on whether its own sampling
  * or its parent's push sees a change first). */
-static void until_last(log_t *l, int s)
-{
-    int last = 0;
-    for (int i = 0; i < 3000; i++) {
-        pthread_mutex_lock(&l->lock);
-        last = l->n ? l->states[l->n - 1] : 0;
-        pthread_mutex_unlock(&l->lock);
-        if (last == s) return;
-        struct timespec t = {0, 1000000};
-        nanosleep(&t, NULL);
-    }
-    fail_msg("expected the last delivery to be %d, it is %d", s, last);
-}
-
 /* While callbacks listen, the notification thread samples the stalls: the state turns Low when they
  * reach psi.some, and High again when they are gone; a child manager inherits the parent's view of
  * the system and its Low. */
@@ -247,21 +198,21 @@ static void test_state(void **state)
     hm_manager *m = make(NULL);
     hm_manager *c = NULL;
     assert_int_equal(hm_manager_create_child(m, "limit=50%", &c), HM_OK);
-    log_t lm = {PTHREAD_MUTEX_INITIALIZER, {0}, 0}, lc = {PTHREAD_MUTEX_INITIALIZER, {0}, 0};
-    assert_int_equal(hm_manager_register_notification(m, record, &lm), HM_OK);
-    assert_int_equal(hm_manager_register_notification(c, record, &lc), HM_OK);
+    tu_state_log lm = TU_STATE_LOG_INIT, lc = TU_STATE_LOG_INIT;
+    assert_int_equal(hm_manager_register_notification(m, tu_state_record, &lm), HM_OK);
+    assert_int_equal(hm_manager_register_notification(c, tu_state_record, &lc), HM_OK);
     set_psi("proc/pressure/memory", "6.00", "0.00"); /* 48: Neutral */
-    until_state(&lm, 1, HM_MEMORY_NEUTRAL);
+    tu_state_until(&lm, 1, HM_MEMORY_NEUTRAL);
     set_psi("proc/pressure/memory", "12.00", "0.00"); /* 96: Low */
-    until_state(&lm, 2, HM_MEMORY_LOW);
-    until_last(&lc, HM_MEMORY_LOW);
+    tu_state_until(&lm, 2, HM_MEMORY_LOW);
+    tu_state_until_last(&lc, HM_MEMORY_LOW);
     hm_manager_stats s;
     assert_int_equal(hm_manager_get_stats(c, &s), HM_OK);
     assert_int_equal(s.memory_state, HM_MEMORY_LOW);
     assert_int_equal(s.psi_some, 10);
     set_psi("proc/pressure/memory", "0.00", "0.00");
-    until_state(&lm, 3, HM_MEMORY_HIGH);
-    until_last(&lc, HM_MEMORY_HIGH);
+    tu_state_until(&lm, 3, HM_MEMORY_HIGH);
+    tu_state_until_last(&lc, HM_MEMORY_HIGH);
     assert_int_equal(hm_manager_destroy(c), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }

@@ -1,5 +1,6 @@
 /* testutil.h — helpers shared by the tests: probing page access without signals, snapshots of the
- * region map for "nothing changed" checks, and last-error poisoning. Header-only. */
+ * region map for "nothing changed" checks, last-error poisoning, managers' figures, the memory
+ * states a callback saw, and removing fixture trees. Header-only. */
 #ifndef HM_TESTUTIL_H
 #define HM_TESTUTIL_H
 
@@ -13,7 +14,9 @@
 #include <stdio.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -164,5 +167,86 @@ static inline void tu_coverage_dump(void) { __gcov_dump(); }
 #else
 static inline void tu_coverage_dump(void) {}
 #endif
+
+/* ---- managers ------------------------------------------------------------------------------------ */
+
+static inline void tu_destroy(hm_manager *m)
+{
+    hm_status st = hm_manager_destroy(m);
+    if (st != HM_OK) fail_msg("hm_manager_destroy = %#x: %s", (unsigned)st, hm_last_detail());
+}
+
+static inline hm_manager_stats tu_stats(hm_manager *m)
+{
+    hm_manager_stats s;
+    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
+    return s;
+}
+
+static inline uint64_t tu_charge(hm_manager *m) { return tu_stats(m).charge; }
+
+/* ---- memory states a callback saw ---------------------------------------------------------------- */
+
+typedef struct tu_state_log {
+    pthread_mutex_t lock;
+    int states[64];
+    int n;
+} tu_state_log;
+#define TU_STATE_LOG_INIT {PTHREAD_MUTEX_INITIALIZER, {0}, 0}
+
+/* An hm_notify_fn: appends the state to the tu_state_log arg. */
+static inline void tu_state_record(hm_memory_state s, void *arg)
+{
+    tu_state_log *l = arg;
+    pthread_mutex_lock(&l->lock);
+    if (l->n < 64) l->states[l->n++] = (int)s;
+    pthread_mutex_unlock(&l->lock);
+}
+
+/* The last state delivered (0 if none), and how many were, into *n. */
+static inline int tu_state_last(tu_state_log *l, int *n)
+{
+    pthread_mutex_lock(&l->lock);
+    *n = l->n;
+    int s = l->n ? l->states[l->n - 1] : 0;
+    pthread_mutex_unlock(&l->lock);
+    return s;
+}
+
+static inline void tu_sleep_ms(int ms)
+{
+    struct timespec t = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&t, NULL);
+}
+
+/* Waits (up to 3 s) for n deliveries, and fails unless there are n, the last one s. */
+static inline void tu_state_until(tu_state_log *l, int n, int s)
+{
+    int got = 0, last = 0;
+    for (int i = 0; i < 3000; i++) {
+        last = tu_state_last(l, &got);
+        if (got >= n) break;
+        tu_sleep_ms(1);
+    }
+    if (got != n || last != s) fail_msg("expected %d deliveries ending in %d, got %d ending in %d", n, s, got, last);
+}
+
+/* Waits (up to 3 s) for the last delivery to be s. */
+static inline void tu_state_until_last(tu_state_log *l, int s)
+{
+    int got = 0, last = 0;
+    for (int i = 0; i < 3000 && (last = tu_state_last(l, &got)) != s; i++) tu_sleep_ms(1);
+    if (last != s) fail_msg("expected the last delivery to be %d, it is %d (of %d)", s, last, got);
+}
+
+/* ---- fixture trees (proc.root, cgroup.root) ------------------------------------------------------ */
+
+/* Removes the tree a test made under root (a cmocka group teardown's result). */
+static inline int tu_tree_remove(const char *root)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
 
 #endif
