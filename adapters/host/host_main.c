@@ -105,11 +105,15 @@ static struct {
     hm_report_format format;
 } g_running;
 
-static void report_at_exit(void)
+/* The tenant's report, once: at the end of hm_host_main, or at exit when the script ended the process
+ * itself (Lua's os.exit, say). */
+static void report_once(void)
 {
     char buf[2048];
-    if (g_running.t && hm_tenant_report(g_running.t, g_running.format, buf, sizeof buf)) fputs(buf, g_running.out);
-    if (g_running.t) fflush(g_running.out);
+    if (!g_running.t) return;
+    if (hm_tenant_report(g_running.t, g_running.format, buf, sizeof buf)) fputs(buf, g_running.out);
+    fflush(g_running.out);
+    g_running.t = NULL;
 }
 
 static void usage(const hm_host_runtime *rt, FILE *f)
@@ -205,6 +209,7 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
     FILE *out = stderr;
     if (report && !(out = fopen(report, "w"))) {
         fprintf(stderr, "hostmem host %s: --report: cannot write %s: %s\n", rt->name, report, strerror(errno));
+        free(options);
         return 2;
     }
     hm_tenant_config cfg = {.name = rt->name, .options = options, .level = level, .emergency_level = HM_LEVEL_PROCESS};
@@ -227,9 +232,8 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
     g_running.out = out;
     g_running.format = strcmp(format, "json") ? HM_REPORT_TEXT : HM_REPORT_JSON;
     g_running.t = t;
-    atexit(report_at_exit);
+    atexit(report_once);
     int rc = rt->run(t, argv[i], argc - i, argv + i, state);
-    g_running.t = NULL;
     if (sp) {
         atomic_store_explicit(&sp->stop, true, memory_order_release);
         pthread_join(sp->thread, NULL);
@@ -238,9 +242,7 @@ int hm_host_main(const hm_host_runtime *rt, void *state, int argc, char **argv)
         if (write_plot(sp, plot, title)) fprintf(stderr, "hostmem host %s: --plot: cannot write %s\n", rt->name, plot);
         free(sp);
     }
-    char buf[2048];
-    size_t n = hm_tenant_report(t, strcmp(format, "json") ? HM_REPORT_TEXT : HM_REPORT_JSON, buf, sizeof buf);
-    if (n) fputs(buf, out);
+    report_once();
     if (out != stderr && fclose(out)) fprintf(stderr, "hostmem host %s: --report: cannot write %s\n", rt->name, report);
     if (!rt->keep_tenant && HM_FAILED(st = hm_tenant_destroy(t)))
         fprintf(stderr, "hostmem host %s: %s\n", rt->name, hm_status_message(st));
