@@ -229,6 +229,12 @@ static void test_report(void **state)
     assert_non_null(strstr(buf, "\"refused\":{\"task\":1,\"appdomain\":0,\"process\":0}"));
     assert_int_equal(hm_tenant_report(t, HM_REPORT_JSON, NULL, 0), n);
     assert_int_equal(hm_tenant_destroy(t), HM_OK);
+    /* an embedder's name is escaped in JSON */
+    hm_tenant_config c = {.name = "db \"main\"\\1"};
+    assert_int_equal(hm_tenant_create(&c, &t), HM_OK);
+    hm_tenant_report(t, HM_REPORT_JSON, buf, sizeof buf);
+    assert_non_null(strstr(buf, "{\"name\":\"db \\\"main\\\"\\\\1\",\"limit\":"));
+    assert_int_equal(hm_tenant_destroy(t), HM_OK);
 }
 
 /* Two tenants under one parent: each within its own limit, both within the parent's; the one that

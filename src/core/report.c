@@ -16,6 +16,7 @@
 #include "../heap/heap.h"
 #include "../manager/manager.h"
 #include "../os/os.h"
+#include "outbuf.h"
 
 static struct {
     _Atomic(hm_heap *) heap;
@@ -34,34 +35,6 @@ void hm_report_register_heap(hm_heap *h, const char *name)
     atomic_store_explicit(&heaps[i].heap, h, memory_order_release);
 }
 
-typedef struct out {
-    char *buf;
-    size_t cap, len; /* len: what the whole report needs so far */
-} out;
-
-static void put(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void put(out *o, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    char *at = o->len < o->cap ? o->buf + o->len : NULL;
-    size_t room = o->len < o->cap ? o->cap - o->len : 0;
-    int n = vsnprintf(at, room, fmt, ap);
-    va_end(ap);
-    if (n > 0) o->len += (size_t)n;
-}
-
-/* A JSON string's body: quotes, backslashes and control characters escaped. */
-static void put_json_str(out *o, const char *s)
-{
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') put(o, "\\%c", c);
-        else if (c < 0x20) put(o, "\\u%04x", c);
-        else put(o, "%c", c);
-    }
-}
-
 /* Bytes for people: 1.5 MiB. */
 static const char *human(uint64_t b, char *tmp, size_t n)
 {
@@ -78,7 +51,7 @@ static const char *const level_name[3] = {"task", "appdomain", "process"};
 
 size_t hm_report(hm_report_format format, char *buf, size_t cap)
 {
-    out o = {buf, cap, 0};
+    hm_outbuf o = {buf, cap, 0};
     if (buf && cap) buf[0] = 0;
     hm_status st;
     int saved = errno;
@@ -93,31 +66,31 @@ size_t hm_report(hm_report_format format, char *buf, size_t cap)
     bool json = format == HM_REPORT_JSON;
     char a[32], b[32], c[32];
     if (json) {
-        put(&o, "{\"hostmem_report\":1,\"pid\":%d,\"program\":\"", (int)getpid());
-        put_json_str(&o, prog);
-        put(&o, "\",\"wall_seconds\":%.6f,\"limit\":%" PRIu64 ",\"reserve_appdomain\":%" PRIu64
+        hm_put(&o, "{\"hostmem_report\":1,\"pid\":%d,\"program\":\"", (int)getpid());
+        hm_put_json_str(&o, prog);
+        hm_put(&o, "\",\"wall_seconds\":%.6f,\"limit\":%" PRIu64 ",\"reserve_appdomain\":%" PRIu64
                 ",\"reserve_process\":%" PRIu64 ",\"unwind\":%" PRIu64 ",\"charge\":{\"peak\":%" PRIu64
                 ",\"final\":%" PRIu64 "},\"resident\":{\"peak\":%" PRIu64 ",\"final\":%" PRIu64 "},\"levels\":[",
             wall, ms.limit, ms.reserve_appdomain, ms.reserve_process, m->acct.unwind, ms.peak_charge, ms.charge,
             rss_peak, rss_now);
         for (int l = 0; l < 3; l++)
-            put(&o, "%s{\"level\":\"%s\",\"granted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"waits\":%" PRIu64
+            hm_put(&o, "%s{\"level\":\"%s\",\"granted\":%" PRIu64 ",\"refused\":%" PRIu64 ",\"waits\":%" PRIu64
                     ",\"timeouts\":%" PRIu64 "}",
                 l ? "," : "", level_name[l], ms.granted[l], ms.refused[l], ms.waits[l], ms.timeouts[l]);
-        put(&o, "],\"heaps\":[");
+        hm_put(&o, "],\"heaps\":[");
     } else {
-        put(&o, "hostmem report: %s (pid %d), %.3f s\n", prog, (int)getpid(), wall);
-        put(&o, "  limit          %s", human(ms.limit, a, sizeof a));
+        hm_put(&o, "hostmem report: %s (pid %d), %.3f s\n", prog, (int)getpid(), wall);
+        hm_put(&o, "  limit          %s", human(ms.limit, a, sizeof a));
         if (ms.reserve_appdomain || ms.reserve_process)
-            put(&o, " (reserves: appdomain %s, process %s)", human(ms.reserve_appdomain, b, sizeof b),
+            hm_put(&o, " (reserves: appdomain %s, process %s)", human(ms.reserve_appdomain, b, sizeof b),
                 human(ms.reserve_process, c, sizeof c));
-        if (m->acct.unwind) put(&o, "; %s kept for unwinding after a refusal", human(m->acct.unwind, a, sizeof a));
-        put(&o, "\n  charge         peak %s, at exit %s\n", human(ms.peak_charge, a, sizeof a), human(ms.charge, b, sizeof b));
-        put(&o, "  resident       peak %s, at exit %s (as the kernel counts it)\n", human(rss_peak, a, sizeof a),
+        if (m->acct.unwind) hm_put(&o, "; %s kept for unwinding after a refusal", human(m->acct.unwind, a, sizeof a));
+        hm_put(&o, "\n  charge         peak %s, at exit %s\n", human(ms.peak_charge, a, sizeof a), human(ms.charge, b, sizeof b));
+        hm_put(&o, "  resident       peak %s, at exit %s (as the kernel counts it)\n", human(rss_peak, a, sizeof a),
             human(rss_now, b, sizeof b));
-        put(&o, "  requests       %-10s %10s %10s %10s %10s\n", "level", "granted", "refused", "waits", "timeouts");
+        hm_put(&o, "  requests       %-10s %10s %10s %10s %10s\n", "level", "granted", "refused", "waits", "timeouts");
         for (int l = 0; l < 3; l++)
-            put(&o, "                 %-10s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", level_name[l],
+            hm_put(&o, "                 %-10s %10" PRIu64 " %10" PRIu64 " %10" PRIu64 " %10" PRIu64 "\n", level_name[l],
                 ms.granted[l], ms.refused[l], ms.waits[l], ms.timeouts[l]);
     }
     unsigned n = atomic_load_explicit(&nheaps, memory_order_acquire);
@@ -129,38 +102,38 @@ size_t hm_report(hm_report_format format, char *buf, size_t cap)
         hm_heap_class_stat cs[HM_NCLASS];
         if (!h || hm_heap_get_stats(h, &hs) || hm_heap_class_stats(h, cs)) continue;
         if (json) {
-            put(&o, "%s{\"name\":\"", first ? "" : ",");
-            put_json_str(&o, heaps[i].name);
-            put(&o, "\",\"live_bytes\":%" PRIu64 ",\"live_blocks\":%" PRIu64 ",\"large_bytes\":%" PRIu64
+            hm_put(&o, "%s{\"name\":\"", first ? "" : ",");
+            hm_put_json_str(&o, heaps[i].name);
+            hm_put(&o, "\",\"live_bytes\":%" PRIu64 ",\"live_blocks\":%" PRIu64 ",\"large_bytes\":%" PRIu64
                     ",\"cached_large_bytes\":%" PRIu64 ",\"segments\":%" PRIu64 ",\"committed_pages\":%" PRIu64
                     ",\"classes\":[",
                 hs.live_bytes, hs.live_blocks, hs.large_bytes, hs.cached_large_bytes, hs.segments, hs.committed_pages);
             bool cf = true;
             for (unsigned k = 0; k < HM_NCLASS; k++) {
                 if (!cs[k].pages) continue;
-                put(&o, "%s{\"block_size\":%u,\"pages\":%" PRIu64 ",\"blocks\":%" PRIu64 ",\"bytes\":%" PRIu64
+                hm_put(&o, "%s{\"block_size\":%u,\"pages\":%" PRIu64 ",\"blocks\":%" PRIu64 ",\"bytes\":%" PRIu64
                         ",\"free_bytes\":%" PRIu64 "}",
                     cf ? "" : ",", cs[k].block_size, cs[k].pages, cs[k].blocks, cs[k].bytes, cs[k].free_bytes);
                 cf = false;
             }
-            put(&o, "]}");
+            hm_put(&o, "]}");
         } else {
-            put(&o, "  heap %-9s live %s in %" PRIu64 " blocks (large blocks %s; freed large blocks kept %s); "
+            hm_put(&o, "  heap %-9s live %s in %" PRIu64 " blocks (large blocks %s; freed large blocks kept %s); "
                     "%" PRIu64 " segments, %" PRIu64 " pages of 64 KiB committed\n",
                 heaps[i].name, human(hs.live_bytes, a, sizeof a), hs.live_blocks, human(hs.large_bytes, b, sizeof b),
                 human(hs.cached_large_bytes, c, sizeof c), hs.segments, hs.committed_pages);
             bool any = false;
             for (unsigned k = 0; k < HM_NCLASS; k++) {
                 if (!cs[k].blocks) continue; /* (JSON lists every class with pages) */
-                if (!any) put(&o, "    %10s %8s %12s %14s %14s\n", "block size", "pages", "blocks", "bytes", "free bytes");
+                if (!any) hm_put(&o, "    %10s %8s %12s %14s %14s\n", "block size", "pages", "blocks", "bytes", "free bytes");
                 any = true;
-                put(&o, "    %10u %8" PRIu64 " %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", cs[k].block_size,
+                hm_put(&o, "    %10u %8" PRIu64 " %12" PRIu64 " %14" PRIu64 " %14" PRIu64 "\n", cs[k].block_size,
                     cs[k].pages, cs[k].blocks, cs[k].bytes, cs[k].free_bytes);
             }
         }
         first = false;
     }
-    if (json) put(&o, "]}\n");
+    if (json) hm_put(&o, "]}\n");
     errno = saved;
     return o.len;
 }

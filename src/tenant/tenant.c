@@ -7,13 +7,13 @@
 #include <assert.h>
 #include <inttypes.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
 #include <hostmem/tenant.h>
 
+#include "../core/outbuf.h"
 #include "../os/os.h"
 #include "../vmap/vmap.h"
 
@@ -208,17 +208,6 @@ hm_status hm_tenant_get_stats(hm_tenant *t, hm_tenant_stats *out)
     return HM_OK;
 }
 
-/* snprintf into buf at *len, counting what does not fit (the report's length is the whole text's). */
-static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-static void put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(*len < cap ? buf + *len : NULL, *len < cap ? cap - *len : 0, fmt, ap);
-    va_end(ap);
-    if (n > 0) *len += (size_t)n;
-}
-
 static double mib(uint64_t b) { return (double)b / (1024.0 * 1024.0); }
 
 size_t hm_tenant_report(hm_tenant *t, hm_report_format format, char *buf, size_t cap)
@@ -226,28 +215,30 @@ size_t hm_tenant_report(hm_tenant *t, hm_report_format format, char *buf, size_t
     if (cap) buf[0] = 0;
     hm_tenant_stats s;
     if (!t || HM_FAILED(hm_tenant_get_stats(t, &s))) return 0;
-    size_t len = 0;
+    hm_outbuf o = {buf, cap, 0};
     if (format == HM_REPORT_JSON) {
-        put(buf, cap, &len,
-            "{\"name\":\"%s\",\"limit\":%" PRIu64 ",\"charge\":%" PRIu64 ",\"peak_charge\":%" PRIu64
+        hm_put(&o, "{\"name\":\"");
+        hm_put_json_str(&o, t->name); /* (an embedder's name: escaped) */
+        hm_put(&o,
+            "\",\"limit\":%" PRIu64 ",\"charge\":%" PRIu64 ",\"peak_charge\":%" PRIu64
             ",\"live_bytes\":%" PRIu64 ",\"refused\":{\"task\":%" PRIu64 ",\"appdomain\":%" PRIu64 ",\"process\":%" PRIu64
             "},\"bad_frees\":%" PRIu64 ",\"low_signals\":%" PRIu64 ",\"collections\":%" PRIu64 ",\"collected_bytes\":%" PRIu64
             ",\"refused_by_ancestor\":{\"task\":%" PRIu64 ",\"appdomain\":%" PRIu64 ",\"process\":%" PRIu64 "}}\n",
-            t->name, s.limit, s.charge, s.peak_charge, s.live_bytes, s.refused[0], s.refused[1], s.refused[2], s.bad_frees,
+            s.limit, s.charge, s.peak_charge, s.live_bytes, s.refused[0], s.refused[1], s.refused[2], s.bad_frees,
             s.low_signals, s.collections, s.collected_bytes, s.refused_by_ancestor[0], s.refused_by_ancestor[1],
             s.refused_by_ancestor[2]);
-        return len;
+        return o.len;
     }
-    put(buf, cap, &len, "tenant %s: limit %.1f MiB, peak charge %.1f MiB (%.0f%%), charge now %.1f MiB, live %.1f MiB\n",
+    hm_put(&o, "tenant %s: limit %.1f MiB, peak charge %.1f MiB (%.0f%%), charge now %.1f MiB, live %.1f MiB\n",
         t->name, mib(s.limit), mib(s.peak_charge), s.limit ? 100.0 * (double)s.peak_charge / (double)s.limit : 0.0,
         mib(s.charge), mib(s.live_bytes));
-    put(buf, cap, &len, "  refused: task %" PRIu64 ", appdomain %" PRIu64 ", process %" PRIu64 "; bad frees %" PRIu64 "\n",
+    hm_put(&o, "  refused: task %" PRIu64 ", appdomain %" PRIu64 ", process %" PRIu64 "; bad frees %" PRIu64 "\n",
         s.refused[0], s.refused[1], s.refused[2], s.bad_frees);
     uint64_t up = s.refused_by_ancestor[0] + s.refused_by_ancestor[1] + s.refused_by_ancestor[2];
     if (up)
-        put(buf, cap, &len, "  of the budget's refusals, by an enclosing budget: task %" PRIu64 ", appdomain %" PRIu64
+        hm_put(&o, "  of the budget's refusals, by an enclosing budget: task %" PRIu64 ", appdomain %" PRIu64
             ", process %" PRIu64 "\n", s.refused_by_ancestor[0], s.refused_by_ancestor[1], s.refused_by_ancestor[2]);
-    put(buf, cap, &len, "  memory low %" PRIu64 " time%s; collections %" PRIu64 ", gave back %.1f MiB\n", s.low_signals,
+    hm_put(&o, "  memory low %" PRIu64 " time%s; collections %" PRIu64 ", gave back %.1f MiB\n", s.low_signals,
         s.low_signals == 1 ? "" : "s", s.collections, mib(s.collected_bytes));
-    return len;
+    return o.len;
 }
