@@ -95,7 +95,7 @@ static void test_create(void **state)
 {
     (void)state;
     hm_manager *m = make("limit=64M");
-    uint64_t c0 = charge(m);
+    uint64_t c0 = tu_charge(m);
     for (uint32_t f = 0; f <= 3; f++) {
         hm_heap *h = mk_heap(m, f);
         void *p = alloc_ok(h, 100, HM_LEVEL_TASK);
@@ -103,7 +103,7 @@ static void test_create(void **state)
         assert_true(hm_heap_usable_size(h, p) >= 100);
         free_ok(h, p);
         destroy_heap(h);
-        assert_int_equal(charge(m), c0);
+        assert_int_equal(tu_charge(m), c0);
     }
     const uint32_t bad[] = {4, 8, 0x10, 0x80000000u, 0xFFFFFFFFu, 0x5};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -138,7 +138,7 @@ static void test_create(void **state)
     assert_int_equal(hm_heap_usable_size(h, NULL), 0);
     assert_int_equal(hm_heap_free(h, NULL), HM_OK); /* SPEC 1.1: Free(NULL) is S_OK */
     destroy_heap(h);
-    assert_int_equal(charge(m), c0);
+    assert_int_equal(tu_charge(m), c0);
 
     /* SPEC 3.4: a shut-down manager makes no heaps, and its heaps refuse calls */
     hm_heap *live = mk_heap(m, HM_HEAP_THREADSAFE);
@@ -275,16 +275,16 @@ static void test_size_classes(void **state)
             for (size_t j = 0; j < i && i < first_other; j++) assert_ptr_not_equal(bl[i].p, bl[j].p);
             check_fill(bl[i].p, bl[i].usable, bl[i].seed);
         }
-    assert_int_equal(heap_charge(h), charge(m));
+    assert_int_equal(heap_charge(h), tu_charge(m));
     for (size_t i = 0; i < n; i++)
         if (bl[i].p) free_ok(h, bl[i].p);
     assert_int_equal(hstats(h).live_blocks, 0);
     assert_int_equal(hstats(h).live_bytes, 0);
-    assert_int_equal(heap_charge(h), charge(m));
+    assert_int_equal(heap_charge(h), tu_charge(m));
     check_books();
     free(bl);
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -301,7 +301,7 @@ static void test_large_cache_grows(void **state)
         void *a = alloc_ok(h, 2 * MiB, HM_LEVEL_TASK);
         memset(a, 7, 2 * MiB);
         free_ok(h, a);
-        uint64_t c0 = charge(m);
+        uint64_t c0 = tu_charge(m);
         void *b = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK);
         if (!limited) {
             assert_ptr_equal(b, a); /* grown in place */
@@ -311,15 +311,15 @@ static void test_large_cache_grows(void **state)
             assert_int_equal(hstats(h).cached_large_bytes, 2 * MiB);
         }
         assert_int_equal(hm_heap_usable_size(h, b), 3 * MiB);
-        assert_int_equal(charge(m) - c0, limited ? 3 * MiB : MiB);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m) - c0, limited ? 3 * MiB : MiB);
+        assert_int_equal(tu_charge(m), heap_charge(h));
         memset(b, 1, 3 * MiB);
         free_ok(h, b);
         check_books();
         assert_int_equal(hm_heap_trim(h), HM_OK);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         destroy_heap(h);
-        assert_int_equal(charge(m), 0);
+        assert_int_equal(tu_charge(m), 0);
         destroy_mgr(m);
     }
     /* growth refused by the budget: the block goes back to the cache, the request fails cleanly */
@@ -333,13 +333,13 @@ static void test_large_cache_grows(void **state)
     if (st != HM_E_COMMITMENT_LIMIT) fail_msg("5 MiB under a 7 MiB limit with 3 MiB live: %s", hm_status_name(st));
     assert_null(p);
     assert_int_equal(hstats(h).cached_large_bytes, 0); /* the refused commit drained the cache */
-    assert_int_equal(charge(m), heap_charge(h));
+    assert_int_equal(tu_charge(m), heap_charge(h));
     check_books();
     void *again = alloc_ok(h, 3 * MiB, HM_LEVEL_TASK); /* the cache still works (or was drained) */
     free_ok(h, again);
     free_ok(h, keep);
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -368,7 +368,7 @@ static void test_medium(void **state)
         hm_heap_stats s = hstats(h);
         assert_int_equal(s.large_bytes, 0); /* none is a large block */
         assert_int_equal(s.live_blocks, (HM_NCLASS - HM_NSMALL) * PER);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         check_books();
         for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++) {
             size_t bs = hm_heap_class_size(c);
@@ -396,7 +396,7 @@ static void test_medium(void **state)
         for (int i = 0; i < 2000; i++) sm[i] = alloc_ok(h, 16 + (size_t)(i % 64) * 48, HM_LEVEL_TASK);
         for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
             for (int i = 0; i < PER; i += 2) p[c][i] = alloc_ok(h, hm_heap_class_size(HM_NCLASS - 1 - (c - HM_NSMALL)), HM_LEVEL_TASK);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         check_books();
         for (int i = 0; i < 2000; i++) free_ok(h, sm[i]);
         for (unsigned c = HM_NSMALL; c < HM_NCLASS; c++)
@@ -412,7 +412,7 @@ static void test_medium(void **state)
         if (s.committed_pages != s.segments)
             fail_msg("flags %u: trimmed with nothing live, %" PRIu64 " pages stay committed in %" PRIu64 " segments", flags,
                      s.committed_pages, s.segments);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         /* realloc through the medium classes, keeping the bytes */
         void *r = alloc_ok(h, 1000, HM_LEVEL_TASK);
         fill(r, 1000, 99);
@@ -425,7 +425,7 @@ static void test_medium(void **state)
         free_ok(h, r);
         check_books();
         destroy_heap(h);
-        assert_int_equal(charge(m), 0);
+        assert_int_equal(tu_charge(m), 0);
         destroy_mgr(m);
     }
 }
@@ -447,23 +447,23 @@ static void test_large_cache_and_trim(void **state)
         hm_heap_stats st = hstats(h);
         assert_int_equal(st.live_blocks, 0);
         assert_int_equal(st.cached_large_bytes, 1600 * KiB);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         void *c = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK); /* the 700 KiB block, still committed */
         assert_ptr_equal(c, a);
         assert_int_equal(hm_heap_usable_size(h, c), 700 * KiB);
         assert_int_equal(((unsigned char *)c)[4096], 1); /* reused, not remapped */
         assert_int_equal(hstats(h).cached_large_bytes, 900 * KiB);
         free_ok(h, c);
-        uint64_t before = charge(m);
+        uint64_t before = tu_charge(m);
         assert_int_equal(hm_heap_trim(h), HM_OK);
         st = hstats(h);
         assert_int_equal(st.cached_large_bytes, 0);
-        assert_int_equal(charge(m), before - 1600 * KiB);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), before - 1600 * KiB);
+        assert_int_equal(tu_charge(m), heap_charge(h));
         assert_int_equal(hm_heap_free(h, c), HM_E_HOST_INVALIDOPERATION); /* gone for good */
         check_books();
         destroy_heap(h);
-        assert_int_equal(charge(m), 0);
+        assert_int_equal(tu_charge(m), 0);
         destroy_mgr(m);
     }
 }
@@ -476,7 +476,7 @@ static void test_large(void **state)
     const size_t sizes[] = {HM_MEDIUM_MAX + 1, 576 * KiB, 640 * KiB, 640 * KiB + 1, 700000, MiB, 3 * MiB + 5, 17 * MiB};
     enum { NS = sizeof sizes / sizeof sizes[0] };
     void *p[NS];
-    uint64_t c0 = charge(m), bytes = 0;
+    uint64_t c0 = tu_charge(m), bytes = 0;
     for (size_t i = 0; i < NS; i++) {
         p[i] = alloc_ok(h, sizes[i], HM_LEVEL_APPDOMAIN);
         assert_int_equal((uintptr_t)p[i] % PAGE, 0);
@@ -485,7 +485,7 @@ static void test_large(void **state)
         assert_true(u < sizes[i] + PAGE);
         fill(p[i], u, (uint32_t)i);
         bytes += (sizes[i] + PAGE - 1) & ~(PAGE - 1);
-        assert_int_equal(charge(m) - c0, bytes); /* SPEC 3.2: charge = committed pages */
+        assert_int_equal(tu_charge(m) - c0, bytes); /* SPEC 3.2: charge = committed pages */
     }
     hm_heap_stats s = hstats(h);
     assert_int_equal(s.large_bytes, bytes);
@@ -498,14 +498,14 @@ static void test_large(void **state)
     assert_int_equal(s.live_blocks, 0);
     /* freed large blocks may stay committed for reuse (heap.h): still charged, and nothing else */
     assert_true(s.cached_large_bytes <= bytes);
-    assert_int_equal(charge(m), c0 + s.cached_large_bytes);
+    assert_int_equal(tu_charge(m), c0 + s.cached_large_bytes);
     if (s.cached_large_bytes) { /* a cached block serves the next request it fits, with no new charge */
         void *again = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK);
-        assert_true(charge(m) <= c0 + s.cached_large_bytes);
+        assert_true(tu_charge(m) <= c0 + s.cached_large_bytes);
         free_ok(h, again);
     }
     destroy_heap(h);
-    assert_int_equal(charge(m), c0);
+    assert_int_equal(tu_charge(m), c0);
     destroy_mgr(m);
 }
 
@@ -521,7 +521,7 @@ static void test_huge(void **state)
     const size_t sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4095, SIZE_MAX - 16, SIZE_MAX / 2, SIZE_MAX / 2 + 1,
                             (size_t)1 << 47, (size_t)1 << 40, (size_t)64 * MiB + 1, (size_t)65 * MiB};
     hm_heap_stats s0 = hstats(h);
-    uint64_t c0 = charge(m);
+    uint64_t c0 = tu_charge(m);
     for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++) {
         for (hm_level lv = HM_LEVEL_TASK; lv <= HM_LEVEL_PROCESS; lv++) {
             char what[96];
@@ -550,7 +550,7 @@ static void test_huge(void **state)
             assert_refusal(st, "hm_heap_realloc(huge)");
             assert_null(p);
             assert_stats_equal(s0, hstats(h), what);
-            assert_true(charge(m) <= c0); /* (empty pages went back, nothing else) */
+            assert_true(tu_charge(m) <= c0); /* (empty pages went back, nothing else) */
         }
     }
     check_fill(keep, 200, 7);
@@ -564,7 +564,7 @@ static void test_huge(void **state)
     free_ok(h, keep);
     check_books();
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -995,10 +995,10 @@ static void free_errors(uint32_t flags)
     assert_int_equal(s.live_blocks, 0);
     assert_int_equal(s.live_bytes, 0);
     assert_int_equal(s.large_bytes, 0);
-    assert_int_equal(heap_charge(f.h), charge(m));
+    assert_int_equal(heap_charge(f.h), tu_charge(m));
     check_books();
     destroy_heap(f.h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -1193,7 +1193,7 @@ static void test_leak_report(void **state)
     if (!strstr(text, "2 blocks")) fail_msg("leak report does not count leaky.c's 2 blocks:\n%s", text);
     if (!strstr(text, "60100")) fail_msg("leak report does not give leaky.c's 60100 bytes:\n%s", text);
     free(text);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
 
     /* no live debug block: nothing said */
     h = mk_heap(m, HM_HEAP_THREADSAFE);
@@ -1215,7 +1215,7 @@ static void test_destroy_returns_charge(void **state)
     hm_manager *m = make("limit=256M");
     void *own = NULL; /* the manager's own memory, which must stay */
     assert_int_equal(hm_virtual_alloc(m, NULL, 3 * PAGE, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &own), HM_OK);
-    uint64_t c0 = charge(m);
+    uint64_t c0 = tu_charge(m);
     hm_manager_stats ms0;
     assert_int_equal(hm_manager_get_stats(m, &ms0), HM_OK);
     for (uint32_t flags = 0; flags <= 1; flags++) {
@@ -1231,8 +1231,8 @@ static void test_destroy_returns_charge(void **state)
         assert_int_equal(hm_heap_realloc(h, NULL, 700, HM_LEVEL_TASK, &p), HM_OK);
         void *fr = alloc_ok(h, 3000, HM_LEVEL_TASK);
         free_ok(h, fr);
-        assert_true(charge(m) > c0);
-        assert_int_equal(charge(m) - c0, heap_charge(h));
+        assert_true(tu_charge(m) > c0);
+        assert_int_equal(tu_charge(m) - c0, heap_charge(h));
         check_books();
         fflush(stderr);
         int saved = dup(STDERR_FILENO), devnull = open("/dev/null", O_WRONLY);
@@ -1242,14 +1242,14 @@ static void test_destroy_returns_charge(void **state)
         close(saved);
         close(devnull);
         assert_int_equal(st, HM_OK);
-        assert_int_equal(charge(m), c0);
+        assert_int_equal(tu_charge(m), c0);
         check_books();
     }
     hm_manager_stats ms;
     assert_int_equal(hm_manager_get_stats(m, &ms), HM_OK);
     assert_int_equal(ms.va_used, ms0.va_used); /* the reservations went too */
     assert_int_equal(hm_virtual_free(m, own, 0, HM_MEM_RELEASE), HM_OK);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -1268,13 +1268,13 @@ static void test_decommit(void **state)
             memset(p[i], 0x33, 32768);
         }
         hm_heap_stats full = hstats(h);
-        uint64_t c_full = charge(m);
+        uint64_t c_full = tu_charge(m);
         assert_true(full.committed_pages >= full.segments + N / 2);
         assert_int_equal(c_full, heap_charge(h));
         for (int i = 0; i < N; i++) free_ok(h, p[i]);
         hm_heap_stats kept = hstats(h);
         assert_int_equal(kept.live_blocks, 0);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         /* the empty pages stay committed for a while (heap.h, HM_EMPTY_DELAY_MS); when that has
          * passed, the heap's next page operation decommits them; hm_heap_trim does it at once */
         hm_heap_stats empty;
@@ -1300,12 +1300,12 @@ static void test_decommit(void **state)
         if (empty.committed_pages > empty.segments + keep)
             fail_msg("flags %u: after freeing %d pages' blocks, %" PRIu64 " pages stay committed (%" PRIu64
                      " segments)", flags, N / 2, empty.committed_pages, empty.segments);
-        assert_true(charge(m) < c_full);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_true(tu_charge(m) < c_full);
+        assert_int_equal(tu_charge(m), heap_charge(h));
         check_books();
     }
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
     }
 }
@@ -1321,11 +1321,11 @@ static int fill_level(hm_manager *m, hm_heap *h, hm_level lv, size_t chunk, void
     for (;;) {
         assert_true(n < max);
         void *p = (void *)1;
-        uint64_t c = charge(m);
+        uint64_t c = tu_charge(m);
         hm_status st = hm_heap_alloc(h, chunk, lv, &p);
         if (st == HM_E_COMMITMENT_LIMIT) {
             assert_null(p);
-            assert_int_equal(charge(m), c); /* SPEC 3.3: nothing charged */
+            assert_int_equal(tu_charge(m), c); /* SPEC 3.3: nothing charged */
             return n;
         }
         if (st != HM_OK) fail_msg("level %d alloc = %#x: %s", (int)lv, (unsigned)st, hm_last_detail());
@@ -1349,7 +1349,7 @@ static void test_budget_levels(void **state)
     int n[3];
     for (hm_level lv = HM_LEVEL_TASK; lv <= HM_LEVEL_PROCESS; lv++) {
         n[lv] = fill_level(m, h, lv, chunk, blk[lv], 80);
-        uint64_t c = charge(m);
+        uint64_t c = tu_charge(m);
         if (c > thr[lv] || c + chunk <= thr[lv])
             fail_msg("level %d refused at charge %" PRIu64 " (threshold %" PRIu64 ", request %zu)", (int)lv, c, thr[lv], chunk);
         assert_int_equal(c, heap_charge(h));
@@ -1376,7 +1376,7 @@ static void test_budget_levels(void **state)
             assert_int_equal(hm_heap_alloc_debug(h, 3000, HM_LEVEL_TASK, "b.c", 1, &q), HM_E_COMMITMENT_LIMIT);
             assert_null(q);
             assert_stats_equal(s0, hstats(h), "a refused small allocation");
-            assert_int_equal(charge(m), heap_charge(h));
+            assert_int_equal(tu_charge(m), heap_charge(h));
         }
     }
     assert_true(n[HM_LEVEL_APPDOMAIN] > 0);
@@ -1391,10 +1391,10 @@ static void test_budget_levels(void **state)
     void *again = alloc_ok(h, chunk, HM_LEVEL_PROCESS);
     fill(again, chunk, 61);
     check_fill(seed, 64, 60);
-    assert_int_equal(charge(m), heap_charge(h));
+    assert_int_equal(tu_charge(m), heap_charge(h));
     check_books();
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -1408,7 +1408,7 @@ static void test_wait_timeout(void **state)
     /* 1900 KiB + a segment header + one 64 KiB page: no room left for another 64 KiB page */
     void *big = alloc_ok(h, 1900 * KiB, HM_LEVEL_PROCESS);
     void *small = alloc_ok(h, 100, HM_LEVEL_TASK);
-    uint64_t c0 = charge(m);
+    uint64_t c0 = tu_charge(m);
     assert_true(c0 + HM_HPAGE_SIZE > 2 * MiB);
     hm_heap_stats s0 = hstats(h);
     for (int k = 0; k < 3; k++) {
@@ -1423,7 +1423,7 @@ static void test_wait_timeout(void **state)
                      hm_status_name(st));
         assert_null(p);
         if (dt < 0.09 || dt > 5.0) fail_msg("the wait took %.3f s, wait.task is 0.1 s", dt);
-        assert_int_equal(charge(m), c0);
+        assert_int_equal(tu_charge(m), c0);
         assert_stats_equal(s0, hstats(h), "a timed-out request");
     }
     /* a block in the committed page needs no new memory: no wait */
@@ -1519,7 +1519,7 @@ static void test_executable(void **state)
         }
         destroy_heap(h);
     }
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 #else
     skip();

@@ -61,7 +61,7 @@ static void test_code_runs(void **state)
             assert_int_equal(run(p[i]), 1000u + (uint32_t)i);
 #endif
         }
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         /* free, and the next block of the size may be the same: it runs the new code */
         for (int i = 0; i < 7; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
         assert_null(hm_heap_writable(h, p[0])); /* no live block */
@@ -89,15 +89,15 @@ static void test_code_runs(void **state)
         assert_int_equal(run(r), 2001u); /* the code moved with the block */
 #endif
         p[1] = r;
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         assert_int_equal(hm_heap_free(h, d), HM_OK);
         assert_int_equal(hm_heap_free(h, z), HM_OK);
         for (int i = 0; i < 7; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
         assert_int_equal(hm_heap_trim(h), HM_OK);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         if (hm_vmap_check(KERNEL_CHECK) != HM_OK) fail_msg("map check: %s", hm_last_detail());
         assert_int_equal(hm_heap_destroy(h), HM_OK);
-        assert_int_equal(charge(m), 0);
+        assert_int_equal(tu_charge(m), 0);
         if (hm_vmap_check(KERNEL_CHECK) != HM_OK) fail_msg("map check after destroy: %s", hm_last_detail());
     }
     assert_int_equal(hm_manager_destroy(m), HM_OK);
@@ -120,12 +120,12 @@ static void test_churn_and_destroy(void **state)
         }
         for (int i = 0; i < 300; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
         assert_int_equal(hm_heap_trim(h), HM_OK);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         assert_int_equal(hm_heap_calloc(h, 1, 16 * KiB, HM_LEVEL_TASK, &p[0]), HM_OK);
         for (size_t k = 0; k < 16 * KiB; k++)
             if (((unsigned char *)p[0])[k]) fail_msg("round %d: byte %zu of a calloc block is %#x", round, k, ((unsigned char *)p[0])[k]);
         assert_int_equal(hm_heap_destroy(h), HM_OK);
-        assert_int_equal(charge(m), 0);
+        assert_int_equal(tu_charge(m), 0);
     }
     if (hm_vmap_check(KERNEL_CHECK) != HM_OK) fail_msg("map check: %s", hm_last_detail());
     assert_int_equal(hm_manager_destroy(m), HM_OK);

@@ -43,7 +43,7 @@ static hm_manager *low_manager(void)
     void *big = (void *)1;
     assert_int_equal(hm_virtual_alloc(m, NULL, 128 * MiB, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &big),
                      HM_E_COMMITMENT_LIMIT);
-    assert_int_equal(mstats(m).memory_state, HM_MEMORY_LOW);
+    assert_int_equal(tu_stats(m).memory_state, HM_MEMORY_LOW);
     return m;
 }
 
@@ -61,7 +61,7 @@ static void test_free_large_refused(void **state)
             assert_int_equal(hm_heap_alloc(h, 100, HM_LEVEL_PROCESS, &q), HM_OK); /* a segment too */
             fill(h, p, MiB, 1);
             hm_heap_stats before = hstats(h);
-            uint64_t charged = charge(m);
+            uint64_t charged = tu_charge(m);
             unsigned long hit = hm_os_faults_injected();
             hm_os_fault_inject(calls[c], 1, ENOMEM, false);
             hm_status st = hm_heap_free(h, p);
@@ -79,7 +79,7 @@ static void test_free_large_refused(void **state)
                 hm_heap_stats after = hstats(h);
                 assert_int_equal(after.live_blocks, before.live_blocks);
                 assert_int_equal(after.large_bytes, before.large_bytes);
-                assert_int_equal(charge(m), charged);
+                assert_int_equal(tu_charge(m), charged);
                 check_books();
                 assert_int_equal(hm_heap_free(h, p), HM_OK); /* the retry */
             }
@@ -88,10 +88,10 @@ static void test_free_large_refused(void **state)
             assert_int_equal(hm_heap_trim(h), HM_OK);
             assert_int_equal(hstats(h).live_blocks, 0);
             assert_int_equal(hstats(h).large_bytes, 0);
-            assert_int_equal(charge(m), heap_charge(h));
+            assert_int_equal(tu_charge(m), heap_charge(h));
             check_books();
             destroy_heap(h);
-            assert_int_equal(charge(m), 0);
+            assert_int_equal(tu_charge(m), 0);
             destroy_mgr(m);
         }
 }
@@ -124,7 +124,7 @@ static void test_free_large_debug_refused(void **state)
             }
             assert_int_equal(hstats(h).live_blocks, 0);
             destroy_heap(h);
-            assert_int_equal(charge(m), 0);
+            assert_int_equal(tu_charge(m), 0);
             destroy_mgr(m);
         }
 }
@@ -160,10 +160,10 @@ static void test_realloc_old_block_refused(void **state)
             hm_heap_stats s = hstats(h);
             assert_int_equal(s.live_blocks, 0);
             assert_int_equal(s.cached_large_bytes, 0);
-            assert_int_equal(charge(m), heap_charge(h));
+            assert_int_equal(tu_charge(m), heap_charge(h));
             check_books();
             destroy_heap(h);
-            assert_int_equal(charge(m), 0);
+            assert_int_equal(tu_charge(m), 0);
             destroy_mgr(m);
             if (!refused) break; /* every call of the realloc has been refused once */
         }
@@ -180,7 +180,7 @@ static void test_trim_refused(void **state)
         void *p;
         assert_int_equal(hm_heap_alloc(h, 4 * MiB, HM_LEVEL_PROCESS, &p), HM_OK);
         assert_int_equal(hm_heap_free(h, p), HM_OK);
-        uint64_t charged = charge(m);
+        uint64_t charged = tu_charge(m);
         hm_heap_stats before = hstats(h);
         unsigned long hit = hm_os_faults_injected();
         hm_os_fault_inject(HM_OS_MPROTECT, 1, ENOMEM, false);
@@ -188,7 +188,7 @@ static void test_trim_refused(void **state)
         hm_os_fault_clear();
         if (hm_os_faults_injected() != hit) {
             assert_int_equal(hm_status_hresult(st), HM_E_OUTOFMEMORY);
-            assert_int_equal(charge(m), charged);
+            assert_int_equal(tu_charge(m), charged);
             assert_int_equal(hstats(h).cached_large_bytes, before.cached_large_bytes);
             check_books();
         } else {
@@ -196,7 +196,7 @@ static void test_trim_refused(void **state)
         }
         assert_int_equal(hm_heap_trim(h), HM_OK);
         assert_int_equal(hstats(h).cached_large_bytes, 0);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         destroy_heap(h);
         destroy_mgr(m);
     }
@@ -221,7 +221,7 @@ static void test_destroy_refused(void **state)
                 check_books();
                 destroy_heap(h);
             }
-            assert_int_equal(charge(m), 0);
+            assert_int_equal(tu_charge(m), 0);
             check_books();
             destroy_mgr(m);
         }

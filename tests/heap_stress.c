@@ -170,13 +170,13 @@ static void test_ownerless_pages_trimmed(void **state)
         s = hstats(h);
         print_message("ownerless pages, %zu-byte blocks: after trim %" PRIu64 " pages committed in %" PRIu64
                       " segments\n", sizes[k], s.committed_pages, s.segments);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         if (s.committed_pages != s.segments)
             fail_msg("%zu-byte blocks: no live block, no thread, trimmed: yet %" PRIu64 " pages stay committed "
                      "(%" PRIu64 " segment headers)", sizes[k], s.committed_pages, s.segments);
     }
     assert_int_equal(hm_heap_destroy(h), HM_OK);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
@@ -411,7 +411,7 @@ static void test_double_free_racing_release(void **state)
     print_message("second Free racing the release of a cached large block: %d rounds, %lu second frees\n", r,
                   (unsigned long)atomic_load(&rr.tries));
     check_failed();
-    assert_int_equal(charge(m), heap_charge(rr.h));
+    assert_int_equal(tu_charge(m), heap_charge(rr.h));
     assert_int_equal(hm_heap_destroy(rr.h), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
@@ -532,7 +532,7 @@ static void test_small_refused_while_large_cached(void **state)
         for (int i = 0; i < 3; i++) assert_int_equal(hm_heap_free(h, big[i]), HM_OK);
         hm_heap_stats s = hstats(h);
         print_message("%s heap: %" PRIu64 " KiB of freed large blocks cached, charge %" PRIu64 " KiB of 4096\n",
-                      where ? "thread-safe" : "single-threaded", s.cached_large_bytes >> 10, charge(m) >> 10);
+                      where ? "thread-safe" : "single-threaded", s.cached_large_bytes >> 10, tu_charge(m) >> 10);
         /* one block of each small class: a page each, 64 KiB: 40 pages, 2.5 MiB */
         int refused = 0;
         void *p[HM_NSMALL];
@@ -548,7 +548,7 @@ static void test_small_refused_while_large_cached(void **state)
                       HM_NSMALL, s.cached_large_bytes >> 10);
         for (unsigned c = 0; c < HM_NSMALL; c++)
             if (p[c]) assert_int_equal(hm_heap_free(h, p[c]), HM_OK);
-        assert_int_equal(charge(m), heap_charge(h));
+        assert_int_equal(tu_charge(m), heap_charge(h));
         assert_int_equal(hm_heap_destroy(h), HM_OK);
         if (refused)
             fail_msg("%s heap: %d small allocations refused for want of pages while %" PRIu64
@@ -610,7 +610,7 @@ static void test_idle_thread_pins_large_blocks(void **state)
     pthread_barrier_wait(&pin.bar);
     pthread_join(t, NULL);
     for (int i = 0; i < got; i++) assert_int_equal(hm_heap_free(pin.h, p[i]), HM_OK);
-    assert_int_equal(charge(m), heap_charge(pin.h));
+    assert_int_equal(tu_charge(m), heap_charge(pin.h));
     pthread_barrier_destroy(&pin.bar);
     assert_int_equal(hm_heap_destroy(pin.h), HM_OK);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
@@ -955,7 +955,7 @@ static void mt_check(bool books)
                 " / %" PRIu64, hi, s.live_blocks, s.live_bytes, blocks[hi], bytes[hi]);
         want += heap_charge(mt.h[hi]);
     }
-    uint64_t c = charge(mt.m);
+    uint64_t c = tu_charge(mt.m);
     if (c != want) bad("charge %" PRIu64 ", the heaps' committed pages %" PRIu64, c, want);
     unsigned rn = mt.ring_n < MT_RING ? mt.ring_n : MT_RING;
     for (unsigned k = 0; k < rn; k++) {
@@ -1067,10 +1067,10 @@ static void test_model_threads(void **state)
                      s.cached_large_bytes, s.large_bytes);
         want += heap_charge(mt.h[i]);
     }
-    assert_int_equal(charge(mt.m), want);
+    assert_int_equal(tu_charge(mt.m), want);
     check_books();
     for (int i = 0; i < MT_HEAPS; i++) assert_int_equal(hm_heap_destroy(mt.h[i]), HM_OK);
-    assert_int_equal(charge(mt.m), 0);
+    assert_int_equal(tu_charge(mt.m), 0);
     check_books();
     assert_int_equal(hm_manager_destroy(mt.m), HM_OK);
     pthread_rwlock_destroy(&mt.world);
@@ -1276,20 +1276,20 @@ static void test_exit_races(void **state)
         if (s.live_blocks || s.live_bytes)
             fail_msg("round %d: every block freed, every thread gone: stats say %" PRIu64 " blocks / %" PRIu64
                      " bytes live", r, s.live_blocks, s.live_bytes);
-        assert_int_equal(charge(m), heap_charge(xr.h));
+        assert_int_equal(tu_charge(m), heap_charge(xr.h));
         assert_int_equal(hm_heap_trim(xr.h), HM_OK);
         s = hstats(xr.h);
         if (s.committed_pages != s.segments)
             fail_msg("round %d: no block live, no thread, trimmed: %" PRIu64 " pages committed in %" PRIu64
                      " segments (a block lost in some page?)", r, s.committed_pages, s.segments);
-        assert_int_equal(charge(m), heap_charge(xr.h));
+        assert_int_equal(tu_charge(m), heap_charge(xr.h));
     }
     print_message("exit races: %d rounds, %lu cross-thread frees, %lu blocks adopters got\n", rounds,
                   (unsigned long)xr.frees, (unsigned long)xr.adopted);
     check_failed();
     check_books();
     assert_int_equal(hm_heap_destroy(xr.h), HM_OK);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
     free(xr.mark);
     free(xr.q);
@@ -1431,7 +1431,7 @@ static void test_budget_pressure(void **state)
     (void)hm_heap_get_stats(h, &s2);
     print_message("budget: half freed: %d of %d small process-level allocations served (charge %" PRIu64
                   " KiB, %" PRIu64 " KiB of freed large blocks cached)\n",
-                  again, 20 * BT_T, charge(m) >> 10, s2.cached_large_bytes >> 10);
+                  again, 20 * BT_T, tu_charge(m) >> 10, s2.cached_large_bytes >> 10);
     if (!again) bad("no allocation served after every thread freed half its blocks");
     pthread_barrier_wait(&bar);
     for (int i = 0; i < BT_T; i++) pthread_join(t[i], NULL);
@@ -1440,7 +1440,7 @@ static void test_budget_pressure(void **state)
     bt_check(m, (b[0].n = b[1].n = b[2].n = b[3].n = 0, h), b, "all freed");
     check_failed();
     assert_int_equal(hm_heap_trim(h), HM_OK);
-    assert_int_equal(charge(m), heap_charge(h));
+    assert_int_equal(tu_charge(m), heap_charge(h));
 
     /* Low: an empty page is given back at once */
     hm_heap *g = mk_heap(m, HM_HEAP_THREADSAFE);
@@ -1450,12 +1450,12 @@ static void test_budget_pressure(void **state)
     hm_heap_stats full = hstats(g);
     void *huge = (void *)1;
     assert_int_equal(hm_heap_alloc(g, 64 * MiB, HM_LEVEL_TASK, &huge), HM_E_COMMITMENT_LIMIT);
-    assert_int_equal(mstats(m).memory_state, HM_MEMORY_LOW);
+    assert_int_equal(tu_stats(m).memory_state, HM_MEMORY_LOW);
     for (int i = 0; i < N; i++) assert_int_equal(hm_heap_free(g, p[i]), HM_OK);
     hm_heap_stats after = hstats(g);
     print_message("budget: %d blocks freed while Low: committed pages %" PRIu64 " -> %" PRIu64 " (%u empty pages wait)\n", N,
                   full.committed_pages, after.committed_pages, g->nempty);
-    if (mstats(m).memory_state != HM_MEMORY_LOW) {
+    if (tu_stats(m).memory_state != HM_MEMORY_LOW) {
         print_message("budget: the state left Low while freeing: the Low check is skipped\n");
     } else {
         if (g->nempty) fail_msg("%u empty pages wait to be decommitted while memory is Low", g->nempty);
@@ -1463,10 +1463,10 @@ static void test_budget_pressure(void **state)
         if (after.committed_pages > after.segments + 4)
             fail_msg("%" PRIu64 " pages stay committed after freeing every block while Low", after.committed_pages - after.segments);
     }
-    assert_int_equal(charge(m), heap_charge(h) + heap_charge(g));
+    assert_int_equal(tu_charge(m), heap_charge(h) + heap_charge(g));
     assert_int_equal(hm_heap_destroy(g), HM_OK);
     assert_int_equal(hm_heap_destroy(h), HM_OK);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
@@ -1618,7 +1618,7 @@ static void test_destroy_under_caches(void **state)
         pthread_barrier_wait(&dt.bar); /* the threads idle, holding h's blocks in their caches */
         check_failed();
         assert_int_equal(hm_heap_destroy(h), HM_OK);
-        assert_int_equal(charge(m), heap_charge(dt.g));
+        assert_int_equal(tu_charge(m), heap_charge(dt.g));
         hm_heap *h2 = mk_heap(m, HM_HEAP_THREADSAFE);
         same += h2 == h;
         atomic_store(&dt.cur, h2);
@@ -1632,19 +1632,19 @@ static void test_destroy_under_caches(void **state)
         assert_int_equal(s.live_blocks, 0);
         assert_int_equal(s.live_bytes, 0);
         assert_int_equal(hstats(dt.g).live_blocks, 0);
-        assert_int_equal(charge(m), heap_charge(h2) + heap_charge(dt.g));
+        assert_int_equal(tu_charge(m), heap_charge(h2) + heap_charge(dt.g));
         assert_int_equal(hm_heap_trim(h2), HM_OK);
         s = hstats(h2);
         if (s.committed_pages != s.segments || s.cached_large_bytes)
             fail_msg("the new heap, all threads gone, trimmed: %" PRIu64 " pages in %" PRIu64 " segments, %" PRIu64
                      " bytes of cached large blocks", s.committed_pages, s.segments, s.cached_large_bytes);
         assert_int_equal(hm_heap_destroy(h2), HM_OK);
-        assert_int_equal(charge(m), heap_charge(dt.g));
+        assert_int_equal(tu_charge(m), heap_charge(dt.g));
         check_books();
     }
     print_message("destroy under caches: %d rounds (the new heap at the old one's address %d times)\n", rounds, same);
     assert_int_equal(hm_heap_destroy(dt.g), HM_OK);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 

@@ -46,15 +46,6 @@ static inline hm_heap_stats hstats(hm_heap *h)
     return s;
 }
 
-static inline hm_manager_stats mstats(hm_manager *m)
-{
-    hm_manager_stats s;
-    assert_int_equal(hm_manager_get_stats(m, &s), HM_OK);
-    return s;
-}
-
-static inline uint64_t charge(hm_manager *m) { return mstats(m).charge; }
-
 /* The charge a heap's pages stand for (heap.h layout): per segment its header pages (the struct,
  * rounded to 4 KiB), 64 KiB per other committed page, and the large blocks, cached ones included.
  * SPEC 3.2: every committed byte of a heap is charged to its manager. */

@@ -258,7 +258,7 @@ static void run_model(const char *opts, uint32_t flags, bool tight, bool handove
     }
     if (!ok) fail_msg("seed %#" PRIx64 ": %s", seed, fin.failure[0] ? fin.failure : "a free at the end failed");
     hm_heap_stats s = hstats(h);
-    hm_manager_stats ms = mstats(m);
+    hm_manager_stats ms = tu_stats(m);
     print_message("heap_threads (%s%s): seed %#" PRIx64 ", %" PRIu64 " ops in %.2f s: %" PRIu64 " allocs, %" PRIu64
                   " frees, %" PRIu64 " reallocs, %" PRIu64 " handed over, %" PRIu64 " refused; peak charge %" PRIu64
                   ", %" PRIu64 " segments\n",
@@ -274,7 +274,7 @@ static void run_model(const char *opts, uint32_t flags, bool tight, bool handove
     assert_true(ms.peak_charge <= ms.limit); /* SPEC 3.2 invariant */
     check_books();
     assert_int_equal(hm_heap_destroy(h), HM_OK);
-    assert_int_equal(mstats(m).charge, 0);
+    assert_int_equal(tu_stats(m).charge, 0);
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
@@ -386,8 +386,8 @@ static void test_shutdown_abandons_heap_waiters(void **state)
     waiter_arg a[2] = {{h, MiB, -1, NULL, 0}, {h2, 300, -1, NULL, 0}}; /* a large block; a new small page */
     pthread_t t[2];
     for (int i = 0; i < 2; i++) assert_int_equal(pthread_create(&t[i], NULL, wait_alloc, &a[i]), 0);
-    for (int k = 0; k < 200 && mstats(m).waiting < 2; k++) sleep_ms(10);
-    assert_int_equal(mstats(m).waiting, 2);
+    for (int k = 0; k < 200 && tu_stats(m).waiting < 2; k++) sleep_ms(10);
+    assert_int_equal(tu_stats(m).waiting, 2);
     double t0 = now_s();
     assert_int_equal(hm_manager_shutdown(m), HM_OK);
     for (int i = 0; i < 2; i++) pthread_join(t[i], NULL);
@@ -556,12 +556,12 @@ static void test_cache_outlives_heap(void **state)
         hm_heap_stats s = hstats(a.h);
         assert_int_equal(s.live_blocks, 0); /* cached blocks are free for the program */
         assert_int_equal(hm_heap_destroy(a.h), HM_OK);
-        assert_int_equal(mstats(m).charge, 0);
+        assert_int_equal(tu_stats(m).charge, 0);
         check_books();
     }
     pthread_join(t, NULL);
     if (a.failure[0]) fail_msg("%s", a.failure);
-    assert_int_equal(mstats(m).charge, 0);
+    assert_int_equal(tu_stats(m).charge, 0);
     check_books();
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }

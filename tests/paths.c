@@ -159,7 +159,7 @@ static void hold(hm_manager *m, hm_heap *h, held *o)
     o->stats = hstats(h);
     assert_int_equal(hm_heap_sites(h, collect_site, &o->sites), HM_OK);
     assert_int_equal(o->sites.n, 1);
-    o->charge = charge(m);
+    o->charge = tu_charge(m);
 }
 
 static void assert_contents(const held *o)
@@ -247,7 +247,7 @@ static void assert_heap_stopped(hm_manager *m, const held *o, const char *why)
     hm_heap *nh = (hm_heap *)1;
     assert_int_equal(hm_heap_create(m, HM_HEAP_THREADSAFE, &nh), HM_E_HOST_CLRNOTAVAILABLE);
     assert_null(nh);
-    assert_int_equal(charge(m), o->charge);
+    assert_int_equal(tu_charge(m), o->charge);
     assert_contents(o); /* still mapped: the runtime may touch its memory (SPEC 3.4) */
 }
 
@@ -257,7 +257,7 @@ static void assert_heap_stopped(hm_manager *m, const held *o, const char *why)
 static void destroy_stopped(hm_manager *m, hm_heap *h, void *seg_block, size_t allocs_before, uint64_t left)
 {
     assert_int_equal(hm_heap_destroy(h), HM_OK);
-    hm_manager_stats s = mstats(m);
+    hm_manager_stats s = tu_stats(m);
     assert_int_equal(s.charge, left);
     assert_int_equal(s.va_used, left);
     hm_region r;
@@ -285,9 +285,9 @@ static void test_heap_after_shutdown(void **state)
         assert_int_equal(hm_heap_alloc(h, SMALL_SIZE, HM_LEVEL_TASK, &warm), HM_OK);
         assert_int_equal(hm_heap_free(h, warm), HM_OK);
         o.stats = hstats(h);
-        o.charge = charge(m);
+        o.charge = tu_charge(m);
         assert_int_equal(hm_manager_shutdown(m), HM_OK);
-        assert_int_equal(mstats(m).state, HM_MANAGER_SHUT_DOWN);
+        assert_int_equal(tu_stats(m).state, HM_MANAGER_SHUT_DOWN);
         char why[64];
         snprintf(why, sizeof why, "heap flags %#x after shutdown", heap_kinds[k]);
         assert_heap_stopped(m, &o, why);
@@ -306,7 +306,7 @@ static void fail_manager(hm_manager *m)
     hm_status st = hm_virtual_protect(m, p, 4096, HM_PAGE_READONLY, &old);
     hm_os_fault_clear();
     if (st != HM_E_FAIL) fail_msg("protect with mprotect failing for good = %#x (%s), expected E_FAIL", (unsigned)st, hm_status_name(st));
-    assert_int_equal(mstats(m).state, HM_MANAGER_FAILED);
+    assert_int_equal(tu_stats(m).state, HM_MANAGER_FAILED);
 }
 
 static void test_heap_failed_manager(void **state)
@@ -318,16 +318,16 @@ static void test_heap_failed_manager(void **state)
         hm_heap *h = mk_heap(m, heap_kinds[k]);
         held o;
         hold(m, h, &o);
-        uint64_t c0 = charge(m);
+        uint64_t c0 = tu_charge(m);
         fail_manager(m);
-        o.charge = charge(m);
+        o.charge = tu_charge(m);
         assert_int_equal(o.charge, c0 + 64 * KiB); /* fail_manager's region: the failed protect changed nothing */
         char why[64];
         snprintf(why, sizeof why, "heap flags %#x, manager failed", heap_kinds[k]);
         assert_heap_stopped(m, &o, why);
         assert_int_equal(hm_manager_shutdown(m), HM_E_HOST_CLRNOTAVAILABLE);
         assert_int_equal(hm_heap_destroy(h), HM_OK);
-        assert_int_equal(charge(m), 64 * KiB); /* the heap's part came back; the region goes with m */
+        assert_int_equal(tu_charge(m), 64 * KiB); /* the heap's part came back; the region goes with m */
         hm_region r;
         assert_int_equal(hm_virtual_query(NULL, o.small, &r), HM_OK);
         assert_int_equal(r.state, HM_MEM_FREE);
@@ -352,7 +352,7 @@ static void test_realloc_in_place_stopped(void **state)
             hold(m, h, &o);
             if (failed_state) {
                 fail_manager(m);
-                o.charge = charge(m);
+                o.charge = tu_charge(m);
             } else {
                 assert_int_equal(hm_manager_shutdown(m), HM_OK);
             }
@@ -363,7 +363,7 @@ static void test_realloc_in_place_stopped(void **state)
             REFUSED(hm_heap_realloc(h, o.large, LARGE_SIZE + 30000, HM_LEVEL_PROCESS, &q), q); /* grow in place */
             int x;
             REFUSED(hm_heap_realloc(h, &x, 10, HM_LEVEL_PROCESS, &q), q); /* not a block */
-            assert_int_equal(charge(m), o.charge);
+            assert_int_equal(tu_charge(m), o.charge);
             destroy_stopped(m, h, o.small, before, failed_state ? 64 * KiB : 0); /* (fail_manager's region) */
         }
 }
@@ -498,7 +498,7 @@ static void guard_case(uint32_t flags)
     assert_int_equal(s.live_bytes, (uint64_t)N * GBLOCK);
     assert_int_equal(s.segments, 2);
     assert_true(s.committed_pages <= s.segments * (HM_SEG_PAGES - 1)); /* never a guard page */
-    assert_int_equal(charge(m), heap_charge(h));
+    assert_int_equal(tu_charge(m), heap_charge(h));
     /* The guard: reserved, and no access at all (not even the zeros of readable segments). */
     uintptr_t guard = seg_end_block + GBLOCK;
     hm_region r;
@@ -540,7 +540,7 @@ static void guard_case(uint32_t flags)
     assert_int_equal(s.live_blocks, 0);
     assert_int_equal(s.live_bytes, 0);
     assert_int_equal(s.large_bytes, 0);
-    assert_int_equal(charge(m), heap_charge(h));
+    assert_int_equal(tu_charge(m), heap_charge(h));
     if (!(flags & HM_HEAP_THREADSAFE)) assert_int_equal(s.committed_pages, s.segments); /* headers only */
     /* A page given back is reserved again and faults (no zeros: h is not readable with guards). */
     uintptr_t seg = seg_end_block & ~(uintptr_t)(HM_SEG_SIZE - 1);
@@ -550,7 +550,7 @@ static void guard_case(uint32_t flags)
     }
     check_books();
     destroy_heap(h);
-    assert_int_equal(charge(m), 0);
+    assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
 }
 
@@ -723,7 +723,7 @@ static void until_quiet(void)
     uint64_t last = UINT64_MAX;
     while (stable < 5) {
         assert_true(now_s() - t0 < 60);
-        uint64_t changes = mstats(nt.m).state_changes;
+        uint64_t changes = tu_stats(nt.m).state_changes;
         bool done = changes == (uint64_t)delivered(0) && changes == (uint64_t)delivered(1);
         stable = done && changes == last ? stable + 1 : 0;
         last = changes;
@@ -739,7 +739,7 @@ static void test_callbacks_reenter_under_load(void **state)
     snprintf(opts, sizeof opts, "limit=4M,notify.low=40,notify.high=80,proc.root=%s/proc,cgroup.root=%s/cgroup", root, root);
     nt.m = make(opts);
     nt.h = mk_heap(nt.m, HM_HEAP_THREADSAFE);
-    assert_int_equal(mstats(nt.m).memory_state, HM_MEMORY_HIGH);
+    assert_int_equal(tu_stats(nt.m).memory_state, HM_MEMORY_HIGH);
     assert_int_equal(hm_manager_register_notification(nt.m, reenter, &nt.log[0]), HM_OK);
     assert_int_equal(hm_manager_register_notification(nt.m, reenter, &nt.log[1]), HM_OK);
     pthread_barrier_init(&nt.phase, NULL, NWRITERS);
@@ -759,14 +759,14 @@ static void test_callbacks_reenter_under_load(void **state)
     atomic_store(&nt.heap_gone, true);
     until_quiet(); /* no callback uses the heap any more */
     destroy_heap(nt.h); /* everything is given back */
-    assert_int_equal(charge(nt.m), 0);
+    assert_int_equal(tu_charge(nt.m), 0);
     uint32_t load;
     assert_int_equal(hm_manager_get_memory_load(nt.m, &load, NULL), HM_OK);
     assert_int_equal(load, 0);
     until_quiet();
     assert_no_thread_failures();
 
-    hm_manager_stats s = mstats(nt.m);
+    hm_manager_stats s = tu_stats(nt.m);
     int n = delivered(0);
     print_message("callbacks: %" PRIu64 " state changes over %d rounds; %" PRIu64 " callbacks allocated; their "
                   "commits %" PRIu64 " admitted, %" PRIu64 " refused; writers' commits refused %" PRIu64 "\n",
@@ -1131,12 +1131,12 @@ static void test_walk_and_sites_concurrent(void **state)
     int calls = 0;
     assert_int_equal(hm_vm_walk(wt.m, stop_after_two, &calls), HM_OK); /* stops when fn says so */
     assert_int_equal(calls, 2);
-    assert_int_equal(charge(wt.m), 2 * 64 * KiB * WW);
+    assert_int_equal(tu_charge(wt.m), 2 * 64 * KiB * WW);
     for (int i = 0; i < WW; i++) assert_int_equal(hm_release(wt.m, w[i].final), HM_OK);
     snap.n = 0;
     assert_int_equal(hm_vm_walk(wt.m, collect_region, &snap), HM_OK);
     assert_int_equal(snap.n, 0);
-    assert_int_equal(charge(wt.m), 0);
+    assert_int_equal(tu_charge(wt.m), 0);
     check_books();
     destroy_mgr(wt.m);
 }
