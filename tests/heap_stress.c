@@ -227,7 +227,7 @@ static struct {
     uintptr_t blk[RF_N];
     atomic_int freed[RF_N];   /* 1: the program freed it and no allocation has returned it since */
     atomic_int go, round, stop, done, started;
-    uintptr_t target[64];     /* the head of the owner's free list: what its allocation takes first */
+    uintptr_t target[64];     /* the first free blocks of the owner's page: what its refill takes first */
     int ntarget;
     atomic_ulong tries, hits;
     uintptr_t bad_block;
@@ -295,7 +295,7 @@ static void test_double_free_during_refill(void **state)
     double deadline = now_s() + 2 * scale();
     uint64_t seed = 88172645463325252ull;
     for (r = 1; r <= rounds && now_s() < deadline && !atomic_load(&rf.hits) && !atomic_load(&any_failed); r++) {
-        /* free a random half of the live blocks: onto the page's free list */
+        /* free a random half of the live blocks: into the bin, and past it into the page's free bits */
         for (int i = 0; i < RF_N; i++)
             if (live[i] && (next_rand(&seed) & 1)) {
                 assert_int_equal(hm_heap_free(rf.h, (void *)rf.blk[i]), HM_OK);
@@ -310,8 +310,8 @@ static void test_double_free_during_refill(void **state)
         hm_hpage *pg = c->lists.avail[cls];
         assert_non_null(pg);
         rf.ntarget = 0;
-        for (uintptr_t b = pg->free; b && rf.ntarget < 64; b = *(uintptr_t *)b ^ rf.h->key ^ b)
-            rf.target[rf.ntarget++] = b;
+        for (uint32_t i = pg->first; i < pg->extent && rf.ntarget < 64; i++) /* (lowest first: as a refill takes them) */
+            if (pg->fbits[i / 64] & (uint64_t)1 << (i % 64)) rf.target[rf.ntarget++] = hm_page_addr(pg) + (uintptr_t)i * 16;
         /* the race: one allocation (the free list's head) while the other thread frees again */
         atomic_store(&rf.go, 1);
         atomic_store(&rf.round, r);
@@ -1511,19 +1511,20 @@ static void test_second_free_in_xfree(void **state)
     }
     hm_heap_stats s = hstats(sx.h);
     assert_int_equal(s.live_blocks, 0);
-    /* the owner's allocations collect them (after the carved blocks its page still has): each handed
-     * out once */
-    enum { QN = SX_N + 64 };
-    void *q[QN];
-    int found = 0;
-    for (int i = 0; i < QN; i++) {
+    /* the owner's allocations collect them (after the free blocks its page still has: a 64 KiB page
+     * holds 1024): each handed out once */
+    enum { QN = SX_N + 1024 + 64 };
+    static void *q[QN];
+    int found = 0, nq = 0;
+    while (found < SX_N && nq < QN) {
+        int i = nq++;
         assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
         for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
         for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
     }
     assert_int_equal(found, SX_N);
-    for (int i = 0; i < QN; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
-    for (int i = 0; i < QN; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_E_HOST_INVALIDOPERATION);
+    for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
+    for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_E_HOST_INVALIDOPERATION);
     s = hstats(sx.h);
     assert_int_equal(s.live_blocks, 0);
     check_books();

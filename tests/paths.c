@@ -370,11 +370,16 @@ static void test_realloc_in_place_stopped(void **state)
 
 /* ---- corrupted heap metadata (SPEC 3.4: E_FAIL, then failed) ---------------------------------- */
 
-/* A free block's encoded link (heap.h: next ^ key ^ slot) made to point inside another block. */
-static void corrupt_link(hm_heap *h, uintptr_t b) { *(uintptr_t *)b = h->key ^ b ^ (b + 8); }
-
 /* Child exit codes of the corruption cases. */
 enum { CH_OK = 0, CH_SETUP = 10, CH_WRONG_STATUS, CH_NOT_FAILED, CH_STILL_ANSWERS };
+
+/* The free bit of the live block b set, as a stray write over the segment header would. */
+static void corrupt_free_bit(uintptr_t b)
+{
+    hm_hpage *pg = hm_page_of(b);
+    uint32_t i = (uint32_t)((b - hm_page_addr(pg)) / pg->block_size);
+    pg->fbits[i / 64] |= (uint64_t)1 << (i % 64);
+}
 
 static int corrupt_single_threaded(void *arg)
 {
@@ -383,21 +388,20 @@ static int corrupt_single_threaded(void *arg)
     hm_heap *h;
     void *c;
     if (hm_manager_create("limit=64M", &m) || hm_heap_create(m, 0, &h)) return CH_SETUP;
-    /* Past a bin's worth of 64-byte blocks freed: the oldest go back onto their page's free list
-     * (page.c, hm_heap_bin_flush), whose head the next refill of the bin takes. */
+    /* Past a bin's worth of 64-byte blocks freed, the oldest go back to their page's free bits (page.c,
+     * hm_heap_bin_flush), which the next refills of the bin scan; p[0] stays live, its bit set. */
     enum { N = 400 };
     static void *p[N];
     for (int i = 0; i < N; i++)
         if (hm_heap_alloc(h, 64, HM_LEVEL_TASK, &p[i])) return CH_SETUP;
-    for (int i = 0; i < N; i++)
+    for (int i = 1; i < N; i++)
         if (hm_heap_free(h, p[i])) return CH_SETUP;
-    hm_hpage *pg = hm_page_of((uintptr_t)p[0]);
-    if (!pg->free) return CH_SETUP;
-    corrupt_link(h, pg->free);
-    for (int i = 0; i < 4 * N; i++) { /* until a refill meets the link: that allocation says E_FAIL */
+    corrupt_free_bit((uintptr_t)p[0]);
+    for (int i = 0; i < 4 * N; i++) { /* until a refill meets the bit: that allocation says E_FAIL */
         hm_status st = hm_heap_alloc(h, 64, HM_LEVEL_TASK, &c);
         if (st == HM_E_FAIL) break;
         if (st) return CH_WRONG_STATUS;
+        if (c == p[0]) return CH_WRONG_STATUS; /* handed out twice */
         if (i == 4 * N - 1) return CH_WRONG_STATUS;
     }
     hm_manager_stats s;
@@ -407,13 +411,13 @@ static int corrupt_single_threaded(void *arg)
 }
 
 /* An allocation from a single-threaded heap (or any debug allocation, both served from the heap's own
- * page lists) that meets a corrupted free-list link returns E_FAIL: it once retried the same block
- * forever. */
-static void test_corrupt_link_single_threaded(void **state)
+ * page lists) whose refill meets a free bit set on a live block returns E_FAIL and fails the manager
+ * (SPEC 3.4) instead of handing the block out twice. */
+static void test_corrupt_free_bits_single_threaded(void **state)
 {
     (void)state;
     int ws = in_child(corrupt_single_threaded, NULL, UNDER_TSAN ? 30 : 10);
-    if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGALRM) fail_msg("the allocation that met the corrupted link never returned");
+    if (WIFSIGNALED(ws) && WTERMSIG(ws) == SIGALRM) fail_msg("the allocation that met the corrupted bit never returned");
     if (!WIFEXITED(ws)) fail_msg("the child died of signal %d", WTERMSIG(ws));
     if (WEXITSTATUS(ws) != CH_OK) fail_msg("child: case %d failed (10 setup, 11 not E_FAIL, 12 not failed, 13 still answers)", WEXITSTATUS(ws));
 }
@@ -424,32 +428,33 @@ static int corrupt_thread_cached(void *arg)
     hm_manager *m;
     hm_heap *h;
     if (hm_manager_create("limit=64M", &m) || hm_heap_create(m, HM_HEAP_THREADSAFE, &h)) return CH_SETUP;
-    /* Fill and empty this thread's cache of 48-byte blocks past its capacity: the oldest half of a
-     * full bin goes back onto the page's free list (tcache.c, flush). */
+    /* A page of 16-byte blocks keeps its free bits in its own first 512 bytes (heap.h, fbits): an
+     * underflow of its first block writes over them. Fill and empty this thread's cache past its
+     * capacity, so that the refills scan the page's bits again from its first word. */
     enum { N = 400 };
     static void *p[N];
     for (int i = 0; i < N; i++)
-        if (hm_heap_alloc(h, 48, HM_LEVEL_TASK, &p[i])) return CH_SETUP;
+        if (hm_heap_alloc(h, 16, HM_LEVEL_TASK, &p[i])) return CH_SETUP;
     for (int i = 0; i < N; i++)
         if (hm_heap_free(h, p[i])) return CH_SETUP;
     hm_hpage *pg = hm_page_of((uintptr_t)p[0]);
-    if (!pg->free) return CH_SETUP;
-    corrupt_link(h, pg->free);
-    /* Take blocks until the cache refills from that page (and meets the link). */
-    for (int i = 0; i < 4 * N; i++) {
+    if (pg->first == 0 || (uintptr_t)pg->fbits != hm_page_addr(pg)) return CH_SETUP;
+    memset((void *)hm_page_addr(pg), 0xff, 16); /* the program's stray write: bits of blocks 0..31 (the bitmap's own room) */
+    for (int i = 0; i < 4 * N; i++) { /* take blocks until a refill meets the bits */
         void *q;
-        hm_status st = hm_heap_alloc(h, 48, HM_LEVEL_TASK, &q);
+        hm_status st = hm_heap_alloc(h, 16, HM_LEVEL_TASK, &q);
         hm_manager_stats s;
         if (hm_manager_get_stats(m, &s)) return CH_SETUP;
         if (s.state == HM_MANAGER_FAILED) return st == HM_E_FAIL ? CH_OK : CH_WRONG_STATUS;
         if (st) return CH_WRONG_STATUS;
+        if ((uintptr_t)q < hm_page_addr(pg) + 512 && (uintptr_t)q >= hm_page_addr(pg)) return CH_WRONG_STATUS; /* its bitmap handed out */
     }
     return CH_NOT_FAILED;
 }
 
-/* In a thread-safe heap, the cache refill that meets a corrupted link fails the manager and its
- * allocation returns E_FAIL (SPEC 3.4); it once went on with a new page and answered S_OK. */
-static void test_corrupt_link_thread_cached(void **state)
+/* In a thread-safe heap, the cache refill that meets free bits overwritten fails the manager and its
+ * allocation returns E_FAIL (SPEC 3.4); none of the bitmap's own bytes is handed out as a block. */
+static void test_corrupt_free_bits_thread_cached(void **state)
 {
     (void)state;
     int ws = in_child(corrupt_thread_cached, NULL, UNDER_TSAN ? 30 : 10);
@@ -1147,8 +1152,8 @@ int main(void)
         /* the forks first, while this process has no other thread */
         cmocka_unit_test(test_guard_single_threaded),
         cmocka_unit_test(test_guard_thread_safe),
-        cmocka_unit_test(test_corrupt_link_single_threaded),
-        cmocka_unit_test(test_corrupt_link_thread_cached),
+        cmocka_unit_test(test_corrupt_free_bits_single_threaded),
+        cmocka_unit_test(test_corrupt_free_bits_thread_cached),
         cmocka_unit_test(test_heap_after_shutdown),
         cmocka_unit_test(test_heap_failed_manager),
         cmocka_unit_test(test_realloc_in_place_stopped),

@@ -163,7 +163,7 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
 }
 
 /* The caller's first page of class cls had no free block: the page lists' slow path (other threads'
- * frees collected, room carved, another page), with the manager known to run. */
+ * frees collected, another page), with the manager known to run. */
 static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *lists, unsigned cls, hm_level level, void **out)
 {
     uintptr_t b = 0;
@@ -455,7 +455,7 @@ static void own_reclaim(hm_heap *h)
                 next = pg->next;
                 if (atomic_load_explicit(&pg->xfree, memory_order_relaxed) && !hm_heap_collect(h, pg)) return;
                 if (!atomic_load_explicit(&pg->used, memory_order_relaxed)) hm_heap_page_empty(h, pg);
-                else if (full && pg->free) hm_page_move(pg, 1);
+                else if (full && hm_page_nfree(pg)) hm_page_move(pg, 1);
             }
 }
 

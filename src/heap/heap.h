@@ -51,14 +51,19 @@
  * span of the few contiguous pages that its blocks fill exactly (40 KiB: 8 blocks in 5 pages, 512
  * KiB: 1 in 8), whose first page's record describes it and whose others point back to it.
  *
- * Invariants of a page in use (block_size != 0):
- *   used = bits set in its live bits; blocks [0, extent) have been carved (the rest never touched);
- *   the free list and its home's bin hold exactly the blocks below extent whose live bit is clear;
- *   a block with its live bit set is the program's, or freed by a thread that does not own the page
- *   and not yet collected: then it is in xfree and its second word holds the xfree tag (page.c);
- *   the page is on its home's avail list when it has a free block (free list, untouched room or
- *   xfree) or is the first there, else on its full list (where blocks may arrive in xfree: the owner
- *   is told through its lists' xpending).
+ * Invariants of a page in use (block_size != 0): its blocks are indices [first, extent) (extent is
+ * its capacity; first is 0 but for the 16-byte class, whose free bits take its first 32 blocks' room,
+ * see fbits); each of them is, at any time, exactly one of
+ *   free: its free bit set (on the page, for its owner to hand out); never touched by the heap;
+ *   binned: in its home's bin of its class (free for the program, in use for the page);
+ *   live: its live bit set, the program's;
+ *   in xfree: freed by a thread that does not own the page, not yet collected: its live bit still
+ *     set, its second word holding the xfree tag (page.c);
+ * used counts the blocks that are not free; the page is on its home's avail list when it has a free
+ * block or blocks in xfree, or is the first there, else on its full list (where blocks may arrive in
+ * xfree: the owner is told through its lists' xpending). No block's memory holds the heap's books
+ * but one in xfree (its link and tag): handing blocks out and taking them back reads and writes the
+ * bits in the segment header only, so that a cold block costs no miss until the program touches it.
  * The live bits make Free exact: one bit per block of the page, set while it is live, so a pointer
  * is a live block iff it is a block's start (offset = index x size) in a page in use, its bit is set,
  * and the block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
@@ -76,7 +81,7 @@
  * never get blocks of one page, so their blocks never share a cache line. A Free of a block of one of
  * the thread's pages clears its live bit and pushes it onto the thread's bin of its class; allocation
  * pops the bin and sets the bit: no lock, no atomic read-modify-write, no access to the block (whose
- * memory may be cold). Bins go to and come from the pages' free lists half a bin at a time, also
+ * memory may be cold). Bins go to and come from the pages' free bits half a bin at a time, also
  * without a lock. A free from another thread goes onto the page's xfree stack (one CAS), and the owner
  * takes the blocks back when it runs short. The heap's mutex is taken only to get a page (adopted from
  * the heap's ownerless ones, from the empty cache, or committed anew), to give up an empty one, for
@@ -111,7 +116,7 @@
 #define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them (and limit/8) */
 
 /* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
- * thread allocates from it, frees onto its free list, and moves it between lists, all without the
+ * thread allocates from it, frees into its free bits, and moves it between lists, all without the
  * lock) or the heap's own (the same under the heap lock; no thread owns them in a thread-safe heap,
  * and the caller, who serialises every call, owns them in a heap without HM_HEAP_THREADSAFE). Any
  * other thread that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no
@@ -127,9 +132,13 @@
 typedef struct hm_hpage {
     /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
      * share a line) */
-    _Alignas(64) uintptr_t free;     /* encoded free list (its owner); never-handed-out blocks past extent are not on it */
-    _Atomic uint32_t used;           /* blocks not on its free list (live, in xfree, or in its home's bins) */
-    _Atomic uint32_t extent;         /* blocks carved so far (the rest were never touched) */
+    _Alignas(64) _Atomic uint64_t *fbits; /* its free bits, one per block index (set: free on the page);
+                                        the upper half of its live row (a class of 32 bytes or more
+                                        has at most 2048 blocks, half the row) or, for the 16-byte
+                                        class, the page's own first 512 bytes (blocks 0..31 are never
+                                        handed out). Written by its owner only; set up by page_new. */
+    _Atomic uint32_t used;           /* blocks that are not free (live, in xfree, or in its home's bins) */
+    _Atomic uint32_t extent;         /* block indices below this are blocks (its capacity once set up; 0 unused) */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
@@ -140,18 +149,20 @@ typedef struct hm_hpage {
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
-    uint8_t list;                    /* on its home's avail list (1: it has a free block, untouched
-                                        room, or is its class's current page), full list (2), or none (0) */
+    uint8_t list;                    /* on its home's avail list (1: it has a free block or blocks in
+                                        xfree, or is its class's current page), full list (2), or none (0) */
     _Atomic uint16_t cls;            /* (atomic: a racing second Free of a block of a page being made anew reads it) */
     uint8_t span;                    /* a page in use: the pages its blocks take (1; a medium class's span) */
     uint8_t back;                    /* a page inside another's span: how many pages back its head is (else 0) */
+    uint16_t fscan;                  /* no free bit is set in fbits' words below this (where a refill looks first) */
     /* (above: the first cache line, what the fast paths read, written by the owner only and seldom
-     * (free and used change once per half a bin). Below: what other threads write. xfree has a line
+     * (fscan and used change once per half a bin). Below: what other threads write. xfree has a line
      * apart, so that a foreign Free's CAS does not take from the owner's cache the line every one of
      * its allocations reads.) */
     _Alignas(64) _Atomic uintptr_t xfree; /* encoded stack of blocks other threads freed, not yet collected */
     _Atomic uint32_t xcount;         /* blocks in xfree (statistics) */
-    uint32_t capacity;               /* blocks that fit */
+    uint32_t capacity;               /* block indices that fit */
+    uint32_t first;                  /* the first block index handed out (above: fbits) */
     uint32_t wake;                   /* a return of blocks to the page that leaves used at this settles it
                                         (page.c, hm_heap_settle): 0 on the avail list, most of capacity on
                                         the full list, none (UINT32_MAX) for an empty page kept as its
@@ -167,7 +178,7 @@ _Static_assert(offsetof(hm_hpage, back) < 64, "the fast paths' fields share the 
 
 /* A home's freed blocks of a small class, newest last: free pushes here and allocation pops from here,
  * touching only this and the block's live bit (never the block: its memory may be cold); blocks go
- * to and come from their pages' free lists half a bin at a time. A binned block is free for the
+ * to and come from their pages' free bits half a bin at a time. A binned block is free for the
  * program (its live bit clear) and in use for its page (counted in used). n is written by the home's
  * owner only (statistics read it). */
 #define HM_BIN_N 63 /* (a bin is 512 bytes: a class's bin is found with a shift) */
@@ -202,7 +213,9 @@ typedef struct hm_segment {
     hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
     /* live[i]: page i's live bits, one per block index (heap_internal.h), written by the page's owner
      * only; apart from the records (a record's hot fields stay one line), dense (a page of big blocks
-     * uses a few of its words: the lines a program's frees touch stay few, and cached) */
+     * uses a few of its words: the lines a program's frees touch stay few, and cached). Its upper
+     * half holds the page's free bits unless its class is the 16-byte one (hm_hpage.fbits): zero
+     * while the page is not in use, so that a 16-byte page's live bits start clear. */
     _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
 } hm_segment;
 _Static_assert(sizeof(hm_segment) <= HM_HPAGE_SIZE, "a segment's header fits its page 0");

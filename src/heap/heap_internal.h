@@ -104,6 +104,20 @@ static inline void hm_set_live(uintptr_t b, bool on)
     atomic_store_explicit(w, on ? v | m : v & ~m, memory_order_relaxed);
 }
 
+/* Free bits (heap.h, hm_hpage.fbits): the owner's, like the live bits (load and store). */
+static inline uint32_t hm_page_nfree(const hm_hpage *pg)
+{
+    return HM_EXTENT(pg) - pg->first - atomic_load_explicit(&((hm_hpage *)pg)->used, memory_order_relaxed);
+}
+/* Block index i of pg is free on the page again (the caller counts it out of used). */
+static inline void hm_page_put_free(hm_hpage *pg, uint32_t i)
+{
+    _Atomic uint64_t *w = pg->fbits + i / 64;
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
+    if (i / 64 < pg->fscan) pg->fscan = (uint16_t)(i / 64);
+}
+static inline uint32_t hm_page_index_of(const hm_hpage *pg, uintptr_t b) { return hm_page_block_index(pg, b - hm_page_addr(pg)); }
+
 /* Tags in a block's words: a small block in xfree (second word), a freed large block (second word),
  * a debug block (first word). Derived from the heap's secret, so that program data matches one with
  * a chance of 2^-64. */
@@ -183,11 +197,11 @@ void hm_page_move(hm_hpage *pg, uint32_t to); /* to its home's list 0 none, 1 av
 /* pg (on no list) first on lists' avail list of its class. */
 void hm_page_avail_first(hm_pagelists *lists, hm_hpage *pg);
 /* By the owner of lists: a block of class cls admitted at level, from its bin refilled (a small
- * class) or from the first avail page (a medium one); other threads' frees are collected, untouched
- * room carved, an ownerless page adopted or a new one made (under the heap lock, taken here unless
+ * class) or from the first avail page (a medium one); other threads' frees are collected,
+ * an ownerless page adopted or a new one made (under the heap lock, taken here unless
  * lists is the heap's own, whose caller holds it). */
 hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, unsigned level, uintptr_t *out);
-/* A freed small block b of page pg goes back: onto pg's free list when mine is pg's home (the
+/* A freed small block b of page pg goes back: into pg's free bits when mine is pg's home (the
  * caller owns it), else onto pg's xfree (any thread, no lock; b gets the xfree tag). true: pg has no
  * block in use any more, and the caller must give it up (hm_heap_page_empty, under the heap lock). */
 bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b);
@@ -200,11 +214,11 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg);
 void hm_heap_settle(hm_heap *h, hm_hpage *pg);
 void hm_heap_settle_locked(hm_heap *h, hm_hpage *pg); /* (the heap lock held) */
 /* Free of the live small block b of page pg by a thread-cached heap's caller (no lock): checked
- * against a block already in xfree, then onto pg's list (the caller owns pg) or its xfree. */
+ * against a block already in xfree, then into pg's bin or free bits (the caller owns pg) or its xfree. */
 hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Heap lock held: hm_heap_give from the heap's own lists, emptied pages given up at once. */
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
-/* Other threads' frees of pg go back onto its free list (its owner); false if a link was overwritten. */
+/* Other threads' frees of pg go back into its free bits (its owner); false if a link was overwritten. */
 bool hm_heap_collect(hm_heap *h, hm_hpage *pg);
 /* By the owner of lists: the n oldest blocks of its bin of class cls go back to their pages (the heap
  * lock taken for pages that empty, unless locked: the caller holds it). */

@@ -1,8 +1,8 @@
-/* page.c — the blocks of a page (or a medium class's span): its free list, the home's bins that
- * trade with it, the blocks other threads free into it (xfree), carving untouched room, the home's
- * lists a page moves between, and how a block goes back.
+/* page.c — the blocks of a page (or a medium class's span): its free bits, the home's bins that
+ * trade with them, the blocks other threads free into it (xfree), the home's lists a page moves
+ * between, and how a block goes back.
  *
- * A page's free list, live bits and lists are its owner's (heap.h, "A page belongs to one set of
+ * A page's free bits, live bits and lists are its owner's (heap.h, "A page belongs to one set of
  * page lists"): the thread whose cache the home is, or the heap lock's holder for the heap's own
  * lists. Other threads only push onto xfree (CAS), after tagging the block in its second word. The
  * order of those steps is what makes a second Free exact without a lock:
@@ -78,13 +78,13 @@ static hm_status corrupted(hm_heap *h, const char *what, uintptr_t at)
     return HM_E_FAIL;
 }
 
-/* Whether b may be a block of pg below its extent (a decoded link is checked with this). */
+/* Whether b may be a block of pg (a decoded xfree link is checked with this). */
 static inline bool in_page(const hm_hpage *pg, uintptr_t b)
 {
     uintptr_t base = hm_page_addr(pg);
     if (b < base || b >= base + pg->span * HM_HPAGE_SIZE) return false;
     uint32_t i = hm_page_block_index(pg, b - base);
-    return i < HM_EXTENT(pg) && base + (uintptr_t)i * HM_BS(pg) == b;
+    return i >= pg->first && i < HM_EXTENT(pg) && base + (uintptr_t)i * HM_BS(pg) == b;
 }
 
 /* ---- giving pages up ---------------------------------------------------------------------------- */
@@ -96,7 +96,11 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
     HM_SET(pg->owner, 0);
     HM_SET(pg->block_size, 0);
     HM_SET(pg->extent, 0);
-    pg->free = 0;
+    /* free bits in the live row go: the row must read clear when the page serves the 16-byte class
+     * (heap.h, hm_segment.live) */
+    if (pg->fbits == pg->live + HM_LIVE_WORDS / 2)
+        for (unsigned k = 0; k < HM_LIVE_WORDS / 2; k++) atomic_store_explicit(&pg->fbits[k], 0, memory_order_relaxed);
+    pg->fbits = NULL;
     unsigned span = pg->span;
     hm_seg_of(pg)->pages_in_use -= span;
     if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), span * HM_HPAGE_SIZE); /* (carved afresh next time) */
@@ -127,8 +131,7 @@ bool hm_heap_collect(hm_heap *h, hm_hpage *pg)
         hm_set_live(b, false);
         atomic_thread_fence(memory_order_release); /* the bit before the tag (this file's comment) */
         atomic_store_explicit(hm_word1(hm_heap_wr(h, b)), 0, memory_order_relaxed);
-        hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b);
-        pg->free = b;
+        hm_page_put_free(pg, hm_page_index_of(pg, b));
         n++;
         if (next && !in_page(pg, next)) {
             (void)corrupted(h, "cross-thread free-list link", b);
@@ -142,55 +145,59 @@ bool hm_heap_collect(hm_heap *h, hm_hpage *pg)
     return ok;
 }
 
-/* Carves the next blocks of pg's untouched room onto its (empty) free list: about a 4 KiB page's
- * worth, so that a page's memory is faulted in as it is used, not at once. */
-static void carve(hm_heap *h, hm_hpage *pg)
+/* Up to max free blocks of pg (in address order, from fscan on) into out, their free bits cleared and
+ * counted into used; how many in *n. Every word is checked against the live bits (disjoint) and the
+ * page's block range first: a set bit that breaks either is a write over the heap's books (the
+ * 16-byte class keeps its free bits in its page, where a program's overflow can reach them), and
+ * no block is handed out twice. */
+static hm_status take_free(hm_heap *h, hm_hpage *pg, uintptr_t *out, uint32_t max, uint32_t *n)
 {
-    uint32_t e = HM_EXTENT(pg), bs = HM_BS(pg), n = 4096 / bs;
-    if (!n) n = 1;
-    if (n > pg->capacity - e) n = pg->capacity - e;
-    uintptr_t base = hm_page_addr(pg), head = pg->free;
-    for (uint32_t i = e + n; i-- > e;) {
-        uintptr_t b = base + (uintptr_t)i * bs;
-        hm_link_set(hm_heap_wr(h, b), head ^ h->key ^ b);
-        head = b;
+    uint32_t k = 0, w = pg->fscan, first = pg->first, extent = HM_EXTENT(pg), nw = (extent + 63) / 64, bs = HM_BS(pg);
+    uintptr_t base = hm_page_addr(pg);
+    hm_status st = HM_OK;
+    for (; k < max && w < nw; w++) {
+        uint64_t f = atomic_load_explicit(&pg->fbits[w], memory_order_relaxed);
+        if (!f) continue;
+        uint64_t bad = f & atomic_load_explicit(&pg->live[w], memory_order_relaxed);
+        if (w == first / 64) bad |= f & (((uint64_t)1 << (first % 64)) - 1);
+        if (w == nw - 1 && extent % 64) bad |= f >> (extent % 64) << (extent % 64);
+        if (bad) {
+            st = corrupted(h, "free bits", base + ((uintptr_t)w * 64 + (unsigned)__builtin_ctzll(bad)) * bs);
+            break;
+        }
+        uintptr_t wbase = base + (uintptr_t)w * 64 * bs;
+        do {
+            out[k++] = wbase + (uintptr_t)__builtin_ctzll(f) * bs;
+            f &= f - 1;
+        } while (f && k < max);
+        atomic_store_explicit(&pg->fbits[w], f, memory_order_relaxed);
+        if (f) break; /* (max reached: fscan stays at this word) */
     }
-    pg->free = head;
-    HM_SET(pg->extent, e + n);
+    pg->fscan = (uint16_t)w;
+    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + k);
+    *n = k;
+    return st;
 }
 
-/* The head of pg's free list, every link checked (the fast path checks less, and sends the caller
- * here when in doubt). */
+/* One free block of pg (a medium class's: no bin), live now. */
 static hm_status pop_checked(hm_heap *h, hm_hpage *pg, uintptr_t *out)
 {
-    uintptr_t b = pg->free;
-    uintptr_t next = hm_link_get(b) ^ h->key ^ b;
-    if (next && (!in_page(pg, next) || hm_heap_live(next))) return corrupted(h, "free-list link", b);
-    pg->free = next;
-    HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) + 1);
-    hm_set_live(b, true);
-    *out = b;
+    uint32_t n;
+    hm_status st = take_free(h, pg, out, 1, &n);
+    if (st) return st;
+    if (!n) return corrupted(h, "free count", hm_page_addr(pg)); /* (the caller saw one) */
+    hm_set_live(*out, true);
     return HM_OK;
 }
 
-/* Up to want - n blocks from pg's free list into bin (their links checked as pop_checked does; live
- * bits stay clear: binned blocks are free). */
+/* Up to want - n blocks from pg's free bits into bin (live bits stay clear: binned blocks are free). */
 static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_bin *bin, uint32_t want)
 {
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed), used = atomic_load_explicit(&pg->used, memory_order_relaxed);
-    hm_status st = HM_OK;
-    while (n < want && pg->free) {
-        uintptr_t b = pg->free, next = hm_link_get(b) ^ h->key ^ b;
-        if (next && (!in_page(pg, next) || hm_heap_live(next))) {
-            st = corrupted(h, "free-list link", b);
-            break;
-        }
-        pg->free = next;
-        used++;
-        bin->slot[n++] = b;
-    }
-    HM_SET(pg->used, used);
-    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed), got;
+    if (n >= want) return HM_OK;
+    hm_status st = take_free(h, pg, bin->slot + n, want - n, &got);
+    atomic_store_explicit(&bin->n, n + got, memory_order_relaxed);
+    if (!st && !got) st = corrupted(h, "free count", hm_page_addr(pg)); /* (the caller saw one) */
     return st;
 }
 
@@ -202,7 +209,7 @@ static bool collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls)
         next = pg->next;
         if (!atomic_load_explicit(&pg->xfree, memory_order_relaxed)) continue;
         if (!hm_heap_collect(h, pg)) return false;
-        if (pg->free) {
+        if (hm_page_nfree(pg)) {
             hm_list_del(&lists->full[cls], pg);
             pg->list = 1;
             list_add_second(&lists->avail[cls], pg);
@@ -240,7 +247,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
     for (;;) {
         hm_hpage *pg = lists->avail[cls];
         if (pg) {
-            if (pg->free) {
+            if (hm_page_nfree(pg)) {
                 if (!bin) return pop_checked(h, pg, out);
                 hm_status st = fill_bin(h, pg, bin, want);
                 if (st) return st;
@@ -249,10 +256,6 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
             }
             if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
                 if (!hm_heap_collect(h, pg)) return HM_E_FAIL;
-                continue;
-            }
-            if (HM_EXTENT(pg) < pg->capacity) {
-                carve(h, pg);
                 continue;
             }
             hm_page_move(pg, 2); /* out of blocks: it waits on the full list for frees */
@@ -293,8 +296,7 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
     for (uint32_t k = 0; k < n; k++) {
         uintptr_t b = bin->slot[k];
         hm_hpage *pg = hm_page_of(b);
-        hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b);
-        pg->free = b;
+        hm_page_put_free(pg, hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv)); /* (the block is not touched) */
         uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
         HM_SET(pg->used, used);
         if (used == pg->wake) {
@@ -346,8 +348,7 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
         return false;
     }
     hm_set_live(b, false);
-    hm_link_set(hm_heap_wr(h, b), pg->free ^ h->key ^ b); /* encoded link */
-    pg->free = b;
+    hm_page_put_free(pg, hm_page_index_of(pg, b));
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     HM_SET(pg->used, used);
     hm_page_move(pg, 1);
@@ -407,8 +408,7 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
         return HM_OK;
     }
     hm_set_live(b, false);
-    hm_link_set(b, pg->free ^ h->key ^ b);
-    pg->free = b;
+    hm_page_put_free(pg, hm_page_index_of(pg, b));
     uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
     HM_SET(pg->used, used);
     if (used == pg->wake) hm_heap_settle(h, pg);
@@ -442,7 +442,7 @@ void hm_heap_disown(hm_heap *h, hm_pagelists *lists)
                 pg->list = 0;
                 hm_heap_page_retire(h, pg);
             } else {
-                hm_page_move(pg, pg->free || HM_EXTENT(pg) < pg->capacity ? 1 : to ? to : 2);
+                hm_page_move(pg, hm_page_nfree(pg) ? 1 : to ? to : 2);
             }
         }
     (void)hm_heap_purge(h, false); /* (opportunistic: a refusal keeps the pages cached) */

@@ -341,8 +341,24 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     pg->inv = hm_heap_inverse((uint32_t)bs);
     HM_SET(pg->has_debug, 0);
     HM_SET(pg->used, 0);
-    HM_SET(pg->extent, 0);
-    pg->free = 0;
+    /* every block free: its free bits set from first (the live row's upper half is clear, page_retire
+     * leaves it so; a page's own first bytes are whatever it held before) */
+    uint32_t cap = pg->capacity, words = (cap + 63) / 64;
+    if (words <= HM_LIVE_WORDS / 2) {
+        pg->fbits = pg->live + HM_LIVE_WORDS / 2;
+        pg->first = 0;
+    } else {
+        pg->fbits = (_Atomic uint64_t *)hm_heap_wr(h, hm_page_addr(pg));
+        pg->first = (uint32_t)((words * 8 + bs - 1) / bs);
+    }
+    for (uint32_t w = 0; w < words; w++) {
+        uint32_t lo = w * 64, hi = lo + 64 > cap ? cap : lo + 64;
+        if (lo < pg->first) lo = pg->first < hi ? pg->first : hi;
+        uint64_t bits = hi > lo ? (hi - lo == 64 ? ~(uint64_t)0 : (((uint64_t)1 << (hi - lo)) - 1) << (lo % 64)) : 0;
+        atomic_store_explicit(&pg->fbits[w], bits, memory_order_relaxed);
+    }
+    pg->fscan = (uint16_t)(pg->first / 64);
+    HM_SET(pg->extent, cap);
     atomic_store_explicit(&pg->xfree, 0, memory_order_relaxed);
     atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
     hm_seg_of(pg)->pages_in_use += span;
