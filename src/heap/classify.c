@@ -26,12 +26,14 @@ block_ref hm_heap_classify(const hm_heap *h, const hm_vmap_info *info, uintptr_t
     uint32_t bs = HM_BS(pg);
     if (idx == 0 || !bs) return r;
     uintptr_t base = info->base + idx * HM_HPAGE_SIZE, off = p - base;
-    uint32_t i = (uint32_t)(off / bs);
-    uintptr_t b = base + (uintptr_t)i * bs;
+    uint32_t i = bs > HM_SMALL_MAX ? (uint32_t)(off / bs) : hm_heap_block_index(off, pg->inv); /* (a multiply for a small class) */
+    uintptr_t b = base + (uintptr_t)i * bs, rem = p - b;
     if (i >= HM_EXTENT(pg) || !hm_heap_live(b)) return r;
-    bool dbg = hm_link_get(b) == hm_heap_debug_tag(h, b); /* (atomic: the owner may write a link there) */
-    if (off % bs == 0 && !dbg) r.kind = SMALL;
-    else if (off % bs == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
+    /* (the block is read only on a page a debug block was carved from; atomic: an xfree push may
+     * write a link there) */
+    bool dbg = atomic_load_explicit(&pg->has_debug, memory_order_relaxed) && hm_link_get(b) == hm_heap_debug_tag(h, b);
+    if (rem == 0 && !dbg) r.kind = SMALL;
+    else if (rem == HM_DEBUG_HDR && dbg) r.kind = SMALL_DEBUG;
     r.page = pg;
     r.block = b;
     r.size = bs;
@@ -86,6 +88,18 @@ hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p)
  * lock (classify_large: another thread may be releasing it); realloc, whose caller holds p, needs not. */
 size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out)
 {
+    /* the common case: a plain small block of a page without debug blocks, from the segment table
+     * and the page's record and live bits (what Free's fast path reads), without the map's record */
+    hm_segment *s = out ? NULL : hm_segmap_get(p);
+    if (s && s->heap == h) {
+        hm_hpage *pg = &s->page[((uintptr_t)p >> 16) & (HM_SEG_PAGES - 1)];
+        uint32_t bs = HM_BS(pg), off = (uint32_t)((uintptr_t)p & (HM_HPAGE_SIZE - 1));
+        if (bs && bs <= HM_SMALL_MAX && !pg->back && !atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) {
+            uint32_t i = hm_heap_block_index(off, pg->inv);
+            if (i * bs != off || i >= HM_EXTENT(pg) || !hm_heap_live((uintptr_t)p)) return 0;
+            return h->cached && hm_heap_in_xfree(h, (uintptr_t)p) ? 0 : bs;
+        }
+    }
     hm_vmap_info tmp, *info = out ? out : &tmp;
     if (!h || !p || !hm_heap_find(p, info) || (hm_heap *)(info->tag & ~(uintptr_t)1) != h)
         return 0;
