@@ -69,5 +69,17 @@ if [ "$rt" = sqlite ]; then # the database file of --db: written, and there for 
   [ $rc = 2 ] && grep -q "takes no arguments" err || fail "arguments after an SQL script: status $rc, not 2"
   "$hostmem" host sqlite --db >out 2>err; rc=$?
   [ $rc = 2 ] || fail "--db without a file: status $rc, not 2"
+  # a script written for the sqlite3 shell: output dot-commands, .bail off over an error, .quit
+  dot=$(dirname "$script")/dot.sql
+  "$hostmem" host sqlite "$dot" >out 2>err; rc=$?
+  [ $rc = 1 ] && grep -q "no such table" err || fail "dot.sql: status $rc (1 after its failed statement), or no message"
+  if command -v sqlite3 >/dev/null; then
+    sqlite3 :memory: ".read $dot" >want 2>/dev/null
+    cmp -s out want || { diff out want | head; fail "dot.sql: output differs from sqlite3's"; }
+    echo "dot-commands: same output as sqlite3"
+  fi
+  printf '.frobnicate\nSELECT 1;\n' >unknown.sql
+  "$hostmem" host sqlite unknown.sql >out 2>err; rc=$?
+  [ $rc = 1 ] && grep -q "frobnicate" err && [ ! -s out ] || fail "an unknown dot-command: status $rc, not 1 before any statement"
 fi
 echo "ok: hostmem host $rt"
