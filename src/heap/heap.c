@@ -10,12 +10,13 @@
 #include "heap_internal.h"
 #include "track.h"
 
-/* Whether h's manager runs, for the fast paths: no manager has stopped since h last saw its own
- * running (manager.h, hm_manager_stops), or it runs now (looked at, and remembered). */
+/* Whether h's manager runs: no manager has stopped since h last saw its own running (manager.h,
+ * hm_manager_stops), or it runs now (looked at, and remembered if the fast paths may serve h: a heap
+ * they may not keeps an odd count, which never matches, so that one compare in them says both). */
 static __attribute__((noinline)) bool running_slow(hm_heap *h, unsigned stops)
 {
     if (hm_manager_enter(h->m) != HM_OK) return false;
-    atomic_store_explicit(&h->stops_seen, stops, memory_order_relaxed);
+    atomic_store_explicit(&h->stops_seen, h->fast ? stops : stops | 1, memory_order_relaxed);
     return true;
 }
 static inline bool running(hm_heap *h)
@@ -54,8 +55,8 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     k ^= k >> 31;
     h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
     h->id = hm_tcache_new_heap_id();
-    /* never the current count: the first fast path looks at the manager itself (running) */
-    atomic_store_explicit(&h->stops_seen, atomic_load_explicit(&hm_manager_stops, memory_order_acquire) - 1,
+    /* never the count (odd): the first call looks at the manager itself (running) */
+    atomic_store_explicit(&h->stops_seen, atomic_load_explicit(&hm_manager_stops, memory_order_acquire) | 1,
                           memory_order_relaxed);
     /* adaptive: refills and flushes hold it briefly, so a waiter spins a little before it sleeps */
     pthread_mutexattr_t ma;
@@ -172,21 +173,35 @@ static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *
     return hm_manager_leave(h->m, st);
 }
 
-hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
+/* Anything but a small block from the caller's bin, with every check made; h's running state
+ * looked at (and remembered for the fast path) first. */
+static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
 {
-    /* the common case first: a small block from the caller's first page of its class */
-    if (__builtin_expect(h && out && h->fast && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS, 1) &&
-        running(h)) {
+    if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h) && h->fast) {
         hm_pagelists *lists = hm_heap_fast_lists(h);
-        if (lists) {
-            unsigned cls = hm_heap_class_of(size);
-            uintptr_t b = hm_heap_pop(lists, cls);
-            if (__builtin_expect(!b, 0)) return alloc_more(h, lists, cls, level, out);
-            *out = (void *)b;
-            return HM_OK;
-        }
+        if (lists) return alloc_more(h, lists, hm_heap_class_of(size), level, out);
     }
     return hm_heap_alloc_aligned(h, size, 16, level, out);
+}
+
+hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
+{
+    /* the common case first: a small block from the caller's bin of its class (running_fast says
+     * the manager runs and the fast paths may serve h) */
+    if (__builtin_expect(h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && hm_heap_running_fast(h), 1)) {
+        hm_pagelists *lists = hm_heap_fast_lists(h);
+        if (__builtin_expect(lists != NULL, 1)) {
+            unsigned cls = hm_heap_class_of(size);
+            hm_bin *bin = &lists->bin[cls];
+            uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+            if (__builtin_expect(n != 0, 1)) {
+                *out = (void *)hm_heap_bin_take(bin, n, cls);
+                return HM_OK;
+            }
+            return alloc_more(h, lists, cls, level, out);
+        }
+    }
+    return alloc_slow(h, size, level, out);
 }
 
 hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const char *file, int line, void **out)
@@ -362,14 +377,22 @@ static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
     return st;
 }
 
+/* Anything but a plain small block of the caller's page with room in its bin: h's running state
+ * looked at (and remembered for the fast path) first. */
+static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
+{
+    if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+    if (h->tracked) return free_tracked(h, p);
+    if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (after another manager's stop) */
+    return free_general(h, p);
+}
+
 hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
     if (!p) return HM_OK;
-    if (__builtin_expect(!running(h), 0)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
-    if (__builtin_expect(h->fast, 1) && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
-    if (__builtin_expect(h->tracked, 0)) return free_tracked(h, p);
-    return free_general(h, p);
+    if (__builtin_expect(hm_heap_running_fast(h), 1) && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
+    return free_slow(h, p);
 }
 
 size_t hm_heap_usable_size(hm_heap *h, const void *p) { return hm_heap_usable(h, p, true, NULL); }

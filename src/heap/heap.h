@@ -273,7 +273,8 @@ struct hm_heap {
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, free-list links and debug tags */
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
-    _Atomic unsigned stops_seen;     /* hm_manager_stops when m was last seen running (heap.c: running) */
+    _Atomic unsigned stops_seen;     /* hm_manager_stops when m was last seen running (heap.c: running),
+                                        if the fast paths may serve h (fast); odd (never the count) if not */
     _Alignas(64) _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from
                                        the pages); atomics: threads' large caches change them unlocked */
     _Alignas(64) pthread_mutex_t lock; /* with HM_HEAP_THREADSAFE; guards what follows */

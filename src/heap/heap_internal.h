@@ -349,7 +349,8 @@ void hm_tcache_fork_unlock(bool outer);
 
 /* ---- the fast paths, shared with the drop-in malloc (src/preload/dropin.h) ---------------------- */
 
-/* Whether h's manager is known to run without asking it (heap.c: running; false: ask, the slow way). */
+/* Whether h's manager is known to run without asking it and the fast paths may serve h (heap.c:
+ * running; false: ask, the slow way). */
 static inline bool hm_heap_running_fast(const hm_heap *h)
 {
     return atomic_load_explicit(&hm_manager_stops, memory_order_acquire) ==
@@ -366,14 +367,11 @@ static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h)
     return c && c->heap_id == h->id ? &c->lists : NULL;
 }
 
-/* A block of small class cls from lists' bin, or 0 (then hm_heap_small_alloc refills it). Its live
- * bit is set through its page's record; the block itself is not touched. pre: the heap is fast
- * (heap.h), the caller owns lists. */
-static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
+/* The newest block of bin (of class cls, holding n > 0), live now: its bit set from the address
+ * and the class alone; neither the page's record nor the block is read. pre: the heap is fast
+ * (heap.h), the caller owns the bin's lists. */
+static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n, unsigned cls)
 {
-    hm_bin *bin = &lists->bin[cls];
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-    if (!n) return 0;
     uintptr_t b = bin->slot[--n];
     bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
     atomic_store_explicit(&bin->n, n, memory_order_relaxed);
@@ -384,6 +382,14 @@ static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
                                                ((b >> 16) & (HM_SEG_PAGES - 1)) * sizeof(((hm_segment *)0)->live[0]) + i / 64 * 8);
     atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
     return b;
+}
+
+/* A block of small class cls from lists' bin, or 0 (then hm_heap_small_alloc refills it). */
+static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
+{
+    hm_bin *bin = &lists->bin[cls];
+    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    return n ? hm_heap_bin_take(bin, n, cls) : 0;
 }
 
 /* A small block for size, or 0 (then the full path). pre: h->fast, hm_heap_running_fast(h). */
@@ -401,8 +407,10 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
  * pre: h->fast, h running. */
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
 {
-    hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || s->heap != h) return false;
+    /* the segment table says whether p is in a segment; then the segment is p masked */
+    if ((p >> 47) || !atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
+    hm_segment *s = (hm_segment *)(p & ~(uintptr_t)(HM_SEG_SIZE - 1));
+    if (s->heap != h) return false;
     /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
@@ -410,11 +418,11 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off || !bin) return false; /* not a block's start; no bin */
     _Atomic uint64_t *w = pg->live + i / 64;
-    uint64_t m = (uint64_t)1 << (i % 64), live = atomic_load_explicit(w, memory_order_relaxed);
-    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
+    uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
+    if (!((live >> (i % 64)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (n == bin->cap) return false;
-    atomic_store_explicit(w, live & ~m, memory_order_relaxed);
+    atomic_store_explicit(w, live ^ (uint64_t)1 << (i % 64), memory_order_relaxed); /* (the bit was set) */
     bin->slot[n] = p;
     atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
     return true;

@@ -158,7 +158,7 @@ hm_status hm_manager_create_child(hm_manager *parent, const char *options, hm_ma
 
 _Atomic unsigned hm_manager_stops;
 
-void hm_manager_stopped(void) { atomic_fetch_add_explicit(&hm_manager_stops, 1, memory_order_release); }
+void hm_manager_stopped(void) { atomic_fetch_add_explicit(&hm_manager_stops, 2, memory_order_release); }
 
 void hm_manager_fail(hm_manager *m)
 {
