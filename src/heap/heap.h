@@ -271,7 +271,7 @@ struct hm_heap {
     bool tracked;                    /* its blocks are described to Valgrind or ASan (track.h) */
     bool fast;                       /* the inline paths serve it (heap_internal.h): not dual, not tracked */
     uint32_t prot;                   /* Win32 protection of its pages */
-    uint64_t key;                    /* secret for cookies, free-list links and debug tags */
+    uint64_t key;                    /* secret for cookies, xfree links and debug tags */
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
     _Atomic unsigned stops_seen;     /* hm_manager_stops when m was last seen running (heap.c: running),
                                         if the fast paths may serve h (fast); odd (never the count) if not */

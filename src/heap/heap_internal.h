@@ -360,12 +360,12 @@ static inline bool hm_heap_running_fast(const hm_heap *h)
 /* The calling thread's page lists of h when the fast paths may use them: the heap's own for a heap
  * without HM_HEAP_THREADSAFE (its caller owns them), else the thread's cache if its most recent one
  * is h's; NULL otherwise (the slow path finds or makes it). */
-static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h)
+static inline hm_pagelists *hm_heap_cache_lists(hm_heap *h)
 {
-    if (!h->cached) return &h->own;
     hm_tcache *c = hm_thread_caches;
     return c && c->heap_id == h->id ? &c->lists : NULL;
 }
+static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h) { return h->cached ? hm_heap_cache_lists(h) : &h->own; }
 
 /* The newest block of bin (of class cls, holding n > 0), live now: its bit set from the address
  * and the class alone; neither the page's record nor the block is read. pre: the heap is fast
@@ -384,20 +384,16 @@ static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n, unsigned cls)
     return b;
 }
 
-/* A block of small class cls from lists' bin, or 0 (then hm_heap_small_alloc refills it). */
-static inline uintptr_t hm_heap_pop(hm_pagelists *lists, unsigned cls)
+/* A small block for size from a thread-cached heap (h->cached: the drop-in's), or 0 (then the full
+ * path). pre: hm_heap_running_fast(h). */
+static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached(hm_heap *h, size_t size)
 {
+    hm_pagelists *lists;
+    if (size > HM_SMALL_MAX || !(lists = hm_heap_cache_lists(h))) return 0;
+    unsigned cls = hm_heap_class_of(size);
     hm_bin *bin = &lists->bin[cls];
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     return n ? hm_heap_bin_take(bin, n, cls) : 0;
-}
-
-/* A small block for size, or 0 (then the full path). pre: h->fast, hm_heap_running_fast(h). */
-static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
-{
-    hm_pagelists *lists;
-    if (size > HM_SMALL_MAX || !(lists = hm_heap_fast_lists(h))) return 0;
-    return hm_heap_pop(lists, hm_heap_class_of(size));
 }
 
 /* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,
@@ -405,7 +401,7 @@ static inline uintptr_t hm_heap_alloc_fast(hm_heap *h, size_t size)
  * cleared, the block pushed onto its home's bin; the block itself is not touched). false: p is
  * anything else, or the bin is full, and nothing changed (the full path tells what, or flushes).
  * pre: h->fast, h running. */
-static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p)
+static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool cached)
 {
     /* the segment table says whether p is in a segment; then the segment is p masked */
     if ((p >> 47) || !atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
@@ -413,7 +409,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     if (s->heap != h) return false;
     /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
-    if (HM_OWNER(pg) != (h->cached ? hm_self() : HM_OWNER_CALLER)) return false;
+    if (HM_OWNER(pg) != (cached ? hm_self() : HM_OWNER_CALLER)) return false;
     uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
     hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off || !bin) return false; /* not a block's start; no bin */
@@ -427,6 +423,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, 
     atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
     return true;
 }
+static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p) { return hm_heap_free_fast_as(h, p, h->cached); }
 _Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");
 
 #endif

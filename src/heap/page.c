@@ -281,7 +281,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
     }
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed) - 1;
     uintptr_t b = bin->slot[n];
-    bin->slot[n] = 0; /* (as hm_heap_pop) */
+    bin->slot[n] = 0; /* (as hm_heap_bin_take) */
     atomic_store_explicit(&bin->n, n, memory_order_relaxed);
     hm_set_live(b, true);
     *out = b;

@@ -7,8 +7,8 @@
  * AddressSanitizer (the library built with -fsanitize=address): a freed small block is poisoned, so
  * an access to it is reported; a block handed out is unpoisoned up to its usable size (the program may
  * use all of it: hm_heap_usable_size).
- * Either way the first HM_TRACK_KEEP bytes of a freed block stay accessible: the heap keeps its
- * free-list link and cache tag there and reads them to tell a second Free. */
+ * Either way the first HM_TRACK_KEEP bytes of a freed block stay accessible: the heap keeps the
+ * link and tag of a block freed by another thread (xfree) there and reads them to tell a second Free. */
 #ifndef HM_HEAP_TRACK_H
 #define HM_HEAP_TRACK_H
 

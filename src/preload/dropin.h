@@ -79,9 +79,10 @@ static inline bool hm_dropin_is_boot(const void *p)
 }
 size_t hm_dropin_boot_size(const void *p);
 
-/* The allocation paths every entry point shares (malloc.c). NULL with errno ENOMEM on refusal. */
-void *hm_dropin_alloc_slow(size_t size);
-void hm_dropin_free_slow(void *p);
+/* The allocation paths every entry point shares (malloc.c). NULL with errno ENOMEM on refusal. Never
+ * inlined: the entry points' fast paths then need no stack frame. */
+__attribute__((noinline)) void *hm_dropin_alloc_slow(size_t size);
+__attribute__((noinline)) void hm_dropin_free_slow(void *p);
 /* A Free the heap refused: reported, then abort or nothing (malloc.invalid_free). */
 void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 
@@ -92,7 +93,7 @@ static inline void *hm_dropin_alloc(size_t size)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
     if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        uintptr_t b = hm_heap_alloc_fast(h, size);
+        uintptr_t b = hm_heap_alloc_fast_cached(h, size); /* (the drop-in's heap is thread-cached: init.c) */
         if (__builtin_expect(b != 0, 1)) return (void *)b;
     }
     return hm_dropin_alloc_slow(size);
@@ -102,7 +103,7 @@ static inline void hm_dropin_free(void *p)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
     if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
-        if (__builtin_expect(hm_heap_free_fast(h, (uintptr_t)p), 1)) return;
+        if (__builtin_expect(hm_heap_free_fast_as(h, (uintptr_t)p, true), 1)) return;
     }
     hm_dropin_free_slow(p);
 }
