@@ -44,9 +44,9 @@
 
 typedef struct hm_dropin {
     _Atomic(hm_heap *) heap; /* NULL until made; then fixed for the life of the process */
+    _Atomic(hm_heap *) fast; /* the heap too, when its thread-cache paths serve malloc and free directly
+                                (no checker tracks it, no sites); else NULL: one load says both */
     bool sites;              /* malloc.sites: blocks carry their allocating stack (sites.c) */
-    bool fast;               /* the heap's thread-cache paths serve malloc and free directly (no
-                                checker tracks the heap, no sites): malloc.c */
     hm_manager *m;           /* the process-default manager */
     hm_options opts;         /* its options (the malloc.*, stats and report keys are the drop-in's) */
     uint32_t level;          /* malloc.level */
@@ -91,8 +91,8 @@ void hm_dropin_invalid(const char *fn, void *p, hm_status st);
  * anything else takes the slow path (which gives the exact answer). */
 static inline void *hm_dropin_alloc(size_t size)
 {
-    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
-    if (__builtin_expect(h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
+    if (__builtin_expect(h && hm_heap_running_fast(h), 1)) {
         uintptr_t b = hm_heap_alloc_fast_cached(h, size); /* (the drop-in's heap is thread-cached: init.c) */
         if (__builtin_expect(b != 0, 1)) return (void *)b;
     }
@@ -101,8 +101,8 @@ static inline void *hm_dropin_alloc(size_t size)
 
 static inline void hm_dropin_free(void *p)
 {
-    hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
-    if (__builtin_expect(p && h && hm_dropin_state.fast && hm_heap_running_fast(h), 1)) {
+    hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
+    if (__builtin_expect(p && h && hm_heap_running_fast(h), 1)) {
         if (__builtin_expect(hm_heap_free_fast_as(h, (uintptr_t)p, true), 1)) return;
     }
     hm_dropin_free_slow(p);

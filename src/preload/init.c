@@ -119,8 +119,9 @@ hm_heap *hm_dropin_start(void)
         if ((st = hm_heap_create(m, HM_HEAP_THREADSAFE, &h))) cannot_start("its heap", st);
         hm_report_register_heap(h, "malloc");
         hm_dropin_state.sites = m->opts.malloc_sites != 0;
-        hm_dropin_state.fast = h->fast && h->cached && !hm_dropin_state.sites; /* (dropin.h's fast paths assume cached) */
         atomic_store_explicit(&hm_dropin_state.heap, h, memory_order_release);
+        /* (dropin.h's fast paths assume a thread-cached heap) */
+        if (h->fast && h->cached && !hm_dropin_state.sites) atomic_store_explicit(&hm_dropin_state.fast, h, memory_order_release);
         /* registered now, early: their prepare runs after those registered later (by libraries the
          * program loads), which may allocate in theirs; their child handler runs first */
         pthread_atfork(fork_prepare, fork_parent, fork_child);
