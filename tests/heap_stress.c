@@ -21,6 +21,7 @@
 #include "manager/manager.h"
 #include "testutil.h"
 #include "heap_testutil.h"
+#include "heap_pages.h"
 #include "vmap/meta.h"
 #include "vmap/vmap.h"
 
@@ -1041,6 +1042,14 @@ static void test_model_threads(void **state)
     for (int i = 0; i < nt; i++)
         if (atomic_load(&th[i].state)) pthread_join(th[i].t, NULL);
     mt_check(true);
+    uint64_t census_pages = 0, census_free = 0;
+    for (int i = 0; i < MT_HEAPS; i++) { /* (every thread stopped: the books of every page) */
+        uint64_t np, nf;
+        check_pages(mt.h[i], &np, &nf);
+        census_pages += np, census_free += nf;
+    }
+    print_message("model: pages in use at the end %" PRIu64 ", their free blocks %" PRIu64 " (free bits, bins and live bits agree)\n",
+                  census_pages, census_free);
     print_message("model: %lu ops (%lu allocs, %lu large, %lu frees, %lu reallocs), %lu second frees, %lu interior and "
                   "%lu foreign probes, %lu thread exits, %lu checks of %lu recently freed pointers (%lu found in an "
                   "xfree, %lu in a cache)\n",
@@ -1057,6 +1066,7 @@ static void test_model_threads(void **state)
     check_failed();
     uint64_t want = 0;
     for (int i = 0; i < MT_HEAPS; i++) {
+        check_pages(mt.h[i], NULL, NULL);
         assert_int_equal(hm_heap_trim(mt.h[i]), HM_OK);
         hm_heap_stats s = hstats(mt.h[i]);
         assert_int_equal(s.live_blocks, 0);
@@ -1523,7 +1533,9 @@ static void test_second_free_in_xfree(void **state)
         for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
     }
     assert_int_equal(found, SX_N);
+    check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
+    check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_E_HOST_INVALIDOPERATION);
     s = hstats(sx.h);
     assert_int_equal(s.live_blocks, 0);

@@ -464,6 +464,41 @@ static void test_corrupt_free_bits_thread_cached(void **state)
                  WEXITSTATUS(ws));
 }
 
+/* A page of 16-byte blocks keeps its free bits in its first 512 bytes (heap.h, fbits): none of them is
+ * ever handed out, a Free of any of their addresses is refused without changing the books, and the
+ * page's other 4064 blocks all serve. Both heap kinds. */
+static void test_free_bits_room_never_a_block(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        hm_manager *m = make("limit=64M");
+        hm_heap *h = mk_heap(m, k ? HM_HEAP_THREADSAFE : 0);
+        enum { N = 4064 + 100 }; /* a page's blocks and some of the next page's */
+        static void *p[N];
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(hm_heap_alloc(h, 16, HM_LEVEL_TASK, &p[i]), HM_OK);
+            uintptr_t off = (uintptr_t)p[i] & (HM_HPAGE_SIZE - 1);
+            if (off < 512) fail_msg("block %p lies in its page's free bits (offset %lu)", p[i], (unsigned long)off);
+        }
+        hm_hpage *pg = hm_page_of((uintptr_t)p[0]);
+        assert_int_equal(pg->first, 32);
+        assert_int_equal((uintptr_t)pg->fbits, hm_page_addr(pg));
+        hm_heap_stats before = hstats(h);
+        uint64_t charge = tu_charge(m);
+        for (uintptr_t a = hm_page_addr(pg); a < hm_page_addr(pg) + 512; a += 16) {
+            assert_int_equal(hm_heap_free(h, (void *)a), HM_E_HOST_INVALIDOPERATION);
+            assert_int_equal(hm_heap_usable_size(h, (void *)a), 0);
+        }
+        hm_heap_stats after = hstats(h);
+        assert_int_equal(after.live_blocks, before.live_blocks);
+        assert_int_equal(tu_charge(m), charge);
+        for (int i = 0; i < N; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
+        assert_int_equal(hstats(h).live_blocks, 0);
+        assert_int_equal(hm_heap_destroy(h), HM_OK);
+        assert_int_equal(hm_manager_destroy(m), HM_OK);
+    }
+}
+
 /* ==== 2. heap.guard ============================================================================= */
 
 #define GBLOCK ((size_t)32 << 10) /* the largest class: two blocks per 64 KiB page */
@@ -1154,6 +1189,7 @@ int main(void)
         cmocka_unit_test(test_guard_thread_safe),
         cmocka_unit_test(test_corrupt_free_bits_single_threaded),
         cmocka_unit_test(test_corrupt_free_bits_thread_cached),
+        cmocka_unit_test(test_free_bits_room_never_a_block),
         cmocka_unit_test(test_heap_after_shutdown),
         cmocka_unit_test(test_heap_failed_manager),
         cmocka_unit_test(test_realloc_in_place_stopped),

@@ -1,0 +1,73 @@
+/* heap_pages.h — the heap's page invariants checked from outside (heap.h, "Invariants of a page in
+ * use"), for tests that stop their threads first: every block of a page in use is exactly one of free
+ * (its free bit), binned (in a bin of the heap's own lists or of a thread's cache), live or in xfree
+ * (its live bit); used counts the blocks that are not free; no free bit lies outside the page's
+ * blocks [first, extent) or below fscan. Takes the heap lock; no other thread may use the heap. */
+#ifndef HM_TEST_HEAP_PAGES_H
+#define HM_TEST_HEAP_PAGES_H
+
+#include <inttypes.h>
+
+#include "heap/heap_internal.h"
+#include "testutil.h"
+
+/* Blocks of pg in the bins of lists; each must be neither free nor live. */
+static inline uint64_t hp_binned(const hm_pagelists *lists, hm_hpage *pg)
+{
+    uint64_t n = 0;
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
+        const hm_bin *bin = &lists->bin[cls];
+        for (uint32_t k = 0; k < bin->n; k++) {
+            uintptr_t b = bin->slot[k];
+            if (hm_page_of(b) != pg) continue;
+            uint32_t i = hm_page_index_of(pg, b);
+            uint64_t bit = (uint64_t)1 << (i % 64);
+            if (pg->fbits[i / 64] & bit) fail_msg("block %#" PRIxPTR " is in a bin and free on its page", b);
+            if (pg->live[i / 64] & bit) fail_msg("block %#" PRIxPTR " is in a bin and live", b);
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The census of every page of h in use (pages and blocks counted into *pages and *free if not NULL). */
+static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_blocks)
+{
+    uint64_t np = 0, nfree = 0;
+    hm_heap_lock(h);
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t p = 1; p < HM_SEG_PAGES; p++) {
+            hm_hpage *pg = &s->page[p];
+            uint32_t bs = pg->block_size, first = pg->first, extent = pg->extent, used = pg->used;
+            if (!bs || pg->back) continue;
+            np++;
+            if (!pg->fbits || extent != pg->capacity || first >= extent)
+                fail_msg("page %p: free bits %p, blocks [%u, %u) of %u", (void *)pg, (void *)pg->fbits, first, extent, pg->capacity);
+            uint64_t f_count = 0, l_count = 0;
+            for (uint32_t w = 0; w < (extent + 63) / 64; w++) {
+                uint64_t f = pg->fbits[w], l = pg->live[w];
+                uint64_t outside = 0;
+                for (unsigned k = 0; k < 64; k++)
+                    if (w * 64 + k < first || w * 64 + k >= extent) outside |= (uint64_t)1 << k;
+                if (f & l) fail_msg("page %p (block size %u): word %u has blocks both free and live (%#" PRIx64 ")", (void *)pg, bs, w, f & l);
+                if ((f | l) & outside) fail_msg("page %p (block size %u): word %u has bits outside its blocks", (void *)pg, bs, w);
+                if (f && w < pg->fscan) fail_msg("page %p: a free bit in word %u, below fscan %u", (void *)pg, w, pg->fscan);
+                f_count += (uint64_t)__builtin_popcountll(f);
+                l_count += (uint64_t)__builtin_popcountll(l);
+            }
+            if (f_count != (uint64_t)extent - first - used)
+                fail_msg("page %p (block size %u): %" PRIu64 " free bits, but extent %u - first %u - used %u", (void *)pg, bs,
+                         f_count, extent, first, used);
+            uint64_t b_count = hp_binned(&h->own, pg);
+            for (hm_tcache *c = h->caches; c; c = c->next) b_count += hp_binned(&c->lists, pg);
+            if (used != l_count + b_count)
+                fail_msg("page %p (block size %u): used %u, but %" PRIu64 " live (or in xfree) and %" PRIu64 " binned", (void *)pg, bs,
+                         used, l_count, b_count);
+            nfree += f_count;
+        }
+    hm_heap_unlock(h);
+    if (pages) *pages = np;
+    if (free_blocks) *free_blocks = nfree;
+}
+
+#endif
