@@ -146,6 +146,12 @@ static void test_create(void **state)
     hm_manager *other = make("limit=64M"); /* another manager stopping changes nothing here */
     assert_int_equal(hm_manager_shutdown(other), HM_OK);
     free_ok(live, alloc_ok(live, 64, HM_LEVEL_TASK));
+    /* the slow path looked at m and remembered it running: the fast paths serve again (a heap they
+     * may not serve, a tracked one, keeps an odd count, never the even global one) */
+    unsigned seen = atomic_load(&live->stops_seen), stops = atomic_load(&hm_manager_stops);
+    assert_int_equal(stops % 2, 0);
+    if (live->fast) assert_int_equal(seen, stops);
+    else assert_int_equal(seen % 2, 1);
     destroy_mgr(other);
     free_ok(live, alloc_ok(live, 100, HM_LEVEL_TASK));
     assert_int_equal(hm_manager_shutdown(m), HM_OK);
