@@ -3,8 +3,9 @@
  * is the tenant hm_host_main made (hostmem/sqlite.h). Rows print as the sqlite3 shell prints them in
  * list mode (columns as text, '|' between them, NULL as nothing), and the shell's dot-commands that
  * shape output or flow are understood (.headers, .mode list|csv|tabs, .separator, .nullvalue,
- * .print, .bail, .quit/.exit; .echo, .timer, .changes, .width, .stats, .eqp are accepted and
- * change nothing), so that scripts written for the shell run as they are. The first failing
+ * .print, .bail, .read, .quit (ends the file it is in), .exit [N]; .echo, .timer, .changes,
+ * .width, .stats, .eqp are accepted and change nothing), so that scripts written for the shell run
+ * as they are. The first failing
  * statement stops the script (as the shell's -bail; `.bail off` goes on after it, the status still
  * 1): its line and SQLite's message ("out of memory" for SQLITE_NOMEM) go to stderr, the status is
  * 1. The connection is watched: a Low releases its cache. */
@@ -101,8 +102,9 @@ static void split_args(char *line, char **argv, int max, int *n)
 static bool is_on(const char *a) { return !strcmp(a, "on") || !strcmp(a, "1") || !strcmp(a, "yes") || !strcmp(a, "true"); }
 
 /* Runs the dot-command of line (its text, NUL-terminated, without the line break): 0, 1 (an error,
- * said on stderr), or 3 (.quit/.exit: stop, *code the status). */
-static int dot_command(out_mode *m, char *line, int lineno, int *code)
+ * said on stderr), 3 (.quit: this file ends, as in the shell), 4 (.read: *path, a pointer into line)
+ * or 5 (.exit: everything ends, *code the status). */
+static int dot_command(out_mode *m, char *line, int lineno, int *code, const char **path)
 {
     char *argv[8];
     int argc;
@@ -123,15 +125,20 @@ static int dot_command(out_mode *m, char *line, int lineno, int *code)
         strcpy(m->sep, !strcmp(argv[1], "\\t") ? "\t" : argv[1]);
     } else if (!strcmp(c, "nullvalue") && argc == 2 && strlen(argv[1]) < sizeof m->null) {
         strcpy(m->null, argv[1]);
-    } else if (!strcmp(c, "quit") || !strcmp(c, "exit")) {
-        *code = !strcmp(c, "exit") && argc == 2 ? atoi(argv[1]) : 0;
+    } else if (!strcmp(c, "read") && argc == 2) {
+        *path = argv[1];
+        return 4;
+    } else if (!strcmp(c, "quit")) {
         return 3;
+    } else if (!strcmp(c, "exit")) {
+        *code = argc == 2 ? atoi(argv[1]) : 0;
+        return 5;
     } else if (!strcmp(c, "echo") || !strcmp(c, "timer") || !strcmp(c, "changes") || !strcmp(c, "width") ||
                !strcmp(c, "stats") || !strcmp(c, "eqp") || !strcmp(c, "scanstats")) {
         /* (display settings the report does not need: accepted, no effect) */
     } else {
         fprintf(stderr, "hostmem host sqlite: line %d: .%s: not a dot-command this helper runs (it knows .print, "
-                        ".headers, .mode list|csv|tabs, .separator, .nullvalue, .bail, .quit, .exit)\n", lineno, c);
+                        ".headers, .mode list|csv|tabs, .separator, .nullvalue, .bail, .read, .quit, .exit)\n", lineno, c);
         return 1;
     }
     return 0;
@@ -182,47 +189,82 @@ static int step_rows(sqlite3_stmt *st, const out_mode *m)
     return rc == SQLITE_DONE ? SQLITE_OK : rc;
 }
 
-/* Runs every statement and dot-command of sql; 0, or 1 after saying what failed (the first failure
- * stops it, unless .bail off). */
-static int exec_script(sqlite3 *db, char *sql)
+/* A script's run: the output settings the dot-commands change (kept across .read, as the shell
+ * keeps them), how deep .read nests, whether .exit stopped it and with what status. */
+typedef struct script_run {
+    out_mode m;
+    int depth;
+    bool quit;
+    int code;
+} script_run;
+
+#define READ_DEPTH 16 /* .read nesting (a file that reads itself stops here) */
+
+/* Runs every statement and dot-command of sql (from the file name; NULL: the script itself); 0, or 1
+ * after saying what failed (a failure stops it unless .bail off; the status stays 1). */
+static int exec_script(sqlite3 *db, char *sql, const char *name, script_run *r);
+
+/* .read path: its statements run as if they stood here. */
+static int read_file(sqlite3 *db, const char *path, int lineno, script_run *r)
 {
-    out_mode m = {.bail = true, .sep = "|", .eol = "\n"};
+    if (r->depth >= READ_DEPTH) {
+        fprintf(stderr, "hostmem host sqlite: line %d: .read %s: nested more than %d deep\n", lineno, path, READ_DEPTH);
+        return 1;
+    }
+    char *sql = slurp(path);
+    if (!sql) {
+        fprintf(stderr, "hostmem host sqlite: line %d: .read %s: %s\n", lineno, path, strerror(errno));
+        return 1;
+    }
+    r->depth++;
+    int st = exec_script(db, sql, path, r);
+    r->depth--;
+    free(sql);
+    return st;
+}
+
+static int exec_script(sqlite3 *db, char *sql, const char *name, script_run *r)
+{
     int status = 0;
     for (const char *p = sql; *(p = skip_space(p));) {
+        int failed = 0;
         if (*p == '.') {
             char *eol = strchr(p, '\n'), keep = 0;
             if (eol) keep = *eol, *eol = 0;
             size_t len = strlen(p);
             if (len && p[len - 1] == '\r') ((char *)p)[len - 1] = 0;
-            int code = 0, r = dot_command(&m, (char *)p, line_of(sql, p), &code);
+            const char *path = NULL;
+            int code = 0, d = dot_command(&r->m, (char *)p, line_of(sql, p), &code, &path);
+            if (d == 4) d = read_file(db, path, line_of(sql, p), r);
             if (eol) *eol = keep;
-            if (r == 3) return code ? code : status;
-            if (r) {
-                status = 1;
-                if (m.bail) return 1;
+            if (d == 5) {
+                r->quit = true;
+                r->code = code;
             }
+            failed = d == 1;
+            if (d == 3) break; /* (.quit: the rest of this file is not read) */
             p = eol ? eol + 1 : p + len;
-            continue;
+        } else {
+            sqlite3_stmt *st = NULL;
+            const char *tail = p;
+            int rc = sqlite3_prepare_v2(db, p, -1, &st, &tail);
+            if (rc == SQLITE_OK && st) rc = step_rows(st, &r->m);
+            if (rc != SQLITE_OK) {
+                /* (errmsg before finalize: finalize repeats the code, and the message stays) */
+                fprintf(stderr, "hostmem host sqlite: %s%sline %d: %s (%s)\n", name ? name : "", name ? ": " : "",
+                        line_of(sql, p), rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db), sqlite3_errstr(rc));
+                failed = 1;
+            }
+            sqlite3_finalize(st);
+            hm_sqlite_poll(); /* between statements: what a Low left pending */
+            if (tail == p) { /* nothing taken (.bail off after an error SQLite could not delimit): past its line */
+                const char *eol = strchr(p, '\n');
+                tail = eol ? eol + 1 : p + strlen(p);
+            }
+            p = tail;
         }
-        sqlite3_stmt *st = NULL;
-        const char *tail = p;
-        int rc = sqlite3_prepare_v2(db, p, -1, &st, &tail);
-        if (rc == SQLITE_OK && st) rc = step_rows(st, &m);
-        if (rc != SQLITE_OK) {
-            /* (errmsg before finalize: finalize repeats the code, and the message stays) */
-            fprintf(stderr, "hostmem host sqlite: line %d: %s (%s)\n", line_of(sql, p),
-                    rc == SQLITE_NOMEM ? "out of memory" : sqlite3_errmsg(db), sqlite3_errstr(rc));
-            status = 1;
-        }
-        sqlite3_finalize(st);
-        if (status && m.bail) return 1;
-        hm_sqlite_poll(); /* between statements: what a Low left pending */
-        if (tail == p) { /* nothing taken (.bail off after an error SQLite could not delimit): past its line */
-            const char *eol = strchr(p, '\n');
-            if (!eol) break;
-            tail = eol + 1;
-        }
-        p = tail;
+        if (failed) status = 1;
+        if (r->quit || (failed && r->m.bail)) break;
     }
     return status;
 }
@@ -254,7 +296,9 @@ static int run(hm_tenant *t, const char *script, int argc, char **argv, void *st
         status = 1;
     } else {
         hm_sqlite_watch(db); /* (a refusal here only means no release on Low) */
-        status = exec_script(db, sql);
+        script_run r = {.m = {.bail = true, .sep = "|", .eol = "\n"}};
+        status = exec_script(db, sql, NULL, &r);
+        if (r.quit) status = r.code; /* (.exit N: N, as the shell's) */
     }
     fflush(stdout);
     sqlite3_close(db);

@@ -77,6 +77,16 @@ if [ "$rt" = sqlite ]; then # the database file of --db: written, and there for 
     sqlite3 :memory: ".read $dot" >want 2>/dev/null
     cmp -s out want || { diff out want | head; fail "dot.sql: output differs from sqlite3's"; }
     echo "dot-commands: same output as sqlite3"
+    # .read: the file's statements run there, its .quit ends it alone; .exit N ends everything with N
+    printf '.print before\n.read %s\n.print after\n' "$dot" >top.sql
+    printf 'SELECT 1;\n.exit 3\nSELECT 2;\n' >exit3.sql
+    printf '.read %s/exit3.sql\nSELECT 9;\n' "$PWD" >top3.sql
+    for s in top.sql top3.sql; do
+      "$hostmem" host sqlite $s >out 2>err; rc=$?
+      sqlite3 :memory: ".read $s" >want 2>/dev/null; want_rc=$?
+      [ $rc = $want_rc ] && cmp -s out want || { diff out want | head; fail "$s: status $rc (sqlite3: $want_rc) or output differs"; }
+    done
+    echo ".read, .quit and .exit: as sqlite3"
   fi
   printf '.frobnicate\nSELECT 1;\n' >unknown.sql
   "$hostmem" host sqlite unknown.sql >out 2>err; rc=$?
