@@ -171,6 +171,42 @@ static void test_create(void **state)
     destroy_mgr(m);
 }
 
+/* A request refused anywhere on the manager takes back what a thread-safe heap keeps committed for
+ * reuse (its freed large blocks, its empty pages) before the refusal stands: a VirtualAlloc that
+ * fits only without the heap's cache succeeds, and the cache is empty after it. A heap without
+ * HM_HEAP_THREADSAFE is its caller's alone: its cache stays, and the request is refused. */
+static void test_refusal_takes_back_cached_blocks(void **state)
+{
+    (void)state;
+    for (int ts = 1; ts >= 0; ts--) {
+        hm_manager *m = make("limit=64M");
+        hm_heap *h = mk_heap(m, ts ? HM_HEAP_THREADSAFE : 0);
+        void *p[3];
+        for (int i = 0; i < 3; i++) p[i] = alloc_ok(h, 2 << 20, HM_LEVEL_TASK);
+        for (int i = 0; i < 3; i++) free_ok(h, p[i]);
+        hm_heap_stats s = hstats(h);
+        if (s.cached_large_bytes < (6u << 20)) fail_msg("%s heap: %" PRIu64 " bytes of freed large blocks cached, not 6 MiB",
+                                                         ts ? "thread-safe" : "single-threaded", s.cached_large_bytes);
+        uint64_t charge = tu_charge(m), room = ((uint64_t)64 << 20) - charge;
+        size_t want = (size_t)((room + s.cached_large_bytes - ((uint64_t)1 << 20)) & ~(uint64_t)0xffff); /* > room */
+        assert_true(want > room);
+        void *v = NULL;
+        hm_status st = hm_virtual_alloc(m, NULL, want, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &v);
+        if (ts) {
+            if (st != HM_OK) fail_msg("a commit that fits once the heap's cache goes: %#x: %s", (unsigned)st, hm_last_detail());
+            assert_int_equal(hstats(h).cached_large_bytes, 0);
+            assert_int_equal(hm_virtual_free(m, v, 0, HM_MEM_RELEASE), HM_OK);
+        } else {
+            assert_int_equal(st, HM_E_COMMITMENT_LIMIT);
+            assert_int_equal(hstats(h).cached_large_bytes, s.cached_large_bytes);
+        }
+        check_books();
+        destroy_heap(h);
+        assert_int_equal(tu_charge(m), 0);
+        destroy_mgr(m);
+    }
+}
+
 /* ---- alloc ------------------------------------------------------------------------------------ */
 
 /* SPEC 4: size 0 gives a unique minimal block; size 1 works. */
@@ -1582,6 +1618,7 @@ int main(void)
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_invalid_level),
         cmocka_unit_test(test_aligned),
+        cmocka_unit_test(test_refusal_takes_back_cached_blocks),
 #if defined(__SANITIZE_ADDRESS__)
         cmocka_unit_test(test_asan_poison),
 #endif

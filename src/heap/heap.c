@@ -25,6 +25,19 @@ static inline bool running(hm_heap *h)
     return stops == atomic_load_explicit(&h->stops_seen, memory_order_relaxed) || running_slow(h, stops);
 }
 
+/* A request refused on the heap's manager (or one it is nested in): the freed large blocks it keeps
+ * committed (its cache and its threads') and its empty pages go back, as for a refusal of its own
+ * (hm_heap_refused_give_back), unless its lock is busy (its owner is at work: then it is passed over,
+ * never waited for: the refused request may be this heap's own, made under its lock). */
+static bool give_back(hm_reclaimer *r)
+{
+    hm_heap *h = (hm_heap *)((char *)r - offsetof(hm_heap, reclaimer));
+    if (pthread_mutex_trylock(&h->lock)) return false;
+    bool any = hm_heap_refused_give_back(h, HM_E_COMMITMENT_LIMIT);
+    pthread_mutex_unlock(&h->lock);
+    return any;
+}
+
 hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
 {
     if (!out) return HM_E_POINTER;
@@ -64,6 +77,11 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
     pthread_mutex_init(&h->lock, &ma);
     pthread_mutexattr_destroy(&ma);
+    /* (a heap without HM_HEAP_THREADSAFE is its caller's alone: another thread's refusal may not touch it) */
+    if (flags & HM_HEAP_THREADSAFE) {
+        h->reclaimer.give_back = give_back;
+        hm_manager_reclaimer_add(m, &h->reclaimer);
+    }
     *out = h;
     return HM_OK;
 }
@@ -71,6 +89,8 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
 hm_status hm_heap_destroy(hm_heap *h)
 {
     if (!h) return HM_E_POINTER;
+    /* first: no refusal elsewhere may reach into the heap while it goes (taken again if it stays) */
+    if (h->reclaimer.give_back) hm_manager_reclaimer_remove(h->m, &h->reclaimer);
     hm_heap_leak_report(h);
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
     for (hm_segment *s = h->segments; s; s = s->next) hm_segmap_set((uintptr_t)s, false);
@@ -87,7 +107,10 @@ hm_status hm_heap_destroy(hm_heap *h)
     /* every other large block of this heap at once; the charge goes back with them */
     if (!st) st = hm_vmap_release_tagged(&m->acct, ~(uintptr_t)1, (uintptr_t)h);
     hm_manager_memory_returned(m);
-    if (st) return hm_manager_leave(m, st);
+    if (st) {
+        if (h->reclaimer.give_back) hm_manager_reclaimer_add(m, &h->reclaimer);
+        return hm_manager_leave(m, st);
+    }
     hm_views_retry(h);
     while (h->stale) { /* still refused: the records go, the mappings stay (outside every account) */
         hm_view *v = h->stale;

@@ -97,6 +97,8 @@
 
 #include <hostmem/hostmem.h>
 
+#include "../manager/reclaim.h"
+
 #define HM_SEG_SIZE ((size_t)4 << 20)
 #define HM_HPAGE_SIZE ((size_t)64 << 10)
 #define HM_SEG_PAGES (HM_SEG_SIZE / HM_HPAGE_SIZE)
@@ -292,6 +294,9 @@ struct hm_heap {
     uintptr_t parked;                /* freed large blocks whose release was refused (heap.c: park) */
     uint64_t parked_bytes;
     hm_view *stale;                  /* read-write views whose munmap was refused (heap.c: views_close) */
+    struct hm_reclaimer reclaimer;   /* with HM_HEAP_THREADSAFE: registered with m, so that a request
+                                        refused anywhere on m takes back this heap's freed large blocks
+                                        and empty pages first (heap.c: give_back) */
 };
 
 /* fork (src/preload/init.c): before fork, takes h's locks and the heaps' global ones in their order

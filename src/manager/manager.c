@@ -49,6 +49,7 @@ static void free_record(hm_manager *m)
 {
     pthread_mutex_destroy(&m->wait_lock);
     pthread_mutex_destroy(&m->va_lock);
+    pthread_mutex_destroy(&m->reclaim_lock);
     pthread_mutex_destroy(&m->notify.lock);
     pthread_cond_destroy(&m->notify.cond);
     pthread_mutex_lock(&hm_manager_lock);
@@ -68,6 +69,7 @@ static void init(hm_manager *m, const hm_options *o)
     m->acct.va_limit = o->va_limit;
     pthread_mutex_init(&m->wait_lock, NULL);
     pthread_mutex_init(&m->va_lock, NULL);
+    pthread_mutex_init(&m->reclaim_lock, NULL);
     hm_notify_init(m);
 }
 
@@ -266,6 +268,12 @@ hm_status hm_manager_get_stats(hm_manager *m, hm_manager_stats *out)
 }
 
 /* fork (manager.h): the tree's lock, the manager's locks in their order, then the map's, then the notifier's. */
+void hm_manager_fork_reclaim(hm_manager *m, bool lock)
+{
+    if (lock) pthread_mutex_lock(&m->reclaim_lock);
+    else pthread_mutex_unlock(&m->reclaim_lock);
+}
+
 void hm_manager_fork_prepare(hm_manager *m)
 {
     pthread_mutex_lock(&hm_nest_lock);

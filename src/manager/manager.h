@@ -31,6 +31,7 @@
 #include "../vmap/account.h"
 #include "notify.h"
 #include "options.h"
+#include "reclaim.h"
 
 #define HM_VA_MAX_RECORDS 256 /* mappings recorded at once (file views the runtime maps itself) */
 
@@ -57,6 +58,11 @@ struct hm_manager {
     _Atomic uint64_t waits[3], timeouts[3], abandoned[3];
 
     hm_notifier notify;       /* memory state and callbacks (notify.c) */
+
+    /* Its reclaimers (wait.c), under reclaim_lock: taken before every other manager lock, and only
+     * tried on the refusal path (a refusal while another thread reclaims does not wait for it). */
+    pthread_mutex_t reclaim_lock;
+    hm_reclaimer *reclaimers;
 
     /* Address space mapped outside the manager and recorded (SPEC 3.6; va.c), under va_lock. */
     pthread_mutex_t va_lock;
@@ -142,6 +148,9 @@ hm_status hm_manager_va_released(hm_manager *m, void *start);
 void hm_manager_abandon_waiters(hm_manager *m);
 /* Memory may have come back for m's waiters (from elsewhere in its tree): a new round. */
 void hm_manager_kick_waiters(hm_manager *m);
+/* r joins (leaves) m's reclaimers; the removal waits for a give_back under way. */
+void hm_manager_reclaimer_add(hm_manager *m, hm_reclaimer *r);
+void hm_manager_reclaimer_remove(hm_manager *m, hm_reclaimer *r);
 /* After m left RUNNING: every cached "running" goes stale (hm_manager_stops). */
 void hm_manager_stopped(void);
 
@@ -151,6 +160,9 @@ void hm_manager_stopped(void);
  * do not exist in the child; none is left queued only if none waited at fork (the drop-in's manager
  * has no waits unless wait.* is set). */
 void hm_manager_fork_prepare(hm_manager *m);
+/* fork: m's reclaim_lock, taken before any heap's locks (a reclaimer holding it may wait for a lock
+ * a heap's fork preparation holds) and released after them. */
+void hm_manager_fork_reclaim(hm_manager *m, bool lock);
 void hm_manager_fork_after(hm_manager *m, bool child);
 /* Sets the bytes kept for unwinding (account.h) of m. */
 static inline void hm_manager_set_unwind(hm_manager *m, uint64_t bytes) { m->acct.unwind = bytes; }

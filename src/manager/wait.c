@@ -141,10 +141,46 @@ static bool passed(const struct timespec *d)
     return now.tv_sec > d->tv_sec || (now.tv_sec == d->tv_sec && now.tv_nsec >= d->tv_nsec);
 }
 
+void hm_manager_reclaimer_add(hm_manager *m, hm_reclaimer *r)
+{
+    pthread_mutex_lock(&m->reclaim_lock);
+    r->prev = NULL;
+    r->next = m->reclaimers;
+    if (r->next) r->next->prev = r;
+    m->reclaimers = r;
+    pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+void hm_manager_reclaimer_remove(hm_manager *m, hm_reclaimer *r)
+{
+    pthread_mutex_lock(&m->reclaim_lock);
+    if (r->prev) r->prev->next = r->next;
+    else if (m->reclaimers == r) m->reclaimers = r->next;
+    if (r->next) r->next->prev = r->prev;
+    r->next = r->prev = NULL;
+    pthread_mutex_unlock(&m->reclaim_lock);
+}
+
+/* A request at m was refused: what the reclaimers of m and of its ancestors (whose budgets it also
+ * draws on) keep for reuse goes back; true if anything went. A manager whose reclaim_lock another
+ * thread holds (reclaiming already, or forking) is passed over. */
+static bool reclaim(hm_manager *m)
+{
+    bool any = false;
+    for (; m; m = m->parent) {
+        if (pthread_mutex_trylock(&m->reclaim_lock)) continue;
+        for (hm_reclaimer *r = m->reclaimers; r; r = r->next) any |= r->give_back(r);
+        pthread_mutex_unlock(&m->reclaim_lock);
+    }
+    return any;
+}
+
 hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t size, uint32_t type, uint32_t prot,
                            void **base)
 {
     hm_status st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
+    if (st == HM_E_COMMITMENT_LIMIT && reclaim(m)) /* memory kept for reuse goes before a refusal stands */
+        st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
     if (st == HM_OK) hm_notify_charge_changed(m);
     if (st != HM_E_COMMITMENT_LIMIT) return st;
     /* SPEC 3.5: Low at once, before any wait (3.3), so the runtime can give back: the manager whose

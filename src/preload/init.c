@@ -71,6 +71,7 @@ size_t hm_dropin_boot_size(const void *p) { return ((const size_t *)p)[-2]; }
 static void fork_prepare(void)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.heap, memory_order_acquire);
+    hm_manager_fork_reclaim(hm_dropin_state.m, true); /* (first: manager.h) */
     hm_heap_fork_prepare(h);
     hm_manager_fork_prepare(hm_dropin_state.m);
 }
@@ -79,12 +80,14 @@ static void fork_parent(void)
 {
     hm_manager_fork_after(hm_dropin_state.m, false);
     hm_heap_fork_after(atomic_load_explicit(&hm_dropin_state.heap, memory_order_relaxed));
+    hm_manager_fork_reclaim(hm_dropin_state.m, false);
 }
 
 static void fork_child(void)
 {
     hm_manager_fork_after(hm_dropin_state.m, true);
     hm_heap_fork_after(atomic_load_explicit(&hm_dropin_state.heap, memory_order_relaxed));
+    hm_manager_fork_reclaim(hm_dropin_state.m, false);
 }
 
 /* ---- start --------------------------------------------------------------------------------------- */
