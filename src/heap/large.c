@@ -43,7 +43,17 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
 {
     uint64_t size = blk.size;
     /* at most HM_LCACHE_BYTES, and an eighth of the limit: a budgeted program's freed memory goes back */
-    uint64_t cap = h->m->acct.threshold[HM_LEVEL_PROCESS] / 8;
+    /* An eighth of the limit; or, for a heap whose cache any refusal on its manager takes back first
+     * (heap.c, give_back: a thread-safe heap) on a manager outside a tree (a sibling's refusal by the
+     * parent would not reach it), half of what the budget has free, the cache counted as free: under
+     * a tight limit a program churning large blocks then reuses them instead of faulting each one in
+     * again (bench_alloc's large workload at 1.25 x its peak: 1.8 s with the eighth, 0.1 s with this). */
+    uint64_t limit = h->m->acct.threshold[HM_LEVEL_PROCESS], cap = limit / 8;
+    if (h->reclaimer.give_back && !atomic_load_explicit(&h->m->nested, memory_order_relaxed)) {
+        uint64_t charge = atomic_load_explicit(&h->m->acct.charge, memory_order_relaxed);
+        uint64_t room = (limit > charge ? limit - charge : 0) + h->lcache_bytes;
+        if (room / 2 > cap) cap = room / 2;
+    }
     if (cap > HM_LCACHE_BYTES) cap = HM_LCACHE_BYTES;
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. A block up
      * to the whole bound is kept, the oldest going for it: a budget's large blocks are what a tight
