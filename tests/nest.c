@@ -28,20 +28,8 @@ static char sys_opts[600];  /* "proc.root=...,cgroup.root=..." */
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/hostmem-nest-XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    char p[512];
-    snprintf(p, sizeof p, "%s/proc", root);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/proc/self", root);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/cgroup", root);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/proc/meminfo", root);
-    FILE *f = fopen(p, "w");
-    if (!f) return -1;
-    fputs("MemTotal:       4194304 kB\nMemFree:  4194304 kB\nMemAvailable:   4194304 kB\n", f);
-    fclose(f);
+    if (tu_tree_make(root, sizeof root, "nest", "MemTotal:       4194304 kB\nMemFree:  4194304 kB\nMemAvailable:   4194304 kB\n"))
+        return -1;
     snprintf(sys_opts, sizeof sys_opts, "proc.root=%s/proc,cgroup.root=%s/cgroup", root, root);
     return 0;
 }

@@ -14,40 +14,18 @@
 
 static char root[256];
 
-static void write_file(const char *rel, const char *text)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-}
-
 /* A fake /proc with 1 GiB of memory of which `avail_kib` is available, and no cgroup. */
 static void set_meminfo(unsigned long avail_kib)
 {
     char text[256];
     snprintf(text, sizeof text, "MemTotal:       1048576 kB\nMemFree:  1000 kB\nMemAvailable:   %lu kB\n", avail_kib);
-    write_file("proc/meminfo.tmp", text);
-    char a[512], b[512];
-    snprintf(a, sizeof a, "%s/proc/meminfo.tmp", root);
-    snprintf(b, sizeof b, "%s/proc/meminfo", root);
-    assert_int_equal(rename(a, b), 0); /* atomic for the poller */
+    assert_int_equal(tu_tree_write(root, "proc/meminfo", text), 0);
 }
 
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/hostmem-notify-XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    char p[512];
-    snprintf(p, sizeof p, "%s/proc", root);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/proc/self", root);
-    mkdir(p, 0755);
-    snprintf(p, sizeof p, "%s/cgroup", root);
-    mkdir(p, 0755);
+    if (tu_tree_make(root, sizeof root, "notify", NULL)) return -1;
     set_meminfo(1048576); /* nothing used */
     return 0;
 }

@@ -67,21 +67,7 @@ static char root[256];
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/hostmem-paths-XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    char p[512];
-    snprintf(p, sizeof p, "%s/proc", root);
-    if (mkdir(p, 0755)) return -1;
-    snprintf(p, sizeof p, "%s/proc/self", root);
-    if (mkdir(p, 0755)) return -1;
-    snprintf(p, sizeof p, "%s/cgroup", root);
-    if (mkdir(p, 0755)) return -1;
-    snprintf(p, sizeof p, "%s/proc/meminfo", root);
-    FILE *f = fopen(p, "w");
-    if (!f) return -1;
-    fputs("MemTotal:       1048576 kB\nMemFree:        1048576 kB\nMemAvailable:   1048576 kB\n", f);
-    fclose(f);
-    return 0;
+    return tu_tree_make(root, sizeof root, "paths", "MemTotal:       1048576 kB\nMemFree:        1048576 kB\nMemAvailable:   1048576 kB\n");
 }
 
 static int group_teardown(void **state) { return (void)state, tu_tree_remove(root); }

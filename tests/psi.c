@@ -15,17 +15,7 @@
 
 static char root[256];
 
-static void write_file(const char *rel, const char *text)
-{
-    char tmp[512], path[512];
-    snprintf(tmp, sizeof tmp, "%s/%s.tmp", root, rel);
-    snprintf(path, sizeof path, "%s/%s", root, rel);
-    FILE *f = fopen(tmp, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    fclose(f);
-    assert_int_equal(rename(tmp, path), 0); /* atomic for the poller */
-}
+static void write_file(const char *rel, const char *text) { assert_int_equal(tu_tree_write(root, rel, text), 0); }
 
 static void remove_file(const char *rel)
 {
@@ -54,15 +44,11 @@ static void mkdirs(const char *rel)
 static int group_setup(void **state)
 {
     (void)state;
-    snprintf(root, sizeof root, "/tmp/hostmem-psi-XXXXXX");
-    if (!mkdtemp(root)) return -1;
-    mkdirs("proc");
-    mkdirs("proc/self");
-    mkdirs("proc/pressure");
-    mkdirs("cgroup");
-    mkdirs("cgroup/app");
     /* an idle machine, a v2 cgroup without a limit */
-    write_file("proc/meminfo", "MemTotal:       4194304 kB\nMemFree:  4194304 kB\nMemAvailable:   4194304 kB\n");
+    if (tu_tree_make(root, sizeof root, "psi", "MemTotal:       4194304 kB\nMemFree:  4194304 kB\nMemAvailable:   4194304 kB\n"))
+        return -1;
+    mkdirs("proc/pressure");
+    mkdirs("cgroup/app");
     write_file("proc/self/cgroup", "0::/app\n");
     write_file("cgroup/app/memory.max", "max\n");
     return 0;

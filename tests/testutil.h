@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -240,6 +241,35 @@ static inline void tu_state_until_last(tu_state_log *l, int s)
 }
 
 /* ---- fixture trees (proc.root, cgroup.root) ------------------------------------------------------ */
+
+/* Writes text to root/rel through a temporary file renamed over it (atomic for a poller); 0 or -1. */
+static inline int tu_tree_write(const char *root, const char *rel, const char *text)
+{
+    char tmp[600], path[600];
+    snprintf(tmp, sizeof tmp, "%s/%s.tmp", root, rel);
+    snprintf(path, sizeof path, "%s/%s", root, rel);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return -1;
+    fputs(text, f);
+    if (fclose(f)) return -1;
+    return rename(tmp, path);
+}
+
+/* A fake /proc and cgroup tree (the managers' proc.root and cgroup.root) in a new directory
+ * /tmp/hostmem-NAME-XXXXXX, its path written to root (cap bytes): proc, proc/self and cgroup, and
+ * proc/meminfo holding meminfo (NULL: none yet). 0, or -1 (a cmocka group setup's result). */
+static inline int tu_tree_make(char *root, size_t cap, const char *name, const char *meminfo)
+{
+    snprintf(root, cap, "/tmp/hostmem-%s-XXXXXX", name);
+    if (!mkdtemp(root)) return -1;
+    static const char *const dirs[] = {"proc", "proc/self", "cgroup"};
+    for (size_t i = 0; i < sizeof dirs / sizeof dirs[0]; i++) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/%s", root, dirs[i]);
+        if (mkdir(p, 0755)) return -1;
+    }
+    return meminfo ? tu_tree_write(root, "proc/meminfo", meminfo) : 0;
+}
 
 /* Removes the tree a test made under root (a cmocka group teardown's result). */
 static inline int tu_tree_remove(const char *root)

@@ -90,15 +90,11 @@ size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out
 {
     /* the common case: a plain small block of a page without debug blocks, from the segment table
      * and the page's record and live bits (what Free's fast path reads), without the map's record */
-    hm_segment *s = out ? NULL : hm_segmap_get(p);
-    if (s && s->heap == h) {
-        hm_hpage *pg = &s->page[((uintptr_t)p >> 16) & (HM_SEG_PAGES - 1)];
-        uint32_t bs = HM_BS(pg), off = (uint32_t)((uintptr_t)p & (HM_HPAGE_SIZE - 1));
-        if (bs && bs <= HM_SMALL_MAX && !pg->back && !atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) {
-            uint32_t i = hm_heap_block_index(off, pg->inv);
-            if (i * bs != off || i >= HM_EXTENT(pg) || !hm_heap_live((uintptr_t)p)) return 0;
-            return h->cached && hm_heap_in_xfree(h, (uintptr_t)p) ? 0 : bs;
-        }
+    uint32_t bs;
+    bool start;
+    if (!out && hm_heap_small_page(h, (uintptr_t)p, &bs, &start)) {
+        if (!start || !hm_heap_live((uintptr_t)p)) return 0;
+        return h->cached && hm_heap_in_xfree(h, (uintptr_t)p) ? 0 : bs;
     }
     hm_vmap_info tmp, *info = out ? out : &tmp;
     if (!h || !p || !hm_heap_find(p, info) || (hm_heap *)(info->tag & ~(uintptr_t)1) != h)

@@ -323,13 +323,10 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
  * without the map's record or the general classification. false: not such a block, or not sure. */
 static inline bool free_small_direct(hm_heap *h, uintptr_t p, hm_status *st)
 {
-    hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || s->heap != h) return false;
-    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
-    uint32_t bs = HM_BS(pg), off = (uint32_t)(p & (HM_HPAGE_SIZE - 1));
-    if (!bs || bs > HM_SMALL_MAX || pg->back || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return false;
-    uint32_t i = off / bs;
-    if (i * bs != off || i >= HM_EXTENT(pg)) return false;
+    uint32_t bs;
+    bool start;
+    hm_hpage *pg = hm_heap_small_page(h, p, &bs, &start);
+    if (!pg || !start) return false;
     *st = hm_heap_small_free_cached(h, pg, p);
     return true;
 }

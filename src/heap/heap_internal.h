@@ -297,6 +297,23 @@ static inline hm_segment *hm_segmap_get(const void *p)
                ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
+/* The page of h holding p when it serves a small class and no debug block was carved from it (so
+ * that every block of it is plain), from the segment table and the page's record alone; NULL if not
+ * (then ask the map). *bs: its block size; *start: p is one of its blocks' starts. Racy reads, as
+ * Free's: the caller decides by the block's live bit (and tag), not by this. */
+static inline hm_hpage *hm_heap_small_page(const hm_heap *h, uintptr_t p, uint32_t *bs, bool *start)
+{
+    hm_segment *s = hm_segmap_get((void *)p);
+    if (!s || s->heap != h) return NULL;
+    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
+    uint32_t b = HM_BS(pg), off = (uint32_t)(p & (HM_HPAGE_SIZE - 1));
+    if (!b || b > HM_SMALL_MAX || pg->back || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
+    uint32_t i = hm_heap_block_index(off, pg->inv);
+    *bs = b;
+    *start = i * b == off && i < HM_EXTENT(pg);
+    return pg;
+}
+
 /* ---- tcache.c: threads' caches of a thread-safe heap (the file's comment tells the rules) -------- */
 
 #define HM_TCACHE_LARGE 32                       /* freed large blocks a thread keeps */
