@@ -1,8 +1,9 @@
 /* heap_pages.h — the heap's page invariants checked from outside (heap.h, "Invariants of a page in
  * use"), for tests that stop their threads first: every block of a page in use is exactly one of free
  * (its free bit), binned (in a bin of the heap's own lists or of a thread's cache), live or in xfree
- * (its live bit); used counts the blocks that are not free; no free bit lies outside the page's
- * blocks [first, extent) or below fscan. Takes the heap lock; no other thread may use the heap. */
+ * (its live bit, at its first granule); used counts the blocks that are not free; no free bit lies
+ * outside the page's blocks [first, extent) or below fscan, no live bit anywhere but at the start of
+ * one of them. Takes the heap lock; no other thread may use the heap. */
 #ifndef HM_TEST_HEAP_PAGES_H
 #define HM_TEST_HEAP_PAGES_H
 
@@ -23,7 +24,7 @@ static inline uint64_t hp_binned(const hm_pagelists *lists, hm_hpage *pg)
             uint32_t i = hm_page_index_of(pg, b);
             uint64_t bit = (uint64_t)1 << (i % 64);
             if (pg->fbits[i / 64] & bit) fail_msg("block %#" PRIxPTR " is in a bin and free on its page", b);
-            if (pg->live[i / 64] & bit) fail_msg("block %#" PRIxPTR " is in a bin and live", b);
+            if (hm_heap_live(b)) fail_msg("block %#" PRIxPTR " is in a bin and live", b);
             n++;
         }
     }
@@ -44,17 +45,28 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
             if (!pg->fbits || extent != pg->capacity || first >= extent)
                 fail_msg("page %p: free bits %p, blocks [%u, %u) of %u", (void *)pg, (void *)pg->fbits, first, extent, pg->capacity);
             uint64_t f_count = 0, l_count = 0;
+            uintptr_t base = hm_page_addr(pg);
             for (uint32_t w = 0; w < (extent + 63) / 64; w++) {
-                uint64_t f = pg->fbits[w], l = pg->live[w];
+                uint64_t f = pg->fbits[w];
                 uint64_t outside = 0;
                 for (unsigned k = 0; k < 64; k++)
                     if (w * 64 + k < first || w * 64 + k >= extent) outside |= (uint64_t)1 << k;
-                if (f & l) fail_msg("page %p (block size %u): word %u has blocks both free and live (%#" PRIx64 ")", (void *)pg, bs, w, f & l);
-                if ((f | l) & outside) fail_msg("page %p (block size %u): word %u has bits outside its blocks", (void *)pg, bs, w);
+                if (f & outside) fail_msg("page %p (block size %u): word %u has free bits outside its blocks", (void *)pg, bs, w);
                 if (f && w < pg->fscan) fail_msg("page %p: a free bit in word %u, below fscan %u", (void *)pg, w, pg->fscan);
+                for (uint64_t t = f; t; t &= t - 1)
+                    if (hm_heap_live(base + (w * 64 + (uint32_t)__builtin_ctzll(t)) * (uintptr_t)bs))
+                        fail_msg("page %p (block size %u): block %u is both free and live", (void *)pg, bs, w * 64 + (unsigned)__builtin_ctzll(t));
                 f_count += (uint64_t)__builtin_popcountll(f);
-                l_count += (uint64_t)__builtin_popcountll(l);
             }
+            /* the live rows of the span's pages: a set bit is a block's start in [first, extent) */
+            for (unsigned sp = 0; sp < pg->span; sp++)
+                for (unsigned w = 0; w < HM_LIVE_WORDS; w++)
+                    for (uint64_t l = s->live[p + sp][w]; l; l &= l - 1) {
+                        uintptr_t off = sp * HM_HPAGE_SIZE + (w * 64 + (unsigned)__builtin_ctzll(l)) * 16;
+                        if (off % bs || off / bs < first || off / bs >= extent)
+                            fail_msg("page %p (block size %u): a live bit at offset %#" PRIxPTR ", not a block's start", (void *)pg, bs, off);
+                        l_count++;
+                    }
             if (f_count != (uint64_t)extent - first - used)
                 fail_msg("page %p (block size %u): %" PRIu64 " free bits, but extent %u - first %u - used %u", (void *)pg, bs,
                          f_count, extent, first, used);

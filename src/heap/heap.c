@@ -218,7 +218,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
             hm_bin *bin = &lists->bin[cls];
             uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
             if (__builtin_expect(n != 0, 1)) {
-                *out = (void *)hm_heap_bin_take(bin, n, cls);
+                *out = (void *)hm_heap_bin_take(bin, n);
                 return HM_OK;
             }
             return alloc_more(h, lists, cls, level, out);

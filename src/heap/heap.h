@@ -66,9 +66,9 @@
  * xfree: the owner is told through its lists' xpending). No block's memory holds the heap's books
  * but one in xfree (its link and tag): handing blocks out and taking them back reads and writes the
  * bits in the segment header only, so that a cold block costs no miss until the program touches it.
- * The live bits make Free exact: one bit per block of the page, set while it is live, so a pointer
- * is a live block iff it is a block's start (offset = index x size) in a page in use, its bit is set,
- * and the block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
+ * The live bits make Free exact: one bit per 16-byte granule of the page, set while a live block
+ * starts there (every block size is a multiple of 16), so a pointer is a live block iff it is
+ * 16-byte aligned in a page in use, its granule's bit is set, and the block does not carry the xfree tag (looked at only while the page's xfree is not empty). Anything
  * else (interior, already freed, never allocated, wild) is HOST_E_INVALIDOPERATION and changes
  * nothing. The owner's Free touches no word of the block: it clears the bit and bins the block.
  * Free lists are encoded (next ^ key ^ slot address), so that a simple overwrite of a free block
@@ -136,15 +136,15 @@
 typedef struct hm_hpage {
     /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
      * share a line) */
-    _Alignas(64) _Atomic uint64_t *fbits; /* its free bits, one per block index (set: free on the page);
-                                        the upper half of its live row (a class of 32 bytes or more
-                                        has at most 2048 blocks, half the row) or, for the 16-byte
-                                        class, the page's own first 512 bytes (blocks 0..31 are never
-                                        handed out). Written by its owner only; set up by page_new. */
+    _Alignas(64) _Atomic uint64_t *fbits; /* its free bits, one per block index (set: free on the page):
+                                        its row of the segment's free bits (a class of 32 bytes or
+                                        more has at most 2048 blocks) or, for the 16-byte class, the
+                                        page's own first 512 bytes (blocks 0..31 are never handed out).
+                                        Written by its owner only; set up by page_new. */
     _Atomic uint32_t used;           /* blocks that are not free (live, in xfree, or in its home's bins) */
     _Atomic uint32_t extent;         /* block indices below this are blocks (its capacity once set up; 0 unused) */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
-    _Atomic uint64_t *live;          /* its live bits (the segment's row for it; set once with the segment) */
+    _Atomic uint64_t *live;          /* its row of live bits (hm_segment.live; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     _Atomic(struct hm_bin *) fbin;   /* where its owner's fast Free puts a block (hm_heap_free_fast): its
                                         home's bin of its class; NULL for a medium class, a page a debug
@@ -215,12 +215,16 @@ typedef struct hm_segment {
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
     struct hm_segment *next;
     hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
-    /* live[i]: page i's live bits, one per block index (heap_internal.h), written by the page's owner
-     * only; apart from the records (a record's hot fields stay one line), dense (a page of big blocks
-     * uses a few of its words: the lines a program's frees touch stay few, and cached). Its upper
-     * half holds the page's free bits unless its class is the 16-byte one (hm_hpage.fbits): zero
-     * while the page is not in use, so that a 16-byte page's live bits start clear. */
+    /* live[i]: page i's live bits, one per 16-byte granule of the page, set while a block starting
+     * there is live (heap_internal.h, hm_live_word): found from an address alone, by shifts and masks,
+     * and a pointer whose bit is set is a live block's start with no division. A medium block's bit
+     * lies in the row of the page of its span where it starts. Written by the page's owner only; apart
+     * from the records (a record's hot fields stay one line), dense (a page of big blocks uses a few
+     * bits of each word: the lines a program's frees touch stay few, and cached). */
     _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
+    /* free[i]: page i's free bits when its class has at most 2048 blocks (every class but the 16-byte
+     * one, hm_hpage.fbits), one per block index */
+    _Atomic uint64_t free[HM_SEG_PAGES][HM_LIVE_WORDS / 2];
 } hm_segment;
 _Static_assert(sizeof(hm_segment) <= HM_HPAGE_SIZE, "a segment's header fits its page 0");
 

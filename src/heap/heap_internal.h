@@ -81,15 +81,16 @@ static inline uint32_t hm_page_block_index(const hm_hpage *pg, uintptr_t off)
 }
 _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
 
-/* Live bits (heap.h): one per block of a page, by its index (offset x inv, exact below 64 KiB), set
- * while the block is live; a page not in use has none set. One writer per page at a time, its owner:
- * load and store, no read-modify-write; anyone may read. b must be a block's start in a page in use. */
+/* Live bits (heap.h, hm_segment.live): one per 16-byte granule, set while a live block starts there,
+ * found from the address alone: the row of page (b >> 16) % 64, word (b >> 10) % 64 of it, that is
+ * byte (b >> 7) & 0x7ff8 of the rows. One writer per page at a time, its owner: load and store, no
+ * read-modify-write; anyone may read. b must be 16-byte aligned in a segment. */
+#define HM_LIVE_OFF(b) (((b) >> 7) & (uintptr_t)(HM_SEG_PAGES * HM_LIVE_WORDS * 8 - 8))
+_Static_assert(HM_SEG_PAGES * HM_LIVE_WORDS * 8 == 0x8000 && HM_LIVE_WORDS == 64, "HM_LIVE_OFF's shifts");
 static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
 {
-    hm_hpage *pg = hm_page_of(b);
-    uint32_t i = hm_page_block_index(pg, b - hm_page_addr(pg));
-    *mask = (uint64_t)1 << (i % 64);
-    return pg->live + i / 64;
+    *mask = (uint64_t)1 << ((b >> 4) % 64);
+    return (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) + HM_LIVE_OFF(b));
 }
 static inline bool hm_heap_live(uintptr_t b)
 {
@@ -387,17 +388,15 @@ static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h) { return h->cached ? 
 /* The newest block of bin (of class cls, holding n > 0), live now: its bit set from the address
  * and the class alone; neither the page's record nor the block is read. pre: the heap is fast
  * (heap.h), the caller owns the bin's lists. */
-static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n, unsigned cls)
+static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n)
 {
     uintptr_t b = bin->slot[--n];
     bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
     atomic_store_explicit(&bin->n, n, memory_order_relaxed);
-    /* the live word from the address and the class alone (the segment's live[page][i / 64]): the
-     * page's record is not read */
-    uint32_t i = hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), hm_heap_class_inv[cls]);
-    _Atomic uint64_t *w = (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) +
-                                               ((b >> 16) & (HM_SEG_PAGES - 1)) * sizeof(((hm_segment *)0)->live[0]) + i / 64 * 8);
-    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << (i % 64), memory_order_relaxed);
+    /* its live bit from the address alone: neither the page's record nor the block is read */
+    uint64_t m;
+    _Atomic uint64_t *w = hm_live_word(b, &m);
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m, memory_order_relaxed);
     return b;
 }
 
@@ -410,7 +409,7 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
     unsigned cls = hm_heap_class_of(size);
     hm_bin *bin = &lists->bin[cls];
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-    return n ? hm_heap_bin_take(bin, n, cls) : 0;
+    return n ? hm_heap_bin_take(bin, n) : 0;
 }
 
 /* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,
@@ -427,15 +426,16 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
     /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
     hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (HM_OWNER(pg) != (cached ? hm_self() : HM_OWNER_CALLER)) return false;
-    uint32_t off = (uint32_t)(p & (HM_HPAGE_SIZE - 1)), i = hm_heap_block_index(off, pg->inv);
     hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
-    if (i * atomic_load_explicit(&pg->block_size, memory_order_relaxed) != off || !bin) return false; /* not a block's start; no bin */
-    _Atomic uint64_t *w = pg->live + i / 64;
+    if ((p & 15) || !bin) return false; /* not a granule's start; no bin */
+    /* its live bit: set only at a live block's start, so no division tells p is one */
+    uint64_t m;
+    _Atomic uint64_t *w = hm_live_word(p, &m);
     uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
-    if (!((live >> (i % 64)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
+    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (n == bin->cap) return false;
-    atomic_store_explicit(w, live ^ (uint64_t)1 << (i % 64), memory_order_relaxed); /* (the bit was set) */
+    atomic_store_explicit(w, live ^ m, memory_order_relaxed); /* (the bit was set) */
     bin->slot[n] = p;
     atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
     return true;

@@ -96,10 +96,6 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
     HM_SET(pg->owner, 0);
     HM_SET(pg->block_size, 0);
     HM_SET(pg->extent, 0);
-    /* free bits in the live row go: the row must read clear when the page serves the 16-byte class
-     * (heap.h, hm_segment.live) */
-    if (pg->fbits == pg->live + HM_LIVE_WORDS / 2)
-        for (unsigned k = 0; k < HM_LIVE_WORDS / 2; k++) atomic_store_explicit(&pg->fbits[k], 0, memory_order_relaxed);
     pg->fbits = NULL;
     unsigned span = pg->span;
     hm_seg_of(pg)->pages_in_use -= span;
@@ -146,10 +142,10 @@ bool hm_heap_collect(hm_heap *h, hm_hpage *pg)
 }
 
 /* Up to max free blocks of pg (in address order, from fscan on) into out, their free bits cleared and
- * counted into used; how many in *n. Every word is checked against the live bits (disjoint) and the
- * page's block range first: a set bit that breaks either is a write over the heap's books (the
- * 16-byte class keeps its free bits in its page, where a program's overflow can reach them), and
- * no block is handed out twice. */
+ * counted into used; how many in *n. Every word is checked against the page's block range and every
+ * block it gives against its live bit (clear) first: a set bit that breaks either is a write over the
+ * heap's books (the 16-byte class keeps its free bits in its page, where a program's overflow can
+ * reach them), and no block is handed out twice. */
 static hm_status take_free(hm_heap *h, hm_hpage *pg, uintptr_t *out, uint32_t max, uint32_t *n)
 {
     uint32_t k = 0, w = pg->fscan, first = pg->first, extent = HM_EXTENT(pg), nw = (extent + 63) / 64, bs = HM_BS(pg);
@@ -158,14 +154,16 @@ static hm_status take_free(hm_heap *h, hm_hpage *pg, uintptr_t *out, uint32_t ma
     for (; k < max && w < nw; w++) {
         uint64_t f = atomic_load_explicit(&pg->fbits[w], memory_order_relaxed);
         if (!f) continue;
-        uint64_t bad = f & atomic_load_explicit(&pg->live[w], memory_order_relaxed);
+        uint64_t bad = 0;
         if (w == first / 64) bad |= f & (((uint64_t)1 << (first % 64)) - 1);
         if (w == nw - 1 && extent % 64) bad |= f >> (extent % 64) << (extent % 64);
+        uintptr_t wbase = base + (uintptr_t)w * 64 * bs;
+        for (uint64_t t = f & ~bad; t && !bad; t &= t - 1)
+            if (hm_heap_live(wbase + (uintptr_t)__builtin_ctzll(t) * bs)) bad = t & -t;
         if (bad) {
-            st = corrupted(h, "free bits", base + ((uintptr_t)w * 64 + (unsigned)__builtin_ctzll(bad)) * bs);
+            st = corrupted(h, "free bits", wbase + (uintptr_t)__builtin_ctzll(bad) * bs);
             break;
         }
-        uintptr_t wbase = base + (uintptr_t)w * 64 * bs;
         do {
             out[k++] = wbase + (uintptr_t)__builtin_ctzll(f) * bs;
             f &= f - 1;

@@ -341,11 +341,11 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     pg->inv = hm_heap_inverse((uint32_t)bs);
     HM_SET(pg->has_debug, 0);
     HM_SET(pg->used, 0);
-    /* every block free: its free bits set from first (the live row's upper half is clear, page_retire
-     * leaves it so; a page's own first bytes are whatever it held before) */
+    /* every block free: its free bits set from first (all words written: the row, or the page's own
+     * first bytes, hold whatever they held before) */
     uint32_t cap = pg->capacity, words = (cap + 63) / 64;
     if (words <= HM_LIVE_WORDS / 2) {
-        pg->fbits = pg->live + HM_LIVE_WORDS / 2;
+        pg->fbits = hm_seg_of(pg)->free[hm_page_index(pg)];
         pg->first = 0;
     } else {
         pg->fbits = (_Atomic uint64_t *)hm_heap_wr(h, hm_page_addr(pg));
