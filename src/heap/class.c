@@ -15,11 +15,3 @@ const uint32_t hm_heap_class_sizes[HM_NCLASS] = {
 const uint8_t hm_heap_class_span[HM_NCLASS] = {
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
     5, 3, 7, 1, 5, 3, 7, 2, 5, 3, 7, 4, 5, 6, 7, 8};
-
-/* ceil(2^32 / size) of each small class (hm_heap_inverse): the allocation fast path finds a block's
- * live bit with it without loading the page's record. Checked against hm_heap_inverse by tests/heap.c. */
-const uint32_t hm_heap_class_inv[HM_NSMALL] = {
-    268435456u, 134217728u, 89478486u, 67108864u, 53687092u, 44739243u, 38347923u, 33554432u, 26843546u,
-    22369622u, 19173962u, 16777216u, 13421773u, 11184811u, 9586981u, 8388608u, 6710887u, 5592406u, 4793491u,
-    4194304u, 3355444u, 2796203u, 2396746u, 2097152u, 1677722u, 1398102u, 1198373u, 1048576u, 838861u,
-    699051u, 599187u, 524288u, 419431u, 349526u, 299594u, 262144u, 209716u, 174763u, 149797u, 131072u};

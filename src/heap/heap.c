@@ -10,20 +10,57 @@
 #include "heap_internal.h"
 #include "track.h"
 
-/* Whether h's manager runs: no manager has stopped since h last saw its own running (manager.h,
- * hm_manager_stops), or it runs now (looked at, and remembered if the fast paths may serve h: a heap
- * they may not keeps an odd count, which never matches, so that one compare in them says both). */
-static __attribute__((noinline)) bool running_slow(hm_heap *h, unsigned stops)
+/* Every heap, so that a stop of any manager clears their fast_id (heaps_stopped). all_lock is a leaf:
+ * a stop inside a heap operation takes it under that heap's lock. */
+static pthread_mutex_t all_lock = PTHREAD_MUTEX_INITIALIZER;
+static hm_heap *all_heaps;
+
+static void heaps_stopped(void);
+static void hook_stops(void) { hm_manager_on_stop(heaps_stopped); }
+
+static void heaps_stopped(void)
 {
+    pthread_mutex_lock(&all_lock);
+    for (hm_heap *h = all_heaps; h; h = h->all_next) atomic_store_explicit(&h->fast_id, 0, memory_order_seq_cst);
+    pthread_mutex_unlock(&all_lock);
+}
+
+static void all_link(hm_heap *h, bool in)
+{
+    pthread_mutex_lock(&all_lock);
+    if (in) {
+        if ((h->all_next = all_heaps)) all_heaps->all_prev = &h->all_next;
+        h->all_prev = &all_heaps;
+        all_heaps = h;
+    } else {
+        if ((*h->all_prev = h->all_next)) h->all_next->all_prev = h->all_prev;
+    }
+    pthread_mutex_unlock(&all_lock);
+}
+
+void hm_heap_all_lock(bool lock)
+{
+    if (lock) pthread_mutex_lock(&all_lock);
+    else pthread_mutex_unlock(&all_lock);
+}
+
+/* Whether h's manager runs: h's fast_id says so (no manager stopped since h last saw its own running),
+ * or it runs now (looked at; fast_id set again if the fast paths may serve h). A stop counts
+ * hm_manager_stops up, then clears every heap's fast_id: a stop that began after stops was read here
+ * either is seen by the second look (and the fast_id just set is cleared again) or clears it itself
+ * after it was set (the seq_cst order of the counter's and fast_id's accesses). */
+static __attribute__((noinline)) bool running_slow(hm_heap *h)
+{
+    unsigned stops = atomic_load_explicit(&hm_manager_stops, memory_order_seq_cst);
     if (hm_manager_enter(h->m) != HM_OK) return false;
-    atomic_store_explicit(&h->stops_seen, h->fast ? stops : stops | 1, memory_order_relaxed);
+    if (h->fast) {
+        atomic_store_explicit(&h->fast_id, h->cached ? h->id : h->id | 1, memory_order_seq_cst);
+        if (atomic_load_explicit(&hm_manager_stops, memory_order_seq_cst) != stops)
+            atomic_store_explicit(&h->fast_id, 0, memory_order_seq_cst);
+    }
     return true;
 }
-static inline bool running(hm_heap *h)
-{
-    unsigned stops = atomic_load_explicit(&hm_manager_stops, memory_order_acquire);
-    return stops == atomic_load_explicit(&h->stops_seen, memory_order_relaxed) || running_slow(h, stops);
-}
+static inline bool running(hm_heap *h) { return atomic_load_explicit(&h->fast_id, memory_order_relaxed) || running_slow(h); }
 
 /* A request refused on the heap's manager (or one it is nested in): the freed large blocks it keeps
  * committed (its cache and its threads') and its empty pages go back, as for a refusal of its own
@@ -67,10 +104,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     uint64_t k = (uint64_t)t.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uintptr_t)h ^ ((uint64_t)t.tv_sec << 32);
     k ^= k >> 31;
     h->key = (k * 0xBF58476D1CE4E5B9ull) | 1u;
-    h->id = hm_tcache_new_heap_id();
-    /* never the count (odd): the first call looks at the manager itself (running) */
-    atomic_store_explicit(&h->stops_seen, atomic_load_explicit(&hm_manager_stops, memory_order_acquire) | 1,
-                          memory_order_relaxed);
+    h->id = hm_tcache_new_heap_id(); /* (fast_id 0: the first call looks at the manager itself, running) */
     /* adaptive: refills and flushes hold it briefly, so a waiter spins a little before it sleeps */
     pthread_mutexattr_t ma;
     pthread_mutexattr_init(&ma);
@@ -82,6 +116,9 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
         h->reclaimer.give_back = give_back;
         hm_manager_reclaimer_add(m, &h->reclaimer);
     }
+    static pthread_once_t hook_once = PTHREAD_ONCE_INIT;
+    pthread_once(&hook_once, hook_stops);
+    all_link(h, true);
     *out = h;
     return HM_OK;
 }
@@ -92,6 +129,7 @@ hm_status hm_heap_destroy(hm_heap *h)
     /* first: no refusal elsewhere may reach into the heap while it goes (taken again if it stays) */
     if (h->reclaimer.give_back) hm_manager_reclaimer_remove(h->m, &h->reclaimer);
     hm_heap_leak_report(h);
+    atomic_store_explicit(&h->fast_id, 0, memory_order_relaxed); /* (set again by a call if destroy fails) */
     hm_tcache_heap_gone(h); /* threads' caches forget the heap; their blocks go with the segments */
     for (hm_segment *s = h->segments; s; s = s->next) hm_segmap_set((uintptr_t)s, false);
     hm_manager *m = h->m;
@@ -117,6 +155,7 @@ hm_status hm_heap_destroy(hm_heap *h)
         h->stale = v->next;
         hm_heap_view_put(v);
     }
+    all_link(h, false);
     pthread_mutex_destroy(&h->lock);
     if (h->sites) hm_heap_sites_put(h->sites);
     hm_heap_obj_put(h);
@@ -201,20 +240,28 @@ static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *
 static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
 {
     if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h) && h->fast) {
-        hm_pagelists *lists = hm_heap_fast_lists(h);
-        if (lists) return alloc_more(h, lists, hm_heap_class_of(size), level, out);
+        hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
+        if (lists) { /* (a small class above 1 KiB, or the fast path's first look after a stop) */
+            unsigned cls = hm_heap_class_of(size);
+            uint32_t n = atomic_load_explicit(&lists->bin[cls].n, memory_order_relaxed);
+            if (n) {
+                *out = (void *)hm_heap_bin_take(&lists->bin[cls], n);
+                return HM_OK;
+            }
+            return alloc_more(h, lists, cls, level, out);
+        }
     }
     return hm_heap_alloc_aligned(h, size, 16, level, out);
 }
 
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
-    /* the common case first: a small block from the caller's bin of its class (running_fast says
-     * the manager runs and the fast paths may serve h) */
-    if (__builtin_expect(h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && hm_heap_running_fast(h), 1)) {
-        hm_pagelists *lists = hm_heap_fast_lists(h);
+    /* the common case first: a small block from the caller's bin of its class (fast_id says the
+     * manager runs, the fast paths may serve h, and which lists are the caller's) */
+    if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
+        hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (__builtin_expect(lists != NULL, 1)) {
-            unsigned cls = hm_heap_class_of(size);
+            unsigned cls = hm_heap_class_table[(size + 15) >> 4];
             hm_bin *bin = &lists->bin[cls];
             uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
             if (__builtin_expect(n != 0, 1)) {
@@ -411,7 +458,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
     if (!p) return HM_OK;
-    if (__builtin_expect(hm_heap_running_fast(h), 1) && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
+    if (__builtin_expect(hm_heap_free_fast(h, (uintptr_t)p), 1)) return HM_OK;
     return free_slow(h, p);
 }
 

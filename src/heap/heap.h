@@ -281,8 +281,10 @@ struct hm_heap {
     uint32_t prot;                   /* Win32 protection of its pages */
     uint64_t key;                    /* secret for cookies, xfree links and debug tags */
     uint64_t id;                     /* unique for the process's life: tells caches a reused heap apart */
-    _Atomic unsigned stops_seen;     /* hm_manager_stops when m was last seen running (heap.c: running),
-                                        if the fast paths may serve h (fast); odd (never the count) if not */
+    _Atomic uint64_t fast_id;        /* what the inline paths check, one load for all they need
+                                        (heap.c, running): 0 unless h is fast and m was seen running
+                                        since the last stop of any manager; then id (even) if cached,
+                                        its thread's cache found by it, else id | 1 (the heap's own lists) */
     _Alignas(64) _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from
                                        the pages); atomics: threads' large caches change them unlocked */
     _Alignas(64) pthread_mutex_t lock; /* with HM_HEAP_THREADSAFE; guards what follows */
@@ -300,6 +302,7 @@ struct hm_heap {
     uintptr_t parked;                /* freed large blocks whose release was refused (heap.c: park) */
     uint64_t parked_bytes;
     hm_view *stale;                  /* read-write views whose munmap was refused (heap.c: views_close) */
+    struct hm_heap *all_next, **all_prev; /* in the list of every heap (heap.c: all_lock) */
     struct hm_reclaimer reclaimer;   /* with HM_HEAP_THREADSAFE: registered with m, so that a request
                                         refused anywhere on m takes back this heap's freed large blocks
                                         and empty pages first (heap.c: give_back) */
@@ -310,6 +313,8 @@ struct hm_heap {
  * child's copies of other threads' caches stay as they were: their blocks remain allocated. */
 void hm_heap_fork_prepare(hm_heap *h);
 void hm_heap_fork_after(hm_heap *h);
+/* The list of every heap (heap.c), a leaf lock: taken last before fork, released first after. */
+void hm_heap_all_lock(bool lock);
 
 /* A heap's small blocks by size class (the report, src/core/report.c): blocks in use (not free on
  * their pages, in other threads' frees not yet collected, or in a thread's cache), and the bytes of

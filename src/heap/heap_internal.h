@@ -42,7 +42,6 @@ static inline unsigned hm_heap_class_of(size_t size)
 extern const uint32_t hm_heap_class_sizes[HM_NCLASS];
 static inline size_t hm_heap_class_size(unsigned cls) { return hm_heap_class_sizes[cls]; }
 extern const uint8_t hm_heap_class_span[HM_NCLASS];
-extern const uint32_t hm_heap_class_inv[HM_NSMALL];
 
 /* The index of the block at offset off of a page of block size bs, with inv = ceil(2^32 / bs):
  * exact for every off < 64 KiB because off * bs < 2^32 (the error of inv is below 1, times off). */
@@ -87,21 +86,20 @@ _Static_assert(HM_HPAGE_SIZE == (size_t)1 << 16, "page index by shift");
  * read-modify-write; anyone may read. b must be 16-byte aligned in a segment. */
 #define HM_LIVE_OFF(b) (((b) >> 7) & (uintptr_t)(HM_SEG_PAGES * HM_LIVE_WORDS * 8 - 8))
 _Static_assert(HM_SEG_PAGES * HM_LIVE_WORDS * 8 == 0x8000 && HM_LIVE_WORDS == 64, "HM_LIVE_OFF's shifts");
-static inline _Atomic uint64_t *hm_live_word(uintptr_t b, uint64_t *mask)
+static inline _Atomic uint64_t *hm_live_word(uintptr_t b)
 {
-    *mask = (uint64_t)1 << ((b >> 4) % 64);
     return (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) + HM_LIVE_OFF(b));
 }
+/* b's bit in its live word (written as shifts of a bit index, which become bt, bts and btr) */
+static inline unsigned hm_live_bit(uintptr_t b) { return (unsigned)(b >> 4) % 64; }
 static inline bool hm_heap_live(uintptr_t b)
 {
-    uint64_t m;
-    return atomic_load_explicit(hm_live_word(b, &m), memory_order_relaxed) & m;
+    return (atomic_load_explicit(hm_live_word(b), memory_order_relaxed) >> hm_live_bit(b)) & 1;
 }
 static inline void hm_set_live(uintptr_t b, bool on)
 {
-    uint64_t m;
-    _Atomic uint64_t *w = hm_live_word(b, &m);
-    uint64_t v = atomic_load_explicit(w, memory_order_relaxed);
+    _Atomic uint64_t *w = hm_live_word(b);
+    uint64_t v = atomic_load_explicit(w, memory_order_relaxed), m = (uint64_t)1 << hm_live_bit(b);
     atomic_store_explicit(w, on ? v | m : v & ~m, memory_order_relaxed);
 }
 
@@ -367,47 +365,45 @@ void hm_tcache_fork_unlock(bool outer);
 
 /* ---- the fast paths, shared with the drop-in malloc (src/preload/dropin.h) ---------------------- */
 
-/* Whether h's manager is known to run without asking it and the fast paths may serve h (heap.c:
- * running; false: ask, the slow way). */
-static inline bool hm_heap_running_fast(const hm_heap *h)
-{
-    return atomic_load_explicit(&hm_manager_stops, memory_order_acquire) ==
-           atomic_load_explicit(&((hm_heap *)h)->stops_seen, memory_order_relaxed);
-}
+/* Whether h's manager is known to run without asking it and the fast paths may serve h (heap.h,
+ * fast_id; false: ask, the slow way: heap.c, running). */
+static inline bool hm_heap_running_fast(const hm_heap *h) { return atomic_load_explicit(&((hm_heap *)h)->fast_id, memory_order_relaxed) != 0; }
 
-/* The calling thread's page lists of h when the fast paths may use them: the heap's own for a heap
- * without HM_HEAP_THREADSAFE (its caller owns them), else the thread's cache if its most recent one
- * is h's; NULL otherwise (the slow path finds or makes it). */
-static inline hm_pagelists *hm_heap_cache_lists(hm_heap *h)
+/* The calling thread's page lists of h when the fast paths may use them, from k = h->fast_id: the
+ * heap's own for a heap without HM_HEAP_THREADSAFE (odd k: its caller owns them), else the thread's
+ * cache if its most recent one is h's (k is 0 while they may not: no cache has that id); NULL
+ * otherwise (the slow path finds or makes it). */
+static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k)
 {
+    if (k & 1) return &h->own;
     hm_tcache *c = hm_thread_caches;
-    return c && c->heap_id == h->id ? &c->lists : NULL;
+    return c && c->heap_id == k ? &c->lists : NULL;
 }
-static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h) { return h->cached ? hm_heap_cache_lists(h) : &h->own; }
 
 /* The newest block of bin (of class cls, holding n > 0), live now: its bit set from the address
  * and the class alone; neither the page's record nor the block is read. pre: the heap is fast
  * (heap.h), the caller owns the bin's lists. */
 static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n)
 {
-    uintptr_t b = bin->slot[--n];
-    bin->slot[n] = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
-    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
+    /* slot[n - 1], which is n words from the bin's start (n and cap take one word) */
+    uintptr_t *top = (uintptr_t *)((char *)bin + (size_t)n * sizeof(uintptr_t));
+    uintptr_t b = *top;
+    *top = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
+    atomic_store_explicit(&bin->n, n - 1, memory_order_relaxed);
     /* its live bit from the address alone: neither the page's record nor the block is read */
-    uint64_t m;
-    _Atomic uint64_t *w = hm_live_word(b, &m);
-    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | m, memory_order_relaxed);
+    _Atomic uint64_t *w = hm_live_word(b);
+    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << hm_live_bit(b), memory_order_relaxed);
     return b;
 }
 
 /* A small block for size from a thread-cached heap (h->cached: the drop-in's), or 0 (then the full
- * path). pre: hm_heap_running_fast(h). */
+ * path, which also tells whether the manager runs). */
 static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached(hm_heap *h, size_t size)
 {
-    hm_pagelists *lists;
-    if (size > HM_SMALL_MAX || !(lists = hm_heap_cache_lists(h))) return 0;
-    unsigned cls = hm_heap_class_of(size);
-    hm_bin *bin = &lists->bin[cls];
+    uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
+    hm_tcache *c = hm_thread_caches;
+    if (size > HM_SMALL_MAX || !c || c->heap_id != k) return 0;
+    hm_bin *bin = &c->lists.bin[hm_heap_class_of(size)];
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     return n ? hm_heap_bin_take(bin, n) : 0;
 }
@@ -416,11 +412,15 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
  * no debug block carved from it (fbin says both), and room in its bin: true, freed (its live bit
  * cleared, the block pushed onto its home's bin; the block itself is not touched). false: p is
  * anything else, or the bin is full, and nothing changed (the full path tells what, or flushes).
- * pre: h->fast, h running. */
-static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool cached)
+ * known_cached: the caller knows h is thread-cached (else fast_id tells). */
+static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
 {
+    uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
+    if (!k) return false; /* (h not fast, or its manager not known to run) */
+    bool cached = known_cached || !(k & 1);
     /* the segment table says whether p is in a segment; then the segment is p masked */
-    if ((p >> 47) || !atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
+    uintptr_t si = p >> HM_SEGMAP_SHIFT;
+    if (si >= HM_SEGMAP_BYTES || !atomic_load_explicit(&hm_segmap_bytes[si], memory_order_acquire)) return false;
     hm_segment *s = (hm_segment *)(p & ~(uintptr_t)(HM_SEG_SIZE - 1));
     if (s->heap != h) return false;
     /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
@@ -429,18 +429,18 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
     hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     if ((p & 15) || !bin) return false; /* not a granule's start; no bin */
     /* its live bit: set only at a live block's start, so no division tells p is one */
-    uint64_t m;
-    _Atomic uint64_t *w = hm_live_word(p, &m);
+    _Atomic uint64_t *w = hm_live_word(p);
     uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
-    if (!(live & m) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
+    if (!((live >> hm_live_bit(p)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
     uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
     if (n == bin->cap) return false;
-    atomic_store_explicit(w, live ^ m, memory_order_relaxed); /* (the bit was set) */
+    atomic_store_explicit(w, live ^ (uint64_t)1 << hm_live_bit(p), memory_order_relaxed); /* (it was set) */
     bin->slot[n] = p;
     atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
     return true;
 }
-static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p) { return hm_heap_free_fast_as(h, p, h->cached); }
+static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p) { return hm_heap_free_fast_as(h, p, false); }
 _Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");
+_Static_assert(offsetof(hm_bin, slot) == sizeof(uintptr_t), "hm_heap_bin_take's arithmetic: slot[i] at (uintptr_t *)bin + i + 1");
 
 #endif

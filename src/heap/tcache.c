@@ -31,9 +31,10 @@ static hm_pool cache_pool = HM_POOL_INIT("tcache", sizeof(hm_meta_hdr) + sizeof(
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
 _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
-static _Atomic uint64_t next_heap_id = 1;
+static _Atomic uint64_t next_heap_id = 2;
 
-uint64_t hm_tcache_new_heap_id(void) { return atomic_fetch_add(&next_heap_id, 1); }
+/* even (heap.h, fast_id) and never 0 */
+uint64_t hm_tcache_new_heap_id(void) { return atomic_fetch_add(&next_heap_id, 2); }
 
 static bool large_flush(hm_heap *h, hm_tcache *c);
 

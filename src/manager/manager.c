@@ -160,7 +160,16 @@ hm_status hm_manager_create_child(hm_manager *parent, const char *options, hm_ma
 
 _Atomic unsigned hm_manager_stops;
 
-void hm_manager_stopped(void) { atomic_fetch_add_explicit(&hm_manager_stops, 2, memory_order_release); }
+static void (*_Atomic stop_hook)(void);
+
+void hm_manager_on_stop(void (*fn)(void)) { atomic_store_explicit(&stop_hook, fn, memory_order_release); }
+
+void hm_manager_stopped(void)
+{
+    atomic_fetch_add_explicit(&hm_manager_stops, 2, memory_order_seq_cst);
+    void (*fn)(void) = atomic_load_explicit(&stop_hook, memory_order_acquire);
+    if (fn) fn();
+}
 
 void hm_manager_fail(hm_manager *m)
 {

@@ -151,8 +151,11 @@ void hm_manager_kick_waiters(hm_manager *m);
 /* r joins (leaves) m's reclaimers; the removal waits for a give_back under way. */
 void hm_manager_reclaimer_add(hm_manager *m, hm_reclaimer *r);
 void hm_manager_reclaimer_remove(hm_manager *m, hm_reclaimer *r);
-/* After m left RUNNING: every cached "running" goes stale (hm_manager_stops). */
+/* After m left RUNNING: every cached "running" goes stale (hm_manager_stops counted up, then the
+ * hook called: the heaps clear what their fast paths check, heap.c). The hook is set once, by the
+ * layer above; it may run under that layer's locks and takes only leaf locks. */
 void hm_manager_stopped(void);
+void hm_manager_on_stop(void (*fn)(void));
 
 /* fork (src/preload/init.c): before fork, takes m's locks and those of the layers below in their
  * order (wait_lock, va_lock, the managers' pool, the map, the notifier); after it, releases them. In

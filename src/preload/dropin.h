@@ -92,7 +92,7 @@ void hm_dropin_invalid(const char *fn, void *p, hm_status st);
 static inline void *hm_dropin_alloc(size_t size)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
-    if (__builtin_expect(h && hm_heap_running_fast(h), 1)) {
+    if (__builtin_expect(h != NULL, 1)) {
         uintptr_t b = hm_heap_alloc_fast_cached(h, size); /* (the drop-in's heap is thread-cached: init.c) */
         if (__builtin_expect(b != 0, 1)) return (void *)b;
     }
@@ -102,7 +102,7 @@ static inline void *hm_dropin_alloc(size_t size)
 static inline void hm_dropin_free(void *p)
 {
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
-    if (__builtin_expect(p && h && hm_heap_running_fast(h), 1)) {
+    if (__builtin_expect(p && h, 1)) {
         if (__builtin_expect(hm_heap_free_fast_as(h, (uintptr_t)p, true), 1)) return;
     }
     hm_dropin_free_slow(p);

@@ -74,10 +74,12 @@ static void fork_prepare(void)
     hm_manager_fork_reclaim(hm_dropin_state.m, true); /* (first: manager.h) */
     hm_heap_fork_prepare(h);
     hm_manager_fork_prepare(hm_dropin_state.m);
+    hm_heap_all_lock(true); /* (a leaf: last) */
 }
 
 static void fork_parent(void)
 {
+    hm_heap_all_lock(false);
     hm_manager_fork_after(hm_dropin_state.m, false);
     hm_heap_fork_after(atomic_load_explicit(&hm_dropin_state.heap, memory_order_relaxed));
     hm_manager_fork_reclaim(hm_dropin_state.m, false);
@@ -85,6 +87,7 @@ static void fork_parent(void)
 
 static void fork_child(void)
 {
+    hm_heap_all_lock(false);
     hm_manager_fork_after(hm_dropin_state.m, true);
     hm_heap_fork_after(atomic_load_explicit(&hm_dropin_state.heap, memory_order_relaxed));
     hm_manager_fork_reclaim(hm_dropin_state.m, false);
