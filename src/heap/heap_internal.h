@@ -91,7 +91,7 @@ static inline _Atomic uint64_t *hm_live_word(uintptr_t b)
     return (_Atomic uint64_t *)((b & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, live) + HM_LIVE_OFF(b));
 }
 /* b's bit in its live word (written as shifts of a bit index, which become bt, bts and btr) */
-static inline unsigned hm_live_bit(uintptr_t b) { return (unsigned)(b >> 4) % 64; }
+static inline uintptr_t hm_live_bit(uintptr_t b) { return (b >> 4) & 63; }
 static inline bool hm_heap_live(uintptr_t b)
 {
     return (atomic_load_explicit(hm_live_word(b), memory_order_relaxed) >> hm_live_bit(b)) & 1;
@@ -408,24 +408,29 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
     return n ? hm_heap_bin_take(bin, n) : 0;
 }
 
-/* Free of p when it is a plain small block of a page the caller owns, nothing in the page's xfree,
- * no debug block carved from it (fbin says both), and room in its bin: true, freed (its live bit
- * cleared, the block pushed onto its home's bin; the block itself is not touched). false: p is
- * anything else, or the bin is full, and nothing changed (the full path tells what, or flushes).
- * known_cached: the caller knows h is thread-cached (else fast_id tells). */
+/* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
+ * h's and the caller owns it), nothing in the page's xfree, no debug block carved from it (fbin says
+ * both), and room in its bin: true, freed (its live bit cleared, the block pushed onto the bin; the
+ * block itself is not touched). false: p is anything else, or the bin is full, or the manager not
+ * known to run, and nothing changed (the full path tells what, or flushes). known_cached: the caller
+ * knows h is thread-cached (else fast_id tells). */
 static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
 {
     uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-    if (!k) return false; /* (h not fast, or its manager not known to run) */
-    bool cached = known_cached || !(k & 1);
-    /* the segment table says whether p is in a segment; then the segment is p masked */
+    hm_pagelists *lists;
+    if (known_cached) {
+        hm_tcache *c = hm_thread_caches;
+        if (!c || c->heap_id != k) return false;
+        lists = &c->lists;
+    } else if (!(lists = hm_heap_fast_lists(h, k))) {
+        return false;
+    }
+    /* the segment table says whether p is in a segment; then the segment is p masked, and the page
+     * record is at its offset from it: (p >> 16) & 63 records of 128 bytes */
     uintptr_t si = p >> HM_SEGMAP_SHIFT;
     if (si >= HM_SEGMAP_BYTES || !atomic_load_explicit(&hm_segmap_bytes[si], memory_order_acquire)) return false;
-    hm_segment *s = (hm_segment *)(p & ~(uintptr_t)(HM_SEG_SIZE - 1));
-    if (s->heap != h) return false;
-    /* the page record by its offset from s: (p >> 16) & 63 records of 128 bytes */
-    hm_hpage *pg = (hm_hpage *)((char *)s + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
-    if (HM_OWNER(pg) != (cached ? hm_self() : HM_OWNER_CALLER)) return false;
+    hm_hpage *pg = (hm_hpage *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
+    if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) return false;
     hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     if ((p & 15) || !bin) return false; /* not a granule's start; no bin */
     /* its live bit: set only at a live block's start, so no division tells p is one */
