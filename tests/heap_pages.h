@@ -18,7 +18,11 @@ static inline uint64_t hp_binned(const hm_pagelists *lists, hm_hpage *pg)
     uint64_t n = 0;
     for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
         const hm_bin *bin = &lists->bin[cls];
-        for (uint32_t k = 0; k < bin->n; k++) {
+        uint32_t nb = hm_bin_n(lists, cls), cap = hm_bin_cap(cls);
+        if (bin->floor || nb > cap || bin->slot[cap] != HM_BIN_END) fail_msg("bin %u: floor %#" PRIxPTR ", %u blocks of %u, end mark %#" PRIxPTR, cls, bin->floor, nb, cap, bin->slot[cap]);
+        for (uint32_t k = nb; k < cap; k++)
+            if (bin->slot[k]) fail_msg("bin %u: slot %u above the top (%u) not 0", cls, k, nb);
+        for (uint32_t k = 0; k < nb; k++) {
             uintptr_t b = bin->slot[k];
             if (hm_page_of(b) != pg) continue;
             uint32_t i = hm_page_index_of(pg, b);

@@ -243,9 +243,9 @@ static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, h
         hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (lists) { /* (a small class above 1 KiB, or the fast path's first look after a stop) */
             unsigned cls = hm_heap_class_of(size);
-            uint32_t n = atomic_load_explicit(&lists->bin[cls].n, memory_order_relaxed);
-            if (n) {
-                *out = (void *)hm_heap_bin_take(&lists->bin[cls], n);
+            uintptr_t b = hm_heap_bin_take(&lists->top[cls]);
+            if (b) {
+                *out = (void *)b;
                 return HM_OK;
             }
             return alloc_more(h, lists, cls, level, out);
@@ -262,10 +262,9 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
         hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (__builtin_expect(lists != NULL, 1)) {
             unsigned cls = hm_heap_class_table[(size + 15) >> 4];
-            hm_bin *bin = &lists->bin[cls];
-            uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-            if (__builtin_expect(n != 0, 1)) {
-                *out = (void *)hm_heap_bin_take(bin, n);
+            uintptr_t b = hm_heap_bin_take(&lists->top[cls]);
+            if (__builtin_expect(b != 0, 1)) {
+                *out = (void *)b;
                 return HM_OK;
             }
             return alloc_more(h, lists, cls, level, out);

@@ -119,6 +119,9 @@
 #define HM_LCACHE_N 1024                   /* freed large blocks a heap keeps committed for reuse */
 #define HM_LCACHE_BYTES ((uint64_t)256 << 20) /* ... and at most this many bytes of them (and limit/8) */
 
+/* A bin's top (hm_pagelists.top): the address of its first empty slot. */
+typedef _Atomic(uintptr_t *) hm_bintop;
+
 /* A page belongs to one set of page lists, its home: a thread cache's (the thread owns it: only that
  * thread allocates from it, frees into its free bits, and moves it between lists, all without the
  * lock) or the heap's own (the same under the heap lock; no thread owns them in a thread-safe heap,
@@ -146,8 +149,8 @@ typedef struct hm_hpage {
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic uint64_t *live;          /* its row of live bits (hm_segment.live; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
-    _Atomic(struct hm_bin *) fbin;   /* where its owner's fast Free puts a block (hm_heap_free_fast): its
-                                        home's bin of its class; NULL for a medium class, a page a debug
+    _Atomic(hm_bintop *) fbin;       /* where its owner's fast Free puts a block (hm_heap_free_fast): the
+                                        top of its home's bin of its class; NULL for a medium class, a page a debug
                                         block was carved from (whose pointers are not all block starts),
                                         or one not in use. Written by the owner (hm_page_set_home). */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
@@ -183,13 +186,16 @@ _Static_assert(offsetof(hm_hpage, back) < 64, "the fast paths' fields share the 
 /* A home's freed blocks of a small class, newest last: free pushes here and allocation pops from here,
  * touching only this and the block's live bit (never the block: its memory may be cold); blocks go
  * to and come from their pages' free bits half a bin at a time. A binned block is free for the
- * program (its live bit clear) and in use for its page (counted in used). n is written by the home's
- * owner only (statistics read it). */
-#define HM_BIN_N 63 /* (a bin is 512 bytes: a class's bin is found with a shift) */
+ * program (its live bit clear) and in use for its page (counted in used). The bin's top (its
+ * lists' top[cls], &slot[n]) is written by the home's owner only (statistics read it). Both ends
+ * are marked, so that neither push nor pop needs a count: the word below slot[0] is 0 (a pop of an
+ * empty bin reads 0), the slots above the top are 0 (a pop clears the slot it takes) but slot[cap],
+ * which holds HM_BIN_END (a push onto a full bin finds it not 0). */
+#define HM_BIN_N 62 /* (a bin is 512 bytes: floor, HM_BIN_N slots and the end mark at most) */
+#define HM_BIN_END ((uintptr_t)1) /* never a block's address */
 typedef struct hm_bin {
-    _Atomic uint32_t n;
-    uint32_t cap;                    /* at most HM_BIN_N, fewer for big blocks (HM_BIN_BYTES) */
-    uintptr_t slot[HM_BIN_N];
+    uintptr_t floor;                 /* 0 */
+    uintptr_t slot[HM_BIN_N + 1];    /* cap <= HM_BIN_N (fewer for big blocks: HM_BIN_BYTES) */
 } hm_bin;
 _Static_assert(sizeof(hm_bin) == 512, "a bin is 512 bytes");
 #define HM_BIN_BYTES ((size_t)64 << 10) /* a bin holds at most about this many bytes of blocks */
@@ -203,6 +209,7 @@ typedef struct hm_pagelists {
     hm_hpage *full[HM_NCLASS];
     uintptr_t owner;
     _Atomic uint64_t xpending;
+    hm_bintop top[HM_NSMALL];        /* bin[c]'s top, &bin[c].slot[n] for n blocks */
     hm_bin bin[HM_NSMALL];
 } hm_pagelists;
 #define HM_OWNER_CALLER ((uintptr_t)1) /* never a thread's token (those are addresses) */

@@ -137,7 +137,7 @@ static inline void hm_page_set_home(hm_hpage *pg, hm_pagelists *home, memory_ord
 {
     unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
     bool fast = home && cls < HM_NSMALL && !atomic_load_explicit(&pg->has_debug, memory_order_relaxed);
-    atomic_store_explicit(&pg->fbin, fast ? &home->bin[cls] : NULL, memory_order_relaxed);
+    atomic_store_explicit(&pg->fbin, fast ? &home->top[cls] : NULL, memory_order_relaxed);
     atomic_store_explicit(&pg->home, home, order);
 }
 
@@ -380,17 +380,31 @@ static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k)
     return c && c->heap_id == k ? &c->lists : NULL;
 }
 
-/* The newest block of bin (of class cls, holding n > 0), live now: its bit set from the address
- * and the class alone; neither the page's record nor the block is read. pre: the heap is fast
- * (heap.h), the caller owns the bin's lists. */
-static inline uintptr_t hm_heap_bin_take(hm_bin *bin, uint32_t n)
+/* Bins (heap.h, hm_bin): how many blocks bin cls of lists holds (racy for anyone but the owner),
+ * how many it may hold, and its count set (by the owner; the slots from n on must be 0 up to cap). */
+static inline uint32_t hm_bin_n(const hm_pagelists *lists, unsigned cls)
 {
-    /* slot[n - 1], which is n words from the bin's start (n and cap take one word) */
-    uintptr_t *top = (uintptr_t *)((char *)bin + (size_t)n * sizeof(uintptr_t));
-    uintptr_t b = *top;
-    *top = 0; /* (no stale copy: a leak checker scanning the bin must not see the block) */
-    atomic_store_explicit(&bin->n, n - 1, memory_order_relaxed);
-    /* its live bit from the address alone: neither the page's record nor the block is read */
+    return (uint32_t)(atomic_load_explicit(&((hm_pagelists *)lists)->top[cls], memory_order_relaxed) - lists->bin[cls].slot);
+}
+static inline uint32_t hm_bin_cap(unsigned cls)
+{
+    size_t n = HM_BIN_BYTES / hm_heap_class_size(cls);
+    return n > HM_BIN_N ? HM_BIN_N : n < 4 ? 4 : (uint32_t)n;
+}
+static inline void hm_bin_set_n(hm_pagelists *lists, unsigned cls, uint32_t n)
+{
+    atomic_store_explicit(&lists->top[cls], lists->bin[cls].slot + n, memory_order_relaxed);
+}
+
+/* The newest block of the bin whose top is *tp, live now, or 0 if the bin is empty: its bit set from
+ * the address alone; neither the page's record nor the block is read. pre: the heap is fast (heap.h),
+ * the caller owns the bin's lists. */
+static inline uintptr_t hm_heap_bin_take(hm_bintop *tp)
+{
+    uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed), b = t[-1];
+    if (!b) return 0; /* (the floor) */
+    t[-1] = 0; /* (the mark above the top; no stale copy: a leak checker scanning the bin must not see the block) */
+    atomic_store_explicit(tp, t - 1, memory_order_relaxed);
     _Atomic uint64_t *w = hm_live_word(b);
     atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << hm_live_bit(b), memory_order_relaxed);
     return b;
@@ -403,9 +417,7 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
     uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
     hm_tcache *c = hm_thread_caches;
     if (size > HM_SMALL_MAX || !c || c->heap_id != k) return 0;
-    hm_bin *bin = &c->lists.bin[hm_heap_class_of(size)];
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-    return n ? hm_heap_bin_take(bin, n) : 0;
+    return hm_heap_bin_take(&c->lists.top[hm_heap_class_of(size)]);
 }
 
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
@@ -431,21 +443,20 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
     if (si >= HM_SEGMAP_BYTES || !atomic_load_explicit(&hm_segmap_bytes[si], memory_order_acquire)) return false;
     hm_hpage *pg = (hm_hpage *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) return false;
-    hm_bin *bin = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
-    if ((p & 15) || !bin) return false; /* not a granule's start; no bin */
+    hm_bintop *tp = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
+    if ((p & 15) || !tp) return false; /* not a granule's start; no bin */
     /* its live bit: set only at a live block's start, so no division tells p is one */
     _Atomic uint64_t *w = hm_live_word(p);
     uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
     if (!((live >> hm_live_bit(p)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
-    if (n == bin->cap) return false;
+    uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed);
+    if (*t) return false; /* (HM_BIN_END: full) */
     atomic_store_explicit(w, live ^ (uint64_t)1 << hm_live_bit(p), memory_order_relaxed); /* (it was set) */
-    bin->slot[n] = p;
-    atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
+    *t = p;
+    atomic_store_explicit(tp, t + 1, memory_order_relaxed);
     return true;
 }
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p) { return hm_heap_free_fast_as(h, p, false); }
 _Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");
-_Static_assert(offsetof(hm_bin, slot) == sizeof(uintptr_t), "hm_heap_bin_take's arithmetic: slot[i] at (uintptr_t *)bin + i + 1");
 
 #endif

@@ -188,13 +188,14 @@ static hm_status pop_checked(hm_heap *h, hm_hpage *pg, uintptr_t *out)
     return HM_OK;
 }
 
-/* Up to want - n blocks from pg's free bits into bin (live bits stay clear: binned blocks are free). */
-static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_bin *bin, uint32_t want)
+/* Up to want - n blocks from pg's free bits into bin cls of lists (live bits stay clear: binned blocks
+ * are free); want is at most the bin's cap. */
+static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_pagelists *lists, unsigned cls, uint32_t want)
 {
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed), got;
+    uint32_t n = hm_bin_n(lists, cls), got;
     if (n >= want) return HM_OK;
-    hm_status st = take_free(h, pg, bin->slot + n, want - n, &got);
-    atomic_store_explicit(&bin->n, n + got, memory_order_relaxed);
+    hm_status st = take_free(h, pg, lists->bin[cls].slot + n, want - n, &got);
+    hm_bin_set_n(lists, cls, n + got);
     if (!st && !got) st = corrupted(h, "free count", hm_page_addr(pg)); /* (the caller saw one) */
     return st;
 }
@@ -240,16 +241,16 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
 {
     bool own = lists == &h->own; /* (its caller holds the heap lock) */
     uint64_t bit = (uint64_t)1 << cls;
-    hm_bin *bin = cls < HM_NSMALL ? &lists->bin[cls] : NULL; /* a small class refills its bin, half of it */
-    uint32_t want = bin ? (bin->cap / 2 ? bin->cap / 2 : 1) : 1;
+    bool bin = cls < HM_NSMALL; /* a small class refills its bin, half of it */
+    uint32_t want = bin ? hm_bin_cap(cls) / 2 : 1;
     for (;;) {
         hm_hpage *pg = lists->avail[cls];
         if (pg) {
             if (hm_page_nfree(pg)) {
                 if (!bin) return pop_checked(h, pg, out);
-                hm_status st = fill_bin(h, pg, bin, want);
+                hm_status st = fill_bin(h, pg, lists, cls, want);
                 if (st) return st;
-                if (atomic_load_explicit(&bin->n, memory_order_relaxed) >= want) break;
+                if (hm_bin_n(lists, cls) >= want) break;
                 continue;
             }
             if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
@@ -259,7 +260,7 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
             hm_page_move(pg, 2); /* out of blocks: it waits on the full list for frees */
             continue;
         }
-        if (bin && atomic_load_explicit(&bin->n, memory_order_relaxed)) break; /* (enough for now) */
+        if (bin && hm_bin_n(lists, cls)) break; /* (enough for now) */
         if (atomic_load_explicit(&lists->xpending, memory_order_relaxed) & bit) {
             atomic_fetch_and_explicit(&lists->xpending, ~bit, memory_order_relaxed);
             if (!collect_full(h, lists, cls)) return HM_E_FAIL;
@@ -277,19 +278,14 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
         if (!own) hm_heap_unlock(h);
         if (st) return st;
     }
-    uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed) - 1;
-    uintptr_t b = bin->slot[n];
-    bin->slot[n] = 0; /* (as hm_heap_bin_take) */
-    atomic_store_explicit(&bin->n, n, memory_order_relaxed);
-    hm_set_live(b, true);
-    *out = b;
+    *out = hm_heap_bin_take(&lists->top[cls]); /* (not empty: it has at least one) */
     return HM_OK;
 }
 
 void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n, bool locked)
 {
     hm_bin *bin = &lists->bin[cls];
-    uint32_t have = atomic_load_explicit(&bin->n, memory_order_relaxed);
+    uint32_t have = hm_bin_n(lists, cls);
     if (n > have) n = have;
     for (uint32_t k = 0; k < n; k++) {
         uintptr_t b = bin->slot[k];
@@ -304,21 +300,23 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
     }
     memmove(bin->slot, bin->slot + n, (have - n) * sizeof bin->slot[0]);
     memset(bin->slot + (have - n), 0, n * sizeof bin->slot[0]);
-    atomic_store_explicit(&bin->n, have - n, memory_order_relaxed);
+    hm_bin_set_n(lists, cls, have - n);
 }
 
 void hm_pagelists_init_bins(hm_pagelists *lists)
 {
     for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
-        size_t n = HM_BIN_BYTES / hm_heap_class_size(cls);
-        lists->bin[cls].cap = n > HM_BIN_N ? HM_BIN_N : n < 4 ? 4 : (uint32_t)n;
+        hm_bin *bin = &lists->bin[cls];
+        memset(bin, 0, sizeof *bin);
+        bin->slot[hm_bin_cap(cls)] = HM_BIN_END;
+        hm_bin_set_n(lists, cls, 0);
     }
 }
 
 void hm_heap_binned(const hm_pagelists *lists, uint64_t *blocks, uint64_t *bytes)
 {
     for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
-        uint64_t n = atomic_load_explicit(&((hm_pagelists *)lists)->bin[cls].n, memory_order_relaxed);
+        uint64_t n = hm_bin_n(lists, cls);
         *blocks += n;
         *bytes += n * hm_heap_class_size(cls);
     }
@@ -397,12 +395,12 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     }
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
     if (pg->cls < HM_NSMALL) { /* into the bin, half of it flushed when full */
-        hm_bin *bin = &home->bin[pg->cls];
-        if (atomic_load_explicit(&bin->n, memory_order_relaxed) >= bin->cap) hm_heap_bin_flush(h, home, pg->cls, bin->cap / 2 ? bin->cap / 2 : 1, false);
-        uint32_t n = atomic_load_explicit(&bin->n, memory_order_relaxed);
+        unsigned cls = pg->cls;
+        if (hm_bin_n(home, cls) >= hm_bin_cap(cls)) hm_heap_bin_flush(h, home, cls, hm_bin_cap(cls) / 2, false);
+        uint32_t n = hm_bin_n(home, cls);
         hm_set_live(b, false);
-        bin->slot[n] = b;
-        atomic_store_explicit(&bin->n, n + 1, memory_order_relaxed);
+        home->bin[cls].slot[n] = b;
+        hm_bin_set_n(home, cls, n + 1);
         return HM_OK;
     }
     hm_set_live(b, false);

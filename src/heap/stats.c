@@ -57,7 +57,7 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
 static void unbin(hm_heap_class_stat out[HM_NCLASS], const hm_pagelists *lists)
 {
     for (unsigned k = 0; k < HM_NSMALL; k++) {
-        uint64_t n = atomic_load_explicit(&((hm_pagelists *)lists)->bin[k].n, memory_order_relaxed);
+        uint64_t n = hm_bin_n(lists, k);
         if (n > out[k].blocks) n = out[k].blocks;
         out[k].blocks -= n;
         out[k].free_bytes += n * hm_heap_class_size(k);
