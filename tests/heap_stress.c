@@ -455,13 +455,15 @@ static void *dc_doubler(void *arg)
 {
     (void)arg;
     while (!atomic_load(&dc.stop)) {
+        /* busy before active is looked at: once the main thread has cleared active and then seen
+         * idle, this thread is past its loop (it reads dc.blk, which the next owner writes) */
+        atomic_store(&dc.idle, 0);
         if (!atomic_load(&dc.active)) {
             atomic_store(&dc.idle, 1);
             sched_yield();
             continue;
         }
-        atomic_store(&dc.idle, 0);
-        for (int k = 0; k < dc.nblk && atomic_load(&dc.active); k++) {
+        for (int k = 0; atomic_load(&dc.active) && k < dc.nblk; k++) {
             hm_status st = hm_heap_free(dc.h, (void *)dc.blk[k]);
             atomic_fetch_add(&dc.tries, 1);
             if (st != HM_E_HOST_INVALIDOPERATION) bad("decommit race: second Free of %#lx = %s", (unsigned long)dc.blk[k], sname(st));

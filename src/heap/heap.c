@@ -447,6 +447,7 @@ static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
  * looked at (and remembered for the fast path) first. */
 static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
 {
+    if (!p) return HM_OK; /* (SPEC 1.1, whatever the manager's state) */
     if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
     if (h->tracked) return free_tracked(h, p);
     if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (after another manager's stop) */
@@ -456,7 +457,7 @@ static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
 hm_status hm_heap_free(hm_heap *h, void *p)
 {
     if (!h) return HM_E_POINTER;
-    if (!p) return HM_OK;
+    /* (NULL is in no segment: the fast path passes it on) */
     if (__builtin_expect(hm_heap_free_fast(h, (uintptr_t)p), 1)) return HM_OK;
     return free_slow(h, p);
 }
