@@ -158,16 +158,20 @@ static hm_status take_free(hm_heap *h, hm_hpage *pg, uintptr_t *out, uint32_t ma
         if (w == first / 64) bad |= f & (((uint64_t)1 << (first % 64)) - 1);
         if (w == nw - 1 && extent % 64) bad |= f >> (extent % 64) << (extent % 64);
         uintptr_t wbase = base + (uintptr_t)w * 64 * bs;
-        for (uint64_t t = f & ~bad; t && !bad; t &= t - 1)
-            if (hm_heap_live(wbase + (uintptr_t)__builtin_ctzll(t) * bs)) bad = t & -t;
-        if (bad) {
+        uint32_t k0 = k;
+        while (!bad) {
+            uintptr_t b = wbase + (uintptr_t)__builtin_ctzll(f) * bs;
+            if (hm_heap_live(b)) bad = f & -f;
+            out[k++] = b;
+            f &= f - 1;
+            if (!f || k == max) break;
+        }
+        if (bad) { /* (nothing of this word taken; out[] above what is taken stays 0: a bin's slots) */
+            memset(out + k0, 0, (k - k0) * sizeof *out);
+            k = k0;
             st = corrupted(h, "free bits", wbase + (uintptr_t)__builtin_ctzll(bad) * bs);
             break;
         }
-        do {
-            out[k++] = wbase + (uintptr_t)__builtin_ctzll(f) * bs;
-            f &= f - 1;
-        } while (f && k < max);
         atomic_store_explicit(&pg->fbits[w], f, memory_order_relaxed);
         if (f) break; /* (max reached: fscan stays at this word) */
     }
