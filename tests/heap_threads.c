@@ -1,4 +1,4 @@
-/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets), a single-threaded heap handed between threads, waits released by a Free, shutdown of waiters, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
+/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets), a single-threaded heap handed between threads, waits released by a Free, shutdown of waiters, stops racing the inline paths, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
@@ -627,6 +627,89 @@ static void test_sites_concurrent(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* SPEC 3.4 against the inline paths' one look (heap.h, fast_id): while other managers stop again and
+ * again, a running manager's heaps keep serving, both kinds; once a shutdown of their own manager has
+ * returned, every call that starts after it is refused (HOST_E_CLRNOTAVAILABLE), alloc and Free alike,
+ * however the stops interleave with the calls that looked just before. */
+static struct {
+    hm_heap *ts, *st;
+    atomic_int stopping, stopped, quit; /* set before the shutdown starts; after it returned */
+    atomic_ulong ok, refused;
+    char failure[256];
+} sr;
+
+static void sr_fail(const char *what, hm_status st)
+{
+    if (!sr.failure[0]) snprintf(sr.failure, sizeof sr.failure, "%s = %#x (%s)", what, (unsigned)st, hm_status_name(st));
+}
+
+static void *sr_user(void *arg)
+{
+    (void)arg;
+    void *keep[2] = {NULL, NULL};
+    while (!atomic_load(&sr.quit)) {
+        hm_heap *hs[2] = {sr.ts, sr.st};
+        for (int k = 0; k < 2; k++) {
+            int was_stopped = atomic_load(&sr.stopped); /* (seq_cst: read before the calls start) */
+            void *p = NULL;
+            hm_status a = hm_heap_alloc(hs[k], 16 + 48 * (size_t)k, HM_LEVEL_PROCESS, &p);
+            hm_status f = keep[k] ? hm_heap_free(hs[k], keep[k]) : HM_OK;
+            if (!was_stopped) {
+                if (atomic_load(&sr.stopping)) continue; /* (raced the shutdown: either answer) */
+                if (a != HM_OK) sr_fail("alloc while running", a);
+                if (f != HM_OK) sr_fail("free while running", f);
+                keep[k] = p;
+                atomic_fetch_add(&sr.ok, 1);
+            } else {
+                if (a != HM_E_HOST_CLRNOTAVAILABLE) sr_fail("alloc after shutdown", a);
+                if (keep[k] && f != HM_E_HOST_CLRNOTAVAILABLE) sr_fail("free after shutdown", f);
+                if (p) sr_fail("alloc after shutdown gave a block", HM_OK);
+                atomic_fetch_add(&sr.refused, 1);
+            }
+        }
+    }
+    return NULL;
+}
+
+static void test_stops_race_inline_paths(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=256M");
+    sr.ts = mk_heap(m, HM_HEAP_THREADSAFE);
+    sr.st = mk_heap(m, 0); /* (used by the user thread alone) */
+    atomic_store(&sr.stopping, 0);
+    atomic_store(&sr.stopped, 0);
+    atomic_store(&sr.quit, 0);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sr_user, NULL), 0);
+    int rounds = UNDER_TSAN ? 60 : 300;
+    for (int r = 0; r < rounds; r++) { /* other managers stop: every heap's fast_id is cleared */
+        hm_manager *o = make("limit=16M");
+        hm_heap *oh = mk_heap(o, r % 2 ? HM_HEAP_THREADSAFE : 0);
+        void *p = NULL;
+        assert_int_equal(hm_heap_alloc(oh, 64, HM_LEVEL_PROCESS, &p), HM_OK);
+        assert_int_equal(hm_manager_shutdown(o), HM_OK);
+        (void)hm_heap_destroy(oh);
+        assert_int_equal(hm_manager_destroy(o), HM_OK);
+    }
+    unsigned long before = atomic_load(&sr.ok);
+    for (int k = 0; k < 1000 && atomic_load(&sr.ok) < before + 100; k++) sleep_ms(1);
+    atomic_store(&sr.stopping, 1);
+    assert_int_equal(hm_manager_shutdown(m), HM_OK);
+    atomic_store(&sr.stopped, 1);
+    for (int k = 0; k < 1000 && atomic_load(&sr.refused) < 1000; k++) sleep_ms(1);
+    atomic_store(&sr.quit, 1);
+    pthread_join(t, NULL);
+    if (sr.failure[0]) fail_msg("%s", sr.failure);
+    print_message("stops racing the inline paths: %lu calls served, %lu refused after the shutdown\n",
+                  (unsigned long)atomic_load(&sr.ok), (unsigned long)atomic_load(&sr.refused));
+    assert_true(atomic_load(&sr.ok) > 0);
+    assert_true(atomic_load(&sr.refused) >= 1000);
+    (void)hm_heap_destroy(sr.ts);
+    (void)hm_heap_destroy(sr.st);
+    destroy_mgr(m);
+}
+
 int main(void)
 {
     hm_heap_untracked = getenv("HM_TEST_UNTRACKED") != NULL; /* (src/heap/track.h; heap_threads_untracked) */
@@ -639,6 +722,7 @@ int main(void)
         cmocka_unit_test(test_foreign_free_concurrent),
         cmocka_unit_test(test_cache_outlives_heap),
         cmocka_unit_test(test_sites_concurrent),
+        cmocka_unit_test(test_stops_race_inline_paths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
