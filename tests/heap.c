@@ -201,6 +201,19 @@ static void test_refusal_takes_back_cached_blocks(void **state)
             if (st != HM_OK) fail_msg("a commit that fits once the heap's cache goes: %#x: %s", (unsigned)st, hm_last_detail());
             assert_int_equal(hstats(h).cached_large_bytes, 0);
             assert_int_equal(hm_virtual_free(m, v, 0, HM_MEM_RELEASE), HM_OK);
+            /* a commit that lacks less than a block takes only the oldest block: the newer ones stay */
+            for (int i = 0; i < 3; i++) p[i] = alloc_ok(h, 2 << 20, HM_LEVEL_TASK);
+            for (int i = 0; i < 3; i++) free_ok(h, p[i]);
+            s = hstats(h);
+            room = ((uint64_t)64 << 20) - tu_charge(m);
+            want = (size_t)((room + ((uint64_t)1 << 20)) & ~(uint64_t)0xffff);
+            st = hm_virtual_alloc(m, NULL, want, HM_MEM_RESERVE | HM_MEM_COMMIT, HM_PAGE_READWRITE, &v);
+            if (st != HM_OK) fail_msg("a commit that fits once a cached block goes: %#x: %s", (unsigned)st, hm_last_detail());
+            uint64_t left = hstats(h).cached_large_bytes;
+            if (left == 0 || left >= s.cached_large_bytes)
+                fail_msg("%" PRIu64 " bytes cached after a commit that lacked 1 MiB (%" PRIu64 " before): not only what it needed went",
+                         left, s.cached_large_bytes);
+            assert_int_equal(hm_virtual_free(m, v, 0, HM_MEM_RELEASE), HM_OK);
         } else {
             assert_int_equal(st, HM_E_COMMITMENT_LIMIT);
             assert_int_equal(hstats(h).cached_large_bytes, s.cached_large_bytes);

@@ -66,11 +66,11 @@ static inline bool running(hm_heap *h) { return atomic_load_explicit(&h->fast_id
  * committed (its cache and its threads') and its empty pages go back, as for a refusal of its own
  * (hm_heap_refused_give_back), unless its lock is busy (its owner is at work: then it is passed over,
  * never waited for: the refused request may be this heap's own, made under its lock). */
-static bool give_back(hm_reclaimer *r)
+static bool give_back(hm_reclaimer *r, uint64_t need)
 {
     hm_heap *h = (hm_heap *)((char *)r - offsetof(hm_heap, reclaimer));
     if (pthread_mutex_trylock(&h->lock)) return false;
-    bool any = hm_heap_refused_give_back(h, HM_E_COMMITMENT_LIMIT);
+    bool any = hm_heap_refused_give_back(h, HM_E_COMMITMENT_LIMIT, need);
     pthread_mutex_unlock(&h->lock);
     return any;
 }

@@ -183,9 +183,21 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
 /* Heap lock held: empty pages that waited long enough (or all, with force) are decommitted. */
 hm_status hm_heap_purge(hm_heap *h, bool force);
 void hm_heap_empty_push(hm_heap *h, hm_hpage *pg);
-/* A commit was refused (st): the caches' freed large blocks and the empty pages go back, so that the
- * caller may try once more; true if anything went. Lock held. */
-bool hm_heap_refused_give_back(hm_heap *h, hm_status st);
+/* A commit that lacks need bytes was refused (st): the threads' cached large blocks join the heap's
+ * cache, then its freed large blocks and its empty pages go back, the oldest first, until at least
+ * need bytes went (UINT64_MAX: all), so that the caller may try once more; true if anything went.
+ * Lock held. */
+bool hm_heap_refused_give_back(hm_heap *h, hm_status st, uint64_t need);
+/* Whether a commit of bytes refused with st gets a give-back round (round 0, 1, ...) before it is tried
+ * again, and how much it asks (*need): round 0 what the commit needs, round 1 all that is kept; a
+ * commit that waited for memory (HOST_TIMEOUT) gets one round, with all (each retry may wait again). */
+static inline bool hm_heap_refusal_round(hm_status st, int round, uint64_t bytes, uint64_t *need)
+{
+    if (st == HM_E_HOST_TIMEOUT && round == 0) *need = UINT64_MAX;
+    else if (st == HM_E_COMMITMENT_LIMIT && round < 2) *need = round ? UINT64_MAX : bytes;
+    else return false;
+    return true;
+}
 hm_status hm_heap_segment_release(hm_heap *h, hm_segment *s);
 void hm_heap_drop_reservation(hm_heap *h, void *base);
 
@@ -250,6 +262,9 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk);
 hm_status hm_heap_large_release(hm_heap *h, uintptr_t base);
 void hm_heap_park(hm_heap *h, hm_lblock blk);
 hm_status hm_heap_lcache_drain(hm_heap *h, bool *any);
+/* The parked blocks, then the oldest cached ones until at least need bytes went; the bytes that went
+ * (lock held; a refused release stops it). */
+uint64_t hm_heap_lcache_release_oldest(hm_heap *h, uint64_t need);
 /* Whether a large block may be kept committed now (not when memory is short). */
 bool hm_heap_may_keep(const hm_heap *h);
 void hm_heap_large_count(hm_heap *h, int64_t bytes, int64_t blocks);

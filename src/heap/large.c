@@ -133,6 +133,23 @@ hm_status hm_heap_lcache_drain(hm_heap *h, bool *any)
     return unpark(h);
 }
 
+uint64_t hm_heap_lcache_release_oldest(hm_heap *h, uint64_t need)
+{
+    uint64_t went = h->parked_bytes;
+    if (unpark(h)) return went - h->parked_bytes;
+    unsigned k = 0;
+    for (; k < h->nlcache && went < need; k++) {
+        hm_lblock *b = &h->lcache[k];
+        if (h->tracked) hm_track_clear((void *)b->base, b->room);
+        if (hm_manager_free(h->m, (void *)b->base, 0, HM_MEM_RELEASE)) break;
+        h->lcache_bytes -= b->size;
+        went += b->size;
+    }
+    memmove(&h->lcache[0], &h->lcache[k], (h->nlcache - k) * sizeof h->lcache[0]); /* (oldest first still) */
+    h->nlcache -= k;
+    return went;
+}
+
 /* A block of its own from the map, or a cached one. Called without the heap's lock (the commit may
  * wait). reserve > size asks for address space to grow into in place (realloc); only size is
  * committed and usable. */
@@ -198,11 +215,15 @@ hm_status hm_heap_large_alloc(hm_heap *h, size_t size, size_t reserve, size_t al
         hm_heap_unlock(h);
     }
     st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
-    if (st == HM_E_COMMITMENT_LIMIT || st == HM_E_HOST_TIMEOUT) { /* give the caches back, try once more */
+    /* refused: what the caches keep goes back, as much as the block needs, and it is tried once more;
+     * then all of it, and once more */
+    uint64_t need;
+    for (int round = 0; hm_heap_refusal_round(st, round, bytes, &need); round++) {
         hm_heap_lock(h);
-        bool drained = hm_heap_refused_give_back(h, st);
+        bool drained = hm_heap_refused_give_back(h, st, need);
         hm_heap_unlock(h);
-        if (drained) st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
+        if (!drained) break;
+        st = hm_manager_alloc(h->m, level, base, bytes, HM_MEM_COMMIT, h->prot, &b);
     }
     if (st) {
         hm_heap_drop_reservation(h, base); /* (the execute-read view goes with it) */

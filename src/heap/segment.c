@@ -104,13 +104,14 @@ static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
 /* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
  * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
  * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
- * and cached: the books stay exact; its status is returned (trim reports it, the others go on). */
-hm_status hm_heap_purge(hm_heap *h, bool force)
+ * and cached: the books stay exact; its status is returned (trim reports it, the others go on). Stops
+ * once *went (bytes decommitted, counted up) reaches need. */
+static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t *went)
 {
     if (!h->empty_tail) return HM_OK;
     if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
     uint64_t now = force ? 0 : now_ms();
-    while (h->empty_tail && purgeable(h->empty_tail, force, now)) {
+    while (h->empty_tail && purgeable(h->empty_tail, force, now) && *went < need) {
         hm_hpage *pg = h->empty_tail, *page = hm_seg_of(pg)->page;
         size_t lo = hm_page_index(pg), hi = lo + 1;
         while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
@@ -129,20 +130,29 @@ hm_status hm_heap_purge(hm_heap *h, bool force)
             empty_del(h, &page[i]);
             page[i].committed = 0;
         }
+        *went += (hi - lo) * HM_HPAGE_SIZE;
     }
     return HM_OK;
 }
 
+hm_status hm_heap_purge(hm_heap *h, bool force)
+{
+    uint64_t went = 0;
+    return purge(h, force, UINT64_MAX, &went);
+}
+
 /* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
  * go first, and the caller tries once more; true if any went. Lock held. */
-bool hm_heap_refused_give_back(hm_heap *h, hm_status st)
+bool hm_heap_refused_give_back(hm_heap *h, hm_status st, uint64_t need)
 {
     if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
-    bool any = h->cached && hm_tcache_large_drain_all(h), kept;
-    (void)hm_heap_lcache_drain(h, &kept); /* (what it cannot release stays cached: the retry may still pass) */
-    uint32_t before = h->nempty; /* and the empty pages, however recently emptied */
-    (void)hm_heap_purge(h, true);
-    return kept || any || h->nempty < before;
+    bool any = h->cached && hm_tcache_large_drain_all(h); /* (into the heap's cache, or released) */
+    /* the freed large blocks, then the empty pages however recently emptied, oldest first: what the
+     * request does not need stays kept for the next ones (each block given back is faulted in again
+     * when a block of its size is asked for next) */
+    uint64_t went = hm_heap_lcache_release_oldest(h, need);
+    if (went < need) (void)purge(h, true, need, &went);
+    return any || went;
 }
 
 /* Releases segment s (not linked any more, or about to be unlinked by the caller) and then a dual
@@ -177,13 +187,14 @@ static void segment_drop(hm_heap *h, hm_segment *s)
 }
 
 /* Heap lock held: a new segment linked into h (the lock dropped while it is made, which may wait for
- * memory; a refusal gives the caches back and tries once more). */
+ * memory; a refusal gives back what the caches keep, a segment's worth and then all, and tries again). */
 static hm_status segment_add(hm_heap *h, unsigned level, hm_segment **out)
 {
     hm_heap_unlock(h);
     hm_status st = segment_new(h, level, out);
     hm_heap_lock(h);
-    if (hm_heap_refused_give_back(h, st)) { /* once more */
+    uint64_t need;
+    for (int round = 0; hm_heap_refusal_round(st, round, HM_SEG_SIZE, &need) && hm_heap_refused_give_back(h, st, need); round++) {
         hm_heap_unlock(h);
         st = segment_new(h, level, out);
         hm_heap_lock(h);
@@ -196,15 +207,17 @@ static hm_status segment_add(hm_heap *h, unsigned level, hm_segment **out)
 }
 
 /* Heap lock held: n pages from pg committed at level (the lock dropped around the call, the pages
- * claimed by the caller meanwhile; a refusal gives the caches back and tries once more). */
+ * claimed by the caller meanwhile; a refusal gives back what the caches keep, as much as the pages
+ * need, and tries once more; then all of it, and once more). */
 static hm_status commit_pages(hm_heap *h, unsigned level, hm_hpage *pg, size_t n)
 {
     void *b;
     hm_heap_unlock(h);
     hm_status st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
     hm_heap_lock(h);
-    if (hm_heap_refused_give_back(h, st)) { /* once more */
-        hm_heap_unlock(h);
+    uint64_t need;
+    for (int round = 0; hm_heap_refusal_round(st, round, n * HM_HPAGE_SIZE, &need) && hm_heap_refused_give_back(h, st, need); round++) {
+        hm_heap_unlock(h); /* once more */
         st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
         hm_heap_lock(h);
     }

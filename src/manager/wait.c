@@ -164,12 +164,12 @@ void hm_manager_reclaimer_remove(hm_manager *m, hm_reclaimer *r)
 /* A request at m was refused: what the reclaimers of m and of its ancestors (whose budgets it also
  * draws on) keep for reuse goes back; true if anything went. A manager whose reclaim_lock another
  * thread holds (reclaiming already, or forking) is passed over. */
-static bool reclaim(hm_manager *m)
+static bool reclaim(hm_manager *m, uint64_t need)
 {
     bool any = false;
     for (; m; m = m->parent) {
         if (pthread_mutex_trylock(&m->reclaim_lock)) continue;
-        for (hm_reclaimer *r = m->reclaimers; r; r = r->next) any |= r->give_back(r);
+        for (hm_reclaimer *r = m->reclaimers; r; r = r->next) any |= r->give_back(r, need);
         pthread_mutex_unlock(&m->reclaim_lock);
     }
     return any;
@@ -179,8 +179,14 @@ hm_status hm_manager_alloc(hm_manager *m, unsigned level, void *addr, size_t siz
                            void **base)
 {
     hm_status st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
-    if (st == HM_E_COMMITMENT_LIMIT && reclaim(m)) /* memory kept for reuse goes before a refusal stands */
+    /* memory kept for reuse goes before a refusal stands: what the request lacks at m's threshold for
+     * its level (its size if it seems to fit: an ancestor refused), oldest first; if that was not
+     * enough (another thread took the room meanwhile), all of it */
+    for (int round = 0; st == HM_E_COMMITMENT_LIMIT && round < 2; round++) {
+        uint64_t thr = m->acct.threshold[level], charge = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
+        if (!reclaim(m, round ? UINT64_MAX : charge + size > thr ? charge + size - thr : size)) break;
         st = hm_vmap_alloc(&m->acct, level, addr, size, type, prot, base);
+    }
     if (st == HM_OK) hm_notify_charge_changed(m);
     if (st != HM_E_COMMITMENT_LIMIT) return st;
     /* SPEC 3.5: Low at once, before any wait (3.3), so the runtime can give back: the manager whose
