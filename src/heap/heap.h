@@ -148,7 +148,6 @@ typedef struct hm_hpage {
     _Atomic uint32_t used;           /* blocks that are not free (live, in xfree, or in its home's bins) */
     _Atomic uint32_t extent;         /* block indices below this are blocks (its capacity once set up; 0 unused) */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
-    _Atomic uint64_t *live;          /* its row of live bits (hm_segment.live; set once with the segment) */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     _Atomic(hm_bintop *) fbin;       /* where its owner's fast Free puts a block (hm_heap_free_fast): the
                                         top of its home's bin of its class; NULL for a medium class, a page a debug

@@ -61,7 +61,6 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
     atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
-    for (size_t i = 0; i < HM_SEG_PAGES; i++) s->page[i].live = s->live[i];
     s->fd = fd;
     s->rw_delta = (intptr_t)rw - (intptr_t)blocks;
     *out = s;
