@@ -492,6 +492,35 @@ static void test_medium(void **state)
 /* SPEC 4: blocks above 512 KiB are large: page aligned, charged exactly, given back on Free. */
 /* Freed large blocks stay committed in caches (the thread's own, then the heap's) and serve the next
  * large request; hm_heap_trim gives them back, with the heap's empty pages. */
+/* A freed large block is kept as long as an empty page (hm_heap_empty_delay_ms), no longer: the
+ * cache's next use releases the blocks kept longer, the thread's cache (up to 1 MiB) and the heap's
+ * alike, the oldest first; a younger one stays. */
+static void test_large_cache_ages(void **state)
+{
+    (void)state;
+    uint32_t delay = hm_heap_empty_delay_ms;
+    hm_heap_empty_delay_ms = 30;
+    size_t sizes[] = {768 * KiB, 2 * MiB}; /* a thread's cache; the heap's */
+    for (int k = 0; k < 2; k++) {
+        hm_manager *m = make("limit=256M");
+        hm_heap *h = mk_heap(m, HM_HEAP_THREADSAFE);
+        void *a = alloc_ok(h, sizes[k], HM_LEVEL_TASK), *b = alloc_ok(h, sizes[k], HM_LEVEL_TASK);
+        free_ok(h, a);
+        uint64_t kept = hstats(h).cached_large_bytes, charge = tu_charge(m);
+        assert_true(kept >= sizes[k]);
+        sleep_ms(80);
+        free_ok(h, b); /* a, kept longer than the delay, goes; b stays */
+        if (hstats(h).cached_large_bytes != kept)
+            fail_msg("%zu-byte blocks: %" PRIu64 " bytes cached after the old one aged, expected %" PRIu64, sizes[k],
+                     hstats(h).cached_large_bytes, kept);
+        assert_true(tu_charge(m) < charge); /* (a's commit went back; b was live and is kept) */
+        check_books();
+        destroy_heap(h);
+        destroy_mgr(m);
+    }
+    hm_heap_empty_delay_ms = delay;
+}
+
 static void test_large_cache_and_trim(void **state)
 {
     (void)state;
@@ -1631,6 +1660,7 @@ int main(void)
         cmocka_unit_test(test_medium),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_large_cache_and_trim),
+        cmocka_unit_test(test_large_cache_ages),
         cmocka_unit_test(test_large_cache_grows),
         cmocka_unit_test(test_huge),
         cmocka_unit_test(test_invalid_level),

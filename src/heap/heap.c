@@ -350,7 +350,7 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     case LARGE_DEBUG: {
         /* A refused release returns before anything changed: the block stays whole and live, its
          * debug header and site counts too (SPEC 4: a failed Free changes nothing). */
-        if (r->kind == LARGE_DEBUG || !hm_heap_lcache_put(h, (hm_lblock){r->block, r->size, r->room})) {
+        if (r->kind == LARGE_DEBUG || !hm_heap_lcache_put(h, (hm_lblock){r->block, r->size, r->room, 0})) {
             uint64_t info = ((uint64_t *)r->block)[1]; /* (read before the memory goes) */
             hm_status st = hm_heap_large_release(h, r->block);
             if (st) return st;
@@ -401,7 +401,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
              * drain it to the heap's cache and hand it out (a refused commit drains every cache). */
             uint64_t word = HM_W64(h, r.block, 1); /* the program's bytes 8..15, put back if the cache says no */
             HM_W64(h, r.block, 1) = hm_lcache_tag(h, r.block);
-            if (hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room})) {
+            if (hm_tcache_large_put(h, (hm_lblock){r.block, r.size, r.room, 0})) {
                 hm_heap_large_count(h, -(int64_t)r.size, -1);
                 return HM_OK;
             }
@@ -482,7 +482,7 @@ static void retire(hm_heap *h, void *p)
     if (r.kind != LARGE && r.kind != LARGE_DEBUG) return; /* (the manager failed meanwhile: its books are void) */
     hm_heap_lock(h);
     if (r.kind == LARGE_DEBUG) hm_heap_site_forget(h, ((uint64_t *)r.block)[1]);
-    hm_heap_park(h, (hm_lblock){r.block, r.size, r.room});
+    hm_heap_park(h, (hm_lblock){r.block, r.size, r.room, 0});
     hm_heap_large_count(h, -(int64_t)r.size, -1);
     hm_heap_unlock(h);
 }

@@ -247,6 +247,9 @@ typedef struct hm_lblock {
     uintptr_t base;
     uint64_t size;                   /* committed (usable) bytes from base */
     uint64_t room;                   /* bytes reserved: the block may grow in place up to this */
+    uint64_t freed_ms;               /* when it was freed (hm_heap_now_ms; 0: not yet stamped): a block
+                                        kept longer than hm_heap_empty_delay_ms goes at the cache's next
+                                        use or purge, as an empty page does */
 } hm_lblock;
 
 #define HM_LBLOCK_SLACK 16 /* a cached large block serves requests down to 1/16 of its size */

@@ -18,6 +18,7 @@
 #include "heap.h"
 
 #include <stddef.h>
+#include <time.h>
 
 #define HM_BS(pg) atomic_load_explicit(&(pg)->block_size, memory_order_relaxed)
 #define HM_EXTENT(pg) atomic_load_explicit(&(pg)->extent, memory_order_relaxed)
@@ -173,9 +174,15 @@ void hm_view_forget(hm_heap *h, hm_view *v);
 
 /* ---- segment.c ---------------------------------------------------------------------------------- */
 
-/* How long an empty page stays committed (HM_EMPTY_DELAY_MS); tests that compare runs set it beyond
- * reach, so that no page is decommitted by the clock. */
+/* How long an empty page or a freed large block stays committed (HM_EMPTY_DELAY_MS); tests that
+ * compare runs set it beyond reach, so that nothing is given back by the clock. */
 extern uint32_t hm_heap_empty_delay_ms;
+static inline uint64_t hm_heap_now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
+    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
 /* Heap lock held: a page for class cls on home's avail list (first), its owner token home's: an
  * empty committed one, an unused slot committed now at level, or one of a new segment (the lock is
  * dropped around commits, which may wait for memory). */
@@ -265,6 +272,8 @@ hm_status hm_heap_lcache_drain(hm_heap *h, bool *any);
 /* The parked blocks, then the oldest cached ones until at least need bytes went; the bytes that went
  * (lock held; a refused release stops it). */
 uint64_t hm_heap_lcache_release_oldest(hm_heap *h, uint64_t need);
+/* The cached large blocks kept longer than hm_heap_empty_delay_ms are released (lock held). */
+void hm_heap_lcache_age(hm_heap *h, uint64_t now);
 /* Whether a large block may be kept committed now (not when memory is short). */
 bool hm_heap_may_keep(const hm_heap *h);
 void hm_heap_large_count(hm_heap *h, int64_t bytes, int64_t blocks);

@@ -39,9 +39,25 @@ static bool lcache_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out)
 
 /* Keeps a freed large block committed for reuse; false if it does not fit the cache's bounds even
  * after releasing older blocks. Lock held. */
+void hm_heap_lcache_age(hm_heap *h, uint64_t now)
+{
+    unsigned k = 0;
+    for (; k < h->nlcache && now - h->lcache[k].freed_ms >= hm_heap_empty_delay_ms; k++) { /* (oldest first) */
+        if (h->tracked) hm_track_clear((void *)h->lcache[k].base, h->lcache[k].room);
+        if (hm_manager_free(h->m, (void *)h->lcache[k].base, 0, HM_MEM_RELEASE)) break;
+        h->lcache_bytes -= h->lcache[k].size;
+    }
+    memmove(&h->lcache[0], &h->lcache[k], (h->nlcache - k) * sizeof h->lcache[0]);
+    h->nlcache -= k;
+}
+
 bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
 {
-    uint64_t size = blk.size;
+    uint64_t size = blk.size, now = hm_heap_now_ms();
+    if (!blk.freed_ms) blk.freed_ms = now;
+    /* the blocks kept long enough go first (the cache is in the order blocks came in; one a thread's
+     * cache kept a while comes in with its own time, and goes when it reaches the front) */
+    hm_heap_lcache_age(h, now);
     /* at most HM_LCACHE_BYTES, and an eighth of the limit: a budgeted program's freed memory goes back */
     /* An eighth of the limit; or, for a heap whose cache any refusal on its manager takes back first
      * (heap.c, give_back: a thread-safe heap) on a manager outside a tree (a sibling's refusal by the
@@ -59,7 +75,7 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
      * to the whole bound is kept, the oldest going for it: a budget's large blocks are what a tight
      * limit's program churns, and each one released is faulted in again (a quarter of the bound, the
      * old rule, made bench_alloc's large workload 64 times slower under a limit of 1.25 x its peak) */
-    if (size > cap || !hm_heap_may_keep(h) || h->dual) return false;
+    if (size > cap || !hm_heap_may_keep(h) || h->dual || now - blk.freed_ms >= hm_heap_empty_delay_ms) return false;
     while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > cap)) {
         if (hm_heap_large_release(h, h->lcache[0].base) != HM_OK) return false;
         h->lcache_bytes -= h->lcache[0].size;

@@ -69,12 +69,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
 
 uint32_t hm_heap_empty_delay_ms = HM_EMPTY_DELAY_MS;
 
-static uint64_t now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
-    return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
+#define now_ms hm_heap_now_ms
 
 /* The empty cache: a list, newest first (reused first: its memory is the warmest), oldest last
  * (decommitted first). Lock held. */
@@ -137,6 +132,7 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t *went)
 hm_status hm_heap_purge(hm_heap *h, bool force)
 {
     uint64_t went = 0;
+    if (h->nlcache) hm_heap_lcache_age(h, now_ms()); /* (freed large blocks age as empty pages do) */
     return purge(h, force, UINT64_MAX, &went);
 }
 

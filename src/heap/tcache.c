@@ -197,20 +197,28 @@ static inline bool large_full(hm_tcache *c, uint64_t size)
     return c->nlarge == HM_TCACHE_LARGE || atomic_load_explicit(&c->large_bytes, memory_order_relaxed) + size > HM_TCACHE_LARGE_BYTES;
 }
 
+/* The oldest block was kept longer than an empty page would be (heap.h, hm_lblock.freed_ms). */
+static inline bool large_old(const hm_tcache *c, uint64_t now)
+{
+    return c->nlarge && now - c->large[0].freed_ms >= hm_heap_empty_delay_ms;
+}
+
 bool hm_tcache_large_put(hm_heap *h, hm_lblock blk)
 {
     uint64_t size = blk.size;
     if (size > HM_TCACHE_LARGE_MAX || !hm_heap_may_keep(h)) return false;
     hm_tcache *c = my_cache(h);
     if (!c) return false;
+    uint64_t now = hm_heap_now_ms();
+    if (!blk.freed_ms) blk.freed_ms = now;
     large_lock(c);
-    bool evict = large_full(c, size);
+    bool evict = large_full(c, size) || large_old(c, now);
     if (evict) { /* the oldest go to the heap (lock order: the heap's, then the cache's) */
         large_unlock(c);
         hm_heap_lock(h);
         large_lock(c);
     }
-    while (c->nlarge && large_full(c, size)) {
+    while (c->nlarge && (large_full(c, size) || large_old(c, now))) { /* (an old one is released there) */
         hm_heap_large_return(h, c->large[0]);
         large_count(c, -(int64_t)c->large[0].size);
         memmove(&c->large[0], &c->large[1], (c->nlarge - 1) * sizeof c->large[0]);
