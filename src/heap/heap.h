@@ -11,7 +11,8 @@
  * that frees and allocates in waves reuses its pages instead of paying two system calls and a TLB
  * shootdown of every other thread for each page, each time. Blocks above HM_MEDIUM_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
- * stays committed (and charged) in a small per-heap cache unless memory is short (state Low, or
+ * stays committed (and charged) in a small per-heap cache, for HM_EMPTY_DELAY_MS at most as an empty
+ * page does (released at the cache's next use or purge after that), unless memory is short (state Low, or
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
  * fits (up to HM_LBLOCK_SLACK times its size) without a system call; the cache is bounded (HM_LCACHE_N
  * blocks, HM_LCACHE_BYTES, and an eighth of the limit or, for a thread-safe heap on a manager outside
