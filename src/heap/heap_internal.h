@@ -93,6 +93,26 @@ static inline _Atomic uint64_t *hm_live_word(uintptr_t b)
 }
 /* b's bit in its live word (written as shifts of a bit index, which become bt, bts and btr) */
 static inline uintptr_t hm_live_bit(uintptr_t b) { return (b >> 4) & 63; }
+/* v with bit (g % 64) set, or flipped: on x86-64 one bts / btc, which take the index modulo 64 by
+ * themselves (the compiler masks it first when it writes them from the shift) */
+static inline uint64_t hm_bit_set(uint64_t v, uintptr_t g)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __asm__("btsq %1, %0" : "+r"(v) : "r"(g) : "cc");
+    return v;
+#else
+    return v | (uint64_t)1 << (g & 63);
+#endif
+}
+static inline uint64_t hm_bit_flip(uint64_t v, uintptr_t g)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __asm__("btcq %1, %0" : "+r"(v) : "r"(g) : "cc");
+    return v;
+#else
+    return v ^ (uint64_t)1 << (g & 63);
+#endif
+}
 static inline bool hm_heap_live(uintptr_t b)
 {
     return (atomic_load_explicit(hm_live_word(b), memory_order_relaxed) >> hm_live_bit(b)) & 1;
@@ -430,7 +450,7 @@ static inline uintptr_t hm_heap_bin_take(hm_bintop *tp)
     t[-1] = 0; /* (the mark above the top; no stale copy: a leak checker scanning the bin must not see the block) */
     atomic_store_explicit(tp, t - 1, memory_order_relaxed);
     _Atomic uint64_t *w = hm_live_word(b);
-    atomic_store_explicit(w, atomic_load_explicit(w, memory_order_relaxed) | (uint64_t)1 << hm_live_bit(b), memory_order_relaxed);
+    atomic_store_explicit(w, hm_bit_set(atomic_load_explicit(w, memory_order_relaxed), b >> 4), memory_order_relaxed);
     return b;
 }
 
@@ -475,7 +495,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
     if (!((live >> hm_live_bit(p)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
     uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed);
     if (*t) return false; /* (HM_BIN_END: full) */
-    atomic_store_explicit(w, live ^ (uint64_t)1 << hm_live_bit(p), memory_order_relaxed); /* (it was set) */
+    atomic_store_explicit(w, hm_bit_flip(live, p >> 4), memory_order_relaxed); /* (it was set: cleared) */
     *t = p;
     atomic_store_explicit(tp, t + 1, memory_order_relaxed);
     return true;
