@@ -450,7 +450,7 @@ static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
     if (!p) return HM_OK; /* (SPEC 1.1, whatever the manager's state) */
     if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
     if (h->tracked) return free_tracked(h, p);
-    if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (after another manager's stop) */
+    if (hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (after another manager's stop: fast_id set again) */
     return free_general(h, p);
 }
 
@@ -560,9 +560,8 @@ hm_status hm_heap_trim(hm_heap *h)
     if (mine) hm_heap_trim_lists(h, mine); /* the calling thread's empty pages too */
     own_reclaim(h);
     /* What the kernel refuses to give back stays cached (the books stay exact) and trim says so. */
-    bool any;
     st = hm_heap_purge(h, true);
-    hm_status lst = hm_heap_lcache_drain(h, &any);
+    hm_status lst = hm_heap_lcache_drain(h);
     if (!st) st = lst;
     hm_views_retry(h);
     hm_heap_unlock(h);

@@ -203,6 +203,11 @@ static inline uint64_t hm_heap_now_ms(void)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &t);
     return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
+/* A freed large block kept since before now - hm_heap_empty_delay_ms (now 0: none is) */
+static inline bool hm_lblock_aged(const hm_lblock *b, uint64_t now)
+{
+    return now && b->freed_ms + hm_heap_empty_delay_ms <= now;
+}
 /* Heap lock held: a page for class cls on home's avail list (first), its owner token home's: an
  * empty committed one, an unused slot committed now at level, or one of a new segment (the lock is
  * dropped around commits, which may wait for memory). */
@@ -288,7 +293,7 @@ void hm_heap_large_return(hm_heap *h, hm_lblock blk);
 bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk);
 hm_status hm_heap_large_release(hm_heap *h, uintptr_t base);
 void hm_heap_park(hm_heap *h, hm_lblock blk);
-hm_status hm_heap_lcache_drain(hm_heap *h, bool *any);
+hm_status hm_heap_lcache_drain(hm_heap *h);
 /* The parked blocks, then the oldest cached ones until at least need bytes went; the bytes that went
  * (lock held; a refused release stops it). */
 uint64_t hm_heap_lcache_release_oldest(hm_heap *h, uint64_t need);
@@ -409,20 +414,16 @@ void hm_tcache_fork_unlock(bool outer);
 
 /* ---- the fast paths, shared with the drop-in malloc (src/preload/dropin.h) ---------------------- */
 
-/* Whether h's manager is known to run without asking it and the fast paths may serve h (heap.h,
- * fast_id; false: ask, the slow way: heap.c, running). */
-static inline bool hm_heap_running_fast(const hm_heap *h) { return atomic_load_explicit(&((hm_heap *)h)->fast_id, memory_order_relaxed) != 0; }
-
 /* The calling thread's page lists of h when the fast paths may use them, from k = h->fast_id: the
  * heap's own for a heap without HM_HEAP_THREADSAFE (odd k: its caller owns them), else the thread's
  * cache if its most recent one is h's (k is 0 while they may not: no cache has that id); NULL
  * otherwise (the slow path finds or makes it). */
-static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k)
+static inline hm_pagelists *hm_heap_cached_lists(uint64_t k)
 {
-    if (k & 1) return &h->own;
     hm_tcache *c = hm_thread_caches;
     return c && c->heap_id == k ? &c->lists : NULL;
 }
+static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k) { return k & 1 ? &h->own : hm_heap_cached_lists(k); }
 
 /* Bins (heap.h, hm_bin): how many blocks bin cls of lists holds (racy for anyone but the owner),
  * how many it may hold, and its count set (by the owner; the slots from n on must be 0 up to cap). */
@@ -458,10 +459,9 @@ static inline uintptr_t hm_heap_bin_take(hm_bintop *tp)
  * path, which also tells whether the manager runs). */
 static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached(hm_heap *h, size_t size)
 {
-    uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-    hm_tcache *c = hm_thread_caches;
-    if (size > HM_SMALL_MAX || !c || c->heap_id != k) return 0;
-    return hm_heap_bin_take(&c->lists.top[hm_heap_class_of(size)]);
+    hm_pagelists *lists = hm_heap_cached_lists(atomic_load_explicit(&h->fast_id, memory_order_relaxed));
+    if (size > HM_SMALL_MAX || !lists) return 0;
+    return hm_heap_bin_take(&lists->top[hm_heap_class_of(size)]);
 }
 
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
@@ -473,14 +473,8 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
 static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
 {
     uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-    hm_pagelists *lists;
-    if (known_cached) {
-        hm_tcache *c = hm_thread_caches;
-        if (!c || c->heap_id != k) return false;
-        lists = &c->lists;
-    } else if (!(lists = hm_heap_fast_lists(h, k))) {
-        return false;
-    }
+    hm_pagelists *lists = known_cached ? hm_heap_cached_lists(k) : hm_heap_fast_lists(h, k);
+    if (!lists) return false;
     /* the segment table says whether p is in a segment; then the segment is p masked, and the page
      * record is at its offset from it: (p >> 16) & 63 records of 128 bytes */
     uintptr_t si = p >> HM_SEGMAP_SHIFT;

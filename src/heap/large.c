@@ -37,20 +37,31 @@ static bool lcache_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out)
     return true;
 }
 
-/* Keeps a freed large block committed for reuse; false if it does not fit the cache's bounds even
- * after releasing older blocks. Lock held. */
-void hm_heap_lcache_age(hm_heap *h, uint64_t now)
+/* Releases cached blocks from the oldest on while fewer than need bytes went (added to *went) or the
+ * block aged (hm_lblock_aged); a refused release stops it, that block and the later ones staying
+ * cached (the books stay exact). Lock held. */
+static hm_status release_oldest(hm_heap *h, uint64_t need, uint64_t now, uint64_t *went)
 {
+    hm_status st = HM_OK;
     unsigned k = 0;
-    for (; k < h->nlcache && now - h->lcache[k].freed_ms >= hm_heap_empty_delay_ms; k++) { /* (oldest first) */
-        if (h->tracked) hm_track_clear((void *)h->lcache[k].base, h->lcache[k].room);
-        if (hm_manager_free(h->m, (void *)h->lcache[k].base, 0, HM_MEM_RELEASE)) break;
+    for (; k < h->nlcache && (*went < need || hm_lblock_aged(&h->lcache[k], now)); k++) {
+        if ((st = hm_heap_large_release(h, h->lcache[k].base))) break;
         h->lcache_bytes -= h->lcache[k].size;
+        *went += h->lcache[k].size;
     }
-    memmove(&h->lcache[0], &h->lcache[k], (h->nlcache - k) * sizeof h->lcache[0]);
+    memmove(&h->lcache[0], &h->lcache[k], (h->nlcache - k) * sizeof h->lcache[0]); /* (oldest first still) */
     h->nlcache -= k;
+    return st;
 }
 
+void hm_heap_lcache_age(hm_heap *h, uint64_t now)
+{
+    uint64_t went = 0;
+    (void)release_oldest(h, 0, now, &went);
+}
+
+/* Keeps a freed large block committed for reuse; false if it does not fit the cache's bounds even
+ * after releasing older blocks. Lock held. */
 bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
 {
     uint64_t size = blk.size, now = hm_heap_now_ms();
@@ -58,8 +69,7 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
     /* the blocks kept long enough go first (the cache is in the order blocks came in; one a thread's
      * cache kept a while comes in with its own time, and goes when it reaches the front) */
     hm_heap_lcache_age(h, now);
-    /* at most HM_LCACHE_BYTES, and an eighth of the limit: a budgeted program's freed memory goes back */
-    /* An eighth of the limit; or, for a heap whose cache any refusal on its manager takes back first
+    /* At most HM_LCACHE_BYTES, and an eighth of the limit; or, for a heap whose cache any refusal on its manager takes back first
      * (heap.c, give_back: a thread-safe heap) on a manager outside a tree (a sibling's refusal by the
      * parent would not reach it), half of what the budget has free, the cache counted as free: under
      * a tight limit a program churning large blocks then reuses them instead of faulting each one in
@@ -75,13 +85,9 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
      * to the whole bound is kept, the oldest going for it: a budget's large blocks are what a tight
      * limit's program churns, and each one released is faulted in again (a quarter of the bound, the
      * old rule, made bench_alloc's large workload 64 times slower under a limit of 1.25 x its peak) */
-    if (size > cap || !hm_heap_may_keep(h) || h->dual || now - blk.freed_ms >= hm_heap_empty_delay_ms) return false;
-    while (h->nlcache && (h->nlcache == HM_LCACHE_N || h->lcache_bytes + size > cap)) {
-        if (hm_heap_large_release(h, h->lcache[0].base) != HM_OK) return false;
-        h->lcache_bytes -= h->lcache[0].size;
-        memmove(&h->lcache[0], &h->lcache[1], (h->nlcache - 1) * sizeof h->lcache[0]);
-        h->nlcache--;
-    }
+    if (size > cap || !hm_heap_may_keep(h) || h->dual || hm_lblock_aged(&blk, now)) return false;
+    uint64_t over = h->lcache_bytes + size > cap ? h->lcache_bytes + size - cap : h->nlcache == HM_LCACHE_N, went = 0;
+    if (over && (release_oldest(h, over, 0, &went) || h->nlcache == HM_LCACHE_N)) return false;
     HM_W64(h, blk.base, 1) = hm_lcache_tag(h, blk.base);
     h->lcache[h->nlcache] = blk;
     h->nlcache++;
@@ -134,35 +140,20 @@ void hm_heap_large_return(hm_heap *h, hm_lblock blk)
     if (!hm_heap_lcache_put(h, blk) && hm_heap_large_release(h, blk.base) != HM_OK) hm_heap_park(h, blk);
 }
 
-/* Releases every cached and parked large block (lock held): when a commit is refused they are the
- * first to go, and trim gives them back. *any: there were some. A refusal keeps the rest. */
-hm_status hm_heap_lcache_drain(hm_heap *h, bool *any)
+/* Releases every cached and parked large block (lock held): trim gives them back. A refusal keeps
+ * the rest. */
+hm_status hm_heap_lcache_drain(hm_heap *h)
 {
-    *any = h->nlcache != 0 || h->parked;
-    while (h->nlcache) {
-        if (h->tracked) hm_track_clear((void *)h->lcache[h->nlcache - 1].base, h->lcache[h->nlcache - 1].room);
-        hm_status st = hm_manager_free(h->m, (void *)h->lcache[h->nlcache - 1].base, 0, HM_MEM_RELEASE);
-        if (st) return st;
-        h->lcache_bytes -= h->lcache[h->nlcache - 1].size;
-        h->nlcache--;
-    }
-    return unpark(h);
+    uint64_t went = 0;
+    hm_status st = release_oldest(h, UINT64_MAX, 0, &went);
+    return st ? st : unpark(h);
 }
 
 uint64_t hm_heap_lcache_release_oldest(hm_heap *h, uint64_t need)
 {
     uint64_t went = h->parked_bytes;
     if (unpark(h)) return went - h->parked_bytes;
-    unsigned k = 0;
-    for (; k < h->nlcache && went < need; k++) {
-        hm_lblock *b = &h->lcache[k];
-        if (h->tracked) hm_track_clear((void *)b->base, b->room);
-        if (hm_manager_free(h->m, (void *)b->base, 0, HM_MEM_RELEASE)) break;
-        h->lcache_bytes -= b->size;
-        went += b->size;
-    }
-    memmove(&h->lcache[0], &h->lcache[k], (h->nlcache - k) * sizeof h->lcache[0]); /* (oldest first still) */
-    h->nlcache -= k;
+    (void)release_oldest(h, need, 0, &went);
     return went;
 }
 

@@ -69,13 +69,11 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
 
 uint32_t hm_heap_empty_delay_ms = HM_EMPTY_DELAY_MS;
 
-#define now_ms hm_heap_now_ms
-
 /* The empty cache: a list, newest first (reused first: its memory is the warmest), oldest last
  * (decommitted first). Lock held. */
 void hm_heap_empty_push(hm_heap *h, hm_hpage *pg)
 {
-    pg->empty_since = now_ms();
+    pg->empty_since = hm_heap_now_ms();
     pg->in_empty = 1;
     hm_list_add(&h->empty, pg);
     if (!h->empty_tail) h->empty_tail = pg;
@@ -99,12 +97,11 @@ static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
  * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
  * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
  * and cached: the books stay exact; its status is returned (trim reports it, the others go on). Stops
- * once *went (bytes decommitted, counted up) reaches need. */
-static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t *went)
+ * once *went (bytes decommitted, counted up) reaches need. now: the time (unused with force). */
+static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint64_t *went)
 {
     if (!h->empty_tail) return HM_OK;
     if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
-    uint64_t now = force ? 0 : now_ms();
     while (h->empty_tail && purgeable(h->empty_tail, force, now) && *went < need) {
         hm_hpage *pg = h->empty_tail, *page = hm_seg_of(pg)->page;
         size_t lo = hm_page_index(pg), hi = lo + 1;
@@ -131,13 +128,12 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t *went)
 
 hm_status hm_heap_purge(hm_heap *h, bool force)
 {
-    uint64_t went = 0;
-    if (h->nlcache) hm_heap_lcache_age(h, now_ms()); /* (freed large blocks age as empty pages do) */
-    return purge(h, force, UINT64_MAX, &went);
+    uint64_t went = 0, now = hm_heap_now_ms();
+    if (h->nlcache) hm_heap_lcache_age(h, now); /* (freed large blocks age as empty pages do) */
+    return purge(h, force, UINT64_MAX, now, &went);
 }
 
-/* A commit was refused: the freed large blocks kept committed (the heap's cache and every thread's)
- * go first, and the caller tries once more; true if any went. Lock held. */
+/* (heap_internal.h) */
 bool hm_heap_refused_give_back(hm_heap *h, hm_status st, uint64_t need)
 {
     if (st != HM_E_COMMITMENT_LIMIT && st != HM_E_HOST_TIMEOUT) return false;
@@ -146,7 +142,7 @@ bool hm_heap_refused_give_back(hm_heap *h, hm_status st, uint64_t need)
      * request does not need stays kept for the next ones (each block given back is faulted in again
      * when a block of its size is asked for next) */
     uint64_t went = hm_heap_lcache_release_oldest(h, need);
-    if (went < need) (void)purge(h, true, need, &went);
+    if (went < need) (void)purge(h, true, need, 0, &went);
     return any || went;
 }
 

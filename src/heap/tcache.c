@@ -198,10 +198,7 @@ static inline bool large_full(hm_tcache *c, uint64_t size)
 }
 
 /* The oldest block was kept longer than an empty page would be (heap.h, hm_lblock.freed_ms). */
-static inline bool large_old(const hm_tcache *c, uint64_t now)
-{
-    return c->nlarge && now - c->large[0].freed_ms >= hm_heap_empty_delay_ms;
-}
+static inline bool large_old(const hm_tcache *c, uint64_t now) { return c->nlarge && hm_lblock_aged(&c->large[0], now); }
 
 bool hm_tcache_large_put(hm_heap *h, hm_lblock blk)
 {

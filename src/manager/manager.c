@@ -166,7 +166,7 @@ void hm_manager_on_stop(void (*fn)(void)) { atomic_store_explicit(&stop_hook, fn
 
 void hm_manager_stopped(void)
 {
-    atomic_fetch_add_explicit(&hm_manager_stops, 2, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&hm_manager_stops, 1, memory_order_seq_cst);
     void (*fn)(void) = atomic_load_explicit(&stop_hook, memory_order_acquire);
     if (fn) fn();
 }

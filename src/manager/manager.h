@@ -117,11 +117,9 @@ static inline hm_status hm_manager_enter(hm_manager *m)
 }
 /* Passes a call's result through; E_FAIL (the books no longer match the kernel) fails the manager. */
 void hm_manager_fail(hm_manager *m);
-/* How many times any manager has left RUNNING, twice over (the count is even: a layer may keep an
- * odd value where it must never match), counted after the state changed (release). A layer that
- * saw the count at a value while its manager ran may skip hm_manager_enter for as long as the count
- * stays so (the heaps' fast paths: one load of a line nobody writes, instead of two dependent
- * ones). */
+/* How many times any manager has left RUNNING, counted after the state changed (seq_cst), before
+ * the stop hook runs: a layer that re-validates what the hook clears reads it before and after (heap.c,
+ * running_slow), so that a stop racing the re-validation is never missed. */
 extern _Atomic unsigned hm_manager_stops;
 static inline hm_status hm_manager_leave(hm_manager *m, hm_status st)
 {
