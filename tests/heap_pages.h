@@ -3,7 +3,8 @@
  * (its free bit), binned (in a bin of the heap's own lists or of a thread's cache), live or in xfree
  * (its live bit, at its first granule); used counts the blocks that are not free; no free bit lies
  * outside the page's blocks [first, extent) or below fscan, no live bit anywhere but at the start of
- * one of them. Takes the heap lock; no other thread may use the heap. */
+ * one of them; the fast Free's bin is the home's or none, and none while xfree holds blocks. Takes
+ * the heap lock; no other thread may use the heap. */
 #ifndef HM_TEST_HEAP_PAGES_H
 #define HM_TEST_HEAP_PAGES_H
 
@@ -74,6 +75,13 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
             if (f_count != (uint64_t)extent - first - used)
                 fail_msg("page %p (block size %u): %" PRIu64 " free bits, but extent %u - first %u - used %u", (void *)pg, bs,
                          f_count, extent, first, used);
+            /* the fast Free's bin: the home's of its class, unless it may not take the page's blocks
+             * (heap_internal.h, hm_page_arm_fbin); never while blocks wait in its xfree */
+            hm_pagelists *home = pg->home;
+            hm_bintop *fb = pg->fbin, *own_bin = home && pg->cls < HM_NSMALL && !pg->has_debug ? &home->top[pg->cls] : NULL;
+            if (fb != &hm_bin_none && (fb != own_bin || pg->xfree))
+                fail_msg("page %p (block size %u): fast Free's bin %p, not the home's (%p) or none (%p); xfree %#" PRIxPTR,
+                         (void *)pg, bs, (void *)fb, (void *)own_bin, (void *)&hm_bin_none, (uintptr_t)pg->xfree);
             uint64_t b_count = hp_binned(&h->own, pg);
             for (hm_tcache *c = h->caches; c; c = c->next) b_count += hp_binned(&c->lists, pg);
             if (used != l_count + b_count)

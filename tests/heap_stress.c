@@ -1517,6 +1517,11 @@ static void test_second_free_in_xfree(void **state)
     assert_int_equal(pthread_create(&t, NULL, sx_free_all, (void *)1), 0); /* a third thread, again */
     pthread_join(t, NULL);
     check_failed();
+    /* the first push onto the page's empty xfree took the page's blocks from the owner's fast Free
+     * (which reads neither xfree nor the block: heap_internal.h, hm_page_arm_fbin) */
+    hm_hpage *pg = hm_page_of((uintptr_t)sx.p[0]);
+    assert_ptr_equal(atomic_load(&pg->fbin), &hm_bin_none);
+    check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < SX_N; i++) {
         assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION); /* the owner, again */
         assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
@@ -1535,6 +1540,8 @@ static void test_second_free_in_xfree(void **state)
         for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
     }
     assert_int_equal(found, SX_N);
+    /* collected: the fast Free takes the page's blocks again */
+    assert_ptr_equal(atomic_load(&pg->fbin), &atomic_load(&pg->home)->top[pg->cls]);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
     check_pages(sx.h, NULL, NULL);

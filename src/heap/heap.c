@@ -227,10 +227,10 @@ hm_status hm_heap_alloc_aligned(hm_heap *h, size_t size, size_t align, hm_level 
 
 /* The caller's first page of class cls had no free block: the page lists' slow path (other threads'
  * frees collected, another page), with the manager known to run. */
-static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *lists, unsigned cls, hm_level level, void **out)
+static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *lists, hm_bintop *tp, hm_level level, void **out)
 {
     uintptr_t b = 0;
-    hm_status st = hm_heap_small_alloc(h, lists, cls, (unsigned)level, &b);
+    hm_status st = hm_heap_small_alloc(h, lists, (unsigned)(tp - lists->top), (unsigned)level, &b);
     *out = (void *)b;
     return hm_manager_leave(h->m, st);
 }
@@ -242,13 +242,13 @@ static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, h
     if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h) && h->fast) {
         hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (lists) { /* (a small class above 1 KiB, or the fast path's first look after a stop) */
-            unsigned cls = hm_heap_class_of(size);
-            uintptr_t b = hm_heap_bin_take(&lists->top[cls]);
+            hm_bintop *tp = &lists->top[hm_heap_class_of(size)];
+            uintptr_t b = hm_heap_bin_take(tp);
             if (b) {
                 *out = (void *)b;
                 return HM_OK;
             }
-            return alloc_more(h, lists, cls, level, out);
+            return alloc_more(h, lists, tp, level, out);
         }
     }
     return hm_heap_alloc_aligned(h, size, 16, level, out);
@@ -261,13 +261,13 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
     if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
         hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (__builtin_expect(lists != NULL, 1)) {
-            unsigned cls = hm_heap_class_table[(size + 15) >> 4];
-            uintptr_t b = hm_heap_bin_take(&lists->top[cls]);
+            hm_bintop *tp = &lists->top[hm_heap_class_table[(size + 15) >> 4]];
+            uintptr_t b = hm_heap_bin_take(tp);
             if (__builtin_expect(b != 0, 1)) {
                 *out = (void *)b;
                 return HM_OK;
             }
-            return alloc_more(h, lists, cls, level, out);
+            return alloc_more(h, lists, tp, level, out);
         }
     }
     return alloc_slow(h, size, level, out);
@@ -292,7 +292,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         if (s) { /* (hm_heap_free_fast: no bin for the page's blocks any more; by the page's owner) */
             hm_hpage *pg = hm_page_of(b);
             HM_SET(pg->has_debug, 1);
-            atomic_store_explicit(&pg->fbin, NULL, memory_order_relaxed);
+            atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
         }
         hdr[0] = hm_heap_debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));

@@ -131,13 +131,13 @@ typedef _Atomic(uintptr_t *) hm_bintop;
  * other thread that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no
  * lock), which the owner collects when it runs out of free blocks.
  *
- * owner is the home's owner token (hm_pagelists.owner), what the free fast path compares with the
- * caller's: it needs neither the home nor the thread's cache. The record is 128 bytes (a power of two:
- * a page's record is found with a shift): the fields the fast paths read in its first line, xfree
- * (which the owner's Free also reads) in the second.
- * block_size, extent, used, has_debug, owner and xfree are atomics because Free and statistics read
- * them without the owner's knowledge; all but xfree have one writer at a time (relaxed load and
- * store). */
+ * owner is the home's owner token (hm_pagelists.owner), what the slow paths compare with the
+ * caller's; the fast Free compares home with the caller's lists instead. The record is 128 bytes (a
+ * power of two: a page's record is found with a shift): the fields the fast paths read in its first
+ * line, xfree (which only the slow paths read) in the second.
+ * block_size, extent, used, has_debug, owner, fbin and xfree are atomics because Free and statistics
+ * read them without the owner's knowledge; all but xfree and fbin have one writer at a time (relaxed
+ * load and store). */
 typedef struct hm_hpage {
     /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
      * share a line) */
@@ -151,9 +151,11 @@ typedef struct hm_hpage {
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
     _Atomic(hm_bintop *) fbin;       /* where its owner's fast Free puts a block (hm_heap_free_fast): the
-                                        top of its home's bin of its class; NULL for a medium class, a page a debug
-                                        block was carved from (whose pointers are not all block starts),
-                                        or one not in use. Written by the owner (hm_page_set_home). */
+                                        top of its home's bin of its class; hm_bin_none (always full)
+                                        for a medium class, a page a debug block was carved from (whose
+                                        pointers are not all block starts), one not in use, or while
+                                        its xfree holds blocks (stored by the Free whose push made it
+                                        nonempty). Else written by the owner (hm_page_arm_fbin). */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
@@ -206,11 +208,12 @@ _Static_assert(sizeof(hm_bin) == 512, "a bin is 512 bytes");
  * the heap's own lists: HM_OWNER_CALLER without HM_HEAP_THREADSAFE, else 0). xpending, bit c: another
  * thread freed into a full page of class c (looked at when the lists run out of blocks of c). */
 typedef struct hm_pagelists {
+    hm_bintop top[HM_NSMALL];        /* bin[c]'s top, &bin[c].slot[n] for n blocks (first: the
+                                        allocation fast path finds it with one address computation) */
     hm_hpage *avail[HM_NCLASS];
     hm_hpage *full[HM_NCLASS];
     uintptr_t owner;
     _Atomic uint64_t xpending;
-    hm_bintop top[HM_NSMALL];        /* bin[c]'s top, &bin[c].slot[n] for n blocks */
     hm_bin bin[HM_NSMALL];
 } hm_pagelists;
 #define HM_OWNER_CALLER ((uintptr_t)1) /* never a thread's token (those are addresses) */

@@ -152,13 +152,33 @@ static inline uintptr_t hm_link_get(uintptr_t b) { return __atomic_load_n((uintp
 static inline void hm_link_set(uintptr_t b, uintptr_t v) { __atomic_store_n((uintptr_t *)b, v, __ATOMIC_RELAXED); }
 #define HM_OWNER(pg) atomic_load_explicit(&(pg)->owner, memory_order_relaxed)
 
+/* The top of a bin that is always full (its one slot holds HM_BIN_END; nothing writes it): the fbin
+ * of a page whose blocks its owner's fast Free must not take (heap.h, fbin). */
+extern hm_bintop hm_bin_none;
+
+/* pg's fbin for its home (NULL: none): the bin of its class there when its owner's fast Free may
+ * take its blocks and its xfree is empty, else hm_bin_none. By pg's owner (or owner-to-be). With
+ * hm_heap_give, whose push onto an empty xfree is followed by a store of hm_bin_none, a Dekker pair
+ * (all seq_cst): the bin is stored, then xfree read, so either this sees that push or that store
+ * lands after this one. Either way a nonempty xfree leaves hm_bin_none in place once the push
+ * returns; a late store of it over an empty xfree only sends Frees to the slow path, which arms the
+ * page again (hm_heap_small_free_cached). */
+static inline void hm_page_arm_fbin(hm_hpage *pg, hm_pagelists *home)
+{
+    unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+    if (!home || cls >= HM_NSMALL || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) {
+        atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
+        return;
+    }
+    atomic_store_explicit(&pg->fbin, &home->top[cls], memory_order_seq_cst);
+    if (atomic_load_explicit(&pg->xfree, memory_order_seq_cst)) atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
+}
+
 /* pg's home becomes home (NULL: none), with the bin its owner's fast Free uses (heap.h, fbin). By
  * pg's owner-to-be (or the heap lock's holder for the heap's own lists); pg->cls set. */
 static inline void hm_page_set_home(hm_hpage *pg, hm_pagelists *home, memory_order order)
 {
-    unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
-    bool fast = home && cls < HM_NSMALL && !atomic_load_explicit(&pg->has_debug, memory_order_relaxed);
-    atomic_store_explicit(&pg->fbin, fast ? &home->top[cls] : NULL, memory_order_relaxed);
+    hm_page_arm_fbin(pg, home);
     atomic_store_explicit(&pg->home, home, order);
 }
 
@@ -382,8 +402,9 @@ typedef struct hm_tcache {
     _Atomic uint64_t large_bytes;     /* their bytes (statistics; written by its thread only) */
 } hm_tcache;
 
-/* This thread's caches, the most recently used first (initial-exec: one load, also in the .so). Its
- * address is the thread's owner token (hm_self): distinct for every live thread, never 0 or 1. */
+/* This thread's caches, the most recently used first (initial-exec: one load, also in the .so), ended
+ * by a cache of no heap (tcache.c), never NULL. Its address is the thread's owner token (hm_self):
+ * distinct for every live thread, never 0 or 1. */
 extern _Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
 static inline uintptr_t hm_self(void) { return (uintptr_t)&hm_thread_caches; }
 
@@ -421,7 +442,7 @@ void hm_tcache_fork_unlock(bool outer);
 static inline hm_pagelists *hm_heap_cached_lists(uint64_t k)
 {
     hm_tcache *c = hm_thread_caches;
-    return c && c->heap_id == k ? &c->lists : NULL;
+    return c->heap_id == k ? &c->lists : NULL;
 }
 static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k) { return k & 1 ? &h->own : hm_heap_cached_lists(k); }
 
@@ -465,9 +486,9 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
 }
 
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
- * h's and the caller owns it), nothing in the page's xfree, no debug block carved from it (fbin says
- * both), and room in its bin: true, freed (its live bit cleared, the block pushed onto the bin; the
- * block itself is not touched). false: p is anything else, or the bin is full, or the manager not
+ * h's and the caller owns it), nothing in the page's xfree, no debug block carved from it (fbin is
+ * hm_bin_none, always full, if either), and room in its bin: true, freed (its live bit cleared, the
+ * block pushed onto the bin; neither the block nor the page record's second line is touched). false: p is anything else, or the bin is full, or the manager not
  * known to run, and nothing changed (the full path tells what, or flushes). known_cached: the caller
  * knows h is thread-cached (else fast_id tells). */
 static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
@@ -477,18 +498,17 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
     if (!lists) return false;
     /* the segment table says whether p is in a segment; then the segment is p masked, and the page
      * record is at its offset from it: (p >> 16) & 63 records of 128 bytes */
-    uintptr_t si = p >> HM_SEGMAP_SHIFT;
-    if (si >= HM_SEGMAP_BYTES || !atomic_load_explicit(&hm_segmap_bytes[si], memory_order_acquire)) return false;
+    if (p & ~(uintptr_t)(((uintptr_t)1 << 47) - 16)) return false; /* past the table, or not a granule's start */
+    if (!atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
     hm_hpage *pg = (hm_hpage *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
     if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) return false;
-    hm_bintop *tp = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
-    if ((p & 15) || !tp) return false; /* not a granule's start; no bin */
     /* its live bit: set only at a live block's start, so no division tells p is one */
     _Atomic uint64_t *w = hm_live_word(p);
     uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
-    if (!((live >> hm_live_bit(p)) & 1) || atomic_load_explicit(&pg->xfree, memory_order_relaxed)) return false;
+    if (!((live >> hm_live_bit(p)) & 1)) return false;
+    hm_bintop *tp = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed);
-    if (*t) return false; /* (HM_BIN_END: full) */
+    if (*t) return false; /* (HM_BIN_END: full, or hm_bin_none) */
     atomic_store_explicit(w, hm_bit_flip(live, p >> 4), memory_order_relaxed); /* (it was set: cleared) */
     *t = p;
     atomic_store_explicit(tp, t + 1, memory_order_relaxed);

@@ -138,6 +138,7 @@ bool hm_heap_collect(hm_heap *h, hm_hpage *pg)
     }
     atomic_fetch_sub_explicit(&pg->xcount, n, memory_order_relaxed);
     HM_SET(pg->used, atomic_load_explicit(&pg->used, memory_order_relaxed) - n);
+    if (ok) hm_page_arm_fbin(pg, atomic_load_explicit(&pg->home, memory_order_relaxed));
     return ok;
 }
 
@@ -307,6 +308,9 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
     hm_bin_set_n(lists, cls, have - n);
 }
 
+static uintptr_t bin_none_slot = HM_BIN_END;
+hm_bintop hm_bin_none = &bin_none_slot;
+
 void hm_pagelists_init_bins(hm_pagelists *lists)
 {
     for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
@@ -337,9 +341,11 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
         do hm_link_set(hm_heap_wr(h, b), old ^ h->key ^ b);
         while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_seq_cst, memory_order_relaxed));
         atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
-        if (!old) { /* the first since the owner looked: tell it; the home read after the push, as the
+        if (!old) { /* the first since the owner looked: its fast Free stops taking the page's blocks
+                     * (hm_page_arm_fbin) and it is told; the home read after the push, as the
                      * page may have been adopted meanwhile. Homes are type-stable (the heap, or a
                      * cache from a pool): at worst a cache now at that address looks needlessly. */
+            atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_seq_cst);
             home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
             uint64_t bit = (uint64_t)1 << pg->cls;
             if (home && home != &h->own && !(atomic_load_explicit(&home->xpending, memory_order_relaxed) & bit))
@@ -400,6 +406,11 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
     if (pg->cls < HM_NSMALL) { /* into the bin, half of it flushed when full */
         unsigned cls = pg->cls;
+        /* (a foreign Free's push sent this one here: once its xfree is collected, the fast path takes
+         * the page's blocks again) */
+        if (atomic_load_explicit(&pg->fbin, memory_order_relaxed) == &hm_bin_none
+            && !atomic_load_explicit(&pg->xfree, memory_order_relaxed))
+            hm_page_arm_fbin(pg, home);
         if (hm_bin_n(home, cls) >= hm_bin_cap(cls)) hm_heap_bin_flush(h, home, cls, hm_bin_cap(cls) / 2, false);
         uint32_t n = hm_bin_n(home, cls);
         hm_set_live(b, false);

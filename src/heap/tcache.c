@@ -30,7 +30,12 @@ static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
 static hm_pool cache_pool = HM_POOL_INIT("tcache", sizeof(hm_meta_hdr) + sizeof(hm_tcache), 256 * 1024);
 static pthread_key_t exit_key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-_Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec")));
+/* The end of every thread's list of caches, and the list of a thread that has none: a cache of no
+ * heap (its id is odd; a thread-safe heap's fast_id is even or 0), so that the inline paths' one
+ * compare (hm_heap_cached_lists) needs no test for NULL before it. Read-only: nothing writes it. */
+static const hm_tcache no_cache = {.heap_id = 1};
+#define NO_CACHE ((hm_tcache *)&no_cache)
+_Thread_local hm_tcache *hm_thread_caches __attribute__((tls_model("initial-exec"))) = NO_CACHE;
 static _Atomic uint64_t next_heap_id = 2;
 
 /* even (heap.h, fast_id) and never 0 */
@@ -46,9 +51,9 @@ static void thread_exit(void *arg)
 {
     (void)arg;
     hm_tcache *c = hm_thread_caches;
-    hm_thread_caches = NULL;
+    hm_thread_caches = NO_CACHE;
     thread_gone = true;
-    while (c) {
+    while (c != NO_CACHE) {
         hm_tcache *next = c->thread_next;
         pthread_mutex_lock(&heaps_lock);
         hm_heap *h = atomic_load_explicit(&c->heap, memory_order_relaxed);
@@ -90,7 +95,7 @@ void hm_tcache_fork_unlock(bool outer)
 static hm_tcache *my_cache(hm_heap *h)
 {
     hm_tcache *prev = NULL;
-    for (hm_tcache *c = hm_thread_caches, *next; c; c = next) {
+    for (hm_tcache *c = hm_thread_caches, *next; c != NO_CACHE; c = next) {
         next = c->thread_next;
         if (c->heap_id == h->id) {
             if (prev) { /* most recent first */
@@ -178,7 +183,7 @@ static void large_unlock(hm_tcache *c) { atomic_flag_clear_explicit(&c->large_lo
 bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out)
 {
     hm_tcache *c = hm_thread_caches;
-    if (!c || c->heap_id != h->id) return false;
+    if (c->heap_id != h->id) return false;
     large_lock(c);
     unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes, false);
     bool found = best < c->nlarge;
@@ -248,8 +253,8 @@ static bool large_flush(hm_heap *h, hm_tcache *c)
 static hm_tcache *find_cache(const hm_heap *h)
 {
     hm_tcache *c = hm_thread_caches;
-    while (c && c->heap_id != h->id) c = c->thread_next;
-    return c;
+    while (c != NO_CACHE && c->heap_id != h->id) c = c->thread_next;
+    return c != NO_CACHE ? c : NULL;
 }
 
 hm_pagelists *hm_tcache_find_lists(hm_heap *h)
