@@ -88,7 +88,10 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     }
     hm_heap *h = hm_heap_obj_get();
     if (!h) return HM_E_OUTOFMEMORY;
-    memset(h, 0, sizeof *h);
+    /* all but the large-block cache's slots (32 KiB, what most heaps never touch: only the first
+     * nlcache are ever read) */
+    memset(h, 0, offsetof(hm_heap, lcache));
+    memset(&h->nlcache, 0, sizeof *h - offsetof(hm_heap, nlcache));
     h->m = m;
     h->flags = flags;
     h->dual = (flags & HM_HEAP_EXECUTABLE) && !hm_os_wx_allowed();

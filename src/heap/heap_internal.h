@@ -444,7 +444,7 @@ static inline hm_pagelists *hm_heap_cached_lists(uint64_t k)
     hm_tcache *c = hm_thread_caches;
     return c->heap_id == k ? &c->lists : NULL;
 }
-static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k) { return k & 1 ? &h->own : hm_heap_cached_lists(k); }
+static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k) { return __builtin_expect(k & 1, 0) ? &h->own : hm_heap_cached_lists(k); }
 
 /* Bins (heap.h, hm_bin): how many blocks bin cls of lists holds (racy for anyone but the owner),
  * how many it may hold, and its count set (by the owner; the slots from n on must be 0 up to cap). */

@@ -4,8 +4,10 @@
  *
  * A page's free bits, live bits and lists are its owner's (heap.h, "A page belongs to one set of
  * page lists"): the thread whose cache the home is, or the heap lock's holder for the heap's own
- * lists. Other threads only push onto xfree (CAS), after tagging the block in its second word. The
- * order of those steps is what makes a second Free exact without a lock:
+ * lists. Other threads only push onto xfree (CAS), after tagging the block in its second word; the
+ * push that finds xfree empty then sends the owner's fast Free for the page's blocks to the slow path
+ * (fbin, hm_page_arm_fbin), which looks at the tag. The order of those steps is what makes a second
+ * Free exact without a lock:
  *   a foreign Free reads the tag first, then (after an acquire fence) the live bit; it is refused if
  *   the tag is there or the bit is clear;
  *   collect clears a block's live bit first, then (after a release fence) its tag;
