@@ -19,6 +19,7 @@ static inline uint64_t hp_binned(const hm_pagelists *lists, hm_hpage *pg)
     uint64_t n = 0;
     for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
         const hm_bin *bin = &lists->bin[cls];
+        if (atomic_load(&((hm_pagelists *)lists)->top[cls]) == HM_BIN_UNMADE) continue; /* (not made yet: nothing in it) */
         uint32_t nb = hm_bin_n(lists, cls), cap = hm_bin_cap(cls);
         if (bin->floor || nb > cap || bin->slot[cap] != HM_BIN_END) fail_msg("bin %u: floor %#" PRIxPTR ", %u blocks of %u, end mark %#" PRIxPTR, cls, bin->floor, nb, cap, bin->slot[cap]);
         for (uint32_t k = nb; k < cap; k++)

@@ -193,7 +193,8 @@ _Static_assert(offsetof(hm_hpage, back) < 64, "the fast paths' fields share the 
  * lists' top[cls], &slot[n]) is written by the home's owner only (statistics read it). Both ends
  * are marked, so that neither push nor pop needs a count: the word below slot[0] is 0 (a pop of an
  * empty bin reads 0), the slots above the top are 0 (a pop clears the slot it takes) but slot[cap],
- * which holds HM_BIN_END (a push onto a full bin finds it not 0). */
+ * which holds HM_BIN_END (a push onto a full bin finds it not 0). A bin is made on its first use
+ * (hm_bin_make); until then its top is HM_BIN_UNMADE, which both ends find marked (heap_internal.h). */
 #define HM_BIN_N 62 /* (a bin is 512 bytes: floor, HM_BIN_N slots and the end mark at most) */
 #define HM_BIN_END ((uintptr_t)1) /* never a block's address */
 typedef struct hm_bin {

@@ -152,8 +152,12 @@ static inline uintptr_t hm_link_get(uintptr_t b) { return __atomic_load_n((uintp
 static inline void hm_link_set(uintptr_t b, uintptr_t v) { __atomic_store_n((uintptr_t *)b, v, __ATOMIC_RELAXED); }
 #define HM_OWNER(pg) atomic_load_explicit(&(pg)->owner, memory_order_relaxed)
 
-/* The top of a bin that is always full (its one slot holds HM_BIN_END; nothing writes it): the fbin
- * of a page whose blocks its owner's fast Free must not take (heap.h, fbin). */
+/* A bin that is always empty and always full, {0, HM_BIN_END}, never written: HM_BIN_UNMADE, its top,
+ * is where a bin not yet used has its top (hm_pagelists_init_bins; the inline paths find it empty
+ * and full, and the slow paths make the bin on first use: hm_bin_make), and hm_bin_none, a top
+ * there, is the fbin of a page whose blocks its owner's fast Free must not take (heap.h, fbin). */
+extern uintptr_t hm_bin_always[2];
+#define HM_BIN_UNMADE (&hm_bin_always[1])
 extern hm_bintop hm_bin_none;
 
 /* pg's fbin for its home (NULL: none): the bin of its class there when its owner's fast Free may
@@ -446,11 +450,20 @@ static inline hm_pagelists *hm_heap_cached_lists(uint64_t k)
 }
 static inline hm_pagelists *hm_heap_fast_lists(hm_heap *h, uint64_t k) { return __builtin_expect(k & 1, 0) ? &h->own : hm_heap_cached_lists(k); }
 
-/* Bins (heap.h, hm_bin): how many blocks bin cls of lists holds (racy for anyone but the owner),
- * how many it may hold, and its count set (by the owner; the slots from n on must be 0 up to cap). */
+/* Bins (heap.h, hm_bin): how many blocks bin cls of lists holds (racy for anyone but the owner; 0 for
+ * a bin not made yet), how many it may hold, and its count set (by the owner, of a bin made; the
+ * slots from n on must be 0 up to cap). */
 static inline uint32_t hm_bin_n(const hm_pagelists *lists, unsigned cls)
 {
-    return (uint32_t)(atomic_load_explicit(&((hm_pagelists *)lists)->top[cls], memory_order_relaxed) - lists->bin[cls].slot);
+    uintptr_t *t = atomic_load_explicit(&((hm_pagelists *)lists)->top[cls], memory_order_relaxed);
+    return t == HM_BIN_UNMADE ? 0 : (uint32_t)(t - lists->bin[cls].slot);
+}
+/* Bin cls of lists made if it is not yet: its slots 0, its end mark at cap, its top at slot 0 (by
+ * the owner, before anything is put in it). */
+void hm_bin_make_slow(hm_pagelists *lists, unsigned cls);
+static inline void hm_bin_make(hm_pagelists *lists, unsigned cls)
+{
+    if (atomic_load_explicit(&lists->top[cls], memory_order_relaxed) == HM_BIN_UNMADE) hm_bin_make_slow(lists, cls);
 }
 static inline uint32_t hm_bin_cap(unsigned cls)
 {

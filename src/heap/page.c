@@ -199,6 +199,7 @@ static hm_status pop_checked(hm_heap *h, hm_hpage *pg, uintptr_t *out)
  * are free); want is at most the bin's cap. */
 static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_pagelists *lists, unsigned cls, uint32_t want)
 {
+    hm_bin_make(lists, cls);
     uint32_t n = hm_bin_n(lists, cls), got;
     if (n >= want) return HM_OK;
     hm_status st = take_free(h, pg, lists->bin[cls].slot + n, want - n, &got);
@@ -293,6 +294,7 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
 {
     hm_bin *bin = &lists->bin[cls];
     uint32_t have = hm_bin_n(lists, cls);
+    if (!have) return; /* (nothing to do; and an unmade bin stays so) */
     if (n > have) n = have;
     for (uint32_t k = 0; k < n; k++) {
         uintptr_t b = bin->slot[k];
@@ -310,17 +312,22 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
     hm_bin_set_n(lists, cls, have - n);
 }
 
-static uintptr_t bin_none_slot = HM_BIN_END;
-hm_bintop hm_bin_none = &bin_none_slot;
+uintptr_t hm_bin_always[2] = {0, HM_BIN_END};
+hm_bintop hm_bin_none = HM_BIN_UNMADE;
 
 void hm_pagelists_init_bins(hm_pagelists *lists)
 {
-    for (unsigned cls = 0; cls < HM_NSMALL; cls++) {
-        hm_bin *bin = &lists->bin[cls];
-        memset(bin, 0, sizeof *bin);
-        bin->slot[hm_bin_cap(cls)] = HM_BIN_END;
-        hm_bin_set_n(lists, cls, 0);
-    }
+    /* (the bins themselves stay untouched: a thread's cache or a heap makes only the bins of the
+     * classes it uses, hm_bin_make) */
+    for (unsigned cls = 0; cls < HM_NSMALL; cls++) atomic_store_explicit(&lists->top[cls], HM_BIN_UNMADE, memory_order_relaxed);
+}
+
+void hm_bin_make_slow(hm_pagelists *lists, unsigned cls)
+{
+    hm_bin *bin = &lists->bin[cls];
+    memset(bin, 0, sizeof *bin);
+    bin->slot[hm_bin_cap(cls)] = HM_BIN_END;
+    atomic_store_explicit(&lists->top[cls], bin->slot, memory_order_relaxed);
 }
 
 void hm_heap_binned(const hm_pagelists *lists, uint64_t *blocks, uint64_t *bytes)
@@ -408,6 +415,7 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
     if (pg->cls < HM_NSMALL) { /* into the bin, half of it flushed when full */
         unsigned cls = pg->cls;
+        hm_bin_make(home, cls);
         /* (a foreign Free's push sent this one here: once its xfree is collected, the fast path takes
          * the page's blocks again) */
         if (atomic_load_explicit(&pg->fbin, memory_order_relaxed) == &hm_bin_none

@@ -130,11 +130,17 @@ static hm_tcache *my_cache(hm_heap *h)
     hm_tcache *c = (hm_tcache *)(m + 1);
     /* all but xpending, which a thread that read a page's home before its previous owner exited may
      * still be setting (page.c, hm_heap_give): an atomic store for it, so that the two never race (a
-     * bit that lands after it only costs a needless look) */
+     * bit that lands after it only costs a needless look); and but the bins, which are made on first
+     * use (hm_bin_make: 20 KiB a thread mostly never touches) */
     size_t xp = offsetof(hm_tcache, lists.xpending), after = xp + sizeof c->lists.xpending;
+    size_t bins = offsetof(hm_tcache, lists.bin), past = offsetof(hm_tcache, lists) + sizeof c->lists;
+    _Static_assert(offsetof(hm_pagelists, xpending) < offsetof(hm_pagelists, bin) &&
+                       offsetof(hm_pagelists, bin) + sizeof(((hm_pagelists *)0)->bin) == sizeof(hm_pagelists),
+                   "the bins end the page lists, after xpending");
     memset(c, 0, xp);
     atomic_store_explicit(&c->lists.xpending, 0, memory_order_relaxed);
-    memset((char *)c + after, 0, sizeof *c - after);
+    memset((char *)c + after, 0, bins - after);
+    memset((char *)c + past, 0, sizeof *c - past);
     atomic_flag_clear_explicit(&c->large_lock, memory_order_relaxed);
     c->lists.owner = hm_self();
     hm_pagelists_init_bins(&c->lists);
