@@ -259,21 +259,30 @@ static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, h
     return hm_heap_alloc_aligned(h, size, 16, level, out);
 }
 
+/* The common case's body, a small block of at most 1 KiB from the bin of its class in the caller's
+ * lists: inlined once for each heap kind, so that neither path computes the other's lists or moves
+ * them between registers. */
+static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm_pagelists *lists, size_t size,
+                                                                  hm_level level, void **out)
+{
+    hm_bintop *tp = &lists->top[hm_heap_class_table[(size + 15) >> 4]];
+    uintptr_t b = hm_heap_bin_take(tp);
+    if (__builtin_expect(b != 0, 1)) {
+        *out = (void *)b;
+        return HM_OK;
+    }
+    return alloc_more(h, lists, tp, level, out);
+}
+
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
-    /* the common case first: a small block from the caller's bin of its class (fast_id says the
-     * manager runs, the fast paths may serve h, and which lists are the caller's) */
+    /* the common case first (fast_id says the manager runs, the fast paths may serve h, and which
+     * lists are the caller's: hm_heap_fast_lists) */
     if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
-        hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
-        if (__builtin_expect(lists != NULL, 1)) {
-            hm_bintop *tp = &lists->top[hm_heap_class_table[(size + 15) >> 4]];
-            uintptr_t b = hm_heap_bin_take(tp);
-            if (__builtin_expect(b != 0, 1)) {
-                *out = (void *)b;
-                return HM_OK;
-            }
-            return alloc_more(h, lists, tp, level, out);
-        }
+        uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
+        if (__builtin_expect(k & 1, 0)) return alloc_from(h, &h->own, size, level, out);
+        hm_pagelists *lists = hm_heap_cached_lists(k);
+        if (__builtin_expect(lists != NULL, 1)) return alloc_from(h, lists, size, level, out);
     }
     return alloc_slow(h, size, level, out);
 }

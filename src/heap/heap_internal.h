@@ -504,11 +504,18 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
  * block pushed onto the bin; neither the block nor the page record's second line is touched). false: p is anything else, or the bin is full, or the manager not
  * known to run, and nothing changed (the full path tells what, or flushes). known_cached: the caller
  * knows h is thread-cached (else fast_id tells). */
+static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists *lists, uintptr_t p);
 static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
 {
     uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-    hm_pagelists *lists = known_cached ? hm_heap_cached_lists(k) : hm_heap_fast_lists(h, k);
-    if (!lists) return false;
+    /* (the body inlined once for each heap kind: neither path computes the other's lists) */
+    if (!known_cached && __builtin_expect(k & 1, 0)) return hm_heap_free_into(&h->own, p);
+    hm_pagelists *lists = hm_heap_cached_lists(k);
+    return lists && hm_heap_free_into(lists, p);
+}
+/* hm_heap_free_fast_as's body for the caller's lists. */
+static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists *lists, uintptr_t p)
+{
     /* the segment table says whether p is in a segment; then the segment is p masked, and the page
      * record is at its offset from it: (p >> 16) & 63 records of 128 bytes */
     if (p & ~(uintptr_t)(((uintptr_t)1 << 47) - 16)) return false; /* past the table, or not a granule's start */
