@@ -220,20 +220,21 @@ typedef struct hm_pagelists {
 #define HM_OWNER_CALLER ((uintptr_t)1) /* never a thread's token (those are addresses) */
 
 typedef struct hm_segment {
+    hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks (first:
+                                        a page's record is the segment's address | a shifted index) */
     _Atomic uint64_t cookie;         /* heap key ^ address: a segment header of a live heap */
     struct hm_heap *heap;
     intptr_t rw_delta;               /* two-view heaps: a block's writable alias is block + rw_delta */
     int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
     struct hm_segment *next;
-    hm_hpage page[HM_SEG_PAGES];     /* page[0] is this header's own page, never used for blocks */
     /* live[i]: page i's live bits, one per 16-byte granule of the page, set while a block starting
      * there is live (heap_internal.h, hm_live_word): found from an address alone, by shifts and masks,
      * and a pointer whose bit is set is a live block's start with no division. A medium block's bit
      * lies in the row of the page of its span where it starts. Written by the page's owner only; apart
      * from the records (a record's hot fields stay one line), dense (a page of big blocks uses a few
      * bits of each word: the lines a program's frees touch stay few, and cached). */
-    _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
+    _Alignas(64) _Atomic uint64_t live[HM_SEG_PAGES][HM_LIVE_WORDS];
     /* free[i]: page i's free bits when its class has at most 2048 blocks (every class but the 16-byte
      * one, hm_hpage.fbits), one per block index */
     _Atomic uint64_t free[HM_SEG_PAGES][HM_LIVE_WORDS / 2];
