@@ -501,9 +501,10 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
  * h's and the caller owns it), nothing in the page's xfree, no debug block carved from it (fbin is
  * hm_bin_none, always full, if either), and room in its bin: true, freed (its live bit cleared, the
- * block pushed onto the bin; neither the block nor the page record's second line is touched). false: p is anything else, or the bin is full, or the manager not
- * known to run, and nothing changed (the full path tells what, or flushes). known_cached: the caller
- * knows h is thread-cached (else fast_id tells). */
+ * block pushed onto the bin; neither the block nor the page record's second line is touched).
+ * false: p is anything else, or the bin is full (or not made yet), or the manager not known to run,
+ * and nothing changed (the full path tells what, or flushes). known_cached: the caller knows h is
+ * thread-cached (else fast_id tells). */
 static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists *lists, uintptr_t p);
 static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *h, uintptr_t p, bool known_cached)
 {
@@ -517,7 +518,8 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
 static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists *lists, uintptr_t p)
 {
     /* the segment table says whether p is in a segment; then the segment is p masked, and the page
-     * record is at its offset from it: (p >> 16) & 63 records of 128 bytes */
+     * record is at its offset from it (0: the records lead the header): (p >> 16) & 63 records of 128
+     * bytes */
     if (p & ~(uintptr_t)(((uintptr_t)1 << 47) - 16)) return false; /* past the table, or not a granule's start */
     if (!atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
     hm_hpage *pg = (hm_hpage *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
@@ -528,7 +530,7 @@ static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists
     if (!((live >> hm_live_bit(p)) & 1)) return false;
     hm_bintop *tp = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed);
-    if (*t) return false; /* (HM_BIN_END: full, or hm_bin_none) */
+    if (*t) return false; /* (HM_BIN_END: full, or the always-full bin: hm_bin_none, HM_BIN_UNMADE) */
     atomic_store_explicit(w, hm_bit_flip(live, p >> 4), memory_order_relaxed); /* (it was set: cleared) */
     *t = p;
     atomic_store_explicit(tp, t + 1, memory_order_relaxed);
