@@ -242,30 +242,10 @@ static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *
 
 /* Anything but a small block from the caller's bin, with every check made; h's running state
  * looked at (and remembered for the fast path) first. */
-static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
-{
-    if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h) && h->fast) {
-        hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
-        if (lists) { /* (a small class above 1 KiB, or the fast path's first look after a stop) */
-            hm_bintop *tp = &lists->top[hm_heap_class_of(size)];
-            uintptr_t b = hm_heap_bin_take(tp);
-            if (b) {
-                *out = (void *)b;
-                return HM_OK;
-            }
-            return alloc_more(h, lists, tp, level, out);
-        }
-    }
-    return hm_heap_alloc_aligned(h, size, 16, level, out);
-}
-
-/* The common case's body, a small block of at most 1 KiB from the bin of its class in the caller's
- * lists: inlined once for each heap kind, so that neither path computes the other's lists or moves
- * them between registers. */
-static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm_pagelists *lists, size_t size,
+/* A block from the caller's bin whose top is tp (of lists), refilled if it is empty. */
+static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm_pagelists *lists, hm_bintop *tp,
                                                                   hm_level level, void **out)
 {
-    hm_bintop *tp = &lists->top[hm_heap_class_table[(size + 15) >> 4]];
     uintptr_t b = hm_heap_bin_take(tp);
     if (__builtin_expect(b != 0, 1)) {
         *out = (void *)b;
@@ -274,15 +254,29 @@ static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm
     return alloc_more(h, lists, tp, level, out);
 }
 
+static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
+{
+    if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h)) {
+        /* (a small class above 1 KiB, or the fast path's first look after a stop; fast_id 0, and so no
+         * lists, for a heap the fast paths may not serve) */
+        hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
+        if (lists) return alloc_from(h, lists, &lists->top[hm_heap_class_of(size)], level, out);
+    }
+    return hm_heap_alloc_aligned(h, size, 16, level, out);
+}
+
 hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first (fast_id says the manager runs, the fast paths may serve h, and which
      * lists are the caller's: hm_heap_fast_lists) */
     if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
         uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-        if (__builtin_expect(k & 1, 0)) return alloc_from(h, &h->own, size, level, out);
+        unsigned cls = hm_heap_class_table[(size + 15) >> 4];
+        /* (alloc_from inlined once for each heap kind: neither path computes the other's lists or
+         * moves them between registers) */
+        if (__builtin_expect(k & 1, 0)) return alloc_from(h, &h->own, &h->own.top[cls], level, out);
         hm_pagelists *lists = hm_heap_cached_lists(k);
-        if (__builtin_expect(lists != NULL, 1)) return alloc_from(h, lists, size, level, out);
+        if (__builtin_expect(lists != NULL, 1)) return alloc_from(h, lists, &lists->top[cls], level, out);
     }
     return alloc_slow(h, size, level, out);
 }
