@@ -3,7 +3,8 @@
  * (its free bit), binned (in a bin of the heap's own lists or of a thread's cache), live or in xfree
  * (its live bit, at its first granule); used counts the blocks that are not free; no free bit lies
  * outside the page's blocks [first, extent) or below fscan, no live bit anywhere but at the start of
- * one of them; the fast Free's bin is the home's or none, and none while xfree holds blocks. Takes
+ * one of them; the fast Free's bin is the home's or none, and none while xfree holds blocks; a page on
+ * the full list has more blocks used than its wake. Takes
  * the heap lock; no other thread may use the heap. */
 #ifndef HM_TEST_HEAP_PAGES_H
 #define HM_TEST_HEAP_PAGES_H
@@ -83,6 +84,10 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
             if (fb != &hm_bin_none && (fb != own_bin || pg->xfree))
                 fail_msg("page %p (block size %u): fast Free's bin %p, not the home's (%p) or none (%p); xfree %#" PRIxPTR,
                          (void *)pg, bs, (void *)fb, (void *)own_bin, (void *)&hm_bin_none, (uintptr_t)pg->xfree);
+            /* a page waits on the full list only while more of its blocks are used than its wake
+             * (page.c, full_wake): the Free that reaches the wake moves it back to the avail list */
+            if (pg->list == 2 && used <= pg->wake)
+                fail_msg("page %p (block size %u): on the full list with %u blocks used, its wake %u", (void *)pg, bs, used, pg->wake);
             uint64_t b_count = hp_binned(&h->own, pg);
             for (hm_tcache *c = h->caches; c; c = c->next) b_count += hp_binned(&c->lists, pg);
             if (used != l_count + b_count)

@@ -1553,6 +1553,73 @@ static void test_second_free_in_xfree(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* The owner's Free into a page whose xfree holds blocks (its fast Free turns the page away then)
+ * collects them: the page is armed again, the collected blocks are free (a second Free of one is
+ * refused) and each is handed out again once; a page that was full and got room that way leaves the
+ * full list (check_pages: never on it at or below its wake). */
+static void test_owner_free_collects_xfree(void **state)
+{
+    (void)state;
+    hm_manager *m = make("limit=64M");
+    sx.h = mk_heap(m, HM_HEAP_THREADSAFE);
+    /* 64-byte blocks until a second page is taken: the first is full then, on the full list */
+    enum { AN = 1100 };
+    static void *a[AN];
+    int na = 0;
+    assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &a[na++]), HM_OK);
+    hm_hpage *pg = hm_page_of((uintptr_t)a[0]);
+    for (;;) {
+        assert_true(na < AN);
+        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &a[na]), HM_OK);
+        if (hm_page_of((uintptr_t)a[na++]) != pg) break;
+    }
+    assert_int_equal(pg->list, 2);
+    check_pages(sx.h, NULL, NULL);
+    /* another thread frees SX_N of the first page's blocks (a[1..SX_N]): into its xfree */
+    for (int i = 0; i < SX_N; i++) sx.p[i] = a[1 + i];
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, sx_free_all, NULL), 0);
+    pthread_join(t, NULL);
+    check_failed();
+    assert_ptr_equal(atomic_load(&pg->fbin), &hm_bin_none);
+    assert_true(atomic_load(&pg->xfree) != 0);
+    /* the owner frees a[0], of the same page: its xfree is collected */
+    assert_int_equal(hm_heap_free(sx.h, a[0]), HM_OK);
+    assert_true(atomic_load(&pg->xfree) == 0);
+    assert_ptr_equal(atomic_load(&pg->fbin), &atomic_load(&pg->home)->top[pg->cls]);
+    assert_int_equal(pg->list, 1); /* (301 of 1024 free: past its wake) */
+    check_pages(sx.h, NULL, NULL);
+    for (int i = 0; i < SX_N; i++) {
+        assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION);
+        assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
+    }
+    assert_int_equal(hm_heap_free(sx.h, a[0]), HM_E_HOST_INVALIDOPERATION);
+    hm_heap_stats s = hstats(sx.h);
+    assert_int_equal(s.live_blocks, (uint64_t)(na - 1 - SX_N));
+    /* the fast Free takes the page's blocks again: the next allocations hand out the collected ones
+     * (and a[0]), each once */
+    enum { QN = 2 * SX_N + 1024 };
+    static void *q[QN];
+    int found = 0, nq = 0;
+    while (found < SX_N + 1 && nq < QN) {
+        int i = nq++;
+        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
+        for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
+        found += q[i] == a[0];
+        for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
+    }
+    assert_int_equal(found, SX_N + 1);
+    check_pages(sx.h, NULL, NULL);
+    for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
+    for (int i = 1 + SX_N; i < na; i++) assert_int_equal(hm_heap_free(sx.h, a[i]), HM_OK);
+    check_pages(sx.h, NULL, NULL);
+    s = hstats(sx.h);
+    assert_int_equal(s.live_blocks, 0);
+    check_books();
+    assert_int_equal(hm_heap_destroy(sx.h), HM_OK);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
 /* ---- 7. a heap destroyed while other threads' caches hold its blocks ------------------------- */
 
 #define DT_T 3
@@ -1685,6 +1752,7 @@ int main(void)
         cmocka_unit_test(test_exit_races),
         cmocka_unit_test(test_budget_pressure),
         cmocka_unit_test(test_second_free_in_xfree),
+        cmocka_unit_test(test_owner_free_collects_xfree),
         cmocka_unit_test(test_destroy_under_caches),
     };
     /* HM_STRESS_ONLY=<substring>: only the tests whose name holds it */

@@ -413,11 +413,17 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
         return HM_OK;
     }
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
+    /* Blocks other threads freed into pg wait in its xfree, and while they do the owner's fast Free
+     * turns every block of pg away: they are taken back now (which arms the page again), rather than
+     * when an allocation runs out of pg's free blocks. b stays live meanwhile, so pg is not empty. */
+    if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
+        if (!hm_heap_collect(h, pg)) return HM_E_FAIL;
+        settle(h, pg, false); /* (off the full list if that made room: used may pass its wake) */
+    }
     if (pg->cls < HM_NSMALL) { /* into the bin, half of it flushed when full */
         unsigned cls = pg->cls;
         hm_bin_make(home, cls);
-        /* (a foreign Free's push sent this one here: once its xfree is collected, the fast path takes
-         * the page's blocks again) */
+        /* (a late push's mark over an empty xfree: armed again) */
         if (atomic_load_explicit(&pg->fbin, memory_order_relaxed) == &hm_bin_none
             && !atomic_load_explicit(&pg->xfree, memory_order_relaxed))
             hm_page_arm_fbin(pg, home);
