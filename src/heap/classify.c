@@ -85,14 +85,17 @@ hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p)
 }
 
 /* The usable size of p, 0 if no live block of h. With guarded, a large block is looked at under the
- * lock (classify_large: another thread may be releasing it); realloc, whose caller holds p, needs not. */
+ * lock (classify_large: another thread may be releasing it); realloc, whose caller holds p, needs not.
+ * *out (if asked) gets the map's record of p's allocation, except for a plain block of a page or a
+ * medium class's span, which is told without it (then out's tag is 0: no large block). */
 size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out)
 {
-    /* the common case: a plain small block of a page without debug blocks, from the segment table
-     * and the page's record and live bits (what Free's fast path reads), without the map's record */
+    /* the common case: a plain block of a page (or span) without debug blocks, from the segment
+     * table and the page's record and live bits (what Free's fast path reads), without the map's */
     uint32_t bs;
     bool start;
-    if (!out && hm_heap_small_page(h, (uintptr_t)p, &bs, &start)) {
+    if (hm_heap_block_page(h, (uintptr_t)p, &bs, &start)) {
+        if (out) out->tag = 0;
         if (!start || !hm_heap_live((uintptr_t)p)) return 0;
         return h->cached && hm_heap_in_xfree(h, (uintptr_t)p) ? 0 : bs;
     }

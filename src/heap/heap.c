@@ -372,14 +372,15 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     }
 }
 
-/* A plain small block of a thread-cached heap that the caller does not own (another thread's page,
- * an ownerless one), or one whose page has blocks in xfree: straight to hm_heap_small_free_cached,
- * without the map's record or the general classification. false: not such a block, or not sure. */
+/* A plain block of a page or span of a thread-cached heap that the fast Free turned away (another
+ * thread's page, an ownerless one, a medium class, a page with blocks in xfree, a full bin): straight
+ * to hm_heap_small_free_cached, without the map's record or the general classification. false: not
+ * such a block, or not sure. */
 static inline bool free_small_direct(hm_heap *h, uintptr_t p, hm_status *st)
 {
     uint32_t bs;
     bool start;
-    hm_hpage *pg = hm_heap_small_page(h, p, &bs, &start);
+    hm_hpage *pg = hm_heap_block_page(h, p, &bs, &start);
     if (!pg || !start) return false;
     *st = hm_heap_small_free_cached(h, pg, p);
     return true;
@@ -502,7 +503,7 @@ hm_status hm_heap_realloc(hm_heap *h, void *p, size_t size, hm_level level, void
     *out = NULL;
     if (!h) return HM_E_POINTER;
     if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* SPEC 3.4, before anything is kept (as Free) */
-    hm_vmap_info info;
+    hm_vmap_info info; /* (its tag only, 0, for a block of a page or span: only a large one grows in place) */
     size_t have = hm_heap_usable(h, p, false, &info); /* (the caller holds p: no other thread releases it) */
     if (!have) { /* says why without touching anything: another heap's live block, or no block */
         if (hm_heap_find(p, &info) && (hm_heap *)(info.tag & ~(uintptr_t)1) != h)

@@ -345,7 +345,9 @@ bool hm_heap_find(const void *p, hm_vmap_info *info);
 block_ref hm_heap_classify_large(hm_heap *h, const void *p, hm_vmap_info *info);
 /* Free of p, which the map says belongs to another heap (or to no heap's block): SPEC 4. */
 hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p);
-/* The usable size of p, 0 if no live block of h (guarded: a large block looked at under the lock). */
+/* The usable size of p, 0 if no live block of h (guarded: a large block looked at under the lock);
+ * *out, if asked, the map's record of its allocation, but only a tag of 0 for a plain block of a page
+ * or span. */
 size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out);
 
 /* ---- sites.c ------------------------------------------------------------------------------------ */
@@ -369,18 +371,28 @@ static inline hm_segment *hm_segmap_get(const void *p)
                ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
-/* The page of h holding p when it serves a small class and no debug block was carved from it (so
- * that every block of it is plain), from the segment table and the page's record alone; NULL if not
- * (then ask the map). *bs: its block size; *start: p is one of its blocks' starts. Racy reads, as
- * Free's: the caller decides by the block's live bit (and tag), not by this. */
-static inline hm_hpage *hm_heap_small_page(const hm_heap *h, uintptr_t p, uint32_t *bs, bool *start)
+/* The page (the head of the span, for a medium class) of h holding p when no debug block was carved
+ * from it (so that every block of it is plain), from the segment table and the page records alone;
+ * NULL if not (then ask the map). *bs: its block size; *start: p is one of its blocks' starts. Racy
+ * reads, as Free's: the caller decides by the block's live bit (and tag), not by this; a record read
+ * while its page is made anew may say anything, but never sends the reads out of the segment. */
+static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32_t *bs, bool *start)
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return NULL;
-    hm_hpage *pg = &s->page[(p >> 16) & (HM_SEG_PAGES - 1)];
-    uint32_t b = HM_BS(pg), off = (uint32_t)(p & (HM_HPAGE_SIZE - 1));
-    if (!b || b > HM_SMALL_MAX || pg->back || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
-    uint32_t i = hm_heap_block_index(off, pg->inv);
+    size_t k = (p >> 16) & (HM_SEG_PAGES - 1), back = s->page[k].back;
+    if (back > k) return NULL;
+    hm_hpage *pg = &s->page[k - back];
+    uint32_t b = HM_BS(pg);
+    if (!b || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
+    uintptr_t off = p - ((uintptr_t)s + (k - back) * HM_HPAGE_SIZE), i;
+    if (b <= HM_SMALL_MAX) {
+        if (back) return NULL;
+        i = hm_heap_block_index(off, pg->inv);
+    } else { /* (a medium class: a division, as hm_page_block_index) */
+        if (off >= (uintptr_t)pg->span * HM_HPAGE_SIZE) return NULL;
+        i = off / b;
+    }
     *bs = b;
     *start = i * b == off && i < HM_EXTENT(pg);
     return pg;
