@@ -80,7 +80,7 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
             /* the fast Free's bin: the home's of its class, unless it may not take the page's blocks
              * (heap_internal.h, hm_page_arm_fbin); never while blocks wait in its xfree */
             hm_pagelists *home = pg->home;
-            hm_bintop *fb = pg->fbin, *own_bin = home && pg->cls < HM_NSMALL && !pg->has_debug ? &home->top[pg->cls] : NULL;
+            hm_bintop *fb = atomic_load(hm_page_fbin(pg)), *own_bin = home && pg->cls < HM_NSMALL && !pg->has_debug ? &home->top[pg->cls] : NULL;
             if (fb != &hm_bin_none && (fb != own_bin || pg->xfree))
                 fail_msg("page %p (block size %u): fast Free's bin %p, not the home's (%p) or none (%p); xfree %#" PRIxPTR,
                          (void *)pg, bs, (void *)fb, (void *)own_bin, (void *)&hm_bin_none, (uintptr_t)pg->xfree);

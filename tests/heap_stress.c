@@ -1520,7 +1520,7 @@ static void test_second_free_in_xfree(void **state)
     /* the first push onto the page's empty xfree took the page's blocks from the owner's fast Free
      * (which reads neither xfree nor the block: heap_internal.h, hm_page_arm_fbin) */
     hm_hpage *pg = hm_page_of((uintptr_t)sx.p[0]);
-    assert_ptr_equal(atomic_load(&pg->fbin), &hm_bin_none);
+    assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &hm_bin_none);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < SX_N; i++) {
         assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION); /* the owner, again */
@@ -1541,7 +1541,7 @@ static void test_second_free_in_xfree(void **state)
     }
     assert_int_equal(found, SX_N);
     /* collected: the fast Free takes the page's blocks again */
-    assert_ptr_equal(atomic_load(&pg->fbin), &atomic_load(&pg->home)->top[pg->cls]);
+    assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &atomic_load(&pg->home)->top[pg->cls]);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
     check_pages(sx.h, NULL, NULL);
@@ -1581,12 +1581,12 @@ static void test_owner_free_collects_xfree(void **state)
     assert_int_equal(pthread_create(&t, NULL, sx_free_all, NULL), 0);
     pthread_join(t, NULL);
     check_failed();
-    assert_ptr_equal(atomic_load(&pg->fbin), &hm_bin_none);
+    assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &hm_bin_none);
     assert_true(atomic_load(&pg->xfree) != 0);
     /* the owner frees a[0], of the same page: its xfree is collected */
     assert_int_equal(hm_heap_free(sx.h, a[0]), HM_OK);
     assert_true(atomic_load(&pg->xfree) == 0);
-    assert_ptr_equal(atomic_load(&pg->fbin), &atomic_load(&pg->home)->top[pg->cls]);
+    assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &atomic_load(&pg->home)->top[pg->cls]);
     assert_int_equal(pg->list, 1); /* (301 of 1024 free: past its wake) */
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < SX_N; i++) {

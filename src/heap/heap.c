@@ -300,7 +300,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         if (s) { /* (hm_heap_free_fast: no bin for the page's blocks any more; by the page's owner) */
             hm_hpage *pg = hm_page_of(b);
             HM_SET(pg->has_debug, 1);
-            atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
+            atomic_store_explicit(hm_page_fbin(pg), &hm_bin_none, memory_order_relaxed);
         }
         hdr[0] = hm_heap_debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));

@@ -132,12 +132,13 @@ typedef _Atomic(uintptr_t *) hm_bintop;
  * lock), which the owner collects when it runs out of free blocks.
  *
  * owner is the home's owner token (hm_pagelists.owner), what the slow paths compare with the
- * caller's; the fast Free compares home with the caller's lists instead. The record is 128 bytes (a
+ * caller's; the fast Free reads neither, but the page's bin in the segment's row (hm_segment.fbin),
+ * which is the home's (or always full). The record is 128 bytes (a
  * power of two: a page's record is found with a shift): the fields the fast paths read in its first
  * line, xfree (which only the slow paths read) in the second.
- * block_size, extent, used, has_debug, owner, fbin and xfree are atomics because Free and statistics
- * read them without the owner's knowledge; all but xfree and fbin have one writer at a time (relaxed
- * load and store). */
+ * block_size, extent, used, has_debug, owner and xfree are atomics because Free and statistics read
+ * them without the owner's knowledge; all but xfree have one writer at a time (relaxed load and
+ * store). Its fast Free's bin is in the segment's row (hm_segment.fbin). */
 typedef struct hm_hpage {
     /* (cache-line aligned: neighbouring pages belong to different threads, whose hot writes must not
      * share a line) */
@@ -150,12 +151,6 @@ typedef struct hm_hpage {
     _Atomic uint32_t extent;         /* block indices below this are blocks (its capacity once set up; 0 unused) */
     _Atomic uintptr_t owner;         /* its home's owner token: 0 while unused or ownerless */
     _Atomic(struct hm_pagelists *) home; /* the lists it belongs to; NULL while unused */
-    _Atomic(hm_bintop *) fbin;       /* where its owner's fast Free puts a block (hm_heap_free_fast): the
-                                        top of its home's bin of its class; hm_bin_none (always full)
-                                        for a medium class, a page a debug block was carved from (whose
-                                        pointers are not all block starts), one not in use, or while
-                                        its xfree holds blocks (stored by the Free whose push made it
-                                        nonempty). Else written by the owner (hm_page_arm_fbin). */
     uint32_t inv;                    /* ceil(2^32 / block_size): offset / block_size as a multiply */
     _Atomic uint32_t block_size;     /* 0: the page is not in use */
     _Atomic uint8_t has_debug;       /* a debug block was carved from it since it was last empty */
@@ -210,7 +205,8 @@ _Static_assert(sizeof(hm_bin) == 512, "a bin is 512 bytes");
  * thread freed into a full page of class c (looked at when the lists run out of blocks of c). */
 typedef struct hm_pagelists {
     hm_bintop top[HM_NSMALL];        /* bin[c]'s top, &bin[c].slot[n] for n blocks (first: the
-                                        allocation fast path finds it with one address computation) */
+                                        allocation fast path finds it with one address computation;
+                                        a page whose fbin lies in here is these lists') */
     hm_hpage *avail[HM_NCLASS];
     hm_hpage *full[HM_NCLASS];
     uintptr_t owner;
@@ -228,6 +224,14 @@ typedef struct hm_segment {
     int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
     struct hm_segment *next;
+    /* fbin[i]: where page i's owner's fast Free puts a block (hm_heap_free_fast), the top of its
+     * home's bin of its class, or hm_bin_none (always full) for a medium class, a page a debug block
+     * was carved from (whose pointers are not all block starts), one not in use (page 0 too), or while
+     * its xfree holds blocks (stored by the Free whose push made it nonempty); never NULL. Else written
+     * by the owner (hm_page_arm_fbin). A row apart from the records: a top of the caller's bins says
+     * the page is the caller's (bins' tops are their lists'), so the fast Free reads no record, and
+     * the row of a segment's 64 pages is 8 lines, which stay cached where the records would not. */
+    _Alignas(64) _Atomic(hm_bintop *) fbin[HM_SEG_PAGES];
     /* live[i]: page i's live bits, one per 16-byte granule of the page, set while a block starting
      * there is live (heap_internal.h, hm_live_word): found from an address alone, by shifts and masks,
      * and a pointer whose bit is set is a live block's start with no division. A medium block's bit

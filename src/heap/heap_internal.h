@@ -160,6 +160,9 @@ extern uintptr_t hm_bin_always[2];
 #define HM_BIN_UNMADE (&hm_bin_always[1])
 extern hm_bintop hm_bin_none;
 
+/* Where pg's fbin is (heap.h, hm_segment.fbin): its segment's row. */
+static inline _Atomic(hm_bintop *) *hm_page_fbin(hm_hpage *pg) { return &hm_seg_of(pg)->fbin[hm_page_index(pg)]; }
+
 /* pg's fbin for its home (NULL: none): the bin of its class there when its owner's fast Free may
  * take its blocks and its xfree is empty, else hm_bin_none. By pg's owner (or owner-to-be). With
  * hm_heap_give, whose push onto an empty xfree is followed by a store of hm_bin_none, a Dekker pair
@@ -170,12 +173,13 @@ extern hm_bintop hm_bin_none;
 static inline void hm_page_arm_fbin(hm_hpage *pg, hm_pagelists *home)
 {
     unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
+    _Atomic(hm_bintop *) *fb = hm_page_fbin(pg);
     if (!home || cls >= HM_NSMALL || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) {
-        atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
+        atomic_store_explicit(fb, &hm_bin_none, memory_order_relaxed);
         return;
     }
-    atomic_store_explicit(&pg->fbin, &home->top[cls], memory_order_seq_cst);
-    if (atomic_load_explicit(&pg->xfree, memory_order_seq_cst)) atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_relaxed);
+    atomic_store_explicit(fb, &home->top[cls], memory_order_seq_cst);
+    if (atomic_load_explicit(&pg->xfree, memory_order_seq_cst)) atomic_store_explicit(fb, &hm_bin_none, memory_order_relaxed);
 }
 
 /* pg's home becomes home (NULL: none), with the bin its owner's fast Free uses (heap.h, fbin). By
@@ -529,18 +533,18 @@ static inline __attribute__((always_inline)) bool hm_heap_free_fast_as(hm_heap *
 /* hm_heap_free_fast_as's body for the caller's lists. */
 static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists *lists, uintptr_t p)
 {
-    /* the segment table says whether p is in a segment; then the segment is p masked, and the page
-     * record is at its offset from it (0: the records lead the header): (p >> 16) & 63 records of 128
-     * bytes */
+    /* the segment table says whether p is in a segment; then the segment is p masked, and the page's
+     * fbin is in its row, (p >> 16) & 63 of 8-byte entries: one of the tops of the caller's bins
+     * only if the page's home is the caller's lists (no record read) */
     if (p & ~(uintptr_t)(((uintptr_t)1 << 47) - 16)) return false; /* past the table, or not a granule's start */
     if (!atomic_load_explicit(&hm_segmap_bytes[p >> HM_SEGMAP_SHIFT], memory_order_acquire)) return false;
-    hm_hpage *pg = (hm_hpage *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, page) + ((p >> 9) & 0x1f80));
-    if (atomic_load_explicit(&pg->home, memory_order_relaxed) != lists) return false;
+    _Atomic(hm_bintop *) *fb = (_Atomic(hm_bintop *) *)((p & ~(uintptr_t)(HM_SEG_SIZE - 1)) + offsetof(hm_segment, fbin) + ((p >> 13) & 0x1f8));
+    hm_bintop *tp = atomic_load_explicit(fb, memory_order_relaxed);
+    if ((uintptr_t)tp - (uintptr_t)lists->top >= sizeof lists->top) return false; /* (hm_bin_none: never) */
     /* its live bit: set only at a live block's start, so no division tells p is one */
     _Atomic uint64_t *w = hm_live_word(p);
     uint64_t live = atomic_load_explicit(w, memory_order_relaxed);
     if (!((live >> hm_live_bit(p)) & 1)) return false;
-    hm_bintop *tp = atomic_load_explicit(&pg->fbin, memory_order_relaxed);
     uintptr_t *t = atomic_load_explicit(tp, memory_order_relaxed);
     if (*t) return false; /* (HM_BIN_END: full, or the always-full bin: hm_bin_none, HM_BIN_UNMADE) */
     atomic_store_explicit(w, hm_bit_flip(live, p >> 4), memory_order_relaxed); /* (it was set: cleared) */
@@ -549,6 +553,6 @@ static inline __attribute__((always_inline)) bool hm_heap_free_into(hm_pagelists
     return true;
 }
 static inline __attribute__((always_inline)) bool hm_heap_free_fast(hm_heap *h, uintptr_t p) { return hm_heap_free_fast_as(h, p, false); }
-_Static_assert(sizeof(hm_hpage) == 128 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: records of 128 bytes");
+_Static_assert(sizeof(hm_bintop *) == 8 && HM_SEG_PAGES == 64, "hm_heap_free_fast's arithmetic: a row of 64 8-byte fbins");
 
 #endif

@@ -354,7 +354,7 @@ bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
                      * (hm_page_arm_fbin) and it is told; the home read after the push, as the
                      * page may have been adopted meanwhile. Homes are type-stable (the heap, or a
                      * cache from a pool): at worst a cache now at that address looks needlessly. */
-            atomic_store_explicit(&pg->fbin, &hm_bin_none, memory_order_seq_cst);
+            atomic_store_explicit(hm_page_fbin(pg), &hm_bin_none, memory_order_seq_cst);
             home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
             uint64_t bit = (uint64_t)1 << pg->cls;
             if (home && home != &h->own && !(atomic_load_explicit(&home->xpending, memory_order_relaxed) & bit))
@@ -424,7 +424,7 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
         unsigned cls = pg->cls;
         hm_bin_make(home, cls);
         /* (a late push's mark over an empty xfree: armed again) */
-        if (atomic_load_explicit(&pg->fbin, memory_order_relaxed) == &hm_bin_none
+        if (atomic_load_explicit(hm_page_fbin(pg), memory_order_relaxed) == &hm_bin_none
             && !atomic_load_explicit(&pg->xfree, memory_order_relaxed))
             hm_page_arm_fbin(pg, home);
         if (hm_bin_n(home, cls) >= hm_bin_cap(cls)) hm_heap_bin_flush(h, home, cls, hm_bin_cap(cls) / 2, false);

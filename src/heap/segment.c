@@ -59,6 +59,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
      * blocks at once, as the map's tagged range, without looking at each) */
     if (h->tracked) hm_track_clear(base, HM_SEG_SIZE);
     hm_segment *s = base; /* fresh committed memory reads zero: every page starts unused */
+    for (size_t i = 0; i < HM_SEG_PAGES; i++) atomic_store_explicit(&s->fbin[i], &hm_bin_none, memory_order_relaxed);
     atomic_store_explicit(&s->cookie, h->key ^ (uintptr_t)s, memory_order_release);
     s->heap = h;
     s->fd = fd;
