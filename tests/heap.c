@@ -933,10 +933,15 @@ static void fixture_check(fixture *f, hm_heap_stats s0, const char *what)
 static void bad_free(fixture *f, void *p, hm_status want, const char *what)
 {
     hm_heap_stats s0 = hstats(f->h);
+    hm_set_last_detail("(no detail)");
     hm_status st = hm_heap_free(f->h, p);
     if (st != want)
         fail_msg("Free(%s = %p) = %#x (%s), expected %#x (%s)", what, p, (unsigned)st, hm_status_name(st),
                  (unsigned)want, hm_status_name(want));
+    /* and says why, naming the pointer (a clear message for whoever reads the failure) */
+    char at[32];
+    snprintf(at, sizeof at, "%p", p);
+    if (!strstr(hm_last_detail(), at)) fail_msg("Free(%s = %p): detail \"%s\" does not name it", what, p, hm_last_detail());
     fixture_check(f, s0, what);
 }
 

@@ -372,29 +372,25 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
     }
 }
 
-/* A plain block of a page or span of a thread-cached heap that the fast Free turned away (another
- * thread's page, an ownerless one, a medium class, a page with blocks in xfree, a full bin): straight
- * to hm_heap_small_free_cached, without the map's record or the general classification. false: not
- * such a block, or not sure. */
-static inline bool free_small_direct(hm_heap *h, uintptr_t p, hm_status *st)
-{
-    uint32_t bs;
-    bool start;
-    hm_hpage *pg = hm_heap_block_page(h, p, &bs, &start);
-    if (!pg || !start) return false;
-    *st = hm_heap_small_free_cached(h, pg, p);
-    return true;
-}
+static __attribute__((noinline)) hm_status free_mapped(hm_heap *h, void *p);
 
 /* Everything but the common case (hm_heap_free): out of line, so that the common case needs no
- * stack frame. */
-static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
+ * stack frame; a block of a page of a thread-cached heap without one either (a tail call). */
+static hm_status free_general(hm_heap *h, void *p)
+{
+    if (h->cached) {
+        uint32_t bs;
+        bool start;
+        hm_hpage *pg = hm_heap_block_page(h, (uintptr_t)p, &bs, &start);
+        if (pg && start) return hm_heap_small_free_cached(h, pg, (uintptr_t)p);
+    }
+    return free_mapped(h, p);
+}
+
+/* free_general of what the page records alone do not tell: from the map's record. */
+static hm_status free_mapped(hm_heap *h, void *p)
 {
     hm_status st;
-    if (h->cached && free_small_direct(h, (uintptr_t)p, &st)) {
-        if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
-        return st;
-    }
     hm_vmap_info info;
     if (!hm_heap_find(p, &info)) {
         hm_detail_set("Free(%p): not a block of any heap", p);
@@ -424,11 +420,7 @@ static __attribute__((noinline)) hm_status free_general(hm_heap *h, void *p)
     }
     if (h->cached) { /* a plain small block: onto its page's list if the caller owns it, else its xfree; no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
-        if (r.kind == SMALL) {
-            st = hm_heap_small_free_cached(h, r.page, r.block);
-            if (st == HM_E_HOST_INVALIDOPERATION) hm_detail_set("Free(%p): already freed", p);
-            return st;
-        }
+        if (r.kind == SMALL) return hm_heap_small_free_cached(h, r.page, r.block);
     }
     hm_heap_lock(h);
     r = hm_heap_classify(h, &info, (uintptr_t)p);
@@ -457,9 +449,13 @@ static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
 static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
 {
     if (!p) return HM_OK; /* (SPEC 1.1, whatever the manager's state) */
-    if (!running(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+    if (!atomic_load_explicit(&h->fast_id, memory_order_relaxed)) {
+        /* the fast path could not look (a manager stopped since h last looked, or a heap it may not
+         * serve): the manager is asked, and the fast path tries again once it may (fast_id set) */
+        if (!running_slow(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
+        if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
+    }
     if (h->tracked) return free_tracked(h, p);
-    if (hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (after another manager's stop: fast_id set again) */
     return free_general(h, p);
 }
 

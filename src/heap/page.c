@@ -341,25 +341,33 @@ void hm_heap_binned(const hm_pagelists *lists, uint64_t *blocks, uint64_t *bytes
 
 /* ---- giving blocks back ------------------------------------------------------------------------- */
 
+/* b onto pg's xfree (a page of another home, or an ownerless one with the lock not held); HM_OK, so
+ * that a Free's path ends in it as a tail call. */
+static hm_status xfree_push(hm_heap *h, hm_hpage *pg, uintptr_t b)
+{
+    uintptr_t w = hm_heap_wr(h, b), key = h->key ^ b;
+    atomic_store_explicit(hm_word1(w), hm_xfree_tag(h, b), memory_order_relaxed);
+    uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
+    do hm_link_set(w, old ^ key);
+    while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_seq_cst, memory_order_relaxed));
+    atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
+    if (__builtin_expect(!old, 0)) { /* the first since the owner looked: its fast Free stops taking
+                 * the page's blocks (hm_page_arm_fbin) and it is told; the home read after the push,
+                 * as the page may have been adopted meanwhile. Homes are type-stable (the heap, or a
+                 * cache from a pool): at worst a cache now at that address looks needlessly. */
+        atomic_store_explicit(hm_page_fbin(pg), &hm_bin_none, memory_order_seq_cst);
+        hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
+        uint64_t bit = (uint64_t)1 << pg->cls;
+        if (home && home != &h->own && !(atomic_load_explicit(&home->xpending, memory_order_relaxed) & bit))
+            atomic_fetch_or_explicit(&home->xpending, bit, memory_order_relaxed);
+    }
+    return HM_OK;
+}
+
 bool hm_heap_give(hm_heap *h, hm_pagelists *mine, hm_hpage *pg, uintptr_t b)
 {
-    hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
-    if (home != mine) { /* another thread's page (or an ownerless one, the lock not held): its xfree */
-        atomic_store_explicit(hm_word1(hm_heap_wr(h, b)), hm_xfree_tag(h, b), memory_order_relaxed);
-        uintptr_t old = atomic_load_explicit(&pg->xfree, memory_order_relaxed);
-        do hm_link_set(hm_heap_wr(h, b), old ^ h->key ^ b);
-        while (!atomic_compare_exchange_weak_explicit(&pg->xfree, &old, b, memory_order_seq_cst, memory_order_relaxed));
-        atomic_fetch_add_explicit(&pg->xcount, 1, memory_order_relaxed);
-        if (!old) { /* the first since the owner looked: its fast Free stops taking the page's blocks
-                     * (hm_page_arm_fbin) and it is told; the home read after the push, as the
-                     * page may have been adopted meanwhile. Homes are type-stable (the heap, or a
-                     * cache from a pool): at worst a cache now at that address looks needlessly. */
-            atomic_store_explicit(hm_page_fbin(pg), &hm_bin_none, memory_order_seq_cst);
-            home = atomic_load_explicit(&pg->home, memory_order_seq_cst);
-            uint64_t bit = (uint64_t)1 << pg->cls;
-            if (home && home != &h->own && !(atomic_load_explicit(&home->xpending, memory_order_relaxed) & bit))
-                atomic_fetch_or_explicit(&home->xpending, bit, memory_order_relaxed);
-        }
+    if (atomic_load_explicit(&pg->home, memory_order_relaxed) != mine) { /* another thread's page (or an ownerless one, the lock not held) */
+        (void)xfree_push(h, pg, b);
         return false;
     }
     hm_set_live(b, false);
@@ -400,18 +408,29 @@ static void settle(hm_heap *h, hm_hpage *pg, bool locked)
 void hm_heap_settle(hm_heap *h, hm_hpage *pg) { settle(h, pg, false); }
 void hm_heap_settle_locked(hm_heap *h, hm_hpage *pg) { settle(h, pg, true); }
 
+static __attribute__((noinline)) hm_status owner_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
+static __attribute__((noinline, cold)) hm_status already_freed(uintptr_t b)
+{
+    hm_detail_set("Free(%p): already freed", (void *)b);
+    return HM_E_HOST_INVALIDOPERATION;
+}
+
+/* (the checks, then one tail call: neither path below needs a frame here) */
 hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     /* Refused if in xfree already (its tag), or no longer live: the tag first, then the bit (this
      * file's comment). A second Free racing a decommit of b's emptied page reads zeros here (a
      * thread-cached heap's segments are readable while reserved) and then sees the bit clear. */
-    if (atomic_load_explicit(hm_word1(b), memory_order_relaxed) == hm_xfree_tag(h, b)) return HM_E_HOST_INVALIDOPERATION;
+    if (atomic_load_explicit(hm_word1(b), memory_order_relaxed) == hm_xfree_tag(h, b)) return already_freed(b);
     atomic_thread_fence(memory_order_acquire);
-    if (!hm_heap_live(b)) return HM_E_HOST_INVALIDOPERATION;
-    if (HM_OWNER(pg) != hm_self()) {
-        (void)hm_heap_give(h, NULL, pg, b); /* (NULL is nobody's home: always its xfree) */
-        return HM_OK;
-    }
+    if (!hm_heap_live(b)) return already_freed(b);
+    if (HM_OWNER(pg) != hm_self()) return xfree_push(h, pg, b);
+    return owner_free(h, pg, b);
+}
+
+/* hm_heap_small_free_cached of a live block of a page the caller owns. */
+static hm_status owner_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
+{
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);
     /* Blocks other threads freed into pg wait in its xfree, and while they do the owner's fast Free
      * turns every block of pg away: they are taken back now (which arms the page again), rather than
