@@ -101,6 +101,8 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     h->tracked = hm_track_wanted();
     h->readable = h->cached && !m->opts.heap_guard; /* (segment_new) */
     h->fast = !h->dual && !h->tracked;
+    _Static_assert(sizeof h->class_of == sizeof hm_heap_class_table, "class_of: the whole table");
+    memcpy(h->class_of, hm_heap_class_table, sizeof h->class_of);
     h->own.owner = h->cached ? 0 : HM_OWNER_CALLER; /* (heap.h: whose the heap's own pages are) */
     hm_pagelists_init_bins(&h->own);
     h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
@@ -271,7 +273,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
      * lists are the caller's: hm_heap_fast_lists) */
     if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
         uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
-        unsigned cls = hm_heap_class_table[(size + 15) >> 4];
+        unsigned cls = h->class_of[(size + 15) >> 4];
         /* (alloc_from inlined once for each heap kind: neither path computes the other's lists or
          * moves them between registers) */
         if (__builtin_expect(k & 1, 0)) return alloc_from(h, &h->own, &h->own.top[cls], level, out);

@@ -305,6 +305,8 @@ struct hm_heap {
                                         (heap.c, running): 0 unless h is fast and m was seen running
                                         since the last stop of any manager; then id (even) if cached,
                                         its thread's cache found by it, else id | 1 (the heap's own lists) */
+    uint8_t class_of[65];            /* hm_heap_class_table's copy, where Alloc's inline path reads it
+                                        off h, already in a register (no table address to load) */
     _Alignas(64) _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from
                                        the pages); atomics: threads' large caches change them unlocked */
     _Alignas(64) pthread_mutex_t lock; /* with HM_HEAP_THREADSAFE; guards what follows */
