@@ -4,7 +4,8 @@
  * (its live bit, at its first granule); used counts the blocks that are not free; no free bit lies
  * outside the page's blocks [first, extent) or below fscan, no live bit anywhere but at the start of
  * one of them; the fast Free's bin is the home's or none, and none while xfree holds blocks; a page on
- * the full list has more blocks used than its wake. Takes
+ * the full list has more blocks used than its wake; the fast Free's bin of a page without blocks of
+ * its own (the header's, unused, inside a span) is none. Takes
  * the heap lock; no other thread may use the heap. */
 #ifndef HM_TEST_HEAP_PAGES_H
 #define HM_TEST_HEAP_PAGES_H
@@ -44,10 +45,15 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
     uint64_t np = 0, nfree = 0;
     hm_heap_lock(h);
     for (hm_segment *s = h->segments; s; s = s->next)
-        for (size_t p = 1; p < HM_SEG_PAGES; p++) {
+        for (size_t p = 0; p < HM_SEG_PAGES; p++) {
             hm_hpage *pg = &s->page[p];
             uint32_t bs = pg->block_size, first = pg->first, extent = pg->extent, used = pg->used;
-            if (!bs || pg->back) continue;
+            /* the fast Free reads no record, only the fbin row: a page without blocks of its own (the
+             * header's, an unused one, one inside a span) must turn it away */
+            if ((!p || !bs || pg->back) && atomic_load(hm_page_fbin(pg)) != &hm_bin_none)
+                fail_msg("page %zu of segment %p (block size %u, back %u): fast Free's bin %p, not none", p, (void *)s, bs,
+                         pg->back, (void *)atomic_load(hm_page_fbin(pg)));
+            if (!p || !bs || pg->back) continue;
             np++;
             if (!pg->fbits || extent != pg->capacity || first >= extent)
                 fail_msg("page %p: free bits %p, blocks [%u, %u) of %u", (void *)pg, (void *)pg->fbits, first, extent, pg->capacity);
