@@ -91,7 +91,7 @@ hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p)
 size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out)
 {
     /* the common case: a plain block of a page (or span) without debug blocks, from the segment
-     * table and the page's record and live bits (what Free's fast path reads), without the map's */
+     * table, the page's record and its live bits, without the map's */
     uint32_t bs;
     bool start;
     if (hm_heap_block_page(h, (uintptr_t)p, &bs, &start)) {

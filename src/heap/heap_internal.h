@@ -517,7 +517,8 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
  * h's and the caller owns it), nothing in the page's xfree, no debug block carved from it (fbin is
  * hm_bin_none, always full, if either), and room in its bin: true, freed (its live bit cleared, the
- * block pushed onto the bin; neither the block nor the page record's second line is touched).
+ * block pushed onto the bin; neither the block nor the page's record is read: the segment's fbin
+ * row, the live word and the bin are).
  * false: p is anything else, or the bin is full (or not made yet), or the manager not known to run,
  * and nothing changed (the full path tells what, or flushes). known_cached: the caller knows h is
  * thread-cached (else fast_id tells). */
