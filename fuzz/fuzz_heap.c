@@ -433,7 +433,8 @@ NO_COVERAGE static void site_cb(const hm_heap_site *s, void *arg)
 /* The page records' invariants the fast paths rely on (heap_internal.h; tests/heap_pages.h checks
  * more): the fast Free's bin of every page, which it reads instead of the record (none for a page
  * without blocks of its own, the home's top or none for one in use, none while its xfree holds
- * blocks), and that no page waits on the full list at or below its wake (it would never settle). */
+ * blocks), that no page waits on the full list at or below its wake (it would never settle), and
+ * that the segment's in_use bits are its pages with blocks or inside a span (claim_span's hint). */
 NO_COVERAGE static void check_pages_of(int hs, const char *when)
 {
     hm_heap *h = S.hp[hs].h;
@@ -443,6 +444,9 @@ NO_COVERAGE static void check_pages_of(int hs, const char *when)
             hm_hpage *pg = &s->page[i];
             hm_bintop *fb = atomic_load(hm_page_fbin(pg));
             uint32_t bs = atomic_load(&pg->block_size);
+            if (((s->in_use >> i) & 1) != (i && (bs || pg->back)))
+                fail("%s: heap %d, page %zu of %p (block size %u, back %u): in_use bit %u", when, hs, i, (void *)s, bs, pg->back,
+                     (unsigned)((s->in_use >> i) & 1));
             if (!i || !bs || pg->back) {
                 if (fb != &hm_bin_none) fail("%s: heap %d, page %zu of %p (no blocks of its own): fast Free's bin %p", when, hs, i, (void *)s, (void *)fb);
                 continue;

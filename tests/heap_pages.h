@@ -5,7 +5,8 @@
  * outside the page's blocks [first, extent) or below fscan, no live bit anywhere but at the start of
  * one of them; the fast Free's bin is the home's or none, and none while xfree holds blocks; a page on
  * the full list has more blocks used than its wake; the fast Free's bin of a page without blocks of
- * its own (the header's, unused, inside a span) is none. Takes
+ * its own (the header's, unused, inside a span) is none; the segment's in_use bits are the pages with
+ * blocks or inside a span. Takes
  * the heap lock; no other thread may use the heap. */
 #ifndef HM_TEST_HEAP_PAGES_H
 #define HM_TEST_HEAP_PAGES_H
@@ -48,6 +49,9 @@ static inline void check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_block
         for (size_t p = 0; p < HM_SEG_PAGES; p++) {
             hm_hpage *pg = &s->page[p];
             uint32_t bs = pg->block_size, first = pg->first, extent = pg->extent, used = pg->used;
+            if (((s->in_use >> p) & 1) != (p && (bs || pg->back)))
+                fail_msg("page %zu of segment %p (block size %u, back %u): in_use bit %u", p, (void *)s, bs, pg->back,
+                         (unsigned)((s->in_use >> p) & 1));
             /* the fast Free reads no record, only the fbin row: a page without blocks of its own (the
              * header's, an unused one, one inside a span) must turn it away */
             if ((!p || !bs || pg->back) && atomic_load(hm_page_fbin(pg)) != &hm_bin_none)

@@ -223,6 +223,9 @@ typedef struct hm_segment {
     intptr_t rw_delta;               /* two-view heaps: a block's writable alias is block + rw_delta */
     int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
+    uint64_t in_use;                 /* bit i: page i has blocks or lies inside a span (heap lock; set
+                                        and cleared with pages_in_use): where claim_span looks for a
+                                        run of free pages, each of which it checks before it takes it */
     struct hm_segment *next;
     /* fbin[i]: where page i's owner's fast Free puts a block (hm_heap_free_fast), the top of its
      * home's bin of its class, or hm_bin_none (always full) for a medium class, a page a debug block

@@ -66,6 +66,8 @@ void hm_heap_pools_fork_lock(bool lock);
 static inline hm_segment *hm_seg_of(const void *p) { return (hm_segment *)((uintptr_t)p & ~(uintptr_t)(HM_SEG_SIZE - 1)); }
 static inline size_t hm_page_index(const hm_hpage *pg) { return (size_t)(pg - hm_seg_of(pg)->page); }
 static inline uintptr_t hm_page_addr(const hm_hpage *pg) { return (uintptr_t)hm_seg_of(pg) + hm_page_index(pg) * HM_HPAGE_SIZE; }
+/* The bits of pages i..i+n-1 of a segment (n >= 1; hm_segment.in_use). */
+static inline uint64_t hm_page_bits(size_t i, size_t n) { return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << i; }
 /* The record of the page holding b: the head of its span for a medium class's. */
 static inline hm_hpage *hm_page_of(uintptr_t b)
 {

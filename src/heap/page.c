@@ -101,6 +101,7 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
     pg->fbits = NULL;
     unsigned span = pg->span;
     hm_seg_of(pg)->pages_in_use -= span;
+    hm_seg_of(pg)->in_use &= ~hm_page_bits(hm_page_index(pg), span);
     if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), span * HM_HPAGE_SIZE); /* (carved afresh next time) */
     /* a span's pages go to the empty cache one by one, its head last (reused first) */
     for (unsigned k = span; k-- > 1;) {

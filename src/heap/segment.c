@@ -285,13 +285,18 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
     hm_segment *fresh = NULL; /* a segment made by this call */
     for (;;) {
         hm_hpage *pg = NULL;
-        for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i + span <= last && !pg && s->pages_in_use + span < last; i++) { /* (too few unused pages: one look) */
-                size_t k = 0;
+        for (hm_segment *s = h->segments; s && !pg; s = s->next) {
+            if (s->pages_in_use + span >= last) continue; /* (too few unused pages) */
+            /* the starts of runs of span pages not in use (pages 1 .. last-1), from in_use's bits;
+             * each page of one checked (span_free: one claimed by a commit under way is not free) */
+            uint64_t m = ~s->in_use & hm_page_bits(1, last - 1), run = m;
+            for (unsigned k = 1; k < span; k++) run &= m >> k;
+            for (; run && !pg; run &= run - 1) {
+                size_t i = (size_t)__builtin_ctzll(run), k = 0;
                 while (k < span && span_free(s, i + k)) k++;
                 if (k == span) pg = &s->page[i];
-                else i += k; /* (page i + k is taken: no run starts before it) */
             }
+        }
         if (!pg) {
             hm_status st = segment_add(h, level, &fresh);
             if (st) return st;
@@ -367,6 +372,7 @@ hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigne
     atomic_store_explicit(&pg->xfree, 0, memory_order_relaxed);
     atomic_store_explicit(&pg->xcount, 0, memory_order_relaxed);
     hm_seg_of(pg)->pages_in_use += span;
+    hm_seg_of(pg)->in_use |= hm_page_bits(hm_page_index(pg), span);
     HM_SET(pg->owner, home->owner);
     hm_page_set_home(pg, home, memory_order_relaxed);
     hm_page_avail_first(home, pg);
