@@ -1620,6 +1620,47 @@ static void test_owner_free_collects_xfree(void **state)
     assert_int_equal(hm_manager_destroy(m), HM_OK);
 }
 
+/* Frees in a row of one class, more than a bin holds, on either heap kind: the Free that finds the
+ * bin full flushes half of it and the next ones take the fast path again (on a heap without
+ * HM_HEAP_THREADSAFE too, whose caller owns its lists); second frees are refused, the pages' books
+ * stay exact, and the blocks handed out again do not overlap. Small and medium classes. */
+static void test_batch_frees(void **state)
+{
+    (void)state;
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
+        hm_manager *m = make("limit=256M");
+        hm_heap *h = mk_heap(m, flags);
+        static const size_t sizes[] = {16, 64, 1000, 4096, 40000};
+        enum { BN = 3000 };
+        static void *p[BN], *q[BN];
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            int n = sizes[z] > 8192 ? 200 : BN;
+            for (int i = 0; i < n; i++) assert_int_equal(hm_heap_alloc(h, sizes[z], HM_LEVEL_TASK, &p[i]), HM_OK);
+            for (int i = 0; i < n; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
+            check_pages(h, NULL, NULL);
+            for (int i = 0; i < n; i += 7) assert_int_equal(hm_heap_free(h, p[i]), HM_E_HOST_INVALIDOPERATION);
+            hm_heap_stats st = hstats(h);
+            assert_int_equal(st.live_blocks, 0);
+            /* the same number again: distinct blocks (each filled, then read back) */
+            for (int i = 0; i < n; i++) {
+                assert_int_equal(hm_heap_alloc(h, sizes[z], HM_LEVEL_TASK, &q[i]), HM_OK);
+                memset(q[i], (int)i, sizes[z]);
+            }
+            check_pages(h, NULL, NULL);
+            for (int i = 0; i < n; i++) {
+                for (size_t k = 0; k < sizes[z]; k += 512) assert_int_equal(((unsigned char *)q[i])[k], (unsigned char)i);
+                assert_int_equal(hm_heap_free(h, q[i]), HM_OK);
+            }
+            check_pages(h, NULL, NULL);
+            st = hstats(h);
+            assert_int_equal(st.live_blocks, 0);
+        }
+        check_books();
+        assert_int_equal(hm_heap_destroy(h), HM_OK);
+        assert_int_equal(hm_manager_destroy(m), HM_OK);
+    }
+}
+
 /* ---- 7. a heap destroyed while other threads' caches hold its blocks ------------------------- */
 
 #define DT_T 3
@@ -1753,6 +1794,7 @@ int main(void)
         cmocka_unit_test(test_budget_pressure),
         cmocka_unit_test(test_second_free_in_xfree),
         cmocka_unit_test(test_owner_free_collects_xfree),
+        cmocka_unit_test(test_batch_frees),
         cmocka_unit_test(test_destroy_under_caches),
     };
     /* HM_STRESS_ONLY=<substring>: only the tests whose name holds it */

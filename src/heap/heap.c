@@ -377,14 +377,16 @@ static hm_status release_block(hm_heap *h, const block_ref *r)
 static __attribute__((noinline)) hm_status free_mapped(hm_heap *h, void *p);
 
 /* Everything but the common case (hm_heap_free): out of line, so that the common case needs no
- * stack frame; a block of a page of a thread-cached heap without one either (a tail call). */
+ * stack frame; a plain block of a page without one either (a tail call), in a thread-cached heap or
+ * in one without HM_HEAP_THREADSAFE that the fast paths serve (its caller owns its lists: a Free
+ * into a full bin flushes it there, as the thread caches' do, rather than through the map and lock). */
 static hm_status free_general(hm_heap *h, void *p)
 {
-    if (h->cached) {
+    if (h->cached || h->fast) {
         uint32_t bs;
         bool start;
         hm_hpage *pg = hm_heap_block_page(h, (uintptr_t)p, &bs, &start);
-        if (pg && start) return hm_heap_small_free_cached(h, pg, (uintptr_t)p);
+        if (pg && start) return hm_heap_small_free_unlocked(h, pg, (uintptr_t)p);
     }
     return free_mapped(h, p);
 }
@@ -422,7 +424,7 @@ static hm_status free_mapped(hm_heap *h, void *p)
     }
     if (h->cached) { /* a plain small block: onto its page's list if the caller owns it, else its xfree; no lock */
         r = hm_heap_classify(h, &info, (uintptr_t)p);
-        if (r.kind == SMALL) return hm_heap_small_free_cached(h, r.page, r.block);
+        if (r.kind == SMALL) return hm_heap_small_free_unlocked(h, r.page, r.block);
     }
     hm_heap_lock(h);
     r = hm_heap_classify(h, &info, (uintptr_t)p);

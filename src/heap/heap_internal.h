@@ -171,7 +171,7 @@ static inline _Atomic(hm_bintop *) *hm_page_fbin(hm_hpage *pg) { return &hm_seg_
  * (all seq_cst): the bin is stored, then xfree read, so either this sees that push or that store
  * lands after this one. Either way a nonempty xfree leaves hm_bin_none in place once the push
  * returns; a late store of it over an empty xfree only sends Frees to the slow path, which arms the
- * page again (hm_heap_small_free_cached). */
+ * page again (hm_heap_small_free_unlocked). */
 static inline void hm_page_arm_fbin(hm_hpage *pg, hm_pagelists *home)
 {
     unsigned cls = atomic_load_explicit(&pg->cls, memory_order_relaxed);
@@ -286,9 +286,11 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg);
  * heap lock taken for that). */
 void hm_heap_settle(hm_heap *h, hm_hpage *pg);
 void hm_heap_settle_locked(hm_heap *h, hm_hpage *pg); /* (the heap lock held) */
-/* Free of the live small block b of page pg by a thread-cached heap's caller (no lock): checked
- * against a block already in xfree, then into pg's bin or free bits (the caller owns pg) or its xfree. */
-hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b);
+/* Free of the plain block b of page (or span) pg without the heap lock, by a thread-cached heap's
+ * caller or by the caller of a heap without HM_HEAP_THREADSAFE (whose own lists it owns): refused if
+ * already in xfree or not live, else into pg's bin or free bits if the caller owns pg (its thread's
+ * cache, or such a heap's own lists), or onto its xfree. */
+hm_status hm_heap_small_free_unlocked(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Heap lock held: hm_heap_give from the heap's own lists, emptied pages given up at once. */
 void hm_heap_small_free(hm_heap *h, hm_hpage *pg, uintptr_t b);
 /* Other threads' frees of pg go back into its free bits (its owner); false if a link was overwritten. */

@@ -417,7 +417,7 @@ static __attribute__((noinline, cold)) hm_status already_freed(uintptr_t b)
 }
 
 /* (the checks, then one tail call: neither path below needs a frame here) */
-hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
+hm_status hm_heap_small_free_unlocked(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     /* Refused if in xfree already (its tag), or no longer live: the tag first, then the bit (this
      * file's comment). A second Free racing a decommit of b's emptied page reads zeros here (a
@@ -425,11 +425,12 @@ hm_status hm_heap_small_free_cached(hm_heap *h, hm_hpage *pg, uintptr_t b)
     if (atomic_load_explicit(hm_word1(b), memory_order_relaxed) == hm_xfree_tag(h, b)) return already_freed(b);
     atomic_thread_fence(memory_order_acquire);
     if (!hm_heap_live(b)) return already_freed(b);
-    if (HM_OWNER(pg) != hm_self()) return xfree_push(h, pg, b);
+    uintptr_t owner = HM_OWNER(pg);
+    if (owner != hm_self() && owner != HM_OWNER_CALLER) return xfree_push(h, pg, b);
     return owner_free(h, pg, b);
 }
 
-/* hm_heap_small_free_cached of a live block of a page the caller owns. */
+/* hm_heap_small_free_unlocked of a live block of a page the caller owns. */
 static hm_status owner_free(hm_heap *h, hm_hpage *pg, uintptr_t b)
 {
     hm_pagelists *home = atomic_load_explicit(&pg->home, memory_order_relaxed);

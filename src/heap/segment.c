@@ -28,7 +28,7 @@ static hm_status segment_new(hm_heap *h, unsigned level, hm_segment **out)
     void *base;
     /* Reserved pages of a thread-cached heap's segment read as zeros: a second Free racing the first
      * reads a freed block's words without the lock, and its page may be decommitted meanwhile
-     * (hm_heap_small_free_cached looks at the live bit again afterwards). Not with guard pages (which must fault
+     * (hm_heap_small_free_unlocked looks at the live bit again afterwards). Not with guard pages (which must fault
      * on a read too), nor for the heaps whose every Free runs under the lock (no purge meanwhile). */
     hm_status st = hm_vmap_reserve_tagged(&h->m->acct, HM_SEG_SIZE, HM_SEG_SIZE, (uintptr_t)h,
                                           h->readable ? HM_RESERVE_READABLE : h->dual ? HM_RESERVE_OWN : 0, &base);
