@@ -280,6 +280,17 @@ static void test_block_index(void **state)
         while (hm_heap_class_size((unsigned)cls) < (size ? size : 1)) cls++;
         if (hm_heap_class_of(size) != cls) fail_msg("size %zu: class %u, expected %zu", size, hm_heap_class_of(size), cls);
     }
+    /* ... and so does each heap's copy, indexed by ceil(size / 16), that Alloc's inline path reads */
+    hm_manager *m = make("limit=64M");
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
+        hm_heap *h = mk_heap(m, flags);
+        for (size_t size = 0; size <= HM_SMALL_MAX; size++)
+            if (h->class_of[(size + 15) >> 4] != hm_heap_class_of(size))
+                fail_msg("heap flags %u, size %zu: class_of says %u, the class is %u", flags, size, h->class_of[(size + 15) >> 4],
+                         hm_heap_class_of(size));
+        destroy_heap(h);
+    }
+    destroy_mgr(m);
 }
 
 static void test_size_classes(void **state)

@@ -101,8 +101,7 @@ hm_status hm_heap_create(hm_manager *m, uint32_t flags, hm_heap **out)
     h->tracked = hm_track_wanted();
     h->readable = h->cached && !m->opts.heap_guard; /* (segment_new) */
     h->fast = !h->dual && !h->tracked;
-    _Static_assert(sizeof h->class_of == sizeof hm_heap_class_table, "class_of: the whole table");
-    memcpy(h->class_of, hm_heap_class_table, sizeof h->class_of);
+    for (size_t i = 0; i < sizeof h->class_of; i++) h->class_of[i] = (uint8_t)hm_heap_class_of(i ? i * 16 : 1);
     h->own.owner = h->cached ? 0 : HM_OWNER_CALLER; /* (heap.h: whose the heap's own pages are) */
     hm_pagelists_init_bins(&h->own);
     h->prot = !(flags & HM_HEAP_EXECUTABLE) ? HM_PAGE_READWRITE : h->dual ? HM_PAGE_EXECUTE_READ : HM_PAGE_EXECUTE_READWRITE;
@@ -259,8 +258,8 @@ static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm
 static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
 {
     if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h)) {
-        /* (a small class above 1 KiB, or the fast path's first look after a stop; fast_id 0, and so no
-         * lists, for a heap the fast paths may not serve) */
+        /* (the fast path's first look after a stop; fast_id 0, and so no lists, for a heap the fast
+         * paths may not serve) */
         hm_pagelists *lists = hm_heap_fast_lists(h, atomic_load_explicit(&h->fast_id, memory_order_relaxed));
         if (lists) return alloc_from(h, lists, &lists->top[hm_heap_class_of(size)], level, out);
     }
@@ -271,7 +270,7 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first (fast_id says the manager runs, the fast paths may serve h, and which
      * lists are the caller's: hm_heap_fast_lists) */
-    if (__builtin_expect(h && out && size <= 1024 && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
+    if (__builtin_expect(h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
         uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
         unsigned cls = h->class_of[(size + 15) >> 4];
         /* (alloc_from inlined once for each heap kind: neither path computes the other's lists or

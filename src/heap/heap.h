@@ -308,8 +308,10 @@ struct hm_heap {
                                         (heap.c, running): 0 unless h is fast and m was seen running
                                         since the last stop of any manager; then id (even) if cached,
                                         its thread's cache found by it, else id | 1 (the heap's own lists) */
-    uint8_t class_of[65];            /* hm_heap_class_table's copy, where Alloc's inline path reads it
-                                        off h, already in a register (no table address to load) */
+    uint8_t class_of[HM_SMALL_MAX / 16 + 1]; /* [ceil(size / 16)]: the class of a size up to
+                                        HM_SMALL_MAX (0 counts as 1), where Alloc's inline path reads
+                                        it off h, already in a register: one load for every small
+                                        class (their bounds are multiples of 16), no table address */
     _Alignas(64) _Atomic uint64_t live_bytes, live_blocks, large_bytes; /* large blocks (small ones: from
                                        the pages); atomics: threads' large caches change them unlocked */
     _Alignas(64) pthread_mutex_t lock; /* with HM_HEAP_THREADSAFE; guards what follows */

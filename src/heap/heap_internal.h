@@ -515,7 +515,7 @@ static inline __attribute__((always_inline)) uintptr_t hm_heap_alloc_fast_cached
 {
     hm_pagelists *lists = hm_heap_cached_lists(atomic_load_explicit(&h->fast_id, memory_order_relaxed));
     if (size > HM_SMALL_MAX || !lists) return 0;
-    return hm_heap_bin_take(&lists->top[size <= 1024 ? h->class_of[(size + 15) >> 4] : hm_heap_class_of(size)]);
+    return hm_heap_bin_take(&lists->top[h->class_of[(size + 15) >> 4]]);
 }
 
 /* Free of p when it is a plain small block of a page of the caller's lists (which says the page is
