@@ -430,39 +430,6 @@ NO_COVERAGE static void site_cb(const hm_heap_site *s, void *arg)
     t->total += s->total_blocks;
 }
 
-/* The page records' invariants the fast paths rely on (heap_internal.h; tests/heap_pages.h checks
- * more): the fast Free's bin of every page, which it reads instead of the record (none for a page
- * without blocks of its own, the home's top or none for one in use, none while its xfree holds
- * blocks), that no page waits on the full list at or below its wake (it would never settle), and
- * that the segment's in_use bits are its pages with blocks or inside a span (claim_span's hint). */
-NO_COVERAGE static void check_pages_of(int hs, const char *when)
-{
-    hm_heap *h = S.hp[hs].h;
-    hm_heap_lock(h);
-    for (hm_segment *s = h->segments; s; s = s->next)
-        for (size_t i = 0; i < HM_SEG_PAGES; i++) {
-            hm_hpage *pg = &s->page[i];
-            hm_bintop *fb = atomic_load(hm_page_fbin(pg));
-            uint32_t bs = atomic_load(&pg->block_size);
-            if (((s->in_use >> i) & 1) != (i && (bs || pg->back)))
-                fail("%s: heap %d, page %zu of %p (block size %u, back %u): in_use bit %u", when, hs, i, (void *)s, bs, pg->back,
-                     (unsigned)((s->in_use >> i) & 1));
-            if (!i || !bs || pg->back) {
-                if (fb != &hm_bin_none) fail("%s: heap %d, page %zu of %p (no blocks of its own): fast Free's bin %p", when, hs, i, (void *)s, (void *)fb);
-                continue;
-            }
-            hm_pagelists *home = atomic_load(&pg->home);
-            hm_bintop *own = home && pg->cls < HM_NSMALL && !atomic_load(&pg->has_debug) ? &home->top[pg->cls] : NULL;
-            if (fb != &hm_bin_none && (fb != own || atomic_load(&pg->xfree)))
-                fail("%s: heap %d, page %zu of %p (block size %u): fast Free's bin %p, its home's %p, xfree %#" PRIxPTR, when, hs, i,
-                     (void *)s, bs, (void *)fb, (void *)own, (uintptr_t)atomic_load(&pg->xfree));
-            if (pg->list == 2 && atomic_load(&pg->used) <= pg->wake)
-                fail("%s: heap %d, page %zu of %p: on the full list with %u used, its wake %u", when, hs, i, (void *)s,
-                     atomic_load(&pg->used), pg->wake);
-        }
-    hm_heap_unlock(h);
-}
-
 /* The checks after an operation. The map's books (a walk of every allocation) and the debug sites (a
  * walk of each heap's site table) cost most: they run when the operation may have changed them, and
  * every 8th operation. */
@@ -520,8 +487,9 @@ NO_COVERAGE static void check_all(const char *when, bool full)
         if (s.state != want_state) fail("%s: manager %d state %d, expected %d", when, mi, (int)s.state, (int)want_state);
     }
     if (!full) return;
-    for (int hs = 0; hs < MAX_HEAPS; hs++)
-        if (S.hp[hs].h && !shut(hs)) check_pages_of(hs, when);
+    for (int hs = 0; hs < MAX_HEAPS; hs++) /* (the pages' invariants: check.c) */
+        if (S.hp[hs].h && !shut(hs) && hm_heap_check_pages(S.hp[hs].h, NULL, NULL))
+            fail("%s: heap %d: %s", when, hs, hm_last_detail());
     hm_status st = hm_vmap_check(false);
     if (st) fail("%s: hm_vmap_check: %s", when, sn(st));
 }

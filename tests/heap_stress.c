@@ -1505,6 +1505,40 @@ static void *sx_free_all(void *arg)
     return NULL;
 }
 
+/* Each of sx.p freed again by the caller: refused, its usable size 0. */
+static void sx_refused_again(void)
+{
+    for (int i = 0; i < SX_N; i++) {
+        assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION);
+        assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
+    }
+}
+
+/* 64-byte allocations into q (at most qn) until every one of sx.p, and extra if not NULL, has been
+ * handed out again, each once and no block twice; how many were made. */
+static int sx_handed_out_again(void **q, int qn, void *extra)
+{
+    int want = SX_N + (extra != NULL), found = 0, nq = 0;
+    while (found < want && nq < qn) {
+        int i = nq++;
+        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
+        for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
+        found += extra && q[i] == extra;
+        for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
+    }
+    assert_int_equal(found, want);
+    return nq;
+}
+
+/* The end of a test on sx.h: no block live, the books exact, the heap and manager destroyed. */
+static void sx_done(hm_manager *m)
+{
+    assert_int_equal(hstats(sx.h).live_blocks, 0);
+    check_books();
+    assert_int_equal(hm_heap_destroy(sx.h), HM_OK);
+    assert_int_equal(hm_manager_destroy(m), HM_OK);
+}
+
 static void test_second_free_in_xfree(void **state)
 {
     (void)state;
@@ -1522,35 +1556,20 @@ static void test_second_free_in_xfree(void **state)
     hm_hpage *pg = hm_page_of((uintptr_t)sx.p[0]);
     assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &hm_bin_none);
     check_pages(sx.h, NULL, NULL);
-    for (int i = 0; i < SX_N; i++) {
-        assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION); /* the owner, again */
-        assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
-    }
-    hm_heap_stats s = hstats(sx.h);
-    assert_int_equal(s.live_blocks, 0);
+    sx_refused_again(); /* the owner, again */
+    assert_int_equal(hstats(sx.h).live_blocks, 0);
     /* the owner's allocations collect them (after the free blocks its page still has: a 64 KiB page
      * holds 1024): each handed out once */
     enum { QN = SX_N + 1024 + 64 };
     static void *q[QN];
-    int found = 0, nq = 0;
-    while (found < SX_N && nq < QN) {
-        int i = nq++;
-        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
-        for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
-        for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
-    }
-    assert_int_equal(found, SX_N);
+    int nq = sx_handed_out_again(q, QN, NULL);
     /* collected: the fast Free takes the page's blocks again */
     assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &atomic_load(&pg->home)->top[pg->cls]);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_E_HOST_INVALIDOPERATION);
-    s = hstats(sx.h);
-    assert_int_equal(s.live_blocks, 0);
-    check_books();
-    assert_int_equal(hm_heap_destroy(sx.h), HM_OK);
-    assert_int_equal(hm_manager_destroy(m), HM_OK);
+    sx_done(m);
 }
 
 /* The owner's Free into a page whose xfree holds blocks (its fast Free turns the page away then)
@@ -1589,35 +1608,19 @@ static void test_owner_free_collects_xfree(void **state)
     assert_ptr_equal(atomic_load(hm_page_fbin(pg)), &atomic_load(&pg->home)->top[pg->cls]);
     assert_int_equal(pg->list, 1); /* (301 of 1024 free: past its wake) */
     check_pages(sx.h, NULL, NULL);
-    for (int i = 0; i < SX_N; i++) {
-        assert_int_equal(hm_heap_free(sx.h, sx.p[i]), HM_E_HOST_INVALIDOPERATION);
-        assert_int_equal(hm_heap_usable_size(sx.h, sx.p[i]), 0);
-    }
+    sx_refused_again();
     assert_int_equal(hm_heap_free(sx.h, a[0]), HM_E_HOST_INVALIDOPERATION);
-    hm_heap_stats s = hstats(sx.h);
-    assert_int_equal(s.live_blocks, (uint64_t)(na - 1 - SX_N));
+    assert_int_equal(hstats(sx.h).live_blocks, (uint64_t)(na - 1 - SX_N));
     /* the fast Free takes the page's blocks again: the next allocations hand out the collected ones
      * (and a[0]), each once */
     enum { QN = 2 * SX_N + 1024 };
     static void *q[QN];
-    int found = 0, nq = 0;
-    while (found < SX_N + 1 && nq < QN) {
-        int i = nq++;
-        assert_int_equal(hm_heap_alloc(sx.h, 64, HM_LEVEL_TASK, &q[i]), HM_OK);
-        for (int k = 0; k < i; k++) assert_ptr_not_equal(q[k], q[i]);
-        found += q[i] == a[0];
-        for (int k = 0; k < SX_N; k++) found += q[i] == sx.p[k];
-    }
-    assert_int_equal(found, SX_N + 1);
+    int nq = sx_handed_out_again(q, QN, a[0]);
     check_pages(sx.h, NULL, NULL);
     for (int i = 0; i < nq; i++) assert_int_equal(hm_heap_free(sx.h, q[i]), HM_OK);
     for (int i = 1 + SX_N; i < na; i++) assert_int_equal(hm_heap_free(sx.h, a[i]), HM_OK);
     check_pages(sx.h, NULL, NULL);
-    s = hstats(sx.h);
-    assert_int_equal(s.live_blocks, 0);
-    check_books();
-    assert_int_equal(hm_heap_destroy(sx.h), HM_OK);
-    assert_int_equal(hm_manager_destroy(m), HM_OK);
+    sx_done(m);
 }
 
 /* Frees in a row of one class, more than a bin holds, on either heap kind: the Free that finds the

@@ -301,7 +301,7 @@ hm_status hm_heap_alloc_debug(hm_heap *h, size_t size, hm_level level, const cha
         if (s) { /* (hm_heap_free_fast: no bin for the page's blocks any more; by the page's owner) */
             hm_hpage *pg = hm_page_of(b);
             HM_SET(pg->has_debug, 1);
-            atomic_store_explicit(hm_page_fbin(pg), &hm_bin_none, memory_order_relaxed);
+            hm_page_arm_fbin(pg, atomic_load_explicit(&pg->home, memory_order_relaxed)); /* (none, with has_debug) */
         }
         hdr[0] = hm_heap_debug_tag(h, b);
         hdr[1] = (uint64_t)site << 40 | (size & (((uint64_t)1 << 40) - 1));
@@ -456,7 +456,7 @@ static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
         /* the fast path could not look (a manager stopped since h last looked, or a heap it may not
          * serve): the manager is asked, and the fast path tries again once it may (fast_id set) */
         if (!running_slow(h)) return HM_E_HOST_CLRNOTAVAILABLE; /* (SPEC 3.4; hm_manager_enter's answer) */
-        if (h->fast && hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK;
+        if (hm_heap_free_fast(h, (uintptr_t)p)) return HM_OK; /* (fast_id stays 0 for a heap it may not serve) */
     }
     if (h->tracked) return free_tracked(h, p);
     return free_general(h, p);

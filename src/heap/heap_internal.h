@@ -66,12 +66,14 @@ void hm_heap_pools_fork_lock(bool lock);
 static inline hm_segment *hm_seg_of(const void *p) { return (hm_segment *)((uintptr_t)p & ~(uintptr_t)(HM_SEG_SIZE - 1)); }
 static inline size_t hm_page_index(const hm_hpage *pg) { return (size_t)(pg - hm_seg_of(pg)->page); }
 static inline uintptr_t hm_page_addr(const hm_hpage *pg) { return (uintptr_t)hm_seg_of(pg) + hm_page_index(pg) * HM_HPAGE_SIZE; }
-/* The bits of pages i..i+n-1 of a segment (n >= 1; hm_segment.in_use). */
-static inline uint64_t hm_page_bits(size_t i, size_t n) { return (n >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << n) - 1)) << i; }
+/* The bits of pages i..i+n-1 of a segment (0 < n < 64, as page 0 is never one of them: hm_segment.in_use). */
+static inline uint64_t hm_page_bits(size_t i, size_t n) { return (((uint64_t)1 << n) - 1) << i; }
+/* The record of the 64 KiB page holding b (inside a span for a medium class's block: not its head). */
+static inline hm_hpage *hm_page_at(uintptr_t b) { return &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)]; }
 /* The record of the page holding b: the head of its span for a medium class's. */
 static inline hm_hpage *hm_page_of(uintptr_t b)
 {
-    hm_hpage *pg = &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)];
+    hm_hpage *pg = hm_page_at(b);
     return pg - pg->back;
 }
 /* The index of the block at offset off of page (head) pg: the multiply for a small class (exact below
@@ -358,6 +360,14 @@ hm_status hm_heap_foreign(const hm_vmap_info *info, const void *p);
  * or span. */
 size_t hm_heap_usable(hm_heap *h, const void *p, bool guarded, hm_vmap_info *out);
 
+/* ---- check.c ------------------------------------------------------------------------------------ */
+
+/* The census of every page of h in use against the page invariants (check.c), for tests and the
+ * fuzzer with no other thread using h (the heap lock taken): HM_OK, or HM_E_FAIL with the detail
+ * naming the first broken one. Pages in use and their free blocks counted into *pages, *free_blocks
+ * (if not NULL). */
+hm_status hm_heap_check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_blocks);
+
 /* ---- sites.c ------------------------------------------------------------------------------------ */
 
 uint32_t hm_heap_site_of(hm_heap *h, const char *file, int line);
@@ -388,12 +398,13 @@ static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return NULL;
-    size_t k = (p >> 16) & (HM_SEG_PAGES - 1), back = s->page[k].back;
-    if (back > k) return NULL;
-    hm_hpage *pg = &s->page[k - back];
+    hm_hpage *at = hm_page_at(p);
+    size_t back = at->back;
+    if (back > hm_page_index(at)) return NULL;
+    hm_hpage *pg = at - back;
     uint32_t b = HM_BS(pg);
     if (!b || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
-    uintptr_t off = p - ((uintptr_t)s + (k - back) * HM_HPAGE_SIZE), i;
+    uintptr_t off = p - hm_page_addr(pg), i;
     if (b <= HM_SMALL_MAX) {
         if (back) return NULL;
         i = hm_heap_block_index(off, pg->inv);

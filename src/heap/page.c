@@ -299,7 +299,7 @@ void hm_heap_bin_flush(hm_heap *h, hm_pagelists *lists, unsigned cls, uint32_t n
     if (n > have) n = have;
     for (uint32_t k = 0; k < n; k++) {
         uintptr_t b = bin->slot[k];
-        hm_hpage *pg = &hm_seg_of((void *)b)->page[(b >> 16) & (HM_SEG_PAGES - 1)]; /* (a small class's: never in a span) */
+        hm_hpage *pg = hm_page_at(b); /* (a small class's: never in a span) */
         hm_page_put_free(pg, hm_heap_block_index(b & (HM_HPAGE_SIZE - 1), pg->inv)); /* (the block is not touched) */
         uint32_t used = atomic_load_explicit(&pg->used, memory_order_relaxed) - 1;
         HM_SET(pg->used, used);
