@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "testutil.h"
+#include "vmap/vmap.h"
 
 #define PAGE ((uintptr_t)4096)
 #define GRAN ((uintptr_t)65536)
@@ -185,8 +186,60 @@ static void test_query_under_writers(void **state)
     assert_int_equal(hm_manager_destroy(OTHER), HM_OK);
 }
 
+
+/* One allocation whose granules straddle a radix leaf (a leaf covers 512 granules, 32 MiB): its
+ * summaries are written leaf by leaf (radix.c, hm_radix_summarize). After each change every page
+ * of it, and the granules on both sides, must answer as the record says, and the map's own check
+ * (summaries against records) must pass. */
+/* (size 0: any size) */
+static void expect_region(void *at, void *abase, uint32_t state, uint32_t prot, size_t size)
+{
+    hm_region r;
+    assert_int_equal(hm_virtual_query(M, at, &r), HM_OK);
+    if (r.allocation_base != abase || r.state != state || r.protect != prot || (size && r.size != size))
+        fail_msg("query %p: base %p state %#x protect %#x size %zu; expected %p %#x %#x %zu", at, r.allocation_base,
+                 r.state, r.protect, r.size, abase, state, prot, size);
+}
+
+static void test_summaries_across_a_leaf(void **state)
+{
+    (void)state;
+    const uintptr_t leaf = (uintptr_t)32 << 20, size = (uintptr_t)15 << 20; /* 3840 pages: summarised */
+    assert_int_equal(hm_manager_create("", &M), HM_OK);
+    void *area, *p;
+    assert_int_equal(hm_virtual_alloc(M, NULL, 3 * leaf, HM_MEM_RESERVE, HM_PAGE_NOACCESS, &area), HM_OK);
+    assert_int_equal(hm_virtual_free(M, area, 0, HM_MEM_RELEASE), HM_OK);
+    /* 8 MiB below a leaf's start and 7 MiB above it (the area was free a moment ago) */
+    uintptr_t base = (((uintptr_t)area + leaf - 1) & ~(leaf - 1)) + leaf - ((uintptr_t)8 << 20);
+    assert_int_equal(hm_virtual_alloc(M, (void *)base, size, HM_MEM_RESERVE, HM_PAGE_READWRITE, &p), HM_OK);
+    assert_ptr_equal(p, (void *)base);
+    for (int step = 0; step < 4; step++) {
+        uint32_t st = HM_MEM_RESERVE, prot = 0;
+        if (step == 0) {
+            assert_int_equal(hm_virtual_alloc(M, p, size, HM_MEM_COMMIT, HM_PAGE_READWRITE, &p), HM_OK);
+            st = HM_MEM_COMMIT, prot = HM_PAGE_READWRITE;
+        } else if (step == 1) {
+            uint32_t old;
+            assert_int_equal(hm_virtual_protect(M, p, size, HM_PAGE_READONLY, &old), HM_OK);
+            st = HM_MEM_COMMIT, prot = HM_PAGE_READONLY;
+        } else if (step == 2) {
+            assert_int_equal(hm_virtual_free(M, p, size, HM_MEM_DECOMMIT), HM_OK);
+        }
+        if (step < 3) {
+            for (uintptr_t a = base; a < base + size; a += PAGE) expect_region((void *)a, p, st, prot, base + size - a);
+        } else {
+            assert_int_equal(hm_virtual_free(M, p, 0, HM_MEM_RELEASE), HM_OK);
+            for (uintptr_t a = base; a < base + size; a += GRAN) expect_region((void *)a, NULL, HM_MEM_FREE, HM_PAGE_NOACCESS, 0);
+        }
+        expect_region((void *)(base - GRAN), NULL, HM_MEM_FREE, HM_PAGE_NOACCESS, 0);
+        if (hm_vmap_check(false) != HM_OK) fail_msg("step %d: hm_vmap_check: %s", step, hm_last_detail());
+    }
+    assert_int_equal(hm_manager_destroy(M), HM_OK);
+}
+
 int main(void)
 {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_query_under_writers)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_summaries_across_a_leaf),
+                                       cmocka_unit_test(test_query_under_writers)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

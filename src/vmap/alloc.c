@@ -252,7 +252,7 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
 {
     hm_alloc *a = hm_find_alloc(start);
     if (a && hm_alloc_owner(a) != acct) return hm_not_owner(a);
-    if (!a || hm_find_alloc(end - 1) != a) { /* [R2.2] inside one allocation */
+    if (!a || !hm_alloc_reaches(a, end)) { /* [R2.2] inside one allocation */
         hm_detail_set("MEM_COMMIT: [%#lx, %#lx) is not inside one reserved allocation",
                       (unsigned long)start, (unsigned long)end);
         return HM_E_INVALID_ADDRESS;

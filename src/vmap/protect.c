@@ -36,7 +36,7 @@ hm_status hm_vmap_protect(hm_account *acct, void *addr, size_t size, uint32_t pr
         st = hm_not_owner(al);
         goto out;
     }
-    if (!al || hm_find_alloc(end - 1) != al) {
+    if (!al || !hm_alloc_reaches(al, end)) {
         hm_detail_set("VirtualProtect: [%p, %p) is not inside one allocation", (void *)start, (void *)end);
         st = HM_E_INVALID_PARAMETER;
         goto out;

@@ -39,7 +39,7 @@ static hm_alloc *reset_target(hm_account *acct, uintptr_t start, uintptr_t end, 
         *st = hm_not_owner(a);
         return NULL;
     }
-    if (!a || hm_find_alloc(end - 1) != a) {
+    if (!a || !hm_alloc_reaches(a, end)) {
         hm_detail_set("%s: [%#lx, %#lx) is not inside one allocation", what, (unsigned long)start,
                       (unsigned long)end);
         return NULL;

@@ -27,6 +27,13 @@ extern hm_books hm_book;
 /* Writer side helpers (hm_map_lock held). */
 /* The allocation holding addr, or NULL; waits (the lock dropped meanwhile) while it is busy. */
 hm_alloc *hm_find_alloc(uintptr_t addr);
+/* Whether the pages up to end (exclusive, above a's base) are a's too: what hm_find_alloc(end - 1)
+ * == a says, without a second walk (allocations never overlap). */
+static inline bool hm_alloc_reaches(const hm_alloc *a, uintptr_t end)
+{
+    uintptr_t base = atomic_load_explicit(&((hm_alloc *)a)->base, memory_order_relaxed);
+    return end > base && end - base <= atomic_load_explicit(&((hm_alloc *)a)->size, memory_order_relaxed);
+}
 /* A system call on a without the lock: hm_alloc_unlock_busy marks a busy and drops the lock;
  * hm_alloc_relock takes it back, clears the mark and wakes whoever waits. While a is busy its record,
  * run table and kernel state are the business of that writer alone: every other writer finds a

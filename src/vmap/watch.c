@@ -15,7 +15,7 @@ static hm_alloc *watched(hm_account *acct, uintptr_t start, uintptr_t end, const
         *st = hm_not_owner(a);
         return NULL;
     }
-    if (!a || hm_find_alloc(end - 1) != a || !(atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_WATCH) ||
+    if (!a || !hm_alloc_reaches(a, end) || !(atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_WATCH) ||
         !atomic_load_explicit(&a->special, memory_order_relaxed)) {
         hm_detail_set("%s: [%#lx, %#lx) is not inside one allocation reserved with MEM_WRITE_WATCH", what,
                       (unsigned long)start, (unsigned long)end);
