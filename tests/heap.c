@@ -15,6 +15,7 @@
 #include "heap/track.h"
 #include "testutil.h"
 #include "heap_testutil.h"
+#include "heap_pages.h"
 #include "vmap/vmap.h"
 
 #define KiB ((size_t)1024)
@@ -493,6 +494,85 @@ static void test_medium(void **state)
             r = q;
         }
         free_ok(h, r);
+        check_books();
+        destroy_heap(h);
+        assert_int_equal(tu_charge(m), 0);
+        destroy_mgr(m);
+    }
+}
+
+/* The span cache (segment.c): a medium span whose last block went stays whole and committed, and the
+ * next span of its length takes it (the same address, no commit); a span of another length does
+ * not; a Free of its old block or of a pointer into it is refused while it waits; trim gives it
+ * back, and so does the purge once it waited HM_EMPTY_DELAY_MS. Books and page invariants checked
+ * at each step, both heap kinds. */
+static void test_span_cache(void **state)
+{
+    (void)state;
+    uint32_t delay = hm_heap_empty_delay_ms;
+    size_t big = 256 * KiB, other = 160 * KiB; /* one block a span each, spans of different lengths */
+    unsigned span = hm_heap_class_span[hm_heap_class_of(big)];
+    assert_true(span > 1 && hm_heap_class_size(hm_heap_class_of(big)) * 2 > span * HM_HPAGE_SIZE);
+    assert_int_not_equal(hm_heap_class_span[hm_heap_class_of(other)], span);
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags++) {
+        hm_manager *m = make("limit=512M");
+        hm_heap *h = mk_heap(m, flags);
+        /* emptied spans: one may stay as its class's page with room (page.c, settle), the rest are cached */
+        void *a = alloc_ok(h, big, HM_LEVEL_TASK), *b = alloc_ok(h, big, HM_LEVEL_TASK), *y = alloc_ok(h, big, HM_LEVEL_TASK);
+        fill(y, big, 7);
+        uint64_t committed = hstats(h).committed_pages, charge = tu_charge(m);
+        free_ok(h, a);
+        free_ok(h, b);
+        assert_true(h->nspan_pages >= span);
+        check_pages(h, NULL, NULL);
+        assert_int_equal(hstats(h).committed_pages, committed); /* kept committed */
+        assert_int_equal(tu_charge(m), charge);
+        assert_int_equal(hm_heap_free(h, b), HM_E_HOST_INVALIDOPERATION); /* their blocks went */
+        assert_int_equal(hm_heap_free(h, a), HM_E_HOST_INVALIDOPERATION);
+        assert_int_equal(hm_heap_free(h, (char *)b + HM_HPAGE_SIZE), HM_E_HOST_INVALIDOPERATION); /* a page inside */
+        assert_int_equal(hm_heap_usable_size(h, b), 0);
+        uint32_t cached = h->nspan_pages;
+        void *o = alloc_ok(h, other, HM_LEVEL_TASK); /* another length: not from a cached span */
+        assert_int_equal(h->nspan_pages, cached);
+        /* the next two of its length: the kept page and the cached spans, whole: no commit */
+        void *z1 = alloc_ok(h, big, HM_LEVEL_TASK), *z2 = alloc_ok(h, big, HM_LEVEL_TASK);
+        assert_true((z1 == a && z2 == b) || (z1 == b && z2 == a));
+        assert_int_equal(h->nspan_pages, 0);
+        assert_int_equal(tu_charge(m), heap_charge(h));
+        assert_true(tu_charge(m) - charge <= hm_heap_class_span[hm_heap_class_of(other)] * HM_HPAGE_SIZE); /* (o's only) */
+        fill(z2, big, 9);
+        check_pages(h, NULL, NULL);
+        check_books();
+        /* trim decommits what the cache keeps */
+        free_ok(h, z1);
+        free_ok(h, z2);
+        assert_true(h->nspan_pages >= span);
+        committed = hstats(h).committed_pages;
+        assert_int_equal(hm_heap_trim(h), HM_OK);
+        assert_int_equal(h->nspan_pages, 0);
+        assert_true(hstats(h).committed_pages <= committed - span);
+        assert_int_equal(tu_charge(m), heap_charge(h));
+        check_pages(h, NULL, NULL);
+        /* ... and so does the purge, once it waited long enough */
+        hm_heap_empty_delay_ms = 30;
+        z1 = alloc_ok(h, big, HM_LEVEL_TASK);
+        z2 = alloc_ok(h, big, HM_LEVEL_TASK);
+        free_ok(h, z1);
+        free_ok(h, z2);
+        assert_true(h->nspan_pages >= span);
+        sleep_ms(80);
+        void *w = alloc_ok(h, 20000, HM_LEVEL_TASK); /* a class with no page yet: a page operation, which purges */
+        hm_heap_empty_delay_ms = delay;
+        assert_int_equal(h->nspan_pages, 0);
+        assert_int_equal(hm_heap_usable_size(h, z2), 0);
+        check_pages(h, NULL, NULL);
+        assert_int_equal(tu_charge(m), heap_charge(h));
+        check_fill(y, big, 7);
+        free_ok(h, w);
+        free_ok(h, y);
+        free_ok(h, o);
+        assert_int_equal(hstats(h).live_blocks, 0);
+        check_pages(h, NULL, NULL);
         check_books();
         destroy_heap(h);
         assert_int_equal(tu_charge(m), 0);
@@ -1674,6 +1754,7 @@ int main(void)
         cmocka_unit_test(test_block_index),
         cmocka_unit_test(test_size_classes),
         cmocka_unit_test(test_medium),
+        cmocka_unit_test(test_span_cache),
         cmocka_unit_test(test_large),
         cmocka_unit_test(test_large_cache_and_trim),
         cmocka_unit_test(test_large_cache_ages),

@@ -6,7 +6,8 @@
  * start of one of them; the fast Free's bin is the home's or none, none while xfree holds blocks, and
  * none for a page without blocks of its own (the header's, unused, inside a span), since the fast
  * Free reads no record; a page on the full list has more blocks used than its wake; the segment's
- * in_use bits are its pages with blocks or inside a span. */
+ * in_use bits are its pages with blocks or inside a span (one in the span cache too), and the span
+ * cache holds whole committed spans of its lengths. */
 #include <inttypes.h>
 
 #include "heap_internal.h"
@@ -101,7 +102,7 @@ static hm_status check_pages(hm_heap *h, uint64_t *np, uint64_t *nfree)
         for (size_t p = 0; p < HM_SEG_PAGES; p++) {
             hm_hpage *pg = &s->page[p];
             bool own = p && pg->block_size && !pg->back; /* (blocks of its own: a page or a span's head) */
-            if (((s->in_use >> p) & 1) != (p && (pg->block_size || pg->back)))
+            if (((s->in_use >> p) & 1) != (p && (pg->block_size || pg->back || hm_page_span_cached(pg))))
                 BAD("page %zu of segment %p (block size %u, back %u): in_use bit %u", p, (void *)s, (unsigned)pg->block_size,
                     pg->back, (unsigned)((s->in_use >> p) & 1));
             if (!own && atomic_load(hm_page_fbin(pg)) != &hm_bin_none)
@@ -115,11 +116,36 @@ static hm_status check_pages(hm_heap *h, uint64_t *np, uint64_t *nfree)
     return HM_OK;
 }
 
+/* The span cache: each length's list holds heads of that length, committed, out of the empty cache,
+ * with their tails pointing back at them; its pages are counted; the list's tail is its oldest. */
+static hm_status check_span_cache(hm_heap *h)
+{
+    unsigned pages = 0;
+    for (unsigned k = 2; k <= HM_SPAN_MAX; k++) {
+        hm_hpage *last = NULL;
+        for (hm_hpage *pg = h->spans[k]; pg; last = pg, pg = pg->next) {
+            if (!hm_page_span_cached(pg) || pg->span != k || pg->committed != 1 || pg->in_empty || pg->back ||
+                hm_page_index(pg) + k > HM_SEG_PAGES)
+                BAD("span cache %u: page %p (span %u, block size %u, committed %u, in_empty %u, back %u)", k, (void *)pg,
+                    pg->span, (unsigned)pg->block_size, pg->committed, pg->in_empty, pg->back);
+            for (unsigned i = 1; i < k; i++)
+                if (pg[i].back != i || pg[i].committed != 1 || pg[i].in_empty || pg[i].block_size)
+                    BAD("span cache %u: page %u of the span at %p (back %u, committed %u)", k, i, (void *)pg, pg[i].back,
+                        pg[i].committed);
+            pages += k;
+        }
+        if (h->spans_tail[k] != last) BAD("span cache %u: tail %p, not the list's last %p", k, (void *)h->spans_tail[k], (void *)last);
+    }
+    if (pages != h->nspan_pages) BAD("span cache: %u pages listed, %u counted", pages, h->nspan_pages);
+    return HM_OK;
+}
+
 hm_status hm_heap_check_pages(hm_heap *h, uint64_t *pages, uint64_t *free_blocks)
 {
     uint64_t np = 0, nfree = 0;
     hm_heap_lock(h);
     hm_status st = check_pages(h, &np, &nfree);
+    if (!st) st = check_span_cache(h);
     hm_heap_unlock(h);
     if (pages) *pages = np;
     if (free_blocks) *free_blocks = nfree;

@@ -172,7 +172,8 @@ typedef struct hm_hpage {
                                         (page.c, hm_heap_settle): 0 on the avail list, most of capacity on
                                         the full list, none (UINT32_MAX) for an empty page kept as its
                                         class's only one */
-    uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way) */
+    uint8_t committed;               /* the page is committed (heap lock; 2: claimed by a commit under way;
+                                        3: its decommit under way, out of the empty cache) */
     uint8_t in_empty;                /* in the heap's empty cache (heap lock: a purge looks at the
                                         neighbours of a page, which other threads may own) */
     struct hm_hpage *next, *prev;    /* in its home's list, or the heap's empty cache */
@@ -318,6 +319,9 @@ struct hm_heap {
     hm_pagelists own;                /* the pages no thread owns (heap lock) */
     hm_hpage *empty, *empty_tail;    /* committed pages without blocks, the most recently emptied first */
     unsigned nempty;
+    hm_hpage *spans[HM_SPAN_MAX + 1], *spans_tail[HM_SPAN_MAX + 1]; /* the span cache (segment.c): emptied
+                                        medium spans of each length kept whole, the newest first */
+    unsigned nspan_pages;            /* pages in the span cache */
     hm_segment *segments;
     hm_site *sites;                  /* debug sites, made on the first DebugAlloc */
     uint32_t nsites;

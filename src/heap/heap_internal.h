@@ -246,7 +246,15 @@ static inline bool hm_lblock_aged(const hm_lblock *b, uint64_t now)
 hm_status hm_heap_page_new(hm_heap *h, hm_pagelists *home, unsigned cls, unsigned level, hm_hpage **out);
 /* Heap lock held: empty pages that waited long enough (or all, with force) are decommitted. */
 hm_status hm_heap_purge(hm_heap *h, bool force);
+/* hm_heap_purge(h, false) dropping the lock around each decommit (segment.c, purge): for a caller
+ * that holds no page or list of the heap across the call (lock held on entry and on return). */
+void hm_heap_purge_unlocking(hm_heap *h);
 void hm_heap_empty_push(hm_heap *h, hm_hpage *pg);
+/* pg, the head of a medium span whose last block went (retired: no home, block size 0), is kept
+ * whole, committed, for the next span of its length (segment.c, "The span cache"). Lock held. */
+void hm_heap_span_keep(hm_heap *h, hm_hpage *pg);
+/* A page record is the head of a span in the span cache. */
+static inline bool hm_page_span_cached(const hm_hpage *pg) { return pg->span > 1 && !HM_BS(pg); }
 /* A commit that lacks need bytes was refused (st): the threads' cached large blocks join the heap's
  * cache, then its freed large blocks and its empty pages go back, the oldest first, until at least
  * need bytes went (UINT64_MAX: all), so that the caller may try once more; true if anything went.

@@ -100,9 +100,13 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
     HM_SET(pg->extent, 0);
     pg->fbits = NULL;
     unsigned span = pg->span;
+    if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), span * HM_HPAGE_SIZE); /* (carved afresh next time) */
+    if (span > 1 && hm_heap_may_keep(h)) { /* (not while memory is short: then the purge takes it now) */
+        hm_heap_span_keep(h, pg);
+        return;
+    }
     hm_seg_of(pg)->pages_in_use -= span;
     hm_seg_of(pg)->in_use &= ~hm_page_bits(hm_page_index(pg), span);
-    if (h->tracked) hm_track_clear((void *)hm_page_addr(pg), span * HM_HPAGE_SIZE); /* (carved afresh next time) */
     /* a span's pages go to the empty cache one by one, its head last (reused first) */
     for (unsigned k = span; k-- > 1;) {
         pg[k].back = 0;
@@ -399,9 +403,14 @@ static void settle(hm_heap *h, hm_hpage *pg, bool locked)
     }
     if (used) return;
     if (pg->next || pg->prev || (pg->span > 1 && !hm_heap_may_keep(h))) { /* (hm_heap_give says why) */
-        if (!locked) hm_heap_lock(h);
-        hm_heap_page_empty(h, pg);
-        if (!locked) hm_heap_unlock(h);
+        if (locked) {
+            hm_heap_page_empty(h, pg);
+        } else { /* (the caller holds nothing of the heap's: the purge may drop the lock) */
+            hm_heap_lock(h);
+            hm_heap_page_retire(h, pg);
+            hm_heap_purge_unlocking(h);
+            hm_heap_unlock(h);
+        }
     } else {
         pg->wake = UINT32_MAX; /* its class's only page with room stays; no more settling until another joins */
     }

@@ -34,7 +34,7 @@ hm_status hm_heap_get_stats(hm_heap *h, hm_heap_stats *out)
         out->committed_pages++; /* the header page */
         for (size_t i = 1; i < HM_SEG_PAGES; i++) {
             hm_hpage *pg = &s->page[i];
-            out->committed_pages += pg->committed == 1; /* (2: claimed, its commit under way: not yet) */
+            out->committed_pages += pg->committed & 1; /* (2: claimed, its commit under way: not yet; 3: still) */
             uint32_t bs = HM_BS(pg);
             if (!bs) continue;
             uint64_t n = atomic_load_explicit(&pg->used, memory_order_relaxed) - atomic_load_explicit(&pg->xcount, memory_order_relaxed);
