@@ -6,8 +6,8 @@
  * start of one of them; the fast Free's bin is the home's or none, none while xfree holds blocks, and
  * none for a page without blocks of its own (the header's, unused, inside a span), since the fast
  * Free reads no record; a page on the full list has more blocks used than its wake; the segment's
- * in_use bits are its pages with blocks or inside a span (one in the span cache too), and the span
- * cache holds whole committed spans of its lengths. */
+ * in_use bits are its pages with blocks or inside a span (one in the span cache too), the span
+ * cache holds whole committed spans of its lengths, and no segment counts a system call under way. */
 #include <inttypes.h>
 
 #include "heap_internal.h"
@@ -98,7 +98,8 @@ static hm_status check_page(hm_heap *h, hm_segment *s, size_t p, uint64_t *nfree
 
 static hm_status check_pages(hm_heap *h, uint64_t *np, uint64_t *nfree)
 {
-    for (hm_segment *s = h->segments; s; s = s->next)
+    for (hm_segment *s = h->segments; s; s = s->next) {
+        if (s->syscalls) BAD("segment %p: %u system calls under way, none expected", (void *)s, s->syscalls);
         for (size_t p = 0; p < HM_SEG_PAGES; p++) {
             hm_hpage *pg = &s->page[p];
             bool own = p && pg->block_size && !pg->back; /* (blocks of its own: a page or a span's head) */
@@ -113,6 +114,7 @@ static hm_status check_pages(hm_heap *h, uint64_t *np, uint64_t *nfree)
             hm_status st = check_page(h, s, p, nfree);
             if (st) return st;
         }
+    }
     return HM_OK;
 }
 

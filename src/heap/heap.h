@@ -114,7 +114,7 @@
 #define HM_NSMALL 40 /* classes 0..39 are small (up to HM_SMALL_MAX), the rest medium */
 #define HM_MIN_BLOCK 16
 #define HM_LIVE_WORDS (HM_HPAGE_SIZE / HM_MIN_BLOCK / 64)
-#define HM_COMMIT_AHEAD 8            /* pages a growing heap commits at once while the budget has room */
+#define HM_COMMIT_AHEAD 32            /* pages a growing heap commits at once while the budget has room */
 #define HM_EMPTY_DELAY_MS 100        /* an empty page stays committed this long for reuse (none when memory is short) */
 #define HM_DEBUG_HDR 16
 #define HM_MAX_SITES 1024
@@ -224,6 +224,9 @@ typedef struct hm_segment {
     intptr_t rw_delta;               /* two-view heaps: a block's writable alias is block + rw_delta */
     int fd;                          /* ... and the memfd behind pages 1.. (page i at (i-1) * 64 KiB) */
     uint32_t pages_in_use;           /* pages 1.. with block_size != 0 */
+    uint32_t syscalls;               /* commits and decommits of its pages under way, the heap lock dropped
+                                        (heap lock): the map runs one system call on a reservation at a
+                                        time, so a claim looks for pages in another segment first */
     uint64_t in_use;                 /* bit i: page i has blocks or lies inside a span (heap lock; set
                                         and cleared with pages_in_use): where claim_span looks for a
                                         run of free pages, each of which it checks before it takes it */

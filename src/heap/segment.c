@@ -150,12 +150,14 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint
         for (hm_hpage *pg; (pg = h->spans_tail[k]) && (force || now - pg->empty_since >= hm_heap_empty_delay_ms) && *went < need;) {
             span_unkeep(h, pg);
             for (unsigned i = 0; i < k; i++) pg[i].committed = 3;
+            hm_seg_of(pg)->syscalls++;
             if (unlock) hm_heap_unlock(h);
             size_t at = hm_page_index(pg);
             int err = h->dual ? hm_os_punch(hm_seg_of(pg)->fd, (at - 1) * HM_HPAGE_SIZE, k * HM_HPAGE_SIZE) : 0;
             hm_status st = err ? HM_E_OUTOFMEMORY
                                : hm_manager_free(h->m, (void *)hm_page_addr(pg), k * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
             if (unlock) hm_heap_lock(h);
+            hm_seg_of(pg)->syscalls--;
             for (unsigned i = 0; i < k; i++) pg[i].committed = st ? 1 : 0;
             if (st) {
                 if (err) hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
@@ -172,6 +174,7 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint
         size_t lo = hm_page_index(pg), hi = lo + 1;
         while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
         while (hi < HM_SEG_PAGES && purgeable(&page[hi], force, now)) hi++;
+        hm_seg_of(pg)->syscalls++;
         if (unlock) {
             for (size_t i = lo; i < hi; i++) {
                 empty_del(h, &page[i]);
@@ -186,6 +189,7 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint
         hm_status st = err ? HM_E_OUTOFMEMORY
                            : hm_manager_free(h->m, (void *)hm_page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
         if (unlock) hm_heap_lock(h);
+        hm_seg_of(pg)->syscalls--;
         if (err) hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
         for (size_t i = lo; i < hi; i++) {
             if (st && unlock) { /* back, committed, as newly emptied ones */
@@ -286,6 +290,8 @@ static hm_status segment_add(hm_heap *h, unsigned level, hm_segment **out)
 static hm_status commit_pages(hm_heap *h, unsigned level, hm_hpage *pg, size_t n)
 {
     void *b;
+    hm_segment *s = hm_seg_of(pg);
+    s->syscalls++;
     hm_heap_unlock(h);
     hm_status st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
     hm_heap_lock(h);
@@ -295,7 +301,26 @@ static hm_status commit_pages(hm_heap *h, unsigned level, hm_hpage *pg, size_t n
         st = hm_manager_alloc(h->m, level, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_COMMIT, h->prot, &b);
         hm_heap_lock(h);
     }
+    s->syscalls--;
     return st;
+}
+
+/* With room to spare in the budget (the task level's threshold twice over), memory not short and
+ * no request waiting, the unused pages that follow a claim are committed in the same call and wait
+ * in the empty cache: a growing heap makes one system call per HM_COMMIT_AHEAD pages instead of one
+ * per page, and fewer calls that take the kernel's lock on the address space from every
+ * other thread's page faults. How many, from next on (at most max, below page last). */
+static size_t ahead(hm_heap *h, hm_hpage *next, size_t last, size_t max)
+{
+    hm_account *acct = &h->m->acct;
+    if (atomic_load_explicit(&acct->charge, memory_order_relaxed) + 2 * HM_COMMIT_AHEAD * HM_HPAGE_SIZE >
+            acct->threshold[HM_LEVEL_TASK] / 2 ||
+        atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW ||
+        atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
+        return 0;
+    size_t n = 0, first = hm_page_index(next);
+    while (n < max && first + n < last && !HM_BS(&next[n]) && !next[n].committed) n++;
+    return n;
 }
 
 /* A page for class cls, first on home's avail list: an empty committed one from the cache, else an unused slot committed now
@@ -310,8 +335,10 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
     hm_heap_purge_unlocking(h); /* (opportunistic; pg, if any, is this call's: no one else takes it meanwhile) */
     if (!pg) {
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
+        /* (not in a segment with a system call under way: one there would wait for it; a new segment
+         * rather, which another thread's next claim then passes over while this one commits) */
         for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i < last && s->pages_in_use < last - 1; i++) /* (a full segment: one look) */
+            for (size_t i = 1; i < last && s->pages_in_use < last - 1 && !s->syscalls; i++) /* (full: one look) */
                 if (!HM_BS(&s->page[i]) && !s->page[i].committed) {
                     pg = &s->page[i];
                     break;
@@ -323,16 +350,7 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
             fresh = true;
             pg = &s->page[1];
         }
-        /* With room to spare in the budget (the task level's threshold twice over), the unused slots
-         * that follow are committed in the same call and wait in the empty cache: a growing heap
-         * makes one system call per HM_COMMIT_AHEAD pages instead of one per page. */
-        size_t n = 1, first = hm_page_index(pg);
-        hm_account *acct = &h->m->acct;
-        if (atomic_load_explicit(&acct->charge, memory_order_relaxed) + 2 * HM_COMMIT_AHEAD * HM_HPAGE_SIZE <=
-                acct->threshold[HM_LEVEL_TASK] / 2 &&
-            atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) != HM_MEMORY_LOW &&
-            !atomic_load_explicit(&h->m->nwaiting, memory_order_relaxed))
-            while (n < HM_COMMIT_AHEAD && first + n < last && !HM_BS(&pg[n]) && !pg[n].committed) n++;
+        size_t n = 1 + ahead(h, pg + 1, last, HM_COMMIT_AHEAD - 1);
         for (size_t k = 0; k < n; k++) pg[k].committed = 2; /* claimed */
         hm_status st = commit_pages(h, level, pg, n);
         if (st) {
@@ -355,6 +373,24 @@ static inline bool span_free(const hm_segment *s, size_t i)
     return !HM_BS(pg) && !pg->back && (pg->committed == 0 || (pg->committed == 1 && pg->in_empty));
 }
 
+/* The first run of span free pages of s (pages 1 .. last-1), or NULL; with quiet, only one that
+ * makes no system call while one on s is under way (all its pages committed, or none under way). */
+static hm_hpage *run_in(hm_segment *s, unsigned span, size_t last, bool quiet)
+{
+    if (s->pages_in_use + span >= last) return NULL; /* (too few unused pages) */
+    /* the starts of runs of span pages not in use, from in_use's bits; each page of one checked
+     * (span_free: one claimed by a commit under way is not free) */
+    uint64_t m = ~s->in_use & hm_page_bits(1, last - 1), run = m;
+    for (unsigned k = 1; k < span; k++) run &= m >> k;
+    for (; run; run &= run - 1) {
+        size_t i = (size_t)__builtin_ctzll(run), k = 0;
+        bool warm = true;
+        for (; k < span && span_free(s, i + k); k++) warm &= s->page[i + k].committed == 1;
+        if (k == span && (!quiet || warm || !s->syscalls)) return &s->page[i];
+    }
+    return NULL;
+}
+
 /* A run of span contiguous pages for a medium class (lock held, dropped around commits): the first
  * free run of the heap's segments, else a new segment's first pages. Its empty-cache pages leave the
  * cache, its uncommitted ones are claimed (committed = 2) and committed at level, run by run. A
@@ -374,18 +410,8 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
     hm_segment *fresh = NULL; /* a segment made by this call */
     for (;;) {
         hm_hpage *pg = NULL;
-        for (hm_segment *s = h->segments; s && !pg; s = s->next) {
-            if (s->pages_in_use + span >= last) continue; /* (too few unused pages) */
-            /* the starts of runs of span pages not in use (pages 1 .. last-1), from in_use's bits;
-             * each page of one checked (span_free: one claimed by a commit under way is not free) */
-            uint64_t m = ~s->in_use & hm_page_bits(1, last - 1), run = m;
-            for (unsigned k = 1; k < span; k++) run &= m >> k;
-            for (; run && !pg; run &= run - 1) {
-                size_t i = (size_t)__builtin_ctzll(run), k = 0;
-                while (k < span && span_free(s, i + k)) k++;
-                if (k == span) pg = &s->page[i];
-            }
-        }
+        /* (first a run that makes no system call where another is under way, as claim_page) */
+        for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, true);
         if (!pg) {
             hm_status st = segment_add(h, level, &fresh);
             if (st) return st;
