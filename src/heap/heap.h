@@ -5,11 +5,13 @@
  * Layout. A segment is 4 MiB, 4 MiB aligned, reserved from the map with the heap as its tag (so
  * that any pointer leads to its segment by masking, and the map tells whether an address is a heap's
  * at all). It is cut into 64 pages of 64 KiB; page 0 holds the segment header with the metadata of
- * all pages, the others each hold blocks of one size class. Pages are committed when first used and
- * decommitted when they have stayed empty for HM_EMPTY_DELAY_MS (checked at the heap's next page
- * operation; at once while the manager's memory state is Low; hm_heap_trim does it now): a program
- * that frees and allocates in waves reuses its pages instead of paying two system calls and a TLB
- * shootdown of every other thread for each page, each time. Blocks above HM_MEDIUM_MAX get an
+ * all pages, the others each hold blocks of one size class. Pages are committed when first used
+ * (HM_COMMIT_AHEAD at a time while the budget has room) and decommitted when they have stayed empty
+ * for HM_EMPTY_DELAY_MS (checked at the heap's next page operation; at once while the manager's
+ * memory state is Low; hm_heap_trim does it now): a program that frees and allocates in waves
+ * reuses its pages instead of paying two system calls and a TLB shootdown of every other thread for
+ * each page, each time. A medium class's span that empties waits whole, as long, for the next span
+ * of its length (segment.c, the span cache). Blocks above HM_MEDIUM_MAX get an
  * allocation of their own from the map ("large", tagged heap|1), page aligned. A freed large block
  * stays committed (and charged) in a small per-heap cache, for HM_EMPTY_DELAY_MS at most as an empty
  * page does (released at the cache's next use or purge after that), unless memory is short (state Low, or

@@ -1,8 +1,9 @@
 /* segment.c — a heap's segments and the pages in them: making and releasing segments, committing
- * pages for a size class (ahead, while the budget has room), the cache of empty committed pages and
- * its purge (decommit after HM_EMPTY_DELAY_MS, at once while memory is short), and what a refused
- * commit gives back first. Everything here runs under the heap lock, which page_new drops around
- * commits (they may wait for memory, SPEC 3.3). */
+ * pages for a size class (ahead, while the budget has room), the cache of empty committed pages, the
+ * cache of emptied medium spans, their purge (decommit after HM_EMPTY_DELAY_MS, at once while memory
+ * is short), and what a refused commit gives back first. Everything here runs under the heap lock,
+ * which is dropped around commits (they may wait for memory, SPEC 3.3) and around an opportunistic
+ * purge's decommits, the pages concerned marked meanwhile (hm_hpage.committed 2 and 3). */
 #include <errno.h>
 #include <string.h>
 #include <time.h>
