@@ -6,6 +6,7 @@
 #include <inttypes.h>
 
 #include "heap_testutil.h"
+#include "heap_pages.h"
 #include "os/os.h"
 
 #define MiB ((size_t)1 << 20)
@@ -202,6 +203,49 @@ static void test_trim_refused(void **state)
     }
 }
 
+/* Emptied medium spans wait whole in the span cache (segment.c); a trim whose decommit of them the
+ * kernel refuses keeps them cached and charged, says so, and the page invariants hold; the next trim
+ * gives them back. Each kind of call refused in turn, once, in every heap kind. */
+static void test_trim_refused_spans(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++)
+        for (size_t c = 0; c < 2; c++) { /* mprotect, madvise */
+            hm_manager *m = make("limit=256M");
+            hm_heap *h = mk_heap(m, kinds[k]);
+            void *p[6];
+            for (int i = 0; i < 6; i++) {
+                assert_int_equal(hm_heap_alloc(h, 256 * 1024, HM_LEVEL_PROCESS, &p[i]), HM_OK);
+                fill(h, p[i], 256 * 1024, (uint64_t)i + 1);
+            }
+            for (int i = 0; i < 5; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
+            assert_true(h->nspan_pages > 0);
+            uint64_t charged = tu_charge(m);
+            unsigned long hit = hm_os_faults_injected();
+            hm_os_fault_inject(calls[c], 1, ENOMEM, false);
+            hm_status st = hm_heap_trim(h);
+            hm_os_fault_clear();
+            if (hm_os_faults_injected() != hit) {
+                if (st == HM_OK) fail_msg("kind %#x, %s refused: trim says OK", kinds[k], call_names[c]);
+                assert_true(tu_charge(m) <= charged);
+                assert_int_equal(tu_charge(m), heap_charge(h));
+                check_books();
+            }
+            check_pages(h, NULL, NULL);
+            check_fill(p[5], 256 * 1024, 6, "the live block after a refused trim");
+            assert_int_equal(hm_heap_trim(h), HM_OK);
+            assert_int_equal(h->nspan_pages, 0);
+            assert_int_equal(tu_charge(m), heap_charge(h));
+            check_pages(h, NULL, NULL);
+            /* the cache works on: spans are made and emptied again */
+            for (int i = 0; i < 5; i++) assert_int_equal(hm_heap_alloc(h, 256 * 1024, HM_LEVEL_PROCESS, &p[i]), HM_OK);
+            for (int i = 0; i < 6; i++) assert_int_equal(hm_heap_free(h, p[i]), HM_OK);
+            check_pages(h, NULL, NULL);
+            destroy_heap(h);
+            destroy_mgr(m);
+        }
+}
+
 /* A heap whose destroy is refused stays whole enough to be destroyed again. */
 static void test_destroy_refused(void **state)
 {
@@ -234,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_free_large_debug_refused),
         cmocka_unit_test(test_realloc_old_block_refused),
         cmocka_unit_test(test_trim_refused),
+        cmocka_unit_test(test_trim_refused_spans),
         cmocka_unit_test(test_destroy_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
