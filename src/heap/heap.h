@@ -18,7 +18,8 @@
  * requests waiting), marked freed by a tag in its second word, and serves the next large request it
  * fits (up to HM_LBLOCK_SLACK times its size) without a system call; the cache is bounded (HM_LCACHE_N
  * blocks, HM_LCACHE_BYTES, and an eighth of the limit or, for a thread-safe heap on a manager outside
- * a tree, half of the budget's free room: large.c), its oldest block is released beyond that, and
+ * a tree, the budget's free room; never so much that the cache alone would take the manager's
+ * state to Low: large.c), its oldest block is released beyond that, and
  * when a request on the manager is refused (heap.c, give_back; the heap's own commits too) the oldest
  * blocks, then the oldest empty pages, as much as the request lacks (all of it if that was not enough).
  * Each thread keeps a few freed large blocks of its own (HM_TCACHE_LARGE of at most

@@ -69,18 +69,25 @@ bool hm_heap_lcache_put(hm_heap *h, hm_lblock blk)
     /* the blocks kept long enough go first (the cache is in the order blocks came in; one a thread's
      * cache kept a while comes in with its own time, and goes when it reaches the front) */
     hm_heap_lcache_age(h, now);
-    /* At most HM_LCACHE_BYTES, and an eighth of the limit; or, for a heap whose cache any refusal on its manager takes back first
-     * (heap.c, give_back: a thread-safe heap) on a manager outside a tree (a sibling's refusal by the
-     * parent would not reach it), half of what the budget has free, the cache counted as free: under
-     * a tight limit a program churning large blocks then reuses them instead of faulting each one in
-     * again (bench_alloc's large workload at 1.25 x its peak: 1.8 s with the eighth, 0.1 s with this). */
+    /* At most HM_LCACHE_BYTES, and an eighth of the limit; or, for a heap whose cache any refusal on
+     * its manager takes back first (heap.c, give_back: a thread-safe heap) on a manager outside a tree
+     * (a sibling's refusal by the parent would not reach it), what the budget has free, the cache
+     * counted as free: under a tight limit a program churning large blocks then reuses them instead
+     * of faulting each one in again (bench_alloc's large workload at 1.25 x its peak: 1.8 s with the
+     * eighth, 70-90 ms with half the free room, 32-42 ms with all of it, as at a loose limit). */
     uint64_t limit = h->m->acct.threshold[HM_LEVEL_PROCESS], cap = limit / 8;
+    uint64_t charge = atomic_load_explicit(&h->m->acct.charge, memory_order_relaxed);
     if (h->reclaimer.give_back && !atomic_load_explicit(&h->m->nested, memory_order_relaxed)) {
-        uint64_t charge = atomic_load_explicit(&h->m->acct.charge, memory_order_relaxed);
         uint64_t room = (limit > charge ? limit - charge : 0) + h->lcache_bytes;
-        if (room / 2 > cap) cap = room / 2;
+        if (room > cap) cap = room;
     }
     if (cap > HM_LCACHE_BYTES) cap = HM_LCACHE_BYTES;
+    /* Nor so much that what the cache keeps takes the manager's load to Low by itself: the runtime
+     * would be told that memory is short, and the cache would give everything back at once, to be
+     * faulted in again. At most 7/8 of what lies between the rest of the charge and Low. */
+    uint64_t low = h->m->notify.low_from, others = charge > h->lcache_bytes + size ? charge - h->lcache_bytes - size : 0;
+    uint64_t below_low = low > others ? (low - others) / 8 * 7 : 0;
+    if (cap > below_low) cap = below_low;
     /* Not when memory is short (the state is Low) or requests wait: then it goes back now. A block up
      * to the whole bound is kept, the oldest going for it: a budget's large blocks are what a tight
      * limit's program churns, and each one released is faulted in again (a quarter of the bound, the
