@@ -1558,9 +1558,10 @@ static void test_second_free_in_xfree(void **state)
     check_pages(sx.h, NULL, NULL);
     sx_refused_again(); /* the owner, again */
     assert_int_equal(hstats(sx.h).live_blocks, 0);
-    /* the owner's allocations collect them (after the free blocks its page still has: a 64 KiB page
-     * holds 1024): each handed out once */
-    enum { QN = SX_N + 1024 + 64 };
+    /* the owner's allocations collect them, each handed out once: after what its bin still holds,
+     * and before the page's untouched blocks (a 64 KiB page holds 1024): xfree holds more than a
+     * bin's worth (page.c, hm_heap_small_alloc) */
+    enum { QN = SX_N + HM_BIN_N };
     static void *q[QN];
     int nq = sx_handed_out_again(q, QN, NULL);
     /* collected: the fast Free takes the page's blocks again */

@@ -259,15 +259,20 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
     for (;;) {
         hm_hpage *pg = lists->avail[cls];
         if (pg) {
+            /* Other threads' frees of its blocks come back when it has none free, or before its free
+             * bits once they make a bin's worth (twice what a refill takes): a page whose blocks
+             * another thread frees then reuses them instead of walking on into its untouched tail
+             * (bench_alloc's prodcons at two threads, every block freed by the other: 5.3 -> 4.4 MiB
+             * peak, mimalloc's 4.3), and collects in batches (the same instructions). */
+            if ((hm_page_nfree(pg) ? atomic_load_explicit(&pg->xcount, memory_order_relaxed) >= 2 * want
+                                   : atomic_load_explicit(&pg->xfree, memory_order_relaxed) != 0) &&
+                !hm_heap_collect(h, pg))
+                return HM_E_FAIL;
             if (hm_page_nfree(pg)) {
                 if (!bin) return pop_checked(h, pg, out);
                 hm_status st = fill_bin(h, pg, lists, cls, want);
                 if (st) return st;
                 if (hm_bin_n(lists, cls) >= want) break;
-                continue;
-            }
-            if (atomic_load_explicit(&pg->xfree, memory_order_relaxed)) {
-                if (!hm_heap_collect(h, pg)) return HM_E_FAIL;
                 continue;
             }
             hm_page_move(pg, 2); /* out of blocks: it waits on the full list for frees */
