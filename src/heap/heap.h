@@ -132,7 +132,8 @@ typedef _Atomic(uintptr_t *) hm_bintop;
  * lock) or the heap's own (the same under the heap lock; no thread owns them in a thread-safe heap,
  * and the caller, who serialises every call, owns them in a heap without HM_HEAP_THREADSAFE). Any
  * other thread that frees one of its blocks pushes the block onto the page's xfree stack (one CAS, no
- * lock), which the owner collects when it runs out of free blocks or frees a block of the page.
+ * lock), which the owner collects when it runs out of free blocks, when the stack holds a bin's worth,
+ * or when the owner frees a block of the page.
  *
  * owner is the home's owner token (hm_pagelists.owner), what the slow paths compare with the
  * caller's; the fast Free reads neither, but the page's bin in the segment's row (hm_segment.fbin),
