@@ -197,7 +197,7 @@ static void worse_first(hm_manager *p)
  * ancestors' already overrides: on the way up the ancestors that turn worse go first (the child goes
  * straight to their Low), on the way down the child goes first (it stays Low under them until they
  * come back). */
-void hm_notify_charge_changed(hm_manager *m)
+void hm_notify_charge_moved(hm_manager *m)
 {
     if (m->parent) worse_first(m->parent);
     evaluate(m);

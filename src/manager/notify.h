@@ -63,8 +63,9 @@ typedef struct hm_notifier {
 struct hm_manager;
 /* pre: m->opts is set. */
 void hm_notify_init(struct hm_manager *m);
-/* After the charge changed: re-evaluates the band from the own pressure and the last system sample. */
-void hm_notify_charge_changed(struct hm_manager *m);
+/* After the charge changed: re-evaluates the band from the own pressure and the last system sample
+ * (manager.h inlines the common case, no parent and no crossing: two compares; this is the rest). */
+void hm_notify_charge_moved(struct hm_manager *m);
 /* A request was refused: Low at once (SPEC 3.5). */
 void hm_notify_refused(struct hm_manager *m);
 /* nest.c, under hm_nest_lock: m's parent's delivered state is now s. */
