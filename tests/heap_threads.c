@@ -1,4 +1,4 @@
-/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets), a single-threaded heap handed between threads, waits released by a Free, shutdown of waiters, stops racing the inline paths, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
+/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets), a single-threaded heap handed between threads, the same with every empty page purged at once (the heap lock dropped around each decommit), waits released by a Free, shutdown of waiters, stops racing the inline paths, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "heap/heap.h"
+#include "heap/heap_internal.h"
 #include "heap/track.h"
 #include "testutil.h"
 #include "heap_testutil.h"
@@ -283,6 +283,18 @@ static void test_threadsafe_model(void **state)
 {
     (void)state;
     run_model("limit=512M", HM_HEAP_THREADSAFE, false, false);
+}
+
+/* The same with no delay before an empty page or span is decommitted: every page claim and every
+ * page given up purges, dropping the heap's lock around each decommit (segment.c), while the other
+ * threads claim pages, spans and cached spans, and commit in other segments. */
+static void test_threadsafe_model_purging(void **state)
+{
+    (void)state;
+    uint32_t delay = hm_heap_empty_delay_ms;
+    hm_heap_empty_delay_ms = 0;
+    run_model("limit=512M", HM_HEAP_THREADSAFE, false, false);
+    hm_heap_empty_delay_ms = delay;
 }
 
 /* SPEC 3.2, 4: the same under a tight budget at mixed levels: refusals leave blocks intact and the
@@ -715,6 +727,7 @@ int main(void)
     hm_heap_untracked = getenv("HM_TEST_UNTRACKED") != NULL; /* (src/heap/track.h; heap_threads_untracked) */
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_threadsafe_model),
+        cmocka_unit_test(test_threadsafe_model_purging),
         cmocka_unit_test(test_threadsafe_tight),
         cmocka_unit_test(test_single_threaded_handover),
         cmocka_unit_test(test_wait_released_by_free),
