@@ -1,4 +1,4 @@
-/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets), a single-threaded heap handed between threads, the same with every empty page purged at once (the heap lock dropped around each decommit), waits released by a Free, shutdown of waiters, stops racing the inline paths, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
+/* heap_threads.c — heaps under threads (SPEC 4, 3.2, 3.3, 3.4): a randomized 4-thread run with a reference model and cross-thread frees on a MALLOC_THREADSAFE heap (roomy and tight budgets, and with every empty page purged at once, the heap lock dropped around each decommit), a single-threaded heap handed between threads, waits released by a Free, shutdown of waiters, stops racing the inline paths, Free of another heap's block while that heap is busy, threads' caches outliving their heap, and debug sites read while written. */
 #define _GNU_SOURCE
 #include <inttypes.h>
 #include <pthread.h>
