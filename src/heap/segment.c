@@ -328,6 +328,16 @@ static size_t ahead(hm_heap *h, hm_hpage *next, size_t last, size_t max)
  * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
  * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
  * meanwhile so that no other thread takes it. */
+/* The first unused page that was never committed (below page last), or NULL; with quiet, not in a
+ * segment with a system call under way. */
+static hm_hpage *unused_page(hm_heap *h, size_t last, bool quiet)
+{
+    for (hm_segment *s = h->segments; s; s = s->next)
+        for (size_t i = 1; i < last && s->pages_in_use < last - 1 && !(quiet && s->syscalls); i++) /* (full: one look) */
+            if (!HM_BS(&s->page[i]) && !s->page[i].committed) return &s->page[i];
+    return NULL;
+}
+
 static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
@@ -336,20 +346,19 @@ static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
     hm_heap_purge_unlocking(h); /* (opportunistic; pg, if any, is this call's: no one else takes it meanwhile) */
     if (!pg) {
         size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES; /* the guard is never used */
-        /* (not in a segment with a system call under way: one there would wait for it; a new segment
-         * rather, which another thread's next claim then passes over while this one commits) */
-        for (hm_segment *s = h->segments; s && !pg; s = s->next)
-            for (size_t i = 1; i < last && s->pages_in_use < last - 1 && !s->syscalls; i++) /* (full: one look) */
-                if (!HM_BS(&s->page[i]) && !s->page[i].committed) {
-                    pg = &s->page[i];
-                    break;
-                }
+        /* Not in a segment with a system call under way: one there would wait for it; a new segment
+         * rather, which another thread's next claim then passes over while this one commits. If no
+         * segment can be made (a budget, the address space), a busy one after all. */
+        pg = unused_page(h, last, true);
         if (!pg) {
             hm_segment *s;
             hm_status st = segment_add(h, level, &s);
-            if (st) return st;
-            fresh = true;
-            pg = &s->page[1];
+            if (!st) {
+                fresh = true;
+                pg = &s->page[1];
+            } else if (!(pg = unused_page(h, last, false))) {
+                return st;
+            }
         }
         size_t n = 1 + ahead(h, pg + 1, last, HM_COMMIT_AHEAD - 1);
         for (size_t k = 0; k < n; k++) pg[k].committed = 2; /* claimed */
@@ -415,8 +424,9 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
         for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, true);
         if (!pg) {
             hm_status st = segment_add(h, level, &fresh);
-            if (st) return st;
-            continue;
+            if (!st) continue;
+            for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, false); /* (as claim_page) */
+            if (!pg) return st;
         }
         uint8_t was[HM_SPAN_MAX]; /* 1: it came from the empty cache */
         for (unsigned k = 0; k < span; k++) {
