@@ -417,7 +417,8 @@ static void test_large_cache_grows(void **state)
 /* heap.h, "Size classes": a medium class's blocks come from a span of pages in the heap's segments
  * (no mapping of their own): usable size the class's, 8 KiB aligned, never overlapping, charged as
  * the span's committed pages; interior pointers (also in the span's later pages) and second frees
- * are refused; emptied spans go back to the empty cache and serve small classes and other spans. */
+ * are refused; emptied spans wait whole for spans of their length (the span cache: test_span_cache),
+ * and small classes and other spans take the heap's other pages meanwhile. */
 static void test_medium(void **state)
 {
     (void)state;

@@ -131,37 +131,46 @@ static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
     return pg->in_empty && (force || now - pg->empty_since >= hm_heap_empty_delay_ms);
 }
 
-/* Decommits the empty pages that have waited long enough, or all of them with force (lock held):
- * oldest first, each with the neighbours in its segment that are due too, in one call (a thread's
- * exit or a trim empties many adjacent pages at once). A refused decommit keeps its pages committed
- * and cached: the books stay exact; its status is returned (trim reports it, the others go on). Stops
- * once *went (bytes decommitted, counted up) reaches need. now: the time (unused with force).
- * unlock: the lock is dropped around each decommit (two system calls and a TLB shootdown of every
- * other thread: no thread that wants the heap's lock meanwhile should sleep on it), which only a
- * caller that holds no page or list of the heap across the call may ask for; the run's pages leave
- * the cache first and are marked committed = 3, so that no one claims them meanwhile, and a refused
- * run comes back to the cache as newly emptied. */
+/* Decommits pages [pg, pg + n) of one segment, which their caller took out of the caches and marked
+ * committed = 3 (going: neither free nor cached, so no one claims them while the lock is dropped):
+ * with unlock the heap lock is dropped around the call (two system calls and a TLB shootdown of
+ * every other thread: no thread that wants the lock meanwhile should sleep on it). Done, they are
+ * unused (committed = 0); refused, committed again (1), and the caller puts them back. The memfd
+ * keeps what a shared view drops: a dual heap's pages are punched first (they hold no block, so
+ * nothing is lost if the decommit is then refused: they stay committed, empty and zero), which also
+ * keeps a refused punch from leaving old words under a later commit. */
+static hm_status decommit_pages(hm_heap *h, hm_hpage *pg, size_t n, bool unlock)
+{
+    hm_segment *s = hm_seg_of(pg);
+    s->syscalls++;
+    if (unlock) hm_heap_unlock(h);
+    int err = h->dual ? hm_os_punch(s->fd, (hm_page_index(pg) - 1) * HM_HPAGE_SIZE, n * HM_HPAGE_SIZE) : 0;
+    hm_status st = err ? HM_E_OUTOFMEMORY : hm_manager_free(h->m, (void *)hm_page_addr(pg), n * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
+    if (unlock) hm_heap_lock(h);
+    s->syscalls--;
+    if (err) hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
+    for (size_t i = 0; i < n; i++) pg[i].committed = st ? 1 : 0;
+    return st;
+}
+
+/* Decommits what the caches keep (lock held): the span cache's spans, the oldest of each length
+ * first, one call each, then the empty pages, oldest first, each with the neighbours in its segment
+ * that are due too, in one call (a thread's exit or a trim empties many adjacent pages at once);
+ * what waited long enough, or all of it with force. A refused decommit leaves its pages committed and
+ * cached again, as newly emptied: the books stay exact; its status is returned (trim reports it, the
+ * others go on). Stops once *went (bytes decommitted, counted up) reaches need. now: the time
+ * (unused with force). unlock: decommit_pages drops the lock, which only a caller that holds no page
+ * or list of the heap across the call may ask for. */
 static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint64_t *went, bool unlock)
 {
     if (!h->empty_tail && !h->nspan_pages) return HM_OK;
     if (atomic_load_explicit(&h->m->notify.state, memory_order_relaxed) == HM_MEMORY_LOW) force = true;
-    /* the span cache's, the oldest of each length first, one call each: out of the cache while the
-     * call runs (committed = 3), back in it as newly emptied if the call is refused */
     for (unsigned k = 2; k <= HM_SPAN_MAX; k++)
         for (hm_hpage *pg; (pg = h->spans_tail[k]) && (force || now - pg->empty_since >= hm_heap_empty_delay_ms) && *went < need;) {
             span_unkeep(h, pg);
             for (unsigned i = 0; i < k; i++) pg[i].committed = 3;
-            hm_seg_of(pg)->syscalls++;
-            if (unlock) hm_heap_unlock(h);
-            size_t at = hm_page_index(pg);
-            int err = h->dual ? hm_os_punch(hm_seg_of(pg)->fd, (at - 1) * HM_HPAGE_SIZE, k * HM_HPAGE_SIZE) : 0;
-            hm_status st = err ? HM_E_OUTOFMEMORY
-                               : hm_manager_free(h->m, (void *)hm_page_addr(pg), k * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
-            if (unlock) hm_heap_lock(h);
-            hm_seg_of(pg)->syscalls--;
-            for (unsigned i = 0; i < k; i++) pg[i].committed = st ? 1 : 0;
+            hm_status st = decommit_pages(h, pg, k, unlock);
             if (st) {
-                if (err) hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
                 hm_heap_span_keep(h, pg);
                 return st;
             }
@@ -171,55 +180,35 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint
             *went += k * HM_HPAGE_SIZE;
         }
     while (h->empty_tail && purgeable(h->empty_tail, force, now) && *went < need) {
-        hm_hpage *pg = h->empty_tail, *page = hm_seg_of(pg)->page;
-        size_t lo = hm_page_index(pg), hi = lo + 1;
+        hm_hpage *page = hm_seg_of(h->empty_tail)->page;
+        size_t lo = hm_page_index(h->empty_tail), hi = lo + 1;
         while (lo > 1 && purgeable(&page[lo - 1], force, now)) lo--;
         while (hi < HM_SEG_PAGES && purgeable(&page[hi], force, now)) hi++;
-        hm_seg_of(pg)->syscalls++;
-        if (unlock) {
-            for (size_t i = lo; i < hi; i++) {
-                empty_del(h, &page[i]);
-                page[i].committed = 3; /* (going: neither free nor cached) */
-            }
-            hm_heap_unlock(h);
-        }
-        /* The memfd keeps what a shared view drops: a dual heap's pages are punched first (they hold no
-         * block, so nothing is lost if the decommit is then refused: they stay committed, empty and
-         * zero), which also keeps a refused punch from leaving old words under a later commit. */
-        int err = h->dual ? hm_os_punch(hm_seg_of(pg)->fd, (lo - 1) * HM_HPAGE_SIZE, (hi - lo) * HM_HPAGE_SIZE) : 0;
-        hm_status st = err ? HM_E_OUTOFMEMORY
-                           : hm_manager_free(h->m, (void *)hm_page_addr(&page[lo]), (hi - lo) * HM_HPAGE_SIZE, HM_MEM_DECOMMIT);
-        if (unlock) hm_heap_lock(h);
-        hm_seg_of(pg)->syscalls--;
-        if (err) hm_detail_set("heap %p: returning empty pages of a two-view heap: %s", (void *)h, strerror(err));
         for (size_t i = lo; i < hi; i++) {
-            if (st && unlock) { /* back, committed, as newly emptied ones */
-                page[i].committed = 1;
-                hm_heap_empty_push(h, &page[i]);
-            } else if (!st) {
-                if (!unlock) empty_del(h, &page[i]);
-                page[i].committed = 0;
-            }
+            empty_del(h, &page[i]);
+            page[i].committed = 3;
         }
-        if (st) return st;
+        hm_status st = decommit_pages(h, &page[lo], hi - lo, unlock);
+        if (st) {
+            for (size_t i = lo; i < hi; i++) hm_heap_empty_push(h, &page[i]);
+            return st;
+        }
         *went += (hi - lo) * HM_HPAGE_SIZE;
     }
     return HM_OK;
 }
 
-hm_status hm_heap_purge(hm_heap *h, bool force)
-{
-    uint64_t went = 0, now = hm_heap_now_ms();
-    if (h->nlcache) hm_heap_lcache_age(h, now); /* (freed large blocks age as empty pages do) */
-    return purge(h, force, UINT64_MAX, now, &went, false);
-}
-
-void hm_heap_purge_unlocking(hm_heap *h)
+/* What waited long enough (or all, with force): freed large blocks age as empty pages do. */
+static hm_status purge_due(hm_heap *h, bool force, bool unlock)
 {
     uint64_t went = 0, now = hm_heap_now_ms();
     if (h->nlcache) hm_heap_lcache_age(h, now);
-    (void)purge(h, false, UINT64_MAX, now, &went, true); /* (opportunistic: a refusal keeps the pages cached) */
+    return purge(h, force, UINT64_MAX, now, &went, unlock);
 }
+
+hm_status hm_heap_purge(hm_heap *h, bool force) { return purge_due(h, force, false); }
+
+void hm_heap_purge_unlocking(hm_heap *h) { (void)purge_due(h, false, true); } /* (a refusal keeps the pages cached) */
 
 /* (heap_internal.h) */
 bool hm_heap_refused_give_back(hm_heap *h, hm_status st, uint64_t need)
@@ -324,10 +313,6 @@ static size_t ahead(hm_heap *h, hm_hpage *next, size_t last, size_t max)
     return n;
 }
 
-/* A page for class cls, first on home's avail list: an empty committed one from the cache, else an unused slot committed now
- * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
- * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
- * meanwhile so that no other thread takes it. */
 /* The first unused page that was never committed (below page last), or NULL; with quiet, not in a
  * segment with a system call under way. */
 static hm_hpage *unused_page(hm_heap *h, size_t last, bool quiet)
@@ -338,6 +323,10 @@ static hm_hpage *unused_page(hm_heap *h, size_t last, bool quiet)
     return NULL;
 }
 
+/* A page for class cls, first on home's avail list: an empty committed one from the cache, else an unused slot committed now
+ * at level, else one in a new segment. Called and returns with the heap's lock held, but drops it
+ * around committing (which may wait for memory, SPEC 3.3): a claimed slot is marked committed = 2
+ * meanwhile so that no other thread takes it. */
 static hm_status claim_page(hm_heap *h, unsigned level, hm_hpage **out)
 {
     hm_hpage *pg = h->empty;
@@ -401,6 +390,14 @@ static hm_hpage *run_in(hm_segment *s, unsigned span, size_t last, bool quiet)
     return NULL;
 }
 
+/* The first such run in the heap's segments, or NULL. */
+static hm_hpage *find_run(hm_heap *h, unsigned span, size_t last, bool quiet)
+{
+    hm_hpage *pg = NULL;
+    for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, quiet);
+    return pg;
+}
+
 /* A run of span contiguous pages for a medium class (lock held, dropped around commits): the first
  * free run of the heap's segments, else a new segment's first pages. Its empty-cache pages leave the
  * cache, its uncommitted ones are claimed (committed = 2) and committed at level, run by run. A
@@ -419,14 +416,13 @@ static hm_status claim_span(hm_heap *h, unsigned span, unsigned level, hm_hpage 
     size_t last = h->m->opts.heap_guard ? HM_SEG_PAGES - 1 : HM_SEG_PAGES;
     hm_segment *fresh = NULL; /* a segment made by this call */
     for (;;) {
-        hm_hpage *pg = NULL;
-        /* (first a run that makes no system call where another is under way, as claim_page) */
-        for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, true);
+        /* (a run that makes no system call where another is under way, else a new segment, else
+         * one after all, as claim_page) */
+        hm_hpage *pg = find_run(h, span, last, true);
         if (!pg) {
             hm_status st = segment_add(h, level, &fresh);
             if (!st) continue;
-            for (hm_segment *s = h->segments; s && !pg; s = s->next) pg = run_in(s, span, last, false); /* (as claim_page) */
-            if (!pg) return st;
+            if (!(pg = find_run(h, span, last, false))) return st;
         }
         uint8_t was[HM_SPAN_MAX]; /* 1: it came from the empty cache */
         for (unsigned k = 0; k < span; k++) {

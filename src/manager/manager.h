@@ -80,16 +80,11 @@ struct hm_manager {
     unsigned depth;              /* 0 at the top */
 };
 
-/* After m's charge changed (notify.h): nothing more to do unless m has a parent or its band moved
- * (the band from the charge: Low from low_from, High below high_below; the worse of that and the
- * system's, Low < Neutral < High, as notify.c's band_now). */
+/* After m's charge changed (notify.h): nothing more to do unless m has a parent or its band moved. */
 static inline void hm_notify_charge_changed(hm_manager *m)
 {
-    hm_notifier *n = &m->notify;
     uint64_t c = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
-    int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
-    int sys = atomic_load_explicit(&n->system_band, memory_order_relaxed);
-    if (!m->parent && (own < sys ? own : sys) == atomic_load_explicit(&n->band, memory_order_relaxed)) return;
+    if (!m->parent && hm_notify_band(&m->notify, c) == atomic_load_explicit(&m->notify.band, memory_order_relaxed)) return;
     hm_notify_charge_moved(m);
 }
 

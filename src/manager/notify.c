@@ -166,16 +166,7 @@ void hm_notify_inherit(hm_manager *m, int s)
     pthread_mutex_unlock(&n->lock);
 }
 
-/* The band from the load now (the worse of the own and the system's, Low < Neutral < High); on a
- * crossing, the state follows it. Two compares and no lock when nothing crosses. */
-static int band_now(hm_manager *m)
-{
-    hm_notifier *n = &m->notify;
-    uint64_t c = atomic_load_explicit(&m->acct.charge, memory_order_relaxed);
-    int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
-    int sys = atomic_load_explicit(&n->system_band, memory_order_relaxed);
-    return own < sys ? own : sys;
-}
+static int band_now(hm_manager *m) { return hm_notify_band(&m->notify, atomic_load_explicit(&m->acct.charge, memory_order_relaxed)); }
 
 static void evaluate(hm_manager *m)
 {

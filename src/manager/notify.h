@@ -60,6 +60,15 @@ typedef struct hm_notifier {
     bool running, stop;
 } hm_notifier;
 
+/* The band at charge c (the worse of the own and the last system sample's, Low < Neutral < High): on
+ * a crossing, the state follows it. Two compares and no lock. */
+static inline int hm_notify_band(const hm_notifier *n, uint64_t c)
+{
+    int own = c >= n->low_from ? HM_MEMORY_LOW : c < n->high_below ? HM_MEMORY_HIGH : HM_MEMORY_NEUTRAL;
+    int sys = atomic_load_explicit(&((hm_notifier *)n)->system_band, memory_order_relaxed);
+    return own < sys ? own : sys;
+}
+
 struct hm_manager;
 /* pre: m->opts is set. */
 void hm_notify_init(struct hm_manager *m);
