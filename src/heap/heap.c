@@ -241,8 +241,6 @@ static __attribute__((noinline)) hm_status alloc_more(hm_heap *h, hm_pagelists *
     return hm_manager_leave(h->m, st);
 }
 
-/* Anything but a small block from the caller's bin, with every check made; h's running state
- * looked at (and remembered for the fast path) first. */
 /* A block from the caller's bin whose top is tp (of lists), refilled if it is empty. */
 static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm_pagelists *lists, hm_bintop *tp,
                                                                   hm_level level, void **out)
@@ -255,6 +253,8 @@ static inline __attribute__((always_inline)) hm_status alloc_from(hm_heap *h, hm
     return alloc_more(h, lists, tp, level, out);
 }
 
+/* Anything but a small block from the caller's bin, with every check made; h's running state
+ * looked at (and remembered for the fast path) first. */
 static __attribute__((noinline)) hm_status alloc_slow(hm_heap *h, size_t size, hm_level level, void **out)
 {
     if (h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS && running(h)) {
@@ -270,7 +270,9 @@ hm_status hm_heap_alloc(hm_heap *h, size_t size, hm_level level, void **out)
 {
     /* the common case first (fast_id says the manager runs, the fast paths may serve h, and which
      * lists are the caller's: hm_heap_fast_lists) */
-    if (__builtin_expect(h && out && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
+    /* (h and out tested in one: two pointers with no bit in common also go the slow way, which tells
+     * them apart properly; a NULL one never passes) */
+    if (__builtin_expect(((uintptr_t)h & (uintptr_t)out) && size <= HM_SMALL_MAX && (unsigned)level <= HM_LEVEL_PROCESS, 1)) {
         uint64_t k = atomic_load_explicit(&h->fast_id, memory_order_relaxed);
         unsigned cls = h->class_of[(size + 15) >> 4];
         /* (alloc_from inlined once for each heap kind: neither path computes the other's lists or
