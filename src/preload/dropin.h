@@ -45,14 +45,20 @@
 typedef struct hm_dropin {
     _Atomic(hm_heap *) heap; /* NULL until made; then fixed for the life of the process */
     _Atomic(hm_heap *) fast; /* the heap too, when its thread-cache paths serve malloc and free directly
-                                (no checker tracks it, no sites); else NULL: one load says both */
+                                (no checker tracks it, no sites); else &hm_dropin_no_heap, never NULL:
+                                the fast paths then need no test before they read fast_id */
     bool sites;              /* malloc.sites: blocks carry their allocating stack (sites.c) */
     hm_manager *m;           /* the process-default manager */
     hm_options opts;         /* its options (the malloc.*, stats and report keys are the drop-in's) */
     uint32_t level;          /* malloc.level */
 } hm_dropin;
 
-extern hm_dropin hm_dropin_state;
+/* (hidden: the entry points read them at a fixed offset from the code, not through the GOT) */
+extern hm_dropin hm_dropin_state __attribute__((visibility("hidden")));
+/* A heap of zeros, never used: its fast_id, 0, matches no thread's cache (heap_internal.h,
+ * hm_heap_cached_lists), so that both fast paths fall through to the slow ones while the drop-in's
+ * own heap may not serve them (not made yet, tracked, sites). */
+extern hm_heap hm_dropin_no_heap __attribute__((visibility("hidden")));
 
 /* The level this thread's requests use: set by hm_malloc_level_set, else -1 (malloc.level). */
 extern _Thread_local int hm_dropin_thread_level __attribute__((tls_model("initial-exec")));
@@ -91,20 +97,17 @@ void hm_dropin_invalid(const char *fn, void *p, hm_status st);
  * anything else takes the slow path (which gives the exact answer). */
 static inline void *hm_dropin_alloc(size_t size)
 {
-    hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
-    if (__builtin_expect(h != NULL, 1)) {
-        uintptr_t b = hm_heap_alloc_fast_cached(h, size); /* (the drop-in's heap is thread-cached: init.c) */
-        if (__builtin_expect(b != 0, 1)) return (void *)b;
-    }
+    /* (the drop-in's heap is thread-cached: init.c) */
+    uintptr_t b = hm_heap_alloc_fast_cached(atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire), size);
+    if (__builtin_expect(b != 0, 1)) return (void *)b;
     return hm_dropin_alloc_slow(size);
 }
 
 static inline void hm_dropin_free(void *p)
 {
+    /* (NULL is in no segment: the fast path passes it on) */
     hm_heap *h = atomic_load_explicit(&hm_dropin_state.fast, memory_order_acquire);
-    if (__builtin_expect(p && h, 1)) {
-        if (__builtin_expect(hm_heap_free_fast_as(h, (uintptr_t)p, true), 1)) return;
-    }
+    if (__builtin_expect(hm_heap_free_fast_as(h, (uintptr_t)p, true), 1)) return;
     hm_dropin_free_slow(p);
 }
 void *hm_dropin_alloc_aligned(size_t size, size_t align);

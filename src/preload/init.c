@@ -24,7 +24,8 @@
 #include "../manager/manager.h"
 #include "dropin.h"
 
-hm_dropin hm_dropin_state;
+hm_heap hm_dropin_no_heap;
+hm_dropin hm_dropin_state = {.fast = &hm_dropin_no_heap};
 _Thread_local int hm_dropin_thread_level __attribute__((tls_model("initial-exec"))) = -1;
 _Thread_local uint64_t hm_dropin_unwind_until __attribute__((tls_model("initial-exec")));
 
