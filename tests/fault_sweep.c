@@ -722,8 +722,9 @@ static void prep_trim(fx *f)
 }
 static hm_status op_alloc_newseg(fx *f) { return hm_heap_alloc(f->h[1], 100, HM_LEVEL_TASK, &f->result); }
 static void post_alloc_newseg(fx *f) { new_block(f, 1, f->result, 100, 16, false, false, "new small (new segment)"); }
-static hm_status op_alloc_large(fx *f) { return hm_heap_alloc(H(f), 3584 * KiB, HM_LEVEL_TASK, &f->result); }
-static void post_alloc_large(fx *f) { new_block(f, 0, f->result, 3584 * KiB, 4096, false, false, "new large"); }
+/* (larger than any cached block's reservation, HM_LBLOCK_ROOM: a fresh block) */
+static hm_status op_alloc_large(fx *f) { return hm_heap_alloc(H(f), 9 * MiB, HM_LEVEL_TASK, &f->result); }
+static void post_alloc_large(fx *f) { new_block(f, 0, f->result, 9 * MiB, 4096, false, false, "new large"); }
 static hm_status op_alloc_large_grow(fx *f) { return hm_heap_alloc(H(f), 2560 * KiB, HM_LEVEL_TASK, &f->result); }
 static void post_alloc_large_grow(fx *f) { new_block(f, 0, f->result, 2560 * KiB, 4096, false, false, "new large (grown)"); }
 static hm_status op_alloc_aligned(fx *f) { return hm_heap_alloc_aligned(H(f), 5000, 4096, HM_LEVEL_TASK, &f->result); }

@@ -359,10 +359,11 @@ static void test_size_classes(void **state)
     destroy_mgr(m);
 }
 
-/* A freed large block reserves twice its size while the address-space budget is unlimited: cached,
- * it grows in place (committing only the difference) for a larger request that no cached block
- * holds. Refused growth leaves it cached and the books exact; with va.limit set, blocks reserve
- * their size only and never grow. */
+/* A freed large block reserves twice its size, and at least HM_LBLOCK_ROOM, while the address-space
+ * budget is unlimited: cached, in the heap's cache or in a thread's, it grows in place (committing
+ * only the difference) for a larger request that no cached block holds, up to its reservation.
+ * Refused growth leaves it cached and the books exact; with va.limit set, blocks reserve their size
+ * only and never grow. */
 static void test_large_cache_grows(void **state)
 {
     (void)state;
@@ -389,6 +390,34 @@ static void test_large_cache_grows(void **state)
         check_books();
         assert_int_equal(hm_heap_trim(h), HM_OK);
         assert_int_equal(tu_charge(m), heap_charge(h));
+        destroy_heap(h);
+        assert_int_equal(tu_charge(m), 0);
+        destroy_mgr(m);
+    }
+    /* a small large block grows to its reservation's floor, from the heap's cache and from a thread's
+     * (HM_TCACHE_LARGE_MAX at most), but not past it */
+    _Static_assert(HM_LBLOCK_ROOM == 8 * MiB && HM_TCACHE_LARGE_MAX == MiB, "the sizes below");
+    for (uint32_t flags = 0; flags <= HM_HEAP_THREADSAFE; flags += HM_HEAP_THREADSAFE) {
+        hm_manager *m = make("limit=256M");
+        hm_heap *h = mk_heap(m, flags);
+        void *a = alloc_ok(h, 600 * KiB, HM_LEVEL_TASK);
+        memset(a, 7, 600 * KiB);
+        free_ok(h, a);
+        assert_int_equal(hstats(h).cached_large_bytes, 600 * KiB);
+        uint64_t c0 = tu_charge(m);
+        void *b = alloc_ok(h, 6 * MiB, HM_LEVEL_TASK);
+        assert_ptr_equal(b, a);
+        assert_int_equal(((unsigned char *)b)[599 * KiB], 7);
+        assert_int_equal(hm_heap_usable_size(h, b), 6 * MiB);
+        assert_int_equal(tu_charge(m) - c0, 6 * MiB - 600 * KiB);
+        assert_int_equal(hstats(h).cached_large_bytes, 0);
+        free_ok(h, b);
+        void *c = alloc_ok(h, 9 * MiB, HM_LEVEL_TASK); /* past its 8 MiB: a fresh block, b stays cached */
+        assert_ptr_not_equal(c, b);
+        assert_int_equal(hstats(h).cached_large_bytes, 6 * MiB);
+        assert_int_equal(tu_charge(m), heap_charge(h));
+        free_ok(h, c);
+        check_books();
         destroy_heap(h);
         assert_int_equal(tu_charge(m), 0);
         destroy_mgr(m);

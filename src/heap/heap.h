@@ -26,10 +26,10 @@
  * HM_TCACHE_LARGE_MAX bytes, HM_TCACHE_LARGE_BYTES in all, tcache.c) the same way, taken without the
  * heap lock (a Free looks at a large block under it: a freed one may be released by another thread).
  * A large block reserves twice its size (made by realloc, or cacheable while the manager's
- * address-space budget is unlimited): a later realloc grows it in place by committing pages (ahead,
- * geometrically) instead of moving it, and a request that no cached block holds grows the largest
- * cached one that can (only the difference is committed and faulted in); its usable size is its
- * committed run.
+ * address-space budget is unlimited; a cacheable one at least HM_LBLOCK_ROOM): a later realloc grows
+ * it in place by committing pages (ahead, geometrically) instead of moving it, and a request that no
+ * cached block holds grows the largest cached one that can, in the heap's cache or the thread's (only
+ * the difference is committed and faulted in); its usable size is its committed run.
  *
  * Executable heaps (MALLOC_EXECUTABLE) get pages that are readable, writable and executable, unless
  * the system forbids that (W^X: os.h, hm_os_wx_allowed): then the heap is "dual". Its block memory
@@ -273,6 +273,7 @@ typedef struct hm_lblock {
                                         use or purge, as an empty page does */
 } hm_lblock;
 
+#define HM_LBLOCK_ROOM ((size_t)8 << 20) /* a large block reserves at least this (large.c: room to grow) */
 #define HM_LBLOCK_SLACK 16 /* a cached large block serves requests down to 1/16 of its size */
 /* The smallest of v[0..n) that holds bytes, up to HM_LBLOCK_SLACK times more; failing that, with
  * grow, the largest whose reservation holds bytes (committing the rest faults in less new memory

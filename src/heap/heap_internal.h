@@ -455,10 +455,11 @@ static inline uintptr_t hm_self(void) { return (uintptr_t)&hm_thread_caches; }
 hm_pagelists *hm_tcache_lists(hm_heap *h);
 /* This thread's lists of h if it has used h, else NULL (nothing is made). */
 hm_pagelists *hm_tcache_find_lists(hm_heap *h);
-/* Large blocks in this thread's cache: take one that holds bytes (hm_lblock_fit, no growth) into
- * *out, false if none; keep the freed block blk (already tagged freed by the caller: once in,
+/* Large blocks in this thread's cache: take one that holds bytes (hm_lblock_fit; with grow, failing
+ * that, one that can grow to bytes: the caller commits the rest) into *out, its freed tag cleared,
+ * false if none; keep the freed block blk (already tagged freed by the caller: once in,
  * another thread's drain may hand it on), false if it does not fit (then it goes to the heap). */
-bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out);
+bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out);
 bool hm_tcache_large_put(hm_heap *h, hm_lblock blk);
 /* Gives every thread's cached large blocks of h back to the heap (a commit was refused: memory kept
  * by an idle thread must not starve a busy one). Heap lock held; true if any went. */

@@ -186,12 +186,12 @@ static void large_lock(hm_tcache *c)
 }
 static void large_unlock(hm_tcache *c) { atomic_flag_clear_explicit(&c->large_lock, memory_order_release); }
 
-bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out)
+bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, bool grow, hm_lblock *out)
 {
     hm_tcache *c = hm_thread_caches;
     if (c->heap_id != h->id) return false;
     large_lock(c);
-    unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes, false);
+    unsigned best = hm_lblock_fit(c->large, c->nlarge, bytes, grow);
     bool found = best < c->nlarge;
     if (found) {
         *out = c->large[best];
@@ -200,6 +200,7 @@ bool hm_tcache_large_take(hm_heap *h, uint64_t bytes, hm_lblock *out)
         large_count(c, -(int64_t)out->size);
     }
     large_unlock(c);
+    if (found) ((uint64_t *)out->base)[1] = 0; /* (its freed tag; this thread's own now, no lock) */
     return found;
 }
 
