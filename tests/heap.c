@@ -441,6 +441,27 @@ static void test_large_cache_grows(void **state)
     destroy_heap(h);
     assert_int_equal(tu_charge(m), 0);
     destroy_mgr(m);
+    /* the same for a block in the thread's cache: its refused growth sends it to the heap's cache,
+     * which the refused fresh block then drains */
+    m = make("limit=6656K,reserve.appdomain=0,reserve.process=0,notify.low=98,notify.high=99"); /* (not Low: kept) */
+    h = mk_heap(m, HM_HEAP_THREADSAFE);
+    a = alloc_ok(h, MiB, HM_LEVEL_TASK);
+    keep = alloc_ok(h, 5 * MiB, HM_LEVEL_TASK);
+    free_ok(h, a);
+    assert_int_equal(hstats(h).cached_large_bytes, MiB);
+    p = (void *)1;
+    st = hm_heap_alloc(h, 2 * MiB, HM_LEVEL_TASK, &p); /* growing a: 7 MiB; fresh: 7 MiB too */
+    if (st != HM_E_COMMITMENT_LIMIT) fail_msg("2 MiB under a 6.5 MiB limit with 5 MiB live: %s", hm_status_name(st));
+    assert_null(p);
+    assert_int_equal(hstats(h).cached_large_bytes, 0);
+    assert_int_equal(tu_charge(m), heap_charge(h));
+    check_books();
+    again = alloc_ok(h, MiB, HM_LEVEL_TASK);
+    free_ok(h, again);
+    free_ok(h, keep);
+    destroy_heap(h);
+    assert_int_equal(tu_charge(m), 0);
+    destroy_mgr(m);
 }
 
 /* heap.h, "Size classes": a medium class's blocks come from a span of pages in the heap's segments
