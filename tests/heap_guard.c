@@ -48,8 +48,8 @@ static void test_guard_off(void **state)
     uintptr_t high = highest_block(h, blocks, 140);
     assert_true(high >= (high & ~(SEG - 1)) + SEG - PAGE64K); /* the last page holds blocks */
     /* Without guards, a thread-cached heap's pages read as zeros while not committed (a second Free
-     * racing the first may look at a page just decommitted, heap.c segment_new) and never take a
-     * write; trimmed pages come back to that. */
+     * racing the first may look at a page just decommitted, heap.c segment_new); trimmed pages take no
+     * write (pages that never held a block are read-write from the start: fresh_pages.c). */
     uintptr_t seg = high & ~(SEG - 1);
     for (int i = 0; i < 140; i++) assert_int_equal(hm_heap_free(h, blocks[i]), HM_OK);
     assert_int_equal(hm_heap_trim(h), HM_OK);

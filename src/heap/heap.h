@@ -50,7 +50,10 @@
  * (the cache tag), and a second Free racing the first may do so just after the page was emptied and
  * decommitted; it then reads zeros and, looking at the live bit again, answers
  * HOST_E_INVALIDOPERATION. With heap.guard, segments stay PROT_NONE (a guard must fault on reads
- * too), and such a racing second Free faults as any access to freed memory would.
+ * too), and such a racing second Free faults as any access to freed memory would. The pages of such
+ * a segment that never held a block (a read-write heap's) are read-write from the start
+ * (HM_RESERVE_WRITABLE): committing them costs no system call; once decommitted, a page is PROT_READ
+ * as above.
  *
  * Size classes: 16-byte steps to 128, then four per doubling (160, 192, 224, 256, 320, ...) up to
  * 512 KiB: at most 25% internal waste (12.5% on average), 56 classes. The small ones (up to 32 KiB)

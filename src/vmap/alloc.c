@@ -158,7 +158,9 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
         return HM_E_COMMITMENT_LIMIT;
     }
     int err = 0;
-    uint32_t attr = commit ? (HM_RUN_COMMIT | (prot & HM_RUN_PROT_MASK)) : 0;
+    bool writable = (how & HM_RESERVE_WRITABLE) && !commit;
+    if (writable) flags |= HM_AF_WRITABLE;
+    uint32_t attr = commit ? (HM_RUN_COMMIT | (prot & HM_RUN_PROT_MASK)) : writable ? HM_RUN_FRESH : 0;
     hm_alloc *a = new_record(acct, 0, bytes, prot, flags, attr, &err);
     if (!a) {
         hm_account_give_va(acct, bytes);
@@ -218,8 +220,9 @@ static hm_status reserve(hm_account *acct, unsigned level, uintptr_t want, size_
         err = hm_special_attach(a, watch, commit && (prot & HM_PAGE_GUARD));
         if (err) what = watch ? "write watch" : "guard pages";
     }
-    if (!err && readable && !commit) { /* placement leaves PROT_NONE: reserved pages read as zeros here */
-        err = hm_os_protect((void *)base, bytes, HM_OS_PROT_READ);
+    if (!err && (readable || writable) && !commit) { /* placement leaves PROT_NONE: reserved pages read as
+                                                        zeros here, or fresh ones are read-write */
+        err = hm_os_protect((void *)base, bytes, hm_run_kernel_prot(a, attr));
         if (err) what = "reserve";
     }
     if (!err && commit) { /* the new pages are empty, so PROT_* alone commits them */
@@ -284,7 +287,7 @@ static hm_status commit(hm_account *acct, unsigned level, uintptr_t start, uintp
     }
     if (atomic_load_explicit(&a->special, memory_order_relaxed)) {
         err = hm_special_protect(a, p0, p1, hm_prot_linux(prot), (prot & HM_PAGE_GUARD) != 0);
-    } else {
+    } else if (!hm_runs_kernel_prot_is(a, old, p0, p1, hm_prot_linux(prot))) { /* (fresh pages: no call) */
         hm_alloc_unlock_busy(a);
         err = hm_os_protect((void *)start, end - start, hm_prot_linux(prot));
         hm_alloc_relock(a);

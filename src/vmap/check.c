@@ -6,7 +6,8 @@
  *   radix     every granule of an allocation maps to it (sampled for huge ones), and its query
  *             summary is what the record says (hm_alloc_summary: one version, or none).
  *   runs      entry 0 starts at page 0; starts strictly ascend below the page count; neighbours
- *             differ in attr; reserved pages have protection 0 and no RESET flag; committed pages a
+ *             differ in attr; reserved pages have protection 0 and no RESET flag (and no FRESH flag
+ *             outside a writable allocation: HM_AF_WRITABLE); committed pages no FRESH flag and a
  *             valid base protection; committed pages counted equal the record's count.
  *   arena     a chunk allocation's granules are marked used; used granules = granules of chunk allocations.
  *   books     allocations, runs, reserved and committed bytes equal the sums over the records;
@@ -69,9 +70,10 @@ static hm_status check_alloc(hm_alloc *a, hm_books *sum, size_t *chunk_granules,
         if (i > 0 && hm_run_attr(atomic_load_explicit(&r->entry[i - 1], memory_order_relaxed)) == attr)
             FAIL("allocation %#lx: runs %u and %u not merged", (unsigned long)base, i - 1, i);
         if (attr & HM_RUN_COMMIT) {
-            if (!hm_prot_valid(attr & HM_RUN_PROT_MASK)) FAIL("allocation %#lx: run %u has protection %#x", (unsigned long)base, i, attr);
+            if (!hm_prot_valid(attr & HM_RUN_PROT_MASK) || (attr & HM_RUN_FRESH))
+                FAIL("allocation %#lx: run %u has protection %#x", (unsigned long)base, i, attr);
             committed += hi - lo;
-        } else if (attr) {
+        } else if (attr && !(attr == HM_RUN_FRESH && (atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_WRITABLE))) {
             FAIL("allocation %#lx: reserved run %u has attr %#x", (unsigned long)base, i, attr);
         }
     }

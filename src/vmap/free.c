@@ -50,14 +50,20 @@ static hm_status kernel_decommit(hm_alloc *a, const hm_runs *r, uint64_t p0, uin
     return st;
 }
 
-/* Release of a readable allocation from a chunk (HM_AF_READABLE): the arena takes its granules back
- * PROT_NONE, reserved pages included. The protection first (a failure puts every run back), then the
- * committed pages' data. */
+/* Release of a readable or writable allocation from a chunk (HM_AF_READABLE, HM_AF_WRITABLE): the
+ * arena takes its granules back PROT_NONE and empty, reserved pages included. The protection first (a
+ * failure puts every run back), then the committed pages' data, and a writable one's fresh pages'
+ * (nothing should have written them, but nothing stopped a stray write either). */
 static hm_status release_readable(hm_alloc *a, hm_runs *r)
 {
     uintptr_t base = atomic_load_explicit(&a->base, memory_order_relaxed);
     uint64_t size = atomic_load_explicit(&a->size, memory_order_relaxed), lo, hi;
     bool any = hm_committed_span(r, size / PAGE, 0, size / PAGE, &lo, &hi);
+    if (atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_WRITABLE) { /* (fresh pages took writes) */
+        any = true;
+        lo = 0;
+        hi = size / PAGE;
+    }
     int err = hm_os_protect((void *)base, size, HM_OS_PROT_NONE);
     if (!err && any) err = hm_os_discard((void *)(base + lo * PAGE), (hi - lo) * PAGE);
     if (!err) return HM_OK;
@@ -80,7 +86,7 @@ static hm_status release(hm_alloc *a)
     } else if (flags & HM_AF_MIXED) {
         hm_status st = release_mixed(a, r);
         if (st) return st;
-    } else if (flags & HM_AF_READABLE) {
+    } else if (flags & (HM_AF_READABLE | HM_AF_WRITABLE)) {
         hm_status st = release_readable(a, r);
         if (st) return st;
         hm_arena_unplace(a->chunk, base, ngran);

@@ -29,6 +29,10 @@
 #define HM_RUN_PROT_MASK 0xFFu
 #define HM_RUN_COMMIT    0x100u  /* pages are committed */
 #define HM_RUN_RESET     0x200u  /* MEM_RESET hit populated pages here; MEM_RESET_UNDO must check them */
+#define HM_RUN_FRESH     0x400u  /* reserved and never committed since an allocation reserved writable
+                                    (HM_AF_WRITABLE) was made: read-write in the kernel already, so
+                                    that committing them read-write makes no system call; a decommit
+                                    or a commit takes the bit away for good (vmap_internal.h) */
 
 typedef struct hm_runs {
     hm_meta_hdr hdr;

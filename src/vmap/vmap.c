@@ -340,6 +340,17 @@ static bool protect_splits_nothing(hm_alloc *a, const hm_runs *r, uint64_t lo, u
     return true;
 }
 
+bool hm_runs_kernel_prot_is(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, int prot)
+{
+    uint32_t n = atomic_load_explicit(&((hm_runs *)r)->n, memory_order_relaxed);
+    for (uint32_t i = hm_runs_find(r, n, p0); i < n; i++) {
+        uint64_t e = atomic_load_explicit(&((hm_runs *)r)->entry[i], memory_order_relaxed);
+        if (hm_run_first(e) >= p1) break;
+        if (hm_run_kernel_prot(a, hm_run_attr(e)) != prot) return false;
+    }
+    return true;
+}
+
 hm_decommit_plan hm_decommit_plan_for(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1)
 {
     uint32_t flags = atomic_load_explicit(&a->flags, memory_order_relaxed);

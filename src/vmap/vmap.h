@@ -46,6 +46,7 @@
 #define HM_AF_WATCH    0x40u /* MEM_WRITE_WATCH (special.h) */
 #define HM_AF_READABLE 0x80u /* its reserved pages read as zeros (PROT_READ) instead of faulting: a heap's
                                 segments, where a racing second Free may read a page just decommitted */
+#define HM_AF_WRITABLE 0x100u /* its pages start HM_RUN_FRESH (a heap's segments: HM_RESERVE_WRITABLE) */
 
 /* One allocation. base, size, alloc_protect, flags and owner never change while the record is
  * published; runs is swapped by writers. chunk and committed are the writer's alone. */
@@ -80,6 +81,11 @@ hm_status hm_vmap_walk(hm_account *acct, int (*fn)(const hm_region *r, void *arg
 #define HM_RESERVE_READABLE 0x1u /* reserved pages read as zeros (HM_AF_READABLE) */
 #define HM_RESERVE_OWN      0x2u /* a kernel mapping of its own (HM_AF_DIRECT): its release is one munmap,
                                     which also removes whatever the layer mapped over it (a shared view) */
+#define HM_RESERVE_WRITABLE 0x4u /* its pages stay read-write in the kernel until first committed
+                                    (HM_RUN_FRESH, HM_AF_WRITABLE): committing them read-write then
+                                    costs no system call. Once committed, a page is as any other:
+                                    decommitted, it is PROT_READ (with READABLE) or PROT_NONE again.
+                                    For a layer whose pages no one else writes (a heap's segments). */
 hm_status hm_vmap_reserve_tagged(hm_account *acct, size_t size, size_t align, uintptr_t tag, unsigned how, void **base);
 /* GetWriteWatch and ResetWriteWatch (SPEC 2.6): argument errors as the SPEC lists them. */
 hm_status hm_vmap_get_write_watch(hm_account *acct, uint32_t flags, void *base, size_t size, void **addresses,

@@ -78,6 +78,8 @@ typedef enum hm_decommit_plan {
     HM_DECOMMIT_DISCARD_FIRST_LOCKED,
 } hm_decommit_plan;
 hm_decommit_plan hm_decommit_plan_for(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1);
+/* Whether every page of [p0, p1) of a (table r) has kernel protection prot already. */
+bool hm_runs_kernel_prot_is(hm_alloc *a, const hm_runs *r, uint64_t p0, uint64_t p1, int prot);
 /* Makes pages [p0, p1) of a (table r) reserved in the kernel in the plan's order. A failure that
  * changed nothing is its errno's status (the protections of r put back); one that could not be
  * undone is E_FAIL. */
@@ -100,10 +102,12 @@ static inline hm_account *hm_alloc_owner(hm_alloc *a)
 }
 hm_status hm_not_owner(hm_alloc *a);
 /* The kernel protection of a's pages of run attribute attr: the Linux protection of a committed run;
- * PROT_NONE for reserved pages, PROT_READ in a readable allocation (HM_AF_READABLE). */
+ * read-write for fresh ones (HM_RUN_FRESH); PROT_NONE for other reserved pages, PROT_READ in a
+ * readable allocation (HM_AF_READABLE). */
 static inline int hm_run_kernel_prot(hm_alloc *a, uint32_t attr)
 {
     if (attr & HM_RUN_COMMIT) return hm_prot_linux(attr & HM_RUN_PROT_MASK);
+    if (attr & HM_RUN_FRESH) return HM_OS_PROT_READ | HM_OS_PROT_WRITE;
     return atomic_load_explicit(&a->flags, memory_order_relaxed) & HM_AF_READABLE ? HM_OS_PROT_READ : HM_OS_PROT_NONE;
 }
 /* A query summary (radix.h) of one granule of an allocation: everything VirtualQuery answers for an
