@@ -1143,6 +1143,7 @@ static void free_errors(uint32_t flags)
     void *x = alloc_ok(f.h, 64, HM_LEVEL_TASK);
     free_ok(f.h, x);
     bad_free(&f, x, INV, "a freed small block");
+    if (!strstr(hm_last_detail(), "already freed")) fail_msg("a freed small block's second Free says: %s", hm_last_detail());
     x = alloc_ok(f.h, 70000, HM_LEVEL_TASK);
     free_ok(f.h, x);
     bad_free(&f, x, INV, "a freed large block");

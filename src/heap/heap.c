@@ -384,9 +384,13 @@ static __attribute__((noinline)) hm_status free_mapped(hm_heap *h, void *p);
 static hm_status free_general(hm_heap *h, void *p)
 {
     if (h->cached || h->fast) {
+        /* a live block: its bit alone says it starts one (another thread's, most often) */
+        hm_hpage *pg = hm_heap_live_page(h, (uintptr_t)p);
+        if (pg) return hm_heap_small_free_unlocked(h, pg, (uintptr_t)p);
+        /* not live: a block's start is told "already freed" there; anything else, from the map */
         uint32_t bs;
         bool start;
-        hm_hpage *pg = hm_heap_block_page(h, (uintptr_t)p, &bs, &start);
+        pg = hm_heap_block_page(h, (uintptr_t)p, &bs, &start);
         if (pg && start) return hm_heap_small_free_unlocked(h, pg, (uintptr_t)p);
     }
     return free_mapped(h, p);
@@ -451,7 +455,7 @@ static __attribute__((noinline)) hm_status free_tracked(hm_heap *h, void *p)
 
 /* Anything but a plain small block of the caller's page with room in its bin: h's running state
  * looked at (and remembered for the fast path) first. */
-static __attribute__((noinline)) hm_status free_slow(hm_heap *h, void *p)
+__attribute__((noinline)) hm_status hm_heap_free_slow(hm_heap *h, void *p)
 {
     if (!p) return HM_OK; /* (SPEC 1.1, whatever the manager's state) */
     if (!atomic_load_explicit(&h->fast_id, memory_order_relaxed)) {
@@ -469,7 +473,7 @@ hm_status hm_heap_free(hm_heap *h, void *p)
     if (!h) return HM_E_POINTER;
     /* (NULL is in no segment: the fast path passes it on) */
     if (__builtin_expect(hm_heap_free_fast(h, (uintptr_t)p), 1)) return HM_OK;
-    return free_slow(h, p);
+    return hm_heap_free_slow(h, p);
 }
 
 size_t hm_heap_usable_size(hm_heap *h, const void *p) { return hm_heap_usable(h, p, true, NULL); }

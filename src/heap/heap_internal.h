@@ -425,6 +425,22 @@ static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32
     return pg;
 }
 
+/* The page (the head of the span, for a medium class) of h holding p when p is the start of a live
+ * plain block (its live bit, set only at one: no division), from the segment table, the page records
+ * and the live bits alone; NULL if not (then ask the map, which tells what p is). Racy reads, as
+ * Free's: the caller checks the block again (hm_heap_small_free_unlocked). */
+static inline hm_hpage *hm_heap_live_page(const hm_heap *h, uintptr_t p)
+{
+    hm_segment *s = hm_segmap_get((void *)p);
+    if (!s || s->heap != h || (p & 15)) return NULL;
+    hm_hpage *at = hm_page_at(p);
+    size_t back = at->back;
+    if (back > hm_page_index(at)) return NULL;
+    hm_hpage *pg = at - back;
+    if (!HM_BS(pg) || atomic_load_explicit(&pg->has_debug, memory_order_relaxed) || !hm_heap_live(p)) return NULL;
+    return pg;
+}
+
 /* ---- tcache.c: threads' caches of a thread-safe heap (the file's comment tells the rules) -------- */
 
 #define HM_TCACHE_LARGE 32                       /* freed large blocks a thread keeps */
@@ -478,6 +494,12 @@ void hm_tcache_fork_lock(bool outer);
 void hm_tcache_fork_unlock(bool outer);
 
 /* ---- the fast paths, shared with the drop-in malloc (src/preload/dropin.h) ---------------------- */
+
+/* hm_heap_free of a p that the inline fast path (hm_heap_free_fast) turned away, or that it did not
+ * look at (another heap's lists were the caller's): every check, the fast path tried again only if
+ * h's fast_id said it could not look. For callers that ran the inline path themselves (the drop-in's
+ * free): a second look would fail again. */
+hm_status hm_heap_free_slow(hm_heap *h, void *p);
 
 /* The calling thread's page lists of h when the fast paths may use them, from k = h->fast_id: the
  * heap's own for a heap without HM_HEAP_THREADSAFE (odd k: its caller owns them), else the thread's

@@ -91,7 +91,8 @@ void hm_dropin_free_slow(void *p)
 {
     if (!p || hm_dropin_is_boot(p)) return; /* (bootstrap blocks stay) */
     int e = errno; /* (a large block's release may change it; free must not) */
-    hm_status st = hm_heap_free(hm_dropin_heap(), p);
+    /* (the inline path looked already: hm_dropin_free) */
+    hm_status st = hm_heap_free_slow(hm_dropin_heap(), p);
     if (st != HM_OK) hm_dropin_invalid("free", p, st);
     errno = e;
 }
