@@ -253,6 +253,9 @@ void hm_heap_empty_push(hm_heap *h, hm_hpage *pg);
 /* pg, the head of a medium span whose last block went (retired: no home, block size 0), is kept
  * whole, committed, for the next span of its length (segment.c, "The span cache"). Lock held. */
 void hm_heap_span_keep(hm_heap *h, hm_hpage *pg);
+/* pg, the head of a span of k pages (1 for a page), stops being one: its pages leave the segment's
+ * books of pages in use and point back at no head. Lock held. */
+void hm_heap_span_dissolve(hm_hpage *pg, unsigned k);
 /* A page record is the head of a span in the span cache. */
 static inline bool hm_page_span_cached(const hm_hpage *pg) { return pg->span > 1 && !HM_BS(pg); }
 /* A commit that lacks need bytes was refused (st): the threads' cached large blocks join the heap's
@@ -397,12 +400,12 @@ static inline hm_segment *hm_segmap_get(const void *p)
                ? (hm_segment *)(a & ~(uintptr_t)(HM_SEG_SIZE - 1)) : NULL;
 }
 
-/* The page (the head of the span, for a medium class) of h holding p when no debug block was carved
- * from it (so that every block of it is plain), from the segment table and the page records alone;
- * NULL if not (then ask the map). *bs: its block size; *start: p is one of its blocks' starts. Racy
- * reads, as Free's: the caller decides by the block's live bit (and tag), not by this; a record read
- * while its page is made anew may say anything, but never sends the reads out of the segment. */
-static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32_t *bs, bool *start)
+/* The page (the head of the span, for a medium class) of h holding p when it has blocks and no debug
+ * block was carved from it (so that every block of it is plain), from the segment table and the page
+ * records alone; NULL if not (then ask the map). Racy reads, as Free's: the caller decides by the
+ * block's live bit (and tag), not by this; a record read while its page is made anew may say
+ * anything, but never sends the reads out of the segment. */
+static inline hm_hpage *hm_heap_plain_page(const hm_heap *h, uintptr_t p)
 {
     hm_segment *s = hm_segmap_get((void *)p);
     if (!s || s->heap != h) return NULL;
@@ -410,11 +413,19 @@ static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32
     size_t back = at->back;
     if (back > hm_page_index(at)) return NULL;
     hm_hpage *pg = at - back;
+    if (!HM_BS(pg) || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
+    return pg;
+}
+
+/* hm_heap_plain_page, and of its blocks: *bs their size; *start whether p is one's start. */
+static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32_t *bs, bool *start)
+{
+    hm_hpage *pg = hm_heap_plain_page(h, p);
+    if (!pg) return NULL;
     uint32_t b = HM_BS(pg);
-    if (!b || atomic_load_explicit(&pg->has_debug, memory_order_relaxed)) return NULL;
     uintptr_t off = p - hm_page_addr(pg), i;
     if (b <= HM_SMALL_MAX) {
-        if (back) return NULL;
+        if (pg != hm_page_at(p)) return NULL; /* (a small class's page is no span) */
         i = hm_heap_block_index(off, pg->inv);
     } else { /* (a medium class: a division, as hm_page_block_index) */
         if (off >= (uintptr_t)pg->span * HM_HPAGE_SIZE) return NULL;
@@ -425,20 +436,12 @@ static inline hm_hpage *hm_heap_block_page(const hm_heap *h, uintptr_t p, uint32
     return pg;
 }
 
-/* The page (the head of the span, for a medium class) of h holding p when p is the start of a live
- * plain block (its live bit, set only at one: no division), from the segment table, the page records
- * and the live bits alone; NULL if not (then ask the map, which tells what p is). Racy reads, as
- * Free's: the caller checks the block again (hm_heap_small_free_unlocked). */
+/* hm_heap_plain_page when p is the start of a live block of it (its live bit, set only at one: no
+ * division); NULL if not. The caller checks the block again (hm_heap_small_free_unlocked). */
 static inline hm_hpage *hm_heap_live_page(const hm_heap *h, uintptr_t p)
 {
-    hm_segment *s = hm_segmap_get((void *)p);
-    if (!s || s->heap != h || (p & 15)) return NULL;
-    hm_hpage *at = hm_page_at(p);
-    size_t back = at->back;
-    if (back > hm_page_index(at)) return NULL;
-    hm_hpage *pg = at - back;
-    if (!HM_BS(pg) || atomic_load_explicit(&pg->has_debug, memory_order_relaxed) || !hm_heap_live(p)) return NULL;
-    return pg;
+    hm_hpage *pg = hm_heap_plain_page(h, p);
+    return pg && !(p & 15) && hm_heap_live(p) ? pg : NULL; /* (p & 15: no granule's start, no bit of its own) */
 }
 
 /* ---- tcache.c: threads' caches of a thread-safe heap (the file's comment tells the rules) -------- */

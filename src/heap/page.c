@@ -105,15 +105,9 @@ void hm_heap_page_retire(hm_heap *h, hm_hpage *pg)
         hm_heap_span_keep(h, pg);
         return;
     }
-    hm_seg_of(pg)->pages_in_use -= span;
-    hm_seg_of(pg)->in_use &= ~hm_page_bits(hm_page_index(pg), span);
+    hm_heap_span_dissolve(pg, span);
     /* a span's pages go to the empty cache one by one, its head last (reused first) */
-    for (unsigned k = span; k-- > 1;) {
-        pg[k].back = 0;
-        hm_heap_empty_push(h, &pg[k]);
-    }
-    pg->span = 0;
-    hm_heap_empty_push(h, pg);
+    for (unsigned k = span; k-- > 0;) hm_heap_empty_push(h, &pg[k]);
 }
 
 void hm_heap_page_empty(hm_heap *h, hm_hpage *pg)
@@ -124,11 +118,13 @@ void hm_heap_page_empty(hm_heap *h, hm_hpage *pg)
 
 /* ---- taking blocks ------------------------------------------------------------------------------ */
 
-/* hm_heap_collect, the blocks going into bin cls of into (pg's home, a small class's bin, made) while
- * it has room, the rest into pg's free bits; into NULL: all into the free bits. A binned block counts
- * as used, as one in xfree does: used goes down by those that reach the free bits only. */
+/* hm_heap_collect, the blocks going into bin cls of into (pg's home, a small class's bin, made now if
+ * it is not yet) while it has room, the rest into pg's free bits; into NULL: all into the free bits.
+ * A binned block counts as used, as one in xfree does: used goes down by those that reach the free
+ * bits only. */
 static bool collect(hm_heap *h, hm_hpage *pg, hm_pagelists *into, unsigned cls)
 {
+    if (into) hm_bin_make(into, cls);
     uintptr_t b = atomic_exchange_explicit(&pg->xfree, 0, memory_order_acquire);
     uint32_t n = 0, freed = 0, have = into ? hm_bin_n(into, cls) : 0, cap = into ? hm_bin_cap(cls) : 0;
     bool ok = true;
@@ -229,7 +225,6 @@ static hm_status fill_bin(hm_heap *h, hm_hpage *pg, hm_pagelists *lists, unsigne
  * lists's bin of cls first, as far as it has room (a page whose every block went there stays full). */
 static bool collect_full(hm_heap *h, hm_pagelists *lists, unsigned cls, bool to_bin)
 {
-    if (to_bin) hm_bin_make(lists, cls);
     for (hm_hpage *pg = lists->full[cls], *next; pg; pg = next) {
         next = pg->next;
         if (!atomic_load_explicit(&pg->xfree, memory_order_relaxed)) continue;
@@ -276,13 +271,12 @@ hm_status hm_heap_small_alloc(hm_heap *h, hm_pagelists *lists, unsigned cls, uns
              * bits once they make a bin's worth (twice what a refill takes): a page whose blocks
              * another thread frees then reuses them instead of walking on into its untouched tail
              * (bench_alloc's prodcons at two threads, every block freed by the other: 5.3 -> 4.4 MiB
-             * peak, mimalloc's 4.3), and collects in batches (the same instructions). */
-            /* (a small class's collected blocks go straight into the bin, as far as it has room:
-             * none then passes through the free bits; bench_dropin_churn threads, every block freed
-             * by another thread: 979 -> 920 M instructions under cachegrind) */
+             * peak, mimalloc's 4.3), and collects in batches (the same instructions). A small class's
+             * go straight into the bin, as far as it has room, not through the free bits
+             * (bench_dropin_churn threads, every block freed by another thread: 979 -> 920 M
+             * instructions under cachegrind). */
             if (hm_page_nfree(pg) ? atomic_load_explicit(&pg->xcount, memory_order_relaxed) >= 2 * want
                                   : atomic_load_explicit(&pg->xfree, memory_order_relaxed) != 0) {
-                if (bin) hm_bin_make(lists, cls);
                 if (!collect(h, pg, bin ? lists : NULL, cls)) return HM_E_FAIL;
                 if (bin && hm_bin_n(lists, cls) >= want) break;
             }

@@ -131,6 +131,13 @@ static void span_unuse(hm_hpage *pg, unsigned k)
     hm_seg_of(pg)->in_use &= ~hm_page_bits(hm_page_index(pg), k);
 }
 
+void hm_heap_span_dissolve(hm_hpage *pg, unsigned k)
+{
+    for (unsigned i = 1; i < k; i++) pg[i].back = 0;
+    span_unuse(pg, k);
+    pg->span = 0;
+}
+
 /* Whether pg sits in the empty cache and has waited long enough (or force). */
 static inline bool purgeable(const hm_hpage *pg, bool force, uint64_t now)
 {
@@ -180,9 +187,7 @@ static hm_status purge(hm_heap *h, bool force, uint64_t need, uint64_t now, uint
                 hm_heap_span_keep(h, pg);
                 return st;
             }
-            for (unsigned i = 1; i < k; i++) pg[i].back = 0;
-            span_unuse(pg, k);
-            pg->span = 0;
+            hm_heap_span_dissolve(pg, k);
             *went += k * HM_HPAGE_SIZE;
         }
     while (h->empty_tail && purgeable(h->empty_tail, force, now) && *went < need) {
@@ -303,9 +308,10 @@ static hm_status commit_pages(hm_heap *h, unsigned level, hm_hpage *pg, size_t n
 
 /* With room to spare in the budget (the task level's threshold twice over), memory not short and
  * no request waiting, the unused pages that follow a claim are committed in the same call and wait
- * in the empty cache: a growing heap makes one system call per HM_COMMIT_AHEAD pages instead of one
- * per page, and fewer calls that take the kernel's lock on the address space from every
- * other thread's page faults. How many, from next on (at most max, below page last). */
+ * in the empty cache: a growing heap goes to the map once per HM_COMMIT_AHEAD pages instead of once
+ * per page. Where that commit is a system call (pages a writable segment's are not: segment_new), it
+ * is one call, not 32, that takes the kernel's lock on the address space from every other thread's
+ * page faults. How many, from next on (at most max, below page last). */
 static size_t ahead(hm_heap *h, hm_hpage *next, size_t last, size_t max)
 {
     hm_account *acct = &h->m->acct;
